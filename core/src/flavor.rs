@@ -1,0 +1,1 @@
+//! Flavor layer (being written).

@@ -1,0 +1,1 @@
+//! GTID arithmetic (being written).

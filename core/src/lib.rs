@@ -1,0 +1,7 @@
+//! Pure logic of myha: GTID arithmetic, flavor-specific parsing and SQL,
+//! the topology model and the decisions taken over it. No I/O here: every
+//! function is a function of its arguments, so it can be tested exhaustively.
+#![forbid(unsafe_code)]
+
+pub mod flavor;
+pub mod gtid;
