@@ -1,1 +1,125 @@
-fn main() {}
+//! `myha`: one binary for the agent, the manager and the operator's CLI.
+#![forbid(unsafe_code)]
+
+mod check;
+mod client;
+mod status;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+
+#[derive(Parser, Debug)]
+#[command(name = "myha", version, about = "High-availability failover manager for MySQL and MariaDB replication")]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, env = "MYHA_CONFIG", default_value = "/etc/myha/myha.yaml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the agent of one database host.
+    Agent {
+        /// This host's name in the configuration.
+        #[arg(long, env = "MYHA_HOST")]
+        host: String,
+        /// Listen address (default 0.0.0.0:<agent_port>).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Run the manager daemon.
+    Manager,
+    /// Show the live topology of every cluster (or one).
+    Status {
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the configuration and the cluster (like masterha_check_repl, and more).
+    Check {
+        #[arg(long)]
+        cluster: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MYHA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load_config(path: &std::path::Path) -> Result<myha_config::Config, ExitCode> {
+    myha_config::load(path).map_err(|errors| {
+        eprintln!("{errors}");
+        eprintln!("myha: configuration {} is invalid; nothing was started", path.display());
+        ExitCode::from(2)
+    })
+}
+
+/// A channel that turns true on SIGTERM or SIGINT.
+fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = match load_config(&cli.config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    match cli.command {
+        Command::Agent { host, listen } => {
+            init_tracing();
+            myha_agent::run(config, &host, listen, shutdown_signal()?).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manager => {
+            init_tracing();
+            myha_manager::run(config, shutdown_signal()?).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { cluster, json } => status::run(&config, cluster.as_deref(), json).await,
+        Command::Check { cluster, json } => check::run(&config, cluster.as_deref(), json).await,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("myha: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("myha: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

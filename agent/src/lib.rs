@@ -1,1 +1,92 @@
-//! placeholder
+//! The myha agent: one per database host. It samples the local mysqld every
+//! `agent.interval`, probes the master from this host when the server is a
+//! replica, writes the heartbeat row when it is the master, pushes a report
+//! to the manager after every sample, and serves its last report over HTTP.
+#![forbid(unsafe_code)]
+
+mod api;
+mod sampler;
+
+use std::sync::Arc;
+
+use myha_config::{ClusterConfig, Config, HostConfig};
+use myha_core::report::AgentReport;
+use tokio::sync::{watch, Mutex};
+
+pub use sampler::mysqld_process_running;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("host {0:?} is not in the configuration")]
+    UnknownHost(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// Shared between the sampler, the reporter and the HTTP API.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) cluster: ClusterConfig,
+    pub(crate) host: HostConfig,
+    pub(crate) token: String,
+    pub(crate) last: Mutex<Option<AgentReport>>,
+}
+
+/// Run the agent for `host` until `shutdown` turns true.
+pub async fn run(
+    config: Config,
+    host: &str,
+    listen_override: Option<std::net::SocketAddr>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), AgentError> {
+    let (cluster, host_cfg) = config
+        .find_host(host)
+        .map(|(c, h)| (c.clone(), h.clone()))
+        .ok_or_else(|| AgentError::UnknownHost(host.to_string()))?;
+    let shared = Arc::new(Shared {
+        cluster,
+        host: host_cfg.clone(),
+        token: config.manager.token.expose().to_string(),
+        last: Mutex::new(None),
+    });
+    let addr = listen_override
+        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], host_cfg.agent_port)));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| AgentError::Listen {
+            addr: addr.to_string(),
+            source,
+        })?;
+    tracing::info!(host = %host_cfg.name, %addr, manager = %config.manager.url, "agent started");
+
+    let (report_tx, report_rx) = watch::channel::<Option<AgentReport>>(None);
+    let (epoch_tx, epoch_rx) = watch::channel::<u64>(0);
+    let sampler = tokio::spawn(sampler::run(
+        Arc::clone(&shared),
+        config.agent.clone(),
+        report_tx,
+        epoch_rx,
+        shutdown.clone(),
+    ));
+    let reporter = tokio::spawn(sampler::report_loop(
+        config.manager.url.clone(),
+        shared.token.clone(),
+        config.agent.report_timeout,
+        report_rx,
+        epoch_tx,
+        shutdown.clone(),
+    ));
+    let served = api::serve(listener, Arc::clone(&shared), shutdown).await;
+    // The API returns on shutdown; the loops see the same signal.
+    let _ = sampler.await;
+    let _ = reporter.await;
+    tracing::info!("agent stopped");
+    served
+}

@@ -1,1 +1,67 @@
-//! placeholder
+//! Configuration of myha: one YAML file describing the manager, the agents,
+//! the clusters and their hosts.
+//!
+//! ```no_run
+//! let config = myha_config::load(std::path::Path::new("/etc/myha/myha.yaml"))?;
+//! for cluster in &config.clusters {
+//!     println!("{}: {} hosts", cluster.name, cluster.hosts.len());
+//! }
+//! # Ok::<(), myha_config::ConfigErrors>(())
+//! ```
+//!
+//! Loading happens in two steps:
+//!
+//! 1. **Parsing** into file-shaped structs (`raw`), with unknown keys denied.
+//!    serde stops at the first syntax or type error, which is reported alone.
+//! 2. **Validation** (`validate`), which applies defaults, resolves secrets
+//!    and checks every rule, reporting *all* problems at once.
+//!
+//! Every error names `file:line:column` (see [`ConfigError`]). Secrets are only
+//! given by reference (`*_env`, `*_file`), are resolved at load time and held
+//! in [`Secret`], which never prints its value. The YAML reference is
+//! `docs/config.md`.
+#![forbid(unsafe_code)]
+
+mod error;
+mod model;
+mod raw;
+mod secret;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+use serde_saphyr::Spanned;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use model::{
+    defaults, AgentConfig, ClusterConfig, Config, Credentials, Flavor, HooksConfig, HostConfig,
+    ManagerConfig, RouterConfig, Strategy, VipConfig,
+};
+pub use secret::Secret;
+
+/// Loads and validates the configuration file at `path`, resolving `*_env`
+/// secrets from the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        ConfigError::whole_file(path, format!("cannot read configuration file: {err}"))
+    })?;
+    load_str(&text, path, &|name| std::env::var(name).ok())
+}
+
+/// Parses and validates `text` as if read from `path`.
+///
+/// `path` appears in error messages and anchors relative `*_file` and
+/// `state_dir` paths; `env` resolves `*_env` secrets (pass a closure over a
+/// map in tests).
+pub fn load_str(
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let raw: Spanned<raw::RawConfig> =
+        serde_saphyr::from_str(text).map_err(|err| ConfigError::from_yaml(path, &err))?;
+    validate::validate(raw, path, env)
+}

@@ -5,3 +5,7 @@
 
 pub mod flavor;
 pub mod gtid;
+pub mod check;
+pub mod report;
+pub mod topology;
+pub mod auth;

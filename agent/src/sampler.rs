@@ -1,0 +1,341 @@
+//! The sampling loop, the master probe and the reporter.
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use myha_config::AgentConfig;
+use myha_core::flavor::ThreadState;
+use myha_core::report::{AgentReport, MasterView, MysqldStatus, ReportAck, ServerFacts};
+use myha_core::topology::{role_of, Role};
+use myha_mysql::{collect_facts, heartbeat_write, Db, Endpoint, FactsOptions, Timeouts};
+use tokio::sync::watch;
+use tokio::time::{interval, MissedTickBehavior};
+
+use crate::Shared;
+
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// Whether a live (non-zombie) mariadbd or mysqld process exists on this
+/// host; `None` when /proc cannot be read.
+pub fn mysqld_process_running() -> Option<bool> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ...": comm may hold spaces, so split at the last ')'.
+        let Some((head, tail)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = head.split_once('(').map(|(_, c)| c).unwrap_or_default();
+        let state = tail.trim_start().chars().next();
+        if (comm == "mariadbd" || comm == "mysqld") && state != Some('Z') {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+/// Tracks when the IO thread last received something: any change of the
+/// received GTIDs or of the read position counts.
+#[derive(Default)]
+struct IoActivity {
+    last_seen: Option<(String, u64, String)>,
+    changed_at: Option<Instant>,
+}
+
+impl IoActivity {
+    fn observe(&mut self, facts: Option<&ServerFacts>) -> Option<u64> {
+        let repl = facts.and_then(|f| f.replication.as_ref())?;
+        let key = (
+            repl.retrieved_gtids.clone(),
+            repl.read_source_log_pos,
+            repl.source_log_file.clone(),
+        );
+        let now = Instant::now();
+        if self.last_seen.as_ref() != Some(&key) {
+            self.last_seen = Some(key);
+            self.changed_at = Some(now);
+        }
+        self.changed_at
+            .map(|t| now.duration_since(t).as_millis() as u64)
+    }
+}
+
+/// The latest direct probe of the master from this host.
+#[derive(Debug, Clone, Default)]
+struct ProbeOutcome {
+    target: String,
+    ok: bool,
+    error: Option<String>,
+    latency_ms: Option<f64>,
+}
+
+/// Probe the master named in `target` every `every`; the outcome goes out
+/// through `out`. The connection is kept and reused; any failure drops it.
+async fn master_probe_loop(
+    mut target: watch::Receiver<Option<Endpoint>>,
+    out: watch::Sender<Option<ProbeOutcome>>,
+    timeouts: Timeouts,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut db: Option<Db> = None;
+    let mut tick = interval(every);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let wanted = target.borrow_and_update().clone();
+        let Some(endpoint) = wanted else {
+            db = None;
+            out.send_replace(None);
+            continue;
+        };
+        let name = endpoint.to_string();
+        if db.as_ref().map(|d| d.endpoint().to_string()) != Some(name.clone()) {
+            db = Some(Db::new(endpoint, timeouts));
+        }
+        let Some(conn) = db.as_mut() else { continue };
+        let started = Instant::now();
+        let outcome = match conn.query("SELECT 1").await {
+            Ok(_) => ProbeOutcome {
+                target: name,
+                ok: true,
+                error: None,
+                latency_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
+            },
+            Err(e) => ProbeOutcome {
+                target: name,
+                ok: false,
+                error: Some(e.to_string()),
+                latency_ms: None,
+            },
+        };
+        out.send_replace(Some(outcome));
+    }
+}
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    cfg: AgentConfig,
+    reports: watch::Sender<Option<AgentReport>>,
+    epoch: watch::Receiver<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let cluster = &shared.cluster;
+    let timeouts = Timeouts {
+        connect: cfg.connect_timeout,
+        query: cfg.query_timeout,
+    };
+    let endpoint = Endpoint {
+        host: shared.host.address.clone(),
+        port: shared.host.port,
+        user: cluster.admin.user.clone(),
+        password: cluster.admin.password.expose().to_string(),
+    };
+    let mut db = Db::new(endpoint, timeouts);
+    let opts = FactsOptions {
+        flavor: cluster.flavor,
+        heartbeat_table: cluster.heartbeat_table.clone(),
+    };
+    let (target_tx, target_rx) = watch::channel::<Option<Endpoint>>(None);
+    let (probe_tx, probe_rx) = watch::channel::<Option<ProbeOutcome>>(None);
+    tokio::spawn(master_probe_loop(
+        target_rx,
+        probe_tx,
+        timeouts,
+        cfg.interval,
+        shutdown.clone(),
+    ));
+
+    let instance = rand_u64();
+    let mut seq = 0u64;
+    let mut io = IoActivity::default();
+    let mut heartbeat_failures = 0u32;
+    let mut tick = interval(cfg.interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let started = Instant::now();
+        let sampled_at_ms = unix_ms();
+        let mysqld = match collect_facts(&mut db, &opts).await {
+            Ok(facts) => MysqldStatus::Up {
+                facts: Box::new(facts),
+            },
+            Err(e) => MysqldStatus::Down {
+                kind: e.down_kind(),
+                error: e.to_string(),
+            },
+        };
+        let facts = mysqld.facts();
+
+        // The master's agent writes the heartbeat replicas measure lag by.
+        if facts.is_some_and(|f| role_of(f) == Role::Master) {
+            match heartbeat_write(&mut db, &cluster.heartbeat_table).await {
+                Ok(()) => heartbeat_failures = 0,
+                Err(e) => {
+                    heartbeat_failures += 1;
+                    if heartbeat_failures == 1 || heartbeat_failures % 100 == 0 {
+                        tracing::warn!(error = %e, "heartbeat write failed");
+                    }
+                }
+            }
+        }
+
+        // Point the master probe at this replica's source.
+        let source = facts
+            .and_then(|f| f.replication.as_ref())
+            .filter(|r| !r.source_host.is_empty())
+            .map(|r| Endpoint {
+                host: r.source_host.clone(),
+                port: r.source_port,
+                user: cluster.admin.user.clone(),
+                password: cluster.admin.password.expose().to_string(),
+            });
+        let source_name = source.as_ref().map(ToString::to_string);
+        target_tx.send_if_modified(|cur| {
+            if cur.as_ref().map(ToString::to_string) != source_name {
+                *cur = source.clone();
+                true
+            } else {
+                false
+            }
+        });
+        let io_idle_ms = io.observe(facts);
+        let master_view = facts
+            .and_then(|f| f.replication.as_ref())
+            .filter(|r| !r.source_host.is_empty())
+            .map(|r| {
+                let target = format!("{}:{}", r.source_host, r.source_port);
+                let probe = probe_rx
+                    .borrow()
+                    .clone()
+                    .filter(|p| p.target == target);
+                MasterView {
+                    master_address: target,
+                    probe_ok: probe.as_ref().is_some_and(|p| p.ok),
+                    probe_error: probe.as_ref().and_then(|p| p.error.clone()),
+                    probe_latency_ms: probe.as_ref().and_then(|p| p.latency_ms),
+                    io_thread: r.io_thread,
+                    io_idle_ms: if r.io_thread == ThreadState::Running {
+                        io_idle_ms
+                    } else {
+                        None
+                    },
+                }
+            });
+
+        seq += 1;
+        let report = AgentReport {
+            cluster: cluster.name.clone(),
+            host: shared.host.name.clone(),
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            instance,
+            seq,
+            sampled_at_ms,
+            sample_ms: started.elapsed().as_millis() as u64,
+            mysqld,
+            mysqld_process: mysqld_process_running(),
+            master_view,
+            epoch_seen: *epoch.borrow(),
+        };
+        *shared.last.lock().await = Some(report.clone());
+        reports.send_replace(Some(report));
+    }
+}
+
+/// A random-enough instance id without a dependency: time and pid hashed.
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// Push every new report to the manager. A slow or absent manager never
+/// delays sampling: only the newest report is sent.
+pub(crate) async fn report_loop(
+    manager_url: String,
+    token: String,
+    timeout: Duration,
+    mut reports: watch::Receiver<Option<AgentReport>>,
+    epoch: watch::Sender<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let client = match reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .no_proxy()
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the HTTP client; not reporting");
+            return;
+        }
+    };
+    let url = format!("{}/v1/report", manager_url.trim_end_matches('/'));
+    let mut failures = 0u32;
+    loop {
+        tokio::select! {
+            changed = reports.changed() => if changed.is_err() { return },
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let Some(report) = reports.borrow_and_update().clone() else {
+            continue;
+        };
+        let sent = client
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&report)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status);
+        let ack = match sent {
+            Ok(resp) => resp.json::<ReportAck>().await,
+            Err(e) => Err(e),
+        };
+        match ack {
+            Ok(ack) => {
+                if failures > 0 {
+                    tracing::info!(after = failures, "reporting to the manager again");
+                }
+                failures = 0;
+                epoch.send_if_modified(|e| {
+                    if ack.epoch > *e {
+                        *e = ack.epoch;
+                        true
+                    } else {
+                        false
+                    }
+                });
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures % 40 == 0 {
+                    tracing::warn!(error = %e, failures, "report to the manager failed");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! The validated configuration: plain types with every default applied and
+//! every secret resolved. See `docs/config.md` for the YAML that produces them.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::Secret;
+
+/// Default values of optional keys, shared by validation, the `Default`
+/// impls below and the documentation.
+pub mod defaults {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use std::time::Duration;
+
+    pub const MANAGER_LISTEN: SocketAddr =
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 7070);
+    pub const STATE_DIR: &str = "/var/lib/myha";
+    pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+    pub const MANAGER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+    pub const MANAGER_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+    pub const AGENT_PORT: u16 = 7071;
+    pub const AGENT_INTERVAL: Duration = Duration::from_millis(250);
+    /// The smallest accepted `agent.interval`.
+    pub const AGENT_MIN_INTERVAL: Duration = Duration::from_millis(10);
+    pub const AGENT_CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
+    pub const AGENT_QUERY_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const AGENT_REPORT_TIMEOUT: Duration = Duration::from_secs(1);
+
+    pub const MAX_LAG: Duration = Duration::from_secs(10);
+    pub const HEARTBEAT_TABLE: &str = "myha.heartbeat";
+    pub const AUTO_FAILOVER: bool = true;
+    pub const AUTO_REJOIN: bool = true;
+    pub const FAILOVER_BLOCK_PERIOD: Duration = Duration::from_secs(600);
+    pub const MASTER_DOWN_AFTER: Duration = Duration::from_secs(1);
+
+    pub const ARP_COUNT: u32 = 3;
+    pub const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+
+    pub const WRITER_LISTEN: SocketAddr =
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(0, 0, 0, 0)), 6033);
+    pub const READER_LISTEN: SocketAddr =
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(0, 0, 0, 0)), 6034);
+    pub const HTTP_LISTEN: SocketAddr =
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 6035);
+    pub const FALLBACK_TO_MASTER: bool = true;
+    pub const WRITER_HOLD_TIMEOUT: Duration = Duration::from_secs(5);
+
+    pub const MYSQL_PORT: u16 = 3306;
+    pub const CANDIDATE_MASTER: bool = false;
+    pub const NO_MASTER: bool = false;
+    pub const PRIORITY: i32 = 0;
+}
+
+/// A loaded, validated configuration file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was loaded from, as given.
+    pub path: PathBuf,
+    pub manager: ManagerConfig,
+    pub agent: AgentConfig,
+    /// In file order.
+    pub clusters: Vec<ClusterConfig>,
+}
+
+impl Config {
+    /// The cluster called `name`.
+    pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+
+    /// A host and its cluster, looked up by host name, else by
+    /// `address:port` (see [`HostConfig::mysql_addr`]), else by address alone
+    /// (the first such host in file order).
+    pub fn find_host(&self, host: &str) -> Option<(&ClusterConfig, &HostConfig)> {
+        let all = || {
+            self.clusters
+                .iter()
+                .flat_map(|c| c.hosts.iter().map(move |h| (c, h)))
+        };
+        all()
+            .find(|(_, h)| h.name == host)
+            .or_else(|| all().find(|(_, h)| h.mysql_addr() == host))
+            .or_else(|| all().find(|(_, h)| h.address == host))
+    }
+}
+
+/// `manager:` — the failover manager process.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// Address the manager's HTTP API listens on.
+    pub listen: SocketAddr,
+    /// URL agents use to reach the manager (no trailing `/`).
+    pub url: String,
+    /// Shared bearer token between manager, agents and CLI.
+    pub token: Secret,
+    /// Where the manager keeps its durable state.
+    pub state_dir: PathBuf,
+    pub probe_interval: Duration,
+    pub connect_timeout: Duration,
+    pub query_timeout: Duration,
+}
+
+/// `agent:` — settings shared by every per-host agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// Default HTTP port of an agent (a host's `agent_port` overrides it).
+    pub port: u16,
+    /// How often an agent samples its local server.
+    pub interval: Duration,
+    pub connect_timeout: Duration,
+    pub query_timeout: Duration,
+    /// Timeout of an agent's report to the manager.
+    pub report_timeout: Duration,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            port: defaults::AGENT_PORT,
+            interval: defaults::AGENT_INTERVAL,
+            connect_timeout: defaults::AGENT_CONNECT_TIMEOUT,
+            query_timeout: defaults::AGENT_QUERY_TIMEOUT,
+            report_timeout: defaults::AGENT_REPORT_TIMEOUT,
+        }
+    }
+}
+
+/// Server flavor of a cluster. YAML: `mariadb` or `mysql`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flavor {
+    #[default]
+    Mariadb,
+    Mysql,
+}
+
+impl Flavor {
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mariadb => "mariadb",
+            Self::Mysql => "mysql",
+        }
+    }
+}
+
+impl fmt::Display for Flavor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A database account.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: String,
+    pub password: Secret,
+}
+
+/// One entry of `clusters:`: a replication topology managed as a unit.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub flavor: Flavor,
+    /// Account myha uses to monitor and reconfigure servers.
+    pub admin: Credentials,
+    /// Account replicas use to connect to the master.
+    pub replication: Credentials,
+    /// A replica lagging more than this is not promoted.
+    pub max_lag: Duration,
+    /// `db.table` written by the heartbeat.
+    pub heartbeat_table: String,
+    pub auto_failover: bool,
+    pub auto_rejoin: bool,
+    /// After a failover, further automatic failovers are refused this long.
+    pub failover_block_period: Duration,
+    /// How long evidence of a dead master must persist before failover.
+    pub master_down_after: Duration,
+    pub vip: Option<VipConfig>,
+    pub hooks: HooksConfig,
+    pub router: Option<RouterConfig>,
+    /// Hosts whose `cluster:` names this cluster, in file order (never empty).
+    pub hosts: Vec<HostConfig>,
+}
+
+impl ClusterConfig {
+    /// The host called `name` in this cluster.
+    pub fn host(&self, name: &str) -> Option<&HostConfig> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+}
+
+/// One entry of `hosts:`: a database server with its agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostConfig {
+    pub name: String,
+    /// IP address or DNS name of the server and its agent.
+    pub address: String,
+    /// MySQL/MariaDB port.
+    pub port: u16,
+    pub agent_port: u16,
+    /// Preferred when choosing a new master.
+    pub candidate_master: bool,
+    /// Never promoted.
+    pub no_master: bool,
+    /// Higher is preferred among otherwise equal candidates.
+    pub priority: i32,
+}
+
+impl HostConfig {
+    /// `http://address:agent_port` (IPv6 addresses in brackets).
+    pub fn agent_url(&self) -> String {
+        format!("http://{}:{}", self.bracketed_address(), self.agent_port)
+    }
+
+    /// `address:port` of the database server (IPv6 addresses in brackets).
+    pub fn mysql_addr(&self) -> String {
+        format!("{}:{}", self.bracketed_address(), self.port)
+    }
+
+    fn bracketed_address(&self) -> String {
+        if self.address.parse::<Ipv6Addr>().is_ok() {
+            format!("[{}]", self.address)
+        } else {
+            self.address.clone()
+        }
+    }
+}
+
+/// `vip:` — a virtual IP moved to the master on failover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VipConfig {
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+    /// Network interface the address is added to.
+    pub interface: String,
+    /// Gratuitous ARP packets sent after moving the address.
+    pub arp_count: u32,
+}
+
+/// `hooks:` — external commands run around a failover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HooksConfig {
+    pub pre_failover: Option<String>,
+    pub post_failover: Option<String>,
+    pub on_failure: Option<String>,
+    /// MHA-compatible `master_ip_failover` script.
+    pub master_ip_failover_script: Option<String>,
+    /// Each hook is killed after this long.
+    pub timeout: Duration,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        Self {
+            pre_failover: None,
+            post_failover: None,
+            on_failure: None,
+            master_ip_failover_script: None,
+            timeout: defaults::HOOK_TIMEOUT,
+        }
+    }
+}
+
+/// Load-balancing strategy of the router's reader port.
+/// YAML: `round_robin`, `weighted`, `least_connections`, `address_hash`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    #[default]
+    RoundRobin,
+    Weighted,
+    LeastConnections,
+    AddressHash,
+}
+
+impl Strategy {
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RoundRobin => "round_robin",
+            Self::Weighted => "weighted",
+            Self::LeastConnections => "least_connections",
+            Self::AddressHash => "address_hash",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `router:` — the built-in TCP router in front of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterConfig {
+    /// Connections here go to the master.
+    pub writer_listen: SocketAddr,
+    /// Connections here are spread over the replicas.
+    pub reader_listen: SocketAddr,
+    /// Router status/health API.
+    pub http_listen: SocketAddr,
+    pub strategy: Strategy,
+    /// Send reads to the master when no replica is usable.
+    pub fallback_to_master: bool,
+    /// How long new writer connections wait for a master during a failover.
+    pub writer_hold_timeout: Duration,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            writer_listen: defaults::WRITER_LISTEN,
+            reader_listen: defaults::READER_LISTEN,
+            http_listen: defaults::HTTP_LISTEN,
+            strategy: Strategy::default(),
+            fallback_to_master: defaults::FALLBACK_TO_MASTER,
+            writer_hold_timeout: defaults::WRITER_HOLD_TIMEOUT,
+        }
+    }
+}
+
+/// `http://<listen>`, the default manager URL.
+pub(crate) fn default_url(listen: SocketAddr) -> String {
+    format!("http://{listen}")
+}

@@ -1,0 +1,114 @@
+//! File-shaped ("raw") structs: exactly what the YAML may contain.
+//!
+//! Every value is wrapped in [`Spanned`] so validation can point at the line and
+//! column it came from, and almost every key is optional here, so that a
+//! missing required key is reported by validation together with every other
+//! problem instead of stopping the parse. Turning these into the public types
+//! of [`crate::model`] is the job of [`crate::validate`].
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// A key that is recognised only to be rejected (inline secrets). Its value is
+/// skipped without being stored, so it can never leak into an error message.
+pub(crate) type Rejected = Option<Spanned<IgnoredAny>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub manager: Option<Spanned<RawManager>>,
+    pub agent: Option<Spanned<RawAgent>>,
+    pub clusters: Option<Spanned<Vec<Spanned<RawCluster>>>>,
+    pub hosts: Option<Spanned<Vec<Spanned<RawHost>>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawManager {
+    pub listen: Option<Spanned<String>>,
+    pub url: Option<Spanned<String>>,
+    pub token: Rejected,
+    pub token_env: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
+    pub state_dir: Option<Spanned<String>>,
+    pub probe_interval: Option<Spanned<String>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub query_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAgent {
+    pub port: Option<Spanned<i64>>,
+    pub interval: Option<Spanned<String>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub query_timeout: Option<Spanned<String>>,
+    pub report_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    pub name: Option<Spanned<String>>,
+    pub flavor: Option<Spanned<crate::Flavor>>,
+    pub user: Option<Spanned<String>>,
+    pub password: Rejected,
+    pub password_env: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub replication_user: Option<Spanned<String>>,
+    pub replication_password: Rejected,
+    pub replication_password_env: Option<Spanned<String>>,
+    pub replication_password_file: Option<Spanned<String>>,
+    pub max_lag: Option<Spanned<String>>,
+    pub heartbeat_table: Option<Spanned<String>>,
+    pub auto_failover: Option<Spanned<bool>>,
+    pub auto_rejoin: Option<Spanned<bool>>,
+    pub failover_block_period: Option<Spanned<String>>,
+    pub master_down_after: Option<Spanned<String>>,
+    pub vip: Option<Spanned<RawVip>>,
+    pub hooks: Option<Spanned<RawHooks>>,
+    pub router: Option<Spanned<RawRouter>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVip {
+    pub address: Option<Spanned<String>>,
+    pub interface: Option<Spanned<String>>,
+    pub arp_count: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHooks {
+    pub pre_failover: Option<Spanned<String>>,
+    pub post_failover: Option<Spanned<String>>,
+    pub on_failure: Option<Spanned<String>>,
+    pub master_ip_failover_script: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouter {
+    pub writer_listen: Option<Spanned<String>>,
+    pub reader_listen: Option<Spanned<String>>,
+    pub http_listen: Option<Spanned<String>>,
+    pub strategy: Option<Spanned<crate::Strategy>>,
+    pub fallback_to_master: Option<Spanned<bool>>,
+    pub writer_hold_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHost {
+    pub name: Option<Spanned<String>>,
+    pub cluster: Option<Spanned<String>>,
+    pub address: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub agent_port: Option<Spanned<i64>>,
+    pub candidate_master: Option<Spanned<bool>>,
+    pub no_master: Option<Spanned<bool>>,
+    pub priority: Option<Spanned<i32>>,
+}

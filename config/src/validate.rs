@@ -1,0 +1,893 @@
+//! Turning the file-shaped [`RawConfig`] into the public [`Config`]:
+//! applying defaults, resolving secrets and checking every rule, collecting
+//! all problems (each at the position of the node at fault) instead of
+//! stopping at the first.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_saphyr::Spanned;
+
+use crate::error::line_column;
+use crate::model::{default_url, defaults};
+use crate::raw::{
+    RawAgent, RawCluster, RawConfig, RawHooks, RawHost, RawManager, RawRouter, RawVip, Rejected,
+};
+use crate::{
+    AgentConfig, ClusterConfig, Config, ConfigError, ConfigErrors, Credentials, HooksConfig,
+    HostConfig, ManagerConfig, RouterConfig, Secret, VipConfig,
+};
+
+/// Validates a parsed file. `path` is used in messages and to resolve
+/// relative `*_file` and `state_dir` paths; `env` looks up `*_env` variables.
+pub(crate) fn validate(
+    raw: Spanned<RawConfig>,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let mut validator = Validator {
+        file: path,
+        dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        env,
+        errors: Vec::new(),
+    };
+    let config = validator.config(raw);
+    validator.finish(config)
+}
+
+/// A position in the file (1-based line and column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct At {
+    line: u32,
+    column: u32,
+}
+
+impl At {
+    fn of<T>(node: &Spanned<T>) -> Self {
+        let (line, column) = line_column(&node.referenced);
+        Self { line, column }
+    }
+
+    /// Where an optional key's value is, or `parent` if the key is absent
+    /// (i.e. a default is in effect).
+    fn or<T>(node: &Option<Spanned<T>>, parent: At) -> Self {
+        node.as_ref().map_or(parent, At::of)
+    }
+}
+
+/// The three keys through which a secret may (or may not) be given.
+struct SecretKeys {
+    /// Rejected inline form.
+    inline: &'static str,
+    env: &'static str,
+    file: &'static str,
+}
+
+const TOKEN: SecretKeys = SecretKeys {
+    inline: "token",
+    env: "token_env",
+    file: "token_file",
+};
+const PASSWORD: SecretKeys = SecretKeys {
+    inline: "password",
+    env: "password_env",
+    file: "password_file",
+};
+const REPLICATION_PASSWORD: SecretKeys = SecretKeys {
+    inline: "replication_password",
+    env: "replication_password_env",
+    file: "replication_password_file",
+};
+
+/// A secret as written in the file.
+struct RawSecret {
+    inline: Rejected,
+    env: Option<Spanned<String>>,
+    file: Option<Spanned<String>>,
+}
+
+/// A cluster or host name that was present and non-empty.
+struct Name {
+    value: String,
+    at: At,
+    /// False if an earlier cluster (or host) already has this name.
+    first: bool,
+}
+
+/// A cluster under construction: hosts are attached after all clusters are known.
+struct ClusterDraft {
+    config: ClusterConfig,
+    name: Option<Name>,
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+    /// Directory of the configuration file, for relative paths.
+    dir: PathBuf,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, at: At, message: impl Into<String>) {
+        self.errors
+            .push(ConfigError::new(self.file, at.line, at.column, message));
+    }
+
+    fn finish(mut self, config: Config) -> Result<Config, ConfigErrors> {
+        if self.errors.is_empty() {
+            return Ok(config);
+        }
+        self.errors.sort_by_key(|e| (e.line, e.column));
+        Err(ConfigErrors(self.errors))
+    }
+
+    fn config(&mut self, raw: Spanned<RawConfig>) -> Config {
+        let root = At::of(&raw);
+        let RawConfig {
+            manager,
+            agent,
+            clusters,
+            hosts,
+        } = raw.value;
+
+        // A missing `manager:` is reported as its missing token, at the root.
+        let manager = match manager {
+            Some(node) => self.manager(At::of(&node), node.value),
+            None => self.manager(root, RawManager::default()),
+        };
+        let agent = match agent {
+            Some(node) => self.agent(node.value),
+            None => AgentConfig::default(),
+        };
+        let mut clusters = self.clusters(root, clusters);
+        self.hosts(hosts, &agent, &mut clusters);
+
+        Config {
+            path: self.file.to_path_buf(),
+            manager,
+            agent,
+            clusters: clusters.into_iter().map(|c| c.config).collect(),
+        }
+    }
+
+    // ---- sections -------------------------------------------------------
+
+    fn manager(&mut self, at: At, raw: RawManager) -> ManagerConfig {
+        let listen_at = At::or(&raw.listen, at);
+        let listen = self.socket_addr("listen", raw.listen, defaults::MANAGER_LISTEN);
+        let url = match raw.url {
+            Some(url) => self.url(url),
+            None => {
+                if listen.ip().is_unspecified() {
+                    self.error(
+                        listen_at,
+                        format!(
+                            "`url` is required when `listen` is an unspecified address ({}): \
+                             set it to the URL agents use to reach the manager",
+                            listen.ip()
+                        ),
+                    );
+                }
+                default_url(listen)
+            }
+        };
+        let token = self.secret(
+            at,
+            "`manager`",
+            &TOKEN,
+            RawSecret {
+                inline: raw.token,
+                env: raw.token_env,
+                file: raw.token_file,
+            },
+        );
+        let state_dir = match raw.state_dir {
+            Some(dir) => self.dir_path("state_dir", dir),
+            None => PathBuf::from(defaults::STATE_DIR),
+        };
+        ManagerConfig {
+            listen,
+            url,
+            token,
+            state_dir,
+            probe_interval: self.duration(
+                "probe_interval",
+                raw.probe_interval,
+                defaults::PROBE_INTERVAL,
+            ),
+            connect_timeout: self.duration(
+                "connect_timeout",
+                raw.connect_timeout,
+                defaults::MANAGER_CONNECT_TIMEOUT,
+            ),
+            query_timeout: self.duration(
+                "query_timeout",
+                raw.query_timeout,
+                defaults::MANAGER_QUERY_TIMEOUT,
+            ),
+        }
+    }
+
+    fn agent(&mut self, raw: RawAgent) -> AgentConfig {
+        let interval = match raw.interval {
+            Some(node) => {
+                let at = At::of(&node);
+                let interval = self.duration("interval", Some(node), defaults::AGENT_INTERVAL);
+                if interval < defaults::AGENT_MIN_INTERVAL {
+                    self.error(
+                        at,
+                        format!(
+                            "`interval` must be at least {}",
+                            humantime::format_duration(defaults::AGENT_MIN_INTERVAL)
+                        ),
+                    );
+                }
+                interval
+            }
+            None => defaults::AGENT_INTERVAL,
+        };
+        AgentConfig {
+            port: self.port("port", raw.port, defaults::AGENT_PORT),
+            interval,
+            connect_timeout: self.duration(
+                "connect_timeout",
+                raw.connect_timeout,
+                defaults::AGENT_CONNECT_TIMEOUT,
+            ),
+            query_timeout: self.duration(
+                "query_timeout",
+                raw.query_timeout,
+                defaults::AGENT_QUERY_TIMEOUT,
+            ),
+            report_timeout: self.duration(
+                "report_timeout",
+                raw.report_timeout,
+                defaults::AGENT_REPORT_TIMEOUT,
+            ),
+        }
+    }
+
+    fn clusters(
+        &mut self,
+        root: At,
+        raw: Option<Spanned<Vec<Spanned<RawCluster>>>>,
+    ) -> Vec<ClusterDraft> {
+        let (items, at) = match raw {
+            Some(list) => {
+                let at = At::of(&list);
+                (list.value, at)
+            }
+            None => (Vec::new(), root),
+        };
+        if items.is_empty() {
+            self.error(at, "at least one cluster must be defined under `clusters`");
+        }
+        let mut seen = HashMap::new();
+        items
+            .into_iter()
+            .map(|node| self.cluster(node, &mut seen))
+            .collect()
+    }
+
+    fn cluster(
+        &mut self,
+        node: Spanned<RawCluster>,
+        seen: &mut HashMap<String, At>,
+    ) -> ClusterDraft {
+        let at = At::of(&node);
+        let raw = node.value;
+        let name = self.name("cluster", at, raw.name, seen);
+        let owner = describe("cluster", name.as_ref());
+
+        let user = self.required(at, &owner, "user", raw.user);
+        let password = self.secret(
+            at,
+            &owner,
+            &PASSWORD,
+            RawSecret {
+                inline: raw.password,
+                env: raw.password_env,
+                file: raw.password_file,
+            },
+        );
+        let replication_user = self.required(at, &owner, "replication_user", raw.replication_user);
+        let replication_password = self.secret(
+            at,
+            &owner,
+            &REPLICATION_PASSWORD,
+            RawSecret {
+                inline: raw.replication_password,
+                env: raw.replication_password_env,
+                file: raw.replication_password_file,
+            },
+        );
+
+        let config = ClusterConfig {
+            name: name.as_ref().map(|n| n.value.clone()).unwrap_or_default(),
+            flavor: raw.flavor.map(|f| f.value).unwrap_or_default(),
+            admin: Credentials {
+                user: user.map(|u| u.value).unwrap_or_default(),
+                password,
+            },
+            replication: Credentials {
+                user: replication_user.map(|u| u.value).unwrap_or_default(),
+                password: replication_password,
+            },
+            max_lag: self.duration("max_lag", raw.max_lag, defaults::MAX_LAG),
+            heartbeat_table: self.heartbeat_table(raw.heartbeat_table),
+            auto_failover: flag(&raw.auto_failover, defaults::AUTO_FAILOVER),
+            auto_rejoin: flag(&raw.auto_rejoin, defaults::AUTO_REJOIN),
+            failover_block_period: self.duration(
+                "failover_block_period",
+                raw.failover_block_period,
+                defaults::FAILOVER_BLOCK_PERIOD,
+            ),
+            master_down_after: self.duration(
+                "master_down_after",
+                raw.master_down_after,
+                defaults::MASTER_DOWN_AFTER,
+            ),
+            vip: raw.vip.map(|vip| self.vip(vip)),
+            hooks: match raw.hooks {
+                Some(hooks) => self.hooks(hooks.value),
+                None => HooksConfig::default(),
+            },
+            router: raw.router.map(|router| self.router(router)),
+            hosts: Vec::new(),
+        };
+        ClusterDraft { config, name }
+    }
+
+    fn vip(&mut self, node: Spanned<RawVip>) -> VipConfig {
+        let at = At::of(&node);
+        let raw = node.value;
+        let (address, prefix_len) = match self.required(at, "`vip`", "address", raw.address) {
+            Some(address) => self.ipv4_with_prefix(address),
+            None => (Ipv4Addr::UNSPECIFIED, 0),
+        };
+        let interface = self.required(at, "`vip`", "interface", raw.interface);
+        if let Some(interface) = &interface {
+            if !is_interface_name(&interface.value) {
+                self.error(
+                    At::of(interface),
+                    format!(
+                        "`interface` `{}` is not a network interface name \
+                         (at most 15 characters, no spaces or `/`)",
+                        interface.value
+                    ),
+                );
+            }
+        }
+        VipConfig {
+            address,
+            prefix_len,
+            interface: interface.map(|i| i.value).unwrap_or_default(),
+            arp_count: raw.arp_count.map_or(defaults::ARP_COUNT, |n| n.value),
+        }
+    }
+
+    fn hooks(&mut self, raw: RawHooks) -> HooksConfig {
+        HooksConfig {
+            pre_failover: self.command("pre_failover", raw.pre_failover),
+            post_failover: self.command("post_failover", raw.post_failover),
+            on_failure: self.command("on_failure", raw.on_failure),
+            master_ip_failover_script: self
+                .command("master_ip_failover_script", raw.master_ip_failover_script),
+            timeout: self.duration("timeout", raw.timeout, defaults::HOOK_TIMEOUT),
+        }
+    }
+
+    fn router(&mut self, node: Spanned<RawRouter>) -> RouterConfig {
+        let at = At::of(&node);
+        let raw = node.value;
+        let listeners = [
+            ("writer_listen", raw.writer_listen, defaults::WRITER_LISTEN),
+            ("reader_listen", raw.reader_listen, defaults::READER_LISTEN),
+            ("http_listen", raw.http_listen, defaults::HTTP_LISTEN),
+        ]
+        .map(|(key, value, default)| {
+            let value_at = At::or(&value, at);
+            (key, self.socket_addr(key, value, default), value_at)
+        });
+        // The three listeners of one router must not collide.
+        for (i, (key, addr, value_at)) in listeners.iter().enumerate() {
+            if let Some((other, _, _)) = listeners[..i].iter().find(|(_, a, _)| a == addr) {
+                self.error(
+                    *value_at,
+                    format!("`{key}` {addr} is the same address as `{other}`"),
+                );
+            }
+        }
+        let [(_, writer_listen, _), (_, reader_listen, _), (_, http_listen, _)] = listeners;
+        RouterConfig {
+            writer_listen,
+            reader_listen,
+            http_listen,
+            strategy: raw.strategy.map(|s| s.value).unwrap_or_default(),
+            fallback_to_master: flag(&raw.fallback_to_master, defaults::FALLBACK_TO_MASTER),
+            writer_hold_timeout: self.duration(
+                "writer_hold_timeout",
+                raw.writer_hold_timeout,
+                defaults::WRITER_HOLD_TIMEOUT,
+            ),
+        }
+    }
+
+    /// Converts every host and attaches it to its cluster, then checks that
+    /// every cluster got at least one.
+    fn hosts(
+        &mut self,
+        raw: Option<Spanned<Vec<Spanned<RawHost>>>>,
+        agent: &AgentConfig,
+        clusters: &mut [ClusterDraft],
+    ) {
+        let index: HashMap<String, usize> = clusters
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.name.as_ref().filter(|n| n.first).map(|n| (n.value.clone(), i)))
+            .collect();
+        let defined = match clusters.iter().filter_map(|c| c.name.as_ref()).count() {
+            0 => "no clusters are defined".to_owned(),
+            _ => format!(
+                "defined clusters: {}",
+                clusters
+                    .iter()
+                    .filter_map(|c| c.name.as_ref().filter(|n| n.first))
+                    .map(|n| n.value.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+
+        let mut names = HashMap::new();
+        let mut endpoints: HashMap<(String, u16), (String, At)> = HashMap::new();
+        for node in raw.map(|list| list.value).unwrap_or_default() {
+            let at = At::of(&node);
+            let raw = node.value;
+            let name = self.name("host", at, raw.name, &mut names);
+            let owner = describe("host", name.as_ref());
+            let cluster = self.required(at, &owner, "cluster", raw.cluster);
+            let address = self.address(at, &owner, raw.address);
+            let port = self.port("port", raw.port, defaults::MYSQL_PORT);
+            let agent_port = self.port("agent_port", raw.agent_port, agent.port);
+
+            let candidate_master = flag(&raw.candidate_master, defaults::CANDIDATE_MASTER);
+            let no_master = flag(&raw.no_master, defaults::NO_MASTER);
+            if candidate_master && no_master {
+                self.error(
+                    At::or(&raw.no_master, at),
+                    format!("{owner} sets both `candidate_master` and `no_master`; choose one"),
+                );
+            }
+
+            if let Some(address) = &address {
+                let key = (address.value.to_ascii_lowercase(), port);
+                if let Some((first, first_at)) = endpoints.get(&key) {
+                    let message = format!(
+                        "{owner} has the same address and port ({}:{port}) as {first} (line {})",
+                        address.value, first_at.line
+                    );
+                    self.error(At::of(address), message);
+                } else {
+                    endpoints.insert(key, (owner.clone(), at));
+                }
+            }
+
+            let host = HostConfig {
+                name: name.map(|n| n.value).unwrap_or_default(),
+                address: address.map(|a| a.value).unwrap_or_default(),
+                port,
+                agent_port,
+                candidate_master,
+                no_master,
+                priority: raw.priority.map_or(defaults::PRIORITY, |p| p.value),
+            };
+            if let Some(cluster) = cluster {
+                match index.get(&cluster.value) {
+                    Some(&i) => clusters[i].config.hosts.push(host),
+                    None => self.error(
+                        At::of(&cluster),
+                        format!(
+                            "{owner} refers to undefined cluster `{}`; {defined}",
+                            cluster.value
+                        ),
+                    ),
+                }
+            }
+        }
+
+        for cluster in clusters.iter() {
+            if let Some(name) = cluster.name.as_ref().filter(|n| n.first) {
+                if cluster.config.hosts.is_empty() {
+                    self.error(
+                        name.at,
+                        format!(
+                            "cluster `{0}` has no hosts: add at least one entry to `hosts` \
+                             with `cluster: {0}`",
+                            name.value
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    // ---- values ---------------------------------------------------------
+
+    /// A required, non-empty string.
+    fn required(
+        &mut self,
+        owner_at: At,
+        owner: &str,
+        key: &str,
+        raw: Option<Spanned<String>>,
+    ) -> Option<Spanned<String>> {
+        match raw {
+            None => {
+                self.error(owner_at, format!("{owner} is missing required key `{key}`"));
+                None
+            }
+            Some(node) if node.value.trim().is_empty() => {
+                self.error(At::of(&node), format!("`{key}` must not be empty"));
+                None
+            }
+            Some(node) => Some(node),
+        }
+    }
+
+    /// A cluster or host name: required, well-formed, unique among its kind.
+    fn name(
+        &mut self,
+        kind: &str,
+        owner_at: At,
+        raw: Option<Spanned<String>>,
+        seen: &mut HashMap<String, At>,
+    ) -> Option<Name> {
+        let node = self.required(owner_at, kind, "name", raw)?;
+        let at = At::of(&node);
+        let value = node.value;
+        if !is_name(&value) {
+            self.error(
+                at,
+                format!(
+                    "{kind} name `{value}` is invalid: use only letters, digits, `_`, `.` and `-`"
+                ),
+            );
+        }
+        let first = match seen.get(&value) {
+            Some(first_at) => {
+                let message = format!(
+                    "duplicate {kind} name `{value}` (first defined at line {})",
+                    first_at.line
+                );
+                self.error(at, message);
+                false
+            }
+            None => {
+                seen.insert(value.clone(), at);
+                true
+            }
+        };
+        Some(Name { value, at, first })
+    }
+
+    /// A host's `address`: an IP address or a DNS name.
+    fn address(
+        &mut self,
+        owner_at: At,
+        owner: &str,
+        raw: Option<Spanned<String>>,
+    ) -> Option<Spanned<String>> {
+        let node = self.required(owner_at, owner, "address", raw)?;
+        if node.value.parse::<IpAddr>().is_err() && !is_host_name(&node.value) {
+            self.error(
+                At::of(&node),
+                format!(
+                    "`address` `{}` is neither an IP address nor a host name",
+                    node.value
+                ),
+            );
+            return None;
+        }
+        Some(node)
+    }
+
+    fn port(&mut self, key: &str, raw: Option<Spanned<i64>>, default: u16) -> u16 {
+        let Some(node) = raw else {
+            return default;
+        };
+        match u16::try_from(node.value) {
+            Ok(port) if port != 0 => port,
+            _ => {
+                self.error(
+                    At::of(&node),
+                    format!(
+                        "`{key}` must be a port number from 1 to 65535, got {}",
+                        node.value
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn socket_addr(
+        &mut self,
+        key: &str,
+        raw: Option<Spanned<String>>,
+        default: SocketAddr,
+    ) -> SocketAddr {
+        let Some(node) = raw else {
+            return default;
+        };
+        match node.value.trim().parse::<SocketAddr>() {
+            Ok(addr) if addr.port() != 0 => addr,
+            Ok(_) => {
+                self.error(At::of(&node), format!("`{key}`: port must not be 0"));
+                default
+            }
+            Err(_) => {
+                self.error(
+                    At::of(&node),
+                    format!(
+                        "`{key}` `{}` is not an IP address and port such as 127.0.0.1:7070",
+                        node.value
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn url(&mut self, node: Spanned<String>) -> String {
+        let url = node.value.trim().trim_end_matches('/');
+        if url.strip_prefix("http://").is_none_or(str::is_empty) {
+            self.error(
+                At::of(&node),
+                format!(
+                    "`url` must start with `http://`, e.g. http://10.0.0.5:7070 (got `{}`)",
+                    node.value
+                ),
+            );
+        }
+        url.to_owned()
+    }
+
+    /// A duration greater than zero; `default` if absent.
+    fn duration(&mut self, key: &str, raw: Option<Spanned<String>>, default: Duration) -> Duration {
+        let Some(node) = raw else {
+            return default;
+        };
+        match humantime::parse_duration(node.value.trim()) {
+            Ok(duration) if !duration.is_zero() => duration,
+            Ok(_) => {
+                self.error(At::of(&node), format!("`{key}` must be greater than 0"));
+                default
+            }
+            Err(err) => {
+                self.error(
+                    At::of(&node),
+                    format!(
+                        "`{key}`: invalid duration `{}` ({err}); write a number with a unit, \
+                         e.g. `250ms`, `2s`, `10m`",
+                        node.value
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn heartbeat_table(&mut self, raw: Option<Spanned<String>>) -> String {
+        let Some(node) = raw else {
+            return defaults::HEARTBEAT_TABLE.to_owned();
+        };
+        let valid = node
+            .value
+            .split_once('.')
+            .is_some_and(|(db, table)| is_identifier(db) && is_identifier(table));
+        if !valid {
+            self.error(
+                At::of(&node),
+                format!(
+                    "`heartbeat_table` must be `database.table`, each part made of letters, \
+                     digits, `_` or `$` (got `{}`)",
+                    node.value
+                ),
+            );
+        }
+        node.value
+    }
+
+    /// `a.b.c.d/len` with `len` in 1..=32.
+    fn ipv4_with_prefix(&mut self, node: Spanned<String>) -> (Ipv4Addr, u8) {
+        let parsed = node
+            .value
+            .trim()
+            .split_once('/')
+            .and_then(|(ip, len)| Some((ip.parse::<Ipv4Addr>().ok()?, len.parse::<u8>().ok()?)))
+            .filter(|(_, len)| (1..=32).contains(len));
+        parsed.unwrap_or_else(|| {
+            self.error(
+                At::of(&node),
+                format!(
+                    "vip `address` must be an IPv4 address with a prefix length from 1 to 32, \
+                     e.g. 10.0.0.100/24 (got `{}`)",
+                    node.value
+                ),
+            );
+            (Ipv4Addr::UNSPECIFIED, 0)
+        })
+    }
+
+    /// An optional hook command; present means non-empty.
+    fn command(&mut self, key: &str, raw: Option<Spanned<String>>) -> Option<String> {
+        let node = raw?;
+        if node.value.trim().is_empty() {
+            self.error(
+                At::of(&node),
+                format!("`{key}` must not be empty; omit the key to run no hook"),
+            );
+            return None;
+        }
+        Some(node.value)
+    }
+
+    /// A directory path; relative paths are resolved against the config file's directory.
+    fn dir_path(&mut self, key: &str, node: Spanned<String>) -> PathBuf {
+        if node.value.trim().is_empty() {
+            self.error(At::of(&node), format!("`{key}` must not be empty"));
+        }
+        self.dir.join(&node.value)
+    }
+
+    // ---- secrets --------------------------------------------------------
+
+    /// Resolves a secret given by exactly one of `*_env` / `*_file`.
+    ///
+    /// On error an empty placeholder is returned (the configuration is
+    /// rejected anyway). Messages name keys, variables and files, never values.
+    fn secret(&mut self, owner_at: At, owner: &str, keys: &SecretKeys, raw: RawSecret) -> Secret {
+        if let Some(inline) = &raw.inline {
+            self.error(
+                At::of(inline),
+                format!(
+                    "inline `{}` is not allowed: use `{}` (name of an environment variable) \
+                     or `{}` (path of a file holding the secret)",
+                    keys.inline, keys.env, keys.file
+                ),
+            );
+        }
+        match (raw.env, raw.file) {
+            (Some(env), None) => return self.secret_from_env(keys.env, env),
+            (None, Some(file)) => return self.secret_from_file(keys.file, file),
+            (Some(_), Some(file)) => self.error(
+                At::of(&file),
+                format!(
+                    "`{}` and `{}` are both set: use exactly one",
+                    keys.env, keys.file
+                ),
+            ),
+            (None, None) if raw.inline.is_none() => self.error(
+                owner_at,
+                format!(
+                    "{owner} is missing `{}` or `{}` (exactly one is required)",
+                    keys.env, keys.file
+                ),
+            ),
+            (None, None) => {}
+        }
+        Secret::new(String::new())
+    }
+
+    fn secret_from_env(&mut self, key: &str, node: Spanned<String>) -> Secret {
+        let at = At::of(&node);
+        let var = node.value.trim();
+        if var.is_empty() {
+            self.error(at, format!("`{key}` must name an environment variable"));
+            return Secret::new(String::new());
+        }
+        match (self.env)(var) {
+            Some(value) if !value.is_empty() => Secret::new(value),
+            Some(_) => {
+                self.error(
+                    at,
+                    format!("environment variable `{var}` (from `{key}`) is empty"),
+                );
+                Secret::new(String::new())
+            }
+            None => {
+                self.error(
+                    at,
+                    format!("environment variable `{var}` (from `{key}`) is not set"),
+                );
+                Secret::new(String::new())
+            }
+        }
+    }
+
+    fn secret_from_file(&mut self, key: &str, node: Spanned<String>) -> Secret {
+        let at = At::of(&node);
+        if node.value.trim().is_empty() {
+            self.error(at, format!("`{key}` must name a file"));
+            return Secret::new(String::new());
+        }
+        let path = self.dir.join(&node.value);
+        match std::fs::read_to_string(&path) {
+            Ok(contents) => {
+                let value = contents.trim_end_matches(['\n', '\r']);
+                if value.is_empty() {
+                    self.error(
+                        at,
+                        format!("secret file `{}` (from `{key}`) is empty", path.display()),
+                    );
+                    return Secret::new(String::new());
+                }
+                Secret::new(value)
+            }
+            Err(err) => {
+                self.error(
+                    at,
+                    format!(
+                        "cannot read secret file `{}` (from `{key}`): {err}",
+                        path.display()
+                    ),
+                );
+                Secret::new(String::new())
+            }
+        }
+    }
+}
+
+/// "cluster `shop`" / "host `db1`", or just the kind if the name is missing.
+fn describe(kind: &str, name: Option<&Name>) -> String {
+    match name {
+        Some(name) => format!("{kind} `{}`", name.value),
+        None => kind.to_owned(),
+    }
+}
+
+fn flag(raw: &Option<Spanned<bool>>, default: bool) -> bool {
+    raw.as_ref().map_or(default, |b| b.value)
+}
+
+/// `[A-Za-z0-9_.-]+`
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// A MySQL identifier as accepted unquoted: `[A-Za-z0-9_$]+`.
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '$'))
+}
+
+/// A DNS name: dot-separated labels of letters, digits, `-` and `_`
+/// (container names), none empty or starting/ending with `-`.
+fn is_host_name(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        })
+}
+
+/// A Linux network interface name (e.g. `eth0`, `ens3:1`, `bond0.100`).
+fn is_interface_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && !s.chars().any(|c| c.is_whitespace() || c == '/')
+}

@@ -1,0 +1,346 @@
+//! `myha check`: the cluster's readiness for failover, as a pure function
+//! of facts gathered from every server. Each failed check is one finding
+//! naming the server and the fix.
+use serde::{Deserialize, Serialize};
+
+use crate::flavor::{Flavor, GtidMode, ReplicationFilters, ThreadState};
+use crate::report::ServerFacts;
+use crate::topology::{role_of, Role};
+
+/// What `check` knows of one configured server.
+#[derive(Debug, Clone)]
+pub struct CheckServer {
+    pub name: String,
+    /// `host:port` as configured.
+    pub address: String,
+    /// Other spellings of the address a replica may use for it (IP, name).
+    pub aliases: Vec<String>,
+    pub no_master: bool,
+    /// `Err` holds why it could not be read.
+    pub facts: Result<ServerFacts, String>,
+    /// Grants of the replication user on this server; `None` when the user
+    /// does not exist there.
+    pub replication_grants: Option<Vec<String>>,
+    /// Server clock minus the checker's clock, RTT-corrected, milliseconds.
+    pub clock_offset_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckInput {
+    pub cluster: String,
+    pub flavor: Flavor,
+    pub replication_user: String,
+    pub max_clock_skew_ms: i64,
+    pub servers: Vec<CheckServer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Short identifier of the check, e.g. `read_only`.
+    pub check: String,
+    pub server: Option<String>,
+    pub ok: bool,
+    pub message: String,
+    /// How to fix it, for failures.
+    pub fix: Option<String>,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = if self.ok { "ok  " } else { "FAIL" };
+        write!(f, "{status} [{}] ", self.check)?;
+        if let Some(s) = &self.server {
+            write!(f, "{s}: ")?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(fix) = &self.fix {
+            write!(f, " -- fix: {fix}")?;
+        }
+        Ok(())
+    }
+}
+
+struct Out(Vec<Finding>);
+
+impl Out {
+    fn ok(&mut self, check: &str, server: Option<&str>, message: String) {
+        self.0.push(Finding {
+            check: check.into(),
+            server: server.map(str::to_string),
+            ok: true,
+            message,
+            fix: None,
+        });
+    }
+    fn fail(&mut self, check: &str, server: Option<&str>, message: String, fix: String) {
+        self.0.push(Finding {
+            check: check.into(),
+            server: server.map(str::to_string),
+            ok: false,
+            message,
+            fix: Some(fix),
+        });
+    }
+}
+
+/// Whether `SHOW GRANTS` lines give the right to replicate: a global
+/// grant of `REPLICATION SLAVE` (MySQL 8 also prints `REPLICATION REPLICA`
+/// nowhere, but MariaDB accepts it as a synonym) or `ALL PRIVILEGES`.
+fn has_replication_grant(grants: &[String]) -> bool {
+    grants.iter().any(|line| {
+        let upper = line.to_ascii_uppercase();
+        let Some(rest) = upper.strip_prefix("GRANT ") else {
+            return false;
+        };
+        let Some((privs, target)) = rest.split_once(" ON ") else {
+            return false;
+        };
+        target.trim_start().starts_with("*.*")
+            && privs.split(',').map(str::trim).any(|p| {
+                p == "REPLICATION SLAVE" || p == "REPLICATION REPLICA" || p == "ALL PRIVILEGES"
+            })
+    })
+}
+
+/// Run every check; the result lists passed and failed findings in a
+/// stable order (by check, then by configured server order).
+pub fn check(input: &CheckInput) -> Vec<Finding> {
+    let mut out = Out(Vec::new());
+    let up: Vec<(&CheckServer, &ServerFacts)> = input
+        .servers
+        .iter()
+        .filter_map(|s| s.facts.as_ref().ok().map(|f| (s, f)))
+        .collect();
+
+    // Reachability.
+    for s in &input.servers {
+        match &s.facts {
+            Ok(_) => out.ok("reachable", Some(&s.name), format!("connected to {}", s.address)),
+            Err(e) => out.fail(
+                "reachable",
+                Some(&s.name),
+                format!("cannot read {}: {e}", s.address),
+                "start mysqld, check the network path and the admin credentials in the config"
+                    .into(),
+            ),
+        }
+    }
+
+    // Exactly one writable master.
+    let masters: Vec<&(&CheckServer, &ServerFacts)> =
+        up.iter().filter(|(_, f)| role_of(f) == Role::Master).collect();
+    let master = match masters.as_slice() {
+        [m] => {
+            out.ok("one_master", Some(&m.0.name), "the only writable master".into());
+            Some(**m)
+        }
+        [] => {
+            out.fail(
+                "one_master",
+                None,
+                "no writable server that replicates from nobody".into(),
+                "SET GLOBAL read_only=OFF on the intended master and make sure it has no replication configured".into(),
+            );
+            None
+        }
+        many => {
+            let names: Vec<&str> = many.iter().map(|(s, _)| s.name.as_str()).collect();
+            out.fail(
+                "one_master",
+                None,
+                format!("{} writable masters: {}", names.len(), names.join(", ")),
+                "keep one master writable; SET GLOBAL read_only=ON on the others and repoint them".into(),
+            );
+            None
+        }
+    };
+
+    // Replicas replicate from the master, with GTID, threads running,
+    // read_only ON.
+    for (s, f) in &up {
+        if master.is_some_and(|(m, _)| m.name == s.name) {
+            continue;
+        }
+        let Some(r) = f.replication.as_ref().filter(|r| !r.source_host.is_empty()) else {
+            out.fail(
+                "replicates",
+                Some(&s.name),
+                "is not the master and replicates from nobody".into(),
+                "CHANGE MASTER TO the master with MASTER_USE_GTID=slave_pos; START SLAVE".into(),
+            );
+            continue;
+        };
+        let source = format!("{}:{}", r.source_host, r.source_port);
+        if let Some((m, mf)) = master {
+            let matches = source == m.address
+                || m.aliases.iter().any(|a| *a == source)
+                || r.source_server_id.is_some_and(|id| id == mf.server_id);
+            if matches {
+                out.ok("replicates", Some(&s.name), format!("replicates from {}", m.name));
+            } else {
+                out.fail(
+                    "replicates",
+                    Some(&s.name),
+                    format!("replicates from {source}, not from the master {} ({})", m.name, m.address),
+                    format!("repoint it to {} with GTID", m.name),
+                );
+            }
+        }
+        if r.gtid_mode == GtidMode::None {
+            let fix = match input.flavor {
+                Flavor::Mariadb => "STOP SLAVE; CHANGE MASTER TO MASTER_USE_GTID=slave_pos; START SLAVE",
+                Flavor::Mysql => "STOP REPLICA; CHANGE REPLICATION SOURCE TO SOURCE_AUTO_POSITION=1; START REPLICA",
+            };
+            out.fail(
+                "gtid",
+                Some(&s.name),
+                "replicates by binlog file/position, not GTID".into(),
+                fix.into(),
+            );
+        } else {
+            out.ok("gtid", Some(&s.name), "replicates with GTID".into());
+        }
+        if r.io_thread != ThreadState::Running || r.sql_thread != ThreadState::Running {
+            let err = f.last_error().unwrap_or_else(|| "no error recorded".into());
+            out.fail(
+                "threads",
+                Some(&s.name),
+                format!(
+                    "replication threads IO={:?} SQL={:?} ({err})",
+                    r.io_thread, r.sql_thread
+                ),
+                "fix the error shown, then START SLAVE".into(),
+            );
+        }
+        if f.read_only {
+            out.ok("read_only", Some(&s.name), "read_only is ON".into());
+        } else {
+            out.fail(
+                "read_only",
+                Some(&s.name),
+                "read_only is OFF on a replica: writes there become errant transactions".into(),
+                "SET GLOBAL read_only=ON (and read_only=ON in its my.cnf)".into(),
+            );
+        }
+    }
+
+    // Binary logs on every promotable server; ROW format everywhere.
+    for (s, f) in &up {
+        if !s.no_master {
+            if f.log_bin && f.log_slave_updates {
+                out.ok("binlog", Some(&s.name), "log_bin and log_slave_updates ON".into());
+            } else {
+                let missing: Vec<&str> = [("log_bin", f.log_bin), ("log_slave_updates", f.log_slave_updates)]
+                    .iter()
+                    .filter(|(_, on)| !on)
+                    .map(|(n, _)| *n)
+                    .collect();
+                out.fail(
+                    "binlog",
+                    Some(&s.name),
+                    format!("{} OFF on a promotable server", missing.join(" and ")),
+                    format!("set {} in its my.cnf and restart, or mark it no_master", missing.join("=ON, ") + "=ON"),
+                );
+            }
+        }
+        if f.binlog_format.eq_ignore_ascii_case("ROW") {
+            out.ok("binlog_format", Some(&s.name), "binlog_format ROW".into());
+        } else {
+            out.fail(
+                "binlog_format",
+                Some(&s.name),
+                format!("binlog_format is {}", f.binlog_format),
+                "SET GLOBAL binlog_format=ROW and binlog_format=ROW in my.cnf".into(),
+            );
+        }
+        if !f.gtid_strict {
+            let what = match input.flavor {
+                Flavor::Mariadb => "gtid_strict_mode is OFF",
+                Flavor::Mysql => "gtid_mode is not ON",
+            };
+            out.fail(
+                "gtid_strict",
+                Some(&s.name),
+                what.into(),
+                match input.flavor {
+                    Flavor::Mariadb => "SET GLOBAL gtid_strict_mode=ON and in my.cnf".into(),
+                    Flavor::Mysql => "enable gtid_mode=ON and enforce_gtid_consistency=ON".into(),
+                },
+            );
+        }
+    }
+
+    // Unique server_id.
+    for (i, (s, f)) in up.iter().enumerate() {
+        if let Some((other, _)) = up[..i].iter().find(|(_, o)| o.server_id == f.server_id) {
+            out.fail(
+                "server_id",
+                Some(&s.name),
+                format!("server_id {} is also used by {}", f.server_id, other.name),
+                "give every server its own server_id in my.cnf and restart".into(),
+            );
+        }
+    }
+    if up.len() > 1 && !out.0.iter().any(|f| f.check == "server_id") {
+        out.ok("server_id", None, "server_ids are unique".into());
+    }
+
+    // Replication user on every promotable server.
+    for (s, _) in up.iter().filter(|(s, _)| !s.no_master) {
+        match &s.replication_grants {
+            None => out.fail(
+                "replication_user",
+                Some(&s.name),
+                format!("replication user '{}' does not exist", input.replication_user),
+                format!(
+                    "CREATE USER '{}'@'%' IDENTIFIED BY ...; GRANT REPLICATION SLAVE ON *.* TO it",
+                    input.replication_user
+                ),
+            ),
+            Some(g) if !has_replication_grant(g) => out.fail(
+                "replication_user",
+                Some(&s.name),
+                format!("replication user '{}' lacks REPLICATION SLAVE", input.replication_user),
+                format!("GRANT REPLICATION SLAVE ON *.* TO '{}'@'%'", input.replication_user),
+            ),
+            Some(_) => out.ok(
+                "replication_user",
+                Some(&s.name),
+                format!("replication user '{}' present with grants", input.replication_user),
+            ),
+        }
+    }
+
+    // Identical replication filters.
+    let filters: Vec<(&str, ReplicationFilters)> = up
+        .iter()
+        .filter_map(|(s, f)| f.replication.as_ref().map(|r| (s.name.as_str(), r.filters.clone())))
+        .collect();
+    if let Some((first, reference)) = filters.first() {
+        for (name, fl) in &filters[1..] {
+            if fl != reference {
+                out.fail(
+                    "filters",
+                    Some(name),
+                    format!("replication filters differ from {first}'s: {fl:?} vs {reference:?}"),
+                    "use the same replicate_* settings on every server".into(),
+                );
+            }
+        }
+    }
+
+    // Clock skew.
+    for s in &input.servers {
+        if let Some(off) = s.clock_offset_ms {
+            if off.abs() > input.max_clock_skew_ms {
+                out.fail(
+                    "clock",
+                    Some(&s.name),
+                    format!("clock is {off} ms off the checker's"),
+                    "run NTP/chrony on every host".into(),
+                );
+            }
+        }
+    }
+    out.0
+}

@@ -1,1 +1,0 @@
-//! Flavor layer (being written).

@@ -1,1 +1,0 @@
-//! GTID arithmetic (being written).

@@ -1,0 +1,152 @@
+//! What an agent reports about its host, and what the manager's own probe
+//! learns: the raw facts every decision is taken over.
+use serde::{Deserialize, Serialize};
+
+use crate::flavor::{Flavor, ReplicationStatus, ThreadState};
+
+/// Facts read from a running mysqld in one sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerFacts {
+    pub flavor: Flavor,
+    pub server_id: u32,
+    pub version: String,
+    pub hostname: String,
+    pub read_only: bool,
+    pub super_read_only: bool,
+    pub log_bin: bool,
+    pub log_slave_updates: bool,
+    pub binlog_format: String,
+    /// MariaDB `gtid_strict_mode`, MySQL `gtid_mode = ON`.
+    pub gtid_strict: bool,
+    /// What the server has executed, in the flavor's own text: MariaDB
+    /// `gtid_binlog_pos` (or `gtid_current_pos` without a binlog), MySQL
+    /// `gtid_executed`.
+    pub gtid_executed: String,
+    /// MariaDB `gtid_binlog_state` (one GTID per domain and server), where
+    /// errant local writes show; MySQL: same as `gtid_executed`.
+    pub gtid_binlog_state: String,
+    /// MariaDB `gtid_slave_pos`; empty for MySQL.
+    pub gtid_slave_pos: String,
+    /// MySQL `server_uuid`; empty for MariaDB.
+    pub server_uuid: String,
+    /// The default replication connection, if any is configured.
+    pub replication: Option<ReplicationStatus>,
+    /// Lag measured from the heartbeat row the master's agent writes, in
+    /// milliseconds, when this server replicates and the row exists.
+    pub heartbeat_lag_ms: Option<u64>,
+    /// Server clock (`NOW(6)` as Unix microseconds) when sampled.
+    pub clock_unix_us: i64,
+    pub semi_sync_master: bool,
+    pub semi_sync_slave: bool,
+}
+
+impl ServerFacts {
+    /// A server that replicates (has a source configured).
+    pub fn is_replicating(&self) -> bool {
+        self.replication
+            .as_ref()
+            .is_some_and(|r| !r.source_host.is_empty())
+    }
+
+    /// Lag in seconds with sub-second precision: the heartbeat when there
+    /// is one, else `Seconds_Behind_Master`; `None` when not known (SQL
+    /// thread stopped without a heartbeat, or not a replica).
+    pub fn lag_seconds(&self) -> Option<f64> {
+        let repl = self.replication.as_ref()?;
+        if let Some(ms) = self.heartbeat_lag_ms {
+            return Some(ms as f64 / 1000.0);
+        }
+        repl.seconds_behind_source.map(|s| s as f64)
+    }
+
+    /// The first replication error, IO then SQL, as one line.
+    pub fn last_error(&self) -> Option<String> {
+        let r = self.replication.as_ref()?;
+        if r.last_io_errno != 0 || !r.last_io_error.is_empty() {
+            return Some(format!("IO {}: {}", r.last_io_errno, r.last_io_error));
+        }
+        if r.last_sql_errno != 0 || !r.last_sql_error.is_empty() {
+            return Some(format!("SQL {}: {}", r.last_sql_errno, r.last_sql_error));
+        }
+        None
+    }
+}
+
+/// Why mysqld could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DownKind {
+    /// TCP connection refused: nothing listens (mysqld gone or starting).
+    Refused,
+    /// Connect or query timed out: hung, overloaded or unreachable.
+    Timeout,
+    /// Connected but the server refused us (auth, too many connections).
+    Rejected,
+    /// Any other I/O or protocol error.
+    Error,
+}
+
+/// The state of mysqld as seen from one vantage point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum MysqldStatus {
+    Up { facts: Box<ServerFacts> },
+    Down { kind: DownKind, error: String },
+}
+
+impl MysqldStatus {
+    pub fn facts(&self) -> Option<&ServerFacts> {
+        match self {
+            MysqldStatus::Up { facts } => Some(facts),
+            MysqldStatus::Down { .. } => None,
+        }
+    }
+}
+
+/// A replica's view of its master, probed from the replica's host: the
+/// evidence failure detection weighs against the manager's own probe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MasterView {
+    /// The source this replica is configured to replicate from.
+    pub master_address: String,
+    /// A direct TCP+SQL probe of the master from this host succeeded.
+    pub probe_ok: bool,
+    pub probe_error: Option<String>,
+    pub probe_latency_ms: Option<f64>,
+    pub io_thread: ThreadState,
+    /// Milliseconds since the IO thread last received anything (an event
+    /// or a heartbeat), as measured by the agent watching its counters.
+    pub io_idle_ms: Option<u64>,
+}
+
+/// One report from an agent to the manager.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentReport {
+    pub cluster: String,
+    pub host: String,
+    pub agent_version: String,
+    /// Random per agent process: a change means the agent restarted.
+    pub instance: u64,
+    /// Increases with every report of this instance.
+    pub seq: u64,
+    /// Agent clock, Unix milliseconds, when the sample was taken.
+    pub sampled_at_ms: u64,
+    /// How long the sample took, for diagnosis.
+    pub sample_ms: u64,
+    pub mysqld: MysqldStatus,
+    /// Whether a mysqld/mariadbd process exists on the host (`None` if the
+    /// agent cannot tell): separates "crashed" from "hung".
+    pub mysqld_process: Option<bool>,
+    pub master_view: Option<MasterView>,
+    /// The newest topology epoch this agent has seen.
+    pub epoch_seen: u64,
+}
+
+/// The manager's answer to a report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportAck {
+    /// The cluster's current topology epoch.
+    pub epoch: u64,
+    /// The host the manager holds for master in that epoch, if any.
+    pub master: Option<String>,
+}

@@ -1,0 +1,257 @@
+//! The manager's picture of a cluster: per server, the freshest facts from
+//! its agent and from the manager's own probe, merged by a pure function.
+use serde::{Deserialize, Serialize};
+
+use crate::flavor::ThreadState;
+use crate::report::{AgentReport, DownKind, MasterView, MysqldStatus, ServerFacts};
+
+/// A server's role as derived from what it reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Master,
+    Replica,
+    Unknown,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Master => "master",
+            Role::Replica => "replica",
+            Role::Unknown => "unknown",
+        })
+    }
+}
+
+/// The manager's own probe of a server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    pub mysqld: MysqldStatus,
+    pub latency_ms: Option<f64>,
+}
+
+/// Everything the manager holds about one configured host, with ages
+/// relative to the moment the snapshot is built.
+#[derive(Debug, Clone)]
+pub struct HostObservation<'a> {
+    pub name: &'a str,
+    pub address: String,
+    pub agent: Option<(&'a AgentReport, u64)>,
+    pub probe: Option<(&'a ProbeResult, u64)>,
+}
+
+/// Thresholds the snapshot is built with.
+#[derive(Debug, Clone, Copy)]
+pub struct Freshness {
+    /// An agent silent for longer is "unreachable".
+    pub agent_stale_after_ms: u64,
+    /// A manager probe older than this is ignored.
+    pub probe_stale_after_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentView {
+    pub reachable: bool,
+    pub last_report_age_ms: Option<u64>,
+    pub mysqld_process: Option<bool>,
+    pub down_kind: Option<DownKind>,
+    pub down_error: Option<String>,
+    pub master_view: Option<MasterView>,
+    pub epoch_seen: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeView {
+    pub ok: bool,
+    pub age_ms: Option<u64>,
+    pub latency_ms: Option<f64>,
+    pub error: Option<String>,
+}
+
+/// One row of `myha status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerView {
+    pub name: String,
+    pub address: String,
+    pub role: Role,
+    /// `None` when no fresh source can tell (host unreachable, probe failing).
+    pub mysqld_up: Option<bool>,
+    /// Whether the host's agent reports on time.
+    pub host_reachable: bool,
+    pub read_only: Option<bool>,
+    pub gtid_position: Option<String>,
+    pub io_running: Option<ThreadState>,
+    pub sql_running: Option<ThreadState>,
+    pub last_error: Option<String>,
+    pub lag_seconds: Option<f64>,
+    /// Age of the facts shown, in milliseconds.
+    pub age_ms: Option<u64>,
+    /// Where the facts came from: `agent` or `manager`.
+    pub source: Option<String>,
+    pub replicates_from: Option<String>,
+    pub server_id: Option<u32>,
+    pub agent: AgentView,
+    pub manager_probe: ProbeView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facts: Option<ServerFacts>,
+}
+
+/// A cluster as the manager sees it at one instant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterSnapshot {
+    pub cluster: String,
+    pub epoch: u64,
+    pub generated_at_ms: u64,
+    pub master: Option<String>,
+    pub servers: Vec<ServerView>,
+    /// Plain-language anomalies seen in the snapshot (two writable
+    /// servers, no master, ...).
+    pub problems: Vec<String>,
+}
+
+impl ClusterSnapshot {
+    pub fn server(&self, name: &str) -> Option<&ServerView> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+}
+
+/// The role a server's facts imply: replicating means replica; writable and
+/// not replicating means master; anything else is unknown.
+pub fn role_of(facts: &ServerFacts) -> Role {
+    if facts.is_replicating() {
+        Role::Replica
+    } else if !facts.read_only {
+        Role::Master
+    } else {
+        Role::Unknown
+    }
+}
+
+fn error_of(status: &MysqldStatus) -> Option<(DownKind, String)> {
+    match status {
+        MysqldStatus::Up { .. } => None,
+        MysqldStatus::Down { kind, error } => Some((*kind, error.clone())),
+    }
+}
+
+/// Merge one host's observations into its status row.
+pub fn server_view(obs: &HostObservation<'_>, fresh: Freshness) -> ServerView {
+    let agent = obs
+        .agent
+        .filter(|(_, age)| *age <= fresh.agent_stale_after_ms);
+    let probe = obs
+        .probe
+        .filter(|(_, age)| *age <= fresh.probe_stale_after_ms);
+
+    // Facts: the freshest source that has them.
+    let agent_facts = agent.and_then(|(r, age)| r.mysqld.facts().map(|f| (f, age, "agent")));
+    let probe_facts = probe.and_then(|(p, age)| p.mysqld.facts().map(|f| (f, age, "manager")));
+    let chosen = match (agent_facts, probe_facts) {
+        (Some(a), Some(p)) => Some(if p.1 < a.1 { p } else { a }),
+        (a, p) => a.or(p),
+    };
+
+    // mysqld is up if any fresh source reads it; down if the host's own
+    // agent (which sees the local process) says so; otherwise unknown.
+    let mysqld_up = if chosen.is_some() {
+        Some(true)
+    } else if agent.is_some() {
+        Some(false)
+    } else {
+        None
+    };
+
+    let agent_down = agent.and_then(|(r, _)| error_of(&r.mysqld));
+    let agent_view = AgentView {
+        reachable: agent.is_some(),
+        last_report_age_ms: obs.agent.map(|(_, age)| age),
+        mysqld_process: agent.and_then(|(r, _)| r.mysqld_process),
+        down_kind: agent_down.as_ref().map(|(k, _)| *k),
+        down_error: agent_down.map(|(_, e)| e),
+        master_view: agent.and_then(|(r, _)| r.master_view.clone()),
+        epoch_seen: obs.agent.map(|(r, _)| r.epoch_seen),
+    };
+    let probe_view = ProbeView {
+        ok: probe.is_some_and(|(p, _)| p.mysqld.facts().is_some()),
+        age_ms: obs.probe.map(|(_, age)| age),
+        latency_ms: probe.and_then(|(p, _)| p.latency_ms),
+        error: obs.probe.and_then(|(p, _)| error_of(&p.mysqld)).map(|(_, e)| e),
+    };
+
+    let facts = chosen.map(|(f, _, _)| f);
+    let repl = facts.and_then(|f| f.replication.as_ref());
+    ServerView {
+        name: obs.name.to_string(),
+        address: obs.address.clone(),
+        role: facts.map_or(Role::Unknown, role_of),
+        mysqld_up,
+        host_reachable: agent.is_some(),
+        read_only: facts.map(|f| f.read_only),
+        gtid_position: facts.map(|f| f.gtid_executed.clone()),
+        io_running: repl.map(|r| r.io_thread),
+        sql_running: repl.map(|r| r.sql_thread),
+        last_error: facts.and_then(ServerFacts::last_error),
+        lag_seconds: facts.and_then(ServerFacts::lag_seconds),
+        age_ms: chosen.map(|(_, age, _)| age),
+        source: chosen.map(|(_, _, s)| s.to_string()),
+        replicates_from: repl
+            .filter(|r| !r.source_host.is_empty())
+            .map(|r| format!("{}:{}", r.source_host, r.source_port)),
+        server_id: facts.map(|f| f.server_id),
+        agent: agent_view,
+        manager_probe: probe_view,
+        facts: facts.cloned(),
+    }
+}
+
+/// Build the snapshot of one cluster from its hosts' observations.
+pub fn build_snapshot(
+    cluster: &str,
+    epoch: u64,
+    now_ms: u64,
+    hosts: &[HostObservation<'_>],
+    fresh: Freshness,
+) -> ClusterSnapshot {
+    let servers: Vec<ServerView> = hosts.iter().map(|h| server_view(h, fresh)).collect();
+    let masters: Vec<&str> = servers
+        .iter()
+        .filter(|s| s.role == Role::Master)
+        .map(|s| s.name.as_str())
+        .collect();
+    let mut problems = Vec::new();
+    let master = match masters.as_slice() {
+        [one] => Some(one.to_string()),
+        [] => {
+            problems.push("no writable master is visible".to_string());
+            None
+        }
+        many => {
+            problems.push(format!(
+                "{} writable servers that replicate from nobody: {}",
+                many.len(),
+                many.join(", ")
+            ));
+            None
+        }
+    };
+    for s in &servers {
+        if !s.host_reachable {
+            problems.push(format!("{}: agent not reporting", s.name));
+        }
+        if s.mysqld_up == Some(false) {
+            problems.push(format!("{}: mysqld is down (host up)", s.name));
+        }
+        if let Some(e) = &s.last_error {
+            problems.push(format!("{}: replication error: {e}", s.name));
+        }
+    }
+    ClusterSnapshot {
+        cluster: cluster.to_string(),
+        epoch,
+        generated_at_ms: now_ms,
+        master,
+        servers,
+        problems,
+    }
+}

@@ -1,0 +1,186 @@
+//! Reading a server's state into [`ServerFacts`], and the heartbeat row.
+use std::time::Duration;
+
+use myha_core::flavor::{parse_bool_var, sql_string_literal, Flavor, Row};
+use myha_core::report::ServerFacts;
+
+use crate::{Db, DbError};
+
+/// What to read besides the fixed set of variables.
+#[derive(Debug, Clone)]
+pub struct FactsOptions {
+    pub flavor: Flavor,
+    /// `db.table` of the heartbeat, read on replicas for lag.
+    pub heartbeat_table: String,
+}
+
+fn text(row: &Row, col: &str) -> String {
+    row.get(col).cloned().flatten().unwrap_or_default()
+}
+
+fn flag(row: &Row, col: &str) -> bool {
+    row.get(col)
+        .and_then(|v| v.as_deref())
+        .and_then(parse_bool_var)
+        .unwrap_or(false)
+}
+
+fn protocol(db: &Db, message: String) -> DbError {
+    DbError::Protocol {
+        addr: db.endpoint().to_string(),
+        message,
+    }
+}
+
+/// Read everything a report carries about the server, in four round
+/// trips: variables, GTID state, replication status, heartbeat.
+pub async fn collect_facts(db: &mut Db, opts: &FactsOptions) -> Result<ServerFacts, DbError> {
+    let flavor = opts.flavor;
+    let vars = db
+        .query_first(flavor.server_variables_query())
+        .await?
+        .ok_or_else(|| protocol(db, "server variables query returned no row".into()))?;
+    let gtid = db
+        .query_first(flavor.gtid_variables_query())
+        .await?
+        .ok_or_else(|| protocol(db, "GTID variables query returned no row".into()))?;
+    let status_rows = db.query(flavor.show_replica_status()).await?;
+    // The default connection only (MariaDB multi-source: connection "").
+    let replication = match status_rows.first() {
+        Some(row) => Some(
+            flavor
+                .parse_replication_status(row)
+                .map_err(|e| protocol(db, e.to_string()))?,
+        ),
+        None => None,
+    };
+
+    let server_id = text(&vars, "server_id")
+        .parse::<u32>()
+        .map_err(|_| protocol(db, format!("bad server_id {:?}", text(&vars, "server_id"))))?;
+    let log_bin = flag(&vars, "log_bin");
+    let (gtid_executed, gtid_binlog_state, gtid_slave_pos, server_uuid) = match flavor {
+        Flavor::Mariadb => {
+            let pos = if log_bin {
+                text(&gtid, "gtid_binlog_pos")
+            } else {
+                text(&gtid, "gtid_current_pos")
+            };
+            (
+                pos,
+                text(&gtid, "gtid_binlog_state"),
+                text(&gtid, "gtid_slave_pos"),
+                String::new(),
+            )
+        }
+        Flavor::Mysql => {
+            let executed = myha_core::flavor::normalize_gtid_text(&text(&gtid, "gtid_executed"));
+            (
+                executed.clone(),
+                executed,
+                String::new(),
+                text(&gtid, "server_uuid"),
+            )
+        }
+    };
+
+    let heartbeat_lag_ms = match replication.as_ref().and_then(|r| r.source_server_id) {
+        Some(source_id) => heartbeat_lag_ms(db, &opts.heartbeat_table, source_id).await?,
+        None => None,
+    };
+
+    let clock_unix_us = text(&vars, "now_us")
+        .parse::<f64>()
+        .map(|s| s as i64)
+        .unwrap_or_default();
+
+    Ok(ServerFacts {
+        flavor,
+        server_id,
+        version: text(&vars, "version"),
+        hostname: text(&vars, "hostname"),
+        read_only: flag(&vars, "read_only"),
+        super_read_only: flag(&vars, "super_read_only"),
+        log_bin,
+        log_slave_updates: flag(&vars, "log_slave_updates"),
+        binlog_format: text(&vars, "binlog_format"),
+        gtid_strict: flag(&vars, "gtid_strict"),
+        gtid_executed: myha_core::flavor::normalize_gtid_text(&gtid_executed),
+        gtid_binlog_state: myha_core::flavor::normalize_gtid_text(&gtid_binlog_state),
+        gtid_slave_pos: myha_core::flavor::normalize_gtid_text(&gtid_slave_pos),
+        server_uuid,
+        replication,
+        heartbeat_lag_ms,
+        clock_unix_us,
+        semi_sync_master: flag(&vars, "semi_sync_master"),
+        semi_sync_slave: flag(&vars, "semi_sync_slave"),
+    })
+}
+
+/// Lag read from the heartbeat row the master's agent writes: the server's
+/// UTC clock minus the row's timestamp. `None` when the table or the row
+/// does not exist yet.
+async fn heartbeat_lag_ms(db: &mut Db, table: &str, source_id: u32) -> Result<Option<u64>, DbError> {
+    let sql = format!(
+        "SELECT TIMESTAMPDIFF(MICROSECOND, ts, UTC_TIMESTAMP(6)) AS lag_us FROM {table} WHERE server_id = {source_id}"
+    );
+    let bound = db.timeouts.query;
+    match db.query_i64(&sql, bound).await {
+        Ok(v) => Ok(v.map(|us| (us.max(0) / 1000) as u64)),
+        // ER_NO_SUCH_TABLE / ER_BAD_DB_ERROR: no heartbeat yet.
+        Err(e) if matches!(e.server_code(), Some(1146 | 1049)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Write this server's heartbeat row (on the master), creating the table on
+/// first use. The row replicates; replicas read their lag from it.
+pub async fn heartbeat_write(db: &mut Db, table: &str) -> Result<(), DbError> {
+    let upsert = format!(
+        "INSERT INTO {table} (server_id, ts) VALUES (@@server_id, UTC_TIMESTAMP(6)) \
+         ON DUPLICATE KEY UPDATE ts = VALUES(ts)"
+    );
+    match db.exec(&upsert).await {
+        Err(e) if matches!(e.server_code(), Some(1146 | 1049)) => {
+            let schema = table.split('.').next().unwrap_or("myha");
+            db.exec(&format!("CREATE DATABASE IF NOT EXISTS {schema}")).await?;
+            db.exec(&format!(
+                "CREATE TABLE IF NOT EXISTS {table} (server_id INT UNSIGNED NOT NULL PRIMARY KEY, \
+                 ts DATETIME(6) NOT NULL) ENGINE=InnoDB"
+            ))
+            .await?;
+            db.exec(&upsert).await
+        }
+        other => other,
+    }
+}
+
+/// `SHOW GRANTS` lines of `user` on this server (every host it is defined
+/// for), or `None` when no such user exists.
+pub async fn replication_grants(db: &mut Db, user: &str) -> Result<Option<Vec<String>>, DbError> {
+    let hosts = db
+        .query(&format!(
+            "SELECT Host AS host FROM mysql.user WHERE User = {}",
+            sql_string_literal(user)
+        ))
+        .await?;
+    if hosts.is_empty() {
+        return Ok(None);
+    }
+    let mut grants = Vec::new();
+    for h in hosts {
+        let host = h.get("host").cloned().flatten().unwrap_or_default();
+        let rows = db
+            .query_with(
+                &format!(
+                    "SHOW GRANTS FOR {}@{}",
+                    sql_string_literal(user),
+                    sql_string_literal(&host)
+                ),
+                Duration::from_secs(5),
+            )
+            .await?;
+        grants.extend(rows.into_iter().filter_map(|r| r.into_values().next().flatten()));
+    }
+    Ok(Some(grants))
+}

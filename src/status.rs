@@ -1,0 +1,149 @@
+//! `myha status`: the manager's live topology as a table or JSON.
+use std::process::ExitCode;
+
+use myha_config::Config;
+use myha_core::flavor::ThreadState;
+use myha_core::topology::{ClusterSnapshot, ServerView};
+use serde::Serialize;
+
+use crate::client::ManagerClient;
+
+/// The documented `--json` shape: per server the fields scripts rely on,
+/// plus everything else the manager knows.
+#[derive(Serialize)]
+struct JsonServer<'a> {
+    name: &'a str,
+    address: &'a str,
+    role: String,
+    mysqld_up: Option<bool>,
+    host_reachable: bool,
+    read_only: Option<bool>,
+    gtid_position: Option<&'a str>,
+    io_running: Option<ThreadState>,
+    sql_running: Option<ThreadState>,
+    last_error: Option<&'a str>,
+    lag_seconds: Option<f64>,
+    age_ms: Option<u64>,
+    #[serde(flatten)]
+    detail: &'a ServerView,
+}
+
+#[derive(Serialize)]
+struct JsonCluster<'a> {
+    cluster: &'a str,
+    epoch: u64,
+    master: Option<&'a str>,
+    problems: &'a [String],
+    servers: Vec<JsonServer<'a>>,
+}
+
+fn json_cluster(s: &ClusterSnapshot) -> JsonCluster<'_> {
+    JsonCluster {
+        cluster: &s.cluster,
+        epoch: s.epoch,
+        master: s.master.as_deref(),
+        problems: &s.problems,
+        servers: s
+            .servers
+            .iter()
+            .map(|v| JsonServer {
+                name: &v.name,
+                address: &v.address,
+                role: v.role.to_string(),
+                mysqld_up: v.mysqld_up,
+                host_reachable: v.host_reachable,
+                read_only: v.read_only,
+                gtid_position: v.gtid_position.as_deref(),
+                io_running: v.io_running,
+                sql_running: v.sql_running,
+                last_error: v.last_error.as_deref(),
+                lag_seconds: v.lag_seconds,
+                age_ms: v.age_ms,
+                detail: v,
+            })
+            .collect(),
+    }
+}
+
+fn yes_no(v: Option<bool>, yes: &str, no: &str) -> String {
+    match v {
+        Some(true) => yes.into(),
+        Some(false) => no.into(),
+        None => "?".into(),
+    }
+}
+
+fn thread(t: Option<ThreadState>) -> &'static str {
+    match t {
+        Some(ThreadState::Running) => "yes",
+        Some(ThreadState::Connecting) => "conn",
+        Some(ThreadState::Stopped) => "NO",
+        None => "-",
+    }
+}
+
+pub fn render(s: &ClusterSnapshot) -> String {
+    let mut out = format!(
+        "cluster {}  epoch {}  master {}\n",
+        s.cluster,
+        s.epoch,
+        s.master.as_deref().unwrap_or("NONE")
+    );
+    let header = [
+        "NAME", "ADDRESS", "ROLE", "MYSQLD", "HOST", "RO", "IO", "SQL", "LAG", "AGE", "GTID",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    for v in &s.servers {
+        rows.push(vec![
+            v.name.clone(),
+            v.address.clone(),
+            v.role.to_string(),
+            yes_no(v.mysqld_up, "up", "DOWN"),
+            if v.host_reachable { "up".into() } else { "UNREACHABLE".into() },
+            yes_no(v.read_only, "ON", "off"),
+            thread(v.io_running).into(),
+            thread(v.sql_running).into(),
+            v.lag_seconds.map_or("-".into(), |l| format!("{l:.3}s")),
+            v.age_ms.map_or("-".into(), |a| format!("{a}ms")),
+            v.gtid_position.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    for v in &s.servers {
+        if let Some(e) = &v.last_error {
+            out.push_str(&format!("  {}: last error: {e}\n", v.name));
+        }
+    }
+    for p in &s.problems {
+        out.push_str(&format!("  ! {p}\n"));
+    }
+    out
+}
+
+pub async fn run(config: &Config, cluster: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let client = ManagerClient::new(config)?;
+    let snapshots: Vec<ClusterSnapshot> = match cluster {
+        Some(name) => vec![client.get(&format!("/v1/clusters/{name}")).await?],
+        None => client.get("/v1/clusters").await?,
+    };
+    if json {
+        let out: Vec<JsonCluster<'_>> = snapshots.iter().map(json_cluster).collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for s in &snapshots {
+            print!("{}", render(s));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,507 @@
+//! The Docker test bed: each database host is a container built from
+//! Debian packages (see `scripts/build-images`), on a private bridge network
+//! of its own. mysqld is not the container's PID 1, so it can die while the
+//! host lives. Faults: kill mysqld, kill/pause a container, cut a host off
+//! the network (iptables inside the host), cut it off from the manager only.
+//!
+//! Every bed removes its containers, network and files when dropped, also
+//! when a test panics; beds left behind by a killed test process are
+//! removed by the next [`Bed::start`].
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const IMAGE: &str = "myha/mariadb-host:10.11";
+pub const ADMIN_USER: &str = "myha";
+pub const ADMIN_PASSWORD: &str = "myha-admin-pw";
+pub const REPL_USER: &str = "repl";
+pub const REPL_PASSWORD: &str = "myha-repl-pw";
+pub const APP_USER: &str = "app";
+pub const APP_PASSWORD: &str = "myha-app-pw";
+const LABEL: &str = "org.myha.testbed";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BedError {
+    #[error("`{cmd}` failed ({status}): {stderr}")]
+    Command {
+        cmd: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("cannot run `{cmd}`: {source}")]
+    Spawn {
+        cmd: String,
+        source: std::io::Error,
+    },
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, String),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T> = std::result::Result<T, BedError>;
+
+fn run(cmd: &mut Command) -> Result<Output> {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| BedError::Spawn {
+            cmd: shown.clone(),
+            source,
+        })?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(BedError::Command {
+            cmd: shown,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+fn docker(args: &[&str]) -> Result<String> {
+    let out = run(Command::new("docker").args(args))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The repository root (where `scripts/` lives).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Build the base images once per process (cached by Docker across runs).
+pub fn ensure_images() -> Result<()> {
+    static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        run(Command::new(repo_root().join("scripts/build-images")).arg("--base-only"))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .clone()
+    .map_err(BedError::Other)
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Remove containers and networks of beds whose test process is gone.
+pub fn reap_stale() {
+    let Ok(list) = docker(&[
+        "ps", "-a", "--filter", &format!("label={LABEL}"), "--format",
+        &format!("{{{{.ID}}}} {{{{.Label \"{LABEL}\"}}}}"),
+    ]) else {
+        return;
+    };
+    for line in list.lines() {
+        if let Some((id, pid)) = line.split_once(' ') {
+            if pid.parse::<u32>().is_ok_and(|p| !pid_alive(p)) {
+                let _ = docker(&["rm", "-f", "-v", id]);
+            }
+        }
+    }
+    if let Ok(nets) = docker(&[
+        "network", "ls", "--filter", &format!("label={LABEL}"), "--format",
+        &format!("{{{{.ID}}}} {{{{.Label \"{LABEL}\"}}}}"),
+    ]) {
+        for line in nets.lines() {
+            if let Some((id, pid)) = line.split_once(' ') {
+                if pid.parse::<u32>().is_ok_and(|p| !pid_alive(p)) {
+                    let _ = docker(&["network", "rm", id]);
+                }
+            }
+        }
+    }
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct BedOptions {
+    /// Number of database hosts (db1 is the master).
+    pub hosts: usize,
+    /// The `myha` binary to run as agent (inside the hosts) and manager.
+    pub myha_bin: PathBuf,
+    /// Start an agent in every host.
+    pub agents: bool,
+    /// Start the manager on this machine.
+    pub manager: bool,
+    /// Extra YAML appended to the cluster's section (indented 4 spaces).
+    pub cluster_yaml: String,
+    /// Extra mysqld options for every host (my.cnf lines).
+    pub mysqld_extra: String,
+}
+
+impl BedOptions {
+    pub fn new(myha_bin: impl Into<PathBuf>) -> BedOptions {
+        BedOptions {
+            hosts: 3,
+            myha_bin: myha_bin.into(),
+            agents: true,
+            manager: true,
+            cluster_yaml: String::new(),
+            mysqld_extra: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub container: String,
+    pub ip: String,
+    pub server_id: u32,
+}
+
+/// A running test bed.
+#[derive(Debug)]
+pub struct Bed {
+    pub prefix: String,
+    pub network: String,
+    /// The bridge's address on this machine, where the manager listens.
+    pub gateway: String,
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    pub token: String,
+    pub hosts: Vec<Host>,
+    pub myha_bin: PathBuf,
+    manager: Option<Child>,
+    keep: bool,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+pub const CLUSTER: &str = "bed";
+
+impl Bed {
+    /// Start a bed: network, hosts with replication from db1, agents, manager.
+    pub fn start(opts: BedOptions) -> Result<Bed> {
+        ensure_images()?;
+        reap_stale();
+        let pid = std::process::id();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("myha-t{pid}-{n}");
+        let dir = std::env::temp_dir().join(&prefix);
+        std::fs::create_dir_all(&dir).map_err(|e| BedError::Other(format!("{}: {e}", dir.display())))?;
+
+        // A /24 of our own; try the next on overlap with another bed.
+        let mut created = None;
+        for attempt in 0..60u32 {
+            let octet = 20 + ((pid + n * 7 + attempt) % 200);
+            let subnet = format!("10.213.{octet}.0/24");
+            let res = docker(&[
+                "network", "create", "--driver", "bridge", "--subnet", &subnet,
+                "--label", &format!("{LABEL}={pid}"), &prefix,
+            ]);
+            if res.is_ok() {
+                created = Some(format!("10.213.{octet}"));
+                break;
+            }
+        }
+        let base = created.ok_or_else(|| BedError::Other("no free 10.213.x.0/24 subnet".into()))?;
+        let mut bed = Bed {
+            prefix: prefix.clone(),
+            network: prefix.clone(),
+            gateway: format!("{base}.1"),
+            config_path: dir.join("myha.yaml"),
+            dir,
+            token: format!("bed-token-{pid}-{n}"),
+            hosts: (1..=opts.hosts)
+                .map(|i| Host {
+                    name: format!("db{i}"),
+                    container: format!("{prefix}-db{i}"),
+                    ip: format!("{base}.{}", 10 + i),
+                    server_id: i as u32,
+                })
+                .collect(),
+            myha_bin: opts.myha_bin.clone(),
+            manager: None,
+            keep: std::env::var_os("MYHA_KEEP_BED").is_some(),
+        };
+        bed.write_config(&opts)?;
+        for h in bed.hosts.clone() {
+            bed.run_host(&h, &opts)?;
+        }
+        for h in &bed.hosts {
+            bed.wait_mysqld(&h.name, Duration::from_secs(60))?;
+        }
+        bed.setup_replication()?;
+        if opts.manager {
+            bed.start_manager()?;
+        }
+        Ok(bed)
+    }
+
+    fn write_config(&self, opts: &BedOptions) -> Result<()> {
+        let w = |p: &Path, s: &str| {
+            std::fs::write(p, s).map_err(|e| BedError::Other(format!("{}: {e}", p.display())))
+        };
+        w(&self.dir.join("token"), &self.token)?;
+        w(&self.dir.join("admin.pw"), ADMIN_PASSWORD)?;
+        w(&self.dir.join("repl.pw"), REPL_PASSWORD)?;
+        let mut yaml = format!(
+            "# Written by the myha test bed.\n\
+             manager:\n  listen: {gw}:7070\n  url: http://{gw}:7070\n  token_file: token\n  state_dir: {dir}/state\n  probe_interval: 250ms\n  connect_timeout: 300ms\n  query_timeout: 1s\n\
+             agent:\n  port: 7071\n  interval: 250ms\n  connect_timeout: 300ms\n  query_timeout: 1s\n  report_timeout: 500ms\n\
+             clusters:\n  - name: {CLUSTER}\n    flavor: mariadb\n    user: {ADMIN_USER}\n    password_file: admin.pw\n    replication_user: {REPL_USER}\n    replication_password_file: repl.pw\n",
+            gw = self.gateway,
+            dir = self.dir.display(),
+        );
+        for line in opts.cluster_yaml.lines() {
+            yaml.push_str("    ");
+            yaml.push_str(line);
+            yaml.push('\n');
+        }
+        yaml.push_str("hosts:\n");
+        for h in &self.hosts {
+            yaml.push_str(&format!(
+                "  - name: {}\n    cluster: {CLUSTER}\n    address: {}\n",
+                h.name, h.ip
+            ));
+        }
+        w(&self.config_path, &yaml)
+    }
+
+    fn run_host(&self, h: &Host, opts: &BedOptions) -> Result<()> {
+        let dir = self.dir.display().to_string();
+        let bin = opts.myha_bin.display().to_string();
+        let agent_args = if opts.agents {
+            format!("--config {} --host {}", self.config_path.display(), h.name)
+        } else {
+            String::new()
+        };
+        docker(&[
+            "run", "-d", "--name", &h.container, "--hostname", &h.name,
+            "--network", &self.network, "--ip", &h.ip,
+            "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
+            "--label", &format!("{LABEL}={}", std::process::id()),
+            "-e", &format!("MYHA_SERVER_ID={}", h.server_id),
+            "-e", &format!("MYHA_AGENT_ARGS={agent_args}"),
+            "-e", &format!("MYHA_MYSQLD_EXTRA={}", opts.mysqld_extra),
+            "-v", &format!("{dir}:{dir}"),
+            "-v", &format!("{bin}:/usr/local/bin/myha:ro"),
+            IMAGE,
+        ])?;
+        Ok(())
+    }
+
+    pub fn host(&self, name: &str) -> Result<&Host> {
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .ok_or_else(|| BedError::Other(format!("no host {name} in this bed")))
+    }
+
+    /// Run a command inside a host.
+    pub fn exec(&self, host: &str, cmd: &[&str]) -> Result<String> {
+        let c = self.host(host)?.container.clone();
+        let mut args = vec!["exec", c.as_str()];
+        args.extend_from_slice(cmd);
+        docker(&args)
+    }
+
+    /// Run SQL as root over the local socket; tab-separated rows, no header.
+    pub fn sql(&self, host: &str, sql: &str) -> Result<String> {
+        self.exec(host, &["mariadb", "-uroot", "-N", "-B", "-e", sql])
+    }
+
+    fn wait_mysqld(&self, host: &str, limit: Duration) -> Result<()> {
+        wait_until(limit, &format!("mysqld on {host}"), || {
+            Ok(self.exec(host, &["mariadb-admin", "ping"]).is_ok())
+        })
+    }
+
+    fn setup_replication(&self) -> Result<()> {
+        let Some(master) = self.hosts.first() else {
+            return Ok(());
+        };
+        self.sql(&master.name, "SET GLOBAL read_only = OFF")?;
+        for h in &self.hosts[1..] {
+            self.sql(&h.name, &self.change_master_sql(&master.ip))?;
+            self.sql(&h.name, "START SLAVE")?;
+        }
+        for h in &self.hosts[1..] {
+            wait_until(Duration::from_secs(30), &format!("replication on {}", h.name), || {
+                let out = self.sql(&h.name, "SHOW SLAVE STATUS\\G")?;
+                Ok(out.contains("Slave_IO_Running: Yes") && out.contains("Slave_SQL_Running: Yes"))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// `CHANGE MASTER TO` the given master with GTID (`slave_pos`).
+    pub fn change_master_sql(&self, master_ip: &str) -> String {
+        format!(
+            "CHANGE MASTER TO MASTER_HOST='{master_ip}', MASTER_PORT=3306, MASTER_USER='{REPL_USER}', \
+             MASTER_PASSWORD='{REPL_PASSWORD}', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, \
+             MASTER_HEARTBEAT_PERIOD=0.5"
+        )
+    }
+
+    /// Start (or restart) the manager on this machine.
+    pub fn start_manager(&mut self) -> Result<()> {
+        self.stop_manager();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("manager.log"))
+            .map_err(|e| BedError::Other(e.to_string()))?;
+        let err = log.try_clone().map_err(|e| BedError::Other(e.to_string()))?;
+        let child = Command::new(&self.myha_bin)
+            .args(["manager", "--config"])
+            .arg(&self.config_path)
+            .env("MYHA_LOG", "info,myha_manager=debug")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|source| BedError::Spawn {
+                cmd: "myha manager".into(),
+                source,
+            })?;
+        self.manager = Some(child);
+        Ok(())
+    }
+
+    /// Stop the manager (SIGKILL: a crash, not a clean shutdown).
+    pub fn stop_manager(&mut self) {
+        if let Some(mut c) = self.manager.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Run the CLI against this bed's config.
+    pub fn myha(&self, args: &[&str]) -> Result<Output> {
+        Command::new(&self.myha_bin)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| BedError::Spawn {
+                cmd: format!("myha {}", args.join(" ")),
+                source,
+            })
+    }
+
+    /// `myha status --json` for the bed's cluster, parsed.
+    pub fn status(&self) -> Result<serde_json::Value> {
+        let out = self.myha(&["status", "--json"])?;
+        if !out.status.success() {
+            return Err(BedError::Other(format!(
+                "myha status failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        let all: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| BedError::Other(format!("status JSON: {e}")))?;
+        all.get(0)
+            .cloned()
+            .ok_or_else(|| BedError::Other("status lists no cluster".into()))
+    }
+
+    /// One server's entry in `myha status --json`.
+    pub fn server_status(&self, host: &str) -> Result<serde_json::Value> {
+        let st = self.status()?;
+        st["servers"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == host))
+            .cloned()
+            .ok_or_else(|| BedError::Other(format!("{host} missing from status")))
+    }
+
+    // ---- faults ----
+
+    /// SIGKILL mysqld; the host (container, agent) lives on.
+    pub fn kill_mysqld(&self, host: &str) -> Result<()> {
+        self.exec(host, &["myha-mysqld", "kill"]).map(|_| ())
+    }
+
+    pub fn start_mysqld(&self, host: &str) -> Result<()> {
+        self.exec(host, &["myha-mysqld", "start"]).map(|_| ())
+    }
+
+    pub fn pause(&self, host: &str) -> Result<()> {
+        docker(&["pause", &self.host(host)?.container]).map(|_| ())
+    }
+
+    pub fn unpause(&self, host: &str) -> Result<()> {
+        docker(&["unpause", &self.host(host)?.container]).map(|_| ())
+    }
+
+    pub fn kill_container(&self, host: &str) -> Result<()> {
+        docker(&["kill", &self.host(host)?.container]).map(|_| ())
+    }
+
+    /// Drop every packet in and out of the host but loopback.
+    pub fn partition(&self, host: &str) -> Result<()> {
+        self.exec(host, &["iptables", "-I", "INPUT", "!", "-i", "lo", "-j", "DROP"])?;
+        self.exec(host, &["iptables", "-I", "OUTPUT", "!", "-o", "lo", "-j", "DROP"])?;
+        Ok(())
+    }
+
+    /// Cut only the path between this machine (the manager) and the host.
+    pub fn cut_from_manager(&self, host: &str) -> Result<()> {
+        self.exec(host, &["iptables", "-I", "INPUT", "-s", &self.gateway, "-j", "DROP"])?;
+        self.exec(host, &["iptables", "-I", "OUTPUT", "-d", &self.gateway, "-j", "DROP"])?;
+        Ok(())
+    }
+
+    /// Undo `partition` / `cut_from_manager`.
+    pub fn heal(&self, host: &str) -> Result<()> {
+        self.exec(host, &["iptables", "-F"]).map(|_| ())
+    }
+
+    /// The tail of the manager's log, for failure messages.
+    pub fn manager_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("manager.log"))
+            .map(|s| {
+                let lines: Vec<&str> = s.lines().collect();
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        self.stop_manager();
+        if self.keep {
+            eprintln!("MYHA_KEEP_BED: leaving {} in place", self.prefix);
+            return;
+        }
+        let names: Vec<&str> = self.hosts.iter().map(|h| h.container.as_str()).collect();
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(names);
+        let _ = docker(&args);
+        let _ = docker(&["network", "rm", &self.network]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Poll `cond` every 50 ms until it holds or `limit` passes. Errors from
+/// `cond` count as "not yet"; the last one is reported on timeout.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> Result<bool>) -> Result<()> {
+    let start = Instant::now();
+    let mut last_err = None;
+    loop {
+        match cond() {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last_err = Some(e.to_string()),
+        }
+        if start.elapsed() > limit {
+            let detail = last_err.map(|e| format!(" (last error: {e})")).unwrap_or_default();
+            return Err(BedError::Timeout(limit, format!("{what}{detail}")));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
