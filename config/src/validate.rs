@@ -52,7 +52,7 @@ impl At {
 
     /// Where an optional key's value is, or `parent` if the key is absent
     /// (i.e. a default is in effect).
-    fn or<T>(node: &Option<Spanned<T>>, parent: At) -> Self {
+    fn value_or<T>(node: &Option<Spanned<T>>, parent: At) -> Self {
         node.as_ref().map_or(parent, At::of)
     }
 }
@@ -156,7 +156,7 @@ impl Validator<'_> {
     // ---- sections -------------------------------------------------------
 
     fn manager(&mut self, at: At, raw: RawManager) -> ManagerConfig {
-        let listen_at = At::or(&raw.listen, at);
+        let listen_at = At::value_or(&raw.listen, at);
         let listen = self.socket_addr("listen", raw.listen, defaults::MANAGER_LISTEN);
         let url = match raw.url {
             Some(url) => self.url(url),
@@ -389,7 +389,7 @@ impl Validator<'_> {
             ("http_listen", raw.http_listen, defaults::HTTP_LISTEN),
         ]
         .map(|(key, value, default)| {
-            let value_at = At::or(&value, at);
+            let value_at = At::value_or(&value, at);
             (key, self.socket_addr(key, value, default), value_at)
         });
         // The three listeners of one router must not collide.
@@ -427,19 +427,27 @@ impl Validator<'_> {
         let index: HashMap<String, usize> = clusters
             .iter()
             .enumerate()
-            .filter_map(|(i, c)| c.name.as_ref().filter(|n| n.first).map(|n| (n.value.clone(), i)))
+            .filter_map(|(i, c)| {
+                c.name
+                    .as_ref()
+                    .filter(|n| n.first)
+                    .map(|n| (n.value.clone(), i))
+            })
             .collect();
-        let defined = match clusters.iter().filter_map(|c| c.name.as_ref()).count() {
-            0 => "no clusters are defined".to_owned(),
-            _ => format!(
-                "defined clusters: {}",
-                clusters
-                    .iter()
-                    .filter_map(|c| c.name.as_ref().filter(|n| n.first))
-                    .map(|n| n.value.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+        // A host may belong to a cluster whose name is missing (already an
+        // error); don't pile "undefined cluster" errors on top of that.
+        let some_cluster_unnamed = clusters.iter().any(|c| c.name.is_none());
+        let defined = {
+            let names: Vec<&str> = clusters
+                .iter()
+                .filter_map(|c| c.name.as_ref().filter(|n| n.first))
+                .map(|n| n.value.as_str())
+                .collect();
+            if names.is_empty() {
+                "no clusters are defined".to_owned()
+            } else {
+                format!("defined clusters: {}", names.join(", "))
+            }
         };
 
         let mut names = HashMap::new();
@@ -458,7 +466,7 @@ impl Validator<'_> {
             let no_master = flag(&raw.no_master, defaults::NO_MASTER);
             if candidate_master && no_master {
                 self.error(
-                    At::or(&raw.no_master, at),
+                    At::value_or(&raw.no_master, at),
                     format!("{owner} sets both `candidate_master` and `no_master`; choose one"),
                 );
             }
@@ -488,6 +496,7 @@ impl Validator<'_> {
             if let Some(cluster) = cluster {
                 match index.get(&cluster.value) {
                     Some(&i) => clusters[i].config.hosts.push(host),
+                    None if some_cluster_unnamed => {}
                     None => self.error(
                         At::of(&cluster),
                         format!(
@@ -887,7 +896,5 @@ fn is_host_name(s: &str) -> bool {
 
 /// A Linux network interface name (e.g. `eth0`, `ens3:1`, `bond0.100`).
 fn is_interface_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 15
-        && !s.chars().any(|c| c.is_whitespace() || c == '/')
+    !s.is_empty() && s.len() <= 15 && !s.chars().any(|c| c.is_whitespace() || c == '/')
 }

@@ -138,6 +138,13 @@ pub struct BedOptions {
     pub cluster_yaml: String,
     /// Extra mysqld options for every host (my.cnf lines).
     pub mysqld_extra: String,
+    /// Name prefix of containers and network (default: per test process).
+    pub name: Option<String>,
+    /// Where the config and logs go (default: a temporary directory).
+    pub dir: Option<PathBuf>,
+    /// Run this image, which has the agent installed, instead of
+    /// bind-mounting `myha_bin` into the base image.
+    pub image_with_agent: Option<String>,
 }
 
 impl BedOptions {
@@ -149,6 +156,9 @@ impl BedOptions {
             manager: true,
             cluster_yaml: String::new(),
             mysqld_extra: String::new(),
+            name: None,
+            dir: None,
+            image_with_agent: None,
         }
     }
 }
@@ -173,6 +183,7 @@ pub struct Bed {
     pub token: String,
     pub hosts: Vec<Host>,
     pub myha_bin: PathBuf,
+    owner: String,
     manager: Option<Child>,
     keep: bool,
 }
@@ -187,10 +198,13 @@ impl Bed {
         reap_stale();
         let pid = std::process::id();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let prefix = format!("myha-t{pid}-{n}");
-        let dir = std::env::temp_dir().join(&prefix);
+        let prefix = opts.name.clone().unwrap_or_else(|| format!("myha-t{pid}-{n}"));
+        let dir = opts.dir.clone().unwrap_or_else(|| std::env::temp_dir().join(&prefix));
         std::fs::create_dir_all(&dir).map_err(|e| BedError::Other(format!("{}: {e}", dir.display())))?;
 
+        // Beds of a test process carry its pid and are reaped once it is
+        // gone; a named bed (the sandbox) is removed only explicitly.
+        let owner = if opts.name.is_some() { "named".to_string() } else { pid.to_string() };
         // A /24 of our own; try the next on overlap with another bed.
         let mut created = None;
         for attempt in 0..60u32 {
@@ -198,7 +212,7 @@ impl Bed {
             let subnet = format!("10.213.{octet}.0/24");
             let res = docker(&[
                 "network", "create", "--driver", "bridge", "--subnet", &subnet,
-                "--label", &format!("{LABEL}={pid}"), &prefix,
+                "--label", &format!("{LABEL}={owner}"), &prefix,
             ]);
             if res.is_ok() {
                 created = Some(format!("10.213.{octet}"));
@@ -222,6 +236,7 @@ impl Bed {
                 })
                 .collect(),
             myha_bin: opts.myha_bin.clone(),
+            owner,
             manager: None,
             keep: std::env::var_os("MYHA_KEEP_BED").is_some(),
         };
@@ -271,24 +286,35 @@ impl Bed {
 
     fn run_host(&self, h: &Host, opts: &BedOptions) -> Result<()> {
         let dir = self.dir.display().to_string();
-        let bin = opts.myha_bin.display().to_string();
+        let bin_mount = format!("{}:/usr/local/bin/myha:ro", opts.myha_bin.display());
         let agent_args = if opts.agents {
             format!("--config {} --host {}", self.config_path.display(), h.name)
         } else {
             String::new()
         };
-        docker(&[
+        let (mount, image) = match &opts.image_with_agent {
+            Some(image) => (Vec::new(), image.as_str()),
+            None => (vec!["-v", bin_mount.as_str()], IMAGE),
+        };
+        let label = format!("{LABEL}={}", self.owner);
+        let env = [
+            format!("MYHA_SERVER_ID={}", h.server_id),
+            format!("MYHA_AGENT_ARGS={agent_args}"),
+            format!("MYHA_MYSQLD_EXTRA={}", opts.mysqld_extra),
+        ];
+        let volume = format!("{dir}:{dir}");
+        let mut args = vec![
             "run", "-d", "--name", &h.container, "--hostname", &h.name,
             "--network", &self.network, "--ip", &h.ip,
             "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
-            "--label", &format!("{LABEL}={}", std::process::id()),
-            "-e", &format!("MYHA_SERVER_ID={}", h.server_id),
-            "-e", &format!("MYHA_AGENT_ARGS={agent_args}"),
-            "-e", &format!("MYHA_MYSQLD_EXTRA={}", opts.mysqld_extra),
-            "-v", &format!("{dir}:{dir}"),
-            "-v", &format!("{bin}:/usr/local/bin/myha:ro"),
-            IMAGE,
-        ])?;
+            "--label", &label, "-v", &volume,
+        ];
+        for e in &env {
+            args.extend(["-e", e.as_str()]);
+        }
+        args.extend(mount);
+        args.push(image);
+        docker(&args)?;
         Ok(())
     }
 
@@ -468,6 +494,18 @@ impl Bed {
                 lines[lines.len().saturating_sub(40)..].join("\n")
             })
             .unwrap_or_default()
+    }
+}
+
+impl Bed {
+    /// Leave the bed running after this process exits (the sandbox): the
+    /// manager keeps running detached; returns its pid.
+    pub fn detach(mut self) -> Option<u32> {
+        self.keep = true;
+        let pid = self.manager.as_ref().map(Child::id);
+        // Dropping a Child neither kills nor waits for it.
+        self.manager = None;
+        pid
     }
 }
 

@@ -439,10 +439,7 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn err<T: FromStr<Err = GtidError>>(s: &str) -> String
-    where
-        T: fmt::Debug,
-    {
+    fn err<T: FromStr<Err = GtidError> + fmt::Debug>(s: &str) -> String {
         s.parse::<T>().unwrap_err().to_string()
     }
 

@@ -296,7 +296,9 @@ mod tests {
 
     #[test]
     fn tags_are_validated_and_lowercased() {
-        let t = |s| tag(s, Span::whole(s));
+        fn t(s: &str) -> Result<String, GtidError> {
+            tag(s, Span::whole(s))
+        }
         assert_eq!(t("My_Tag1").unwrap(), "my_tag1");
         assert_eq!(t("_").unwrap(), "_");
         assert!(t("1abc").is_err());

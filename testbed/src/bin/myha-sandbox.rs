@@ -1,0 +1,80 @@
+//! `myha-sandbox up [N]` / `myha-sandbox down`: the demo cluster, a
+//! long-lived test bed. Called by `scripts/sandbox`.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use myha_testbed::{Bed, BedOptions};
+
+const NAME: &str = "myha-sandbox";
+
+fn usage() -> ExitCode {
+    eprintln!("usage: myha-sandbox up [N] --myha-bin PATH --dir DIR | down --dir DIR");
+    ExitCode::from(2)
+}
+
+fn arg_value(args: &[String], flag: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn down(dir: &std::path::Path) {
+    if let Ok(pid) = std::fs::read_to_string(dir.join("manager.pid")) {
+        let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+    }
+    let _ = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "docker ps -aq --filter name=^{NAME}- | xargs -r docker rm -f -v >/dev/null; \
+             docker network rm {NAME} >/dev/null 2>&1; true"
+        ))
+        .status();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(dir) = arg_value(&args, "--dir").map(PathBuf::from) else {
+        return usage();
+    };
+    match args.first().map(String::as_str) {
+        Some("down") => {
+            down(&dir);
+            eprintln!("sandbox removed");
+            ExitCode::SUCCESS
+        }
+        Some("up") => {
+            let Some(bin) = arg_value(&args, "--myha-bin") else {
+                return usage();
+            };
+            let hosts = args
+                .get(1)
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(3);
+            down(&dir);
+            let mut opts = BedOptions::new(bin);
+            opts.hosts = hosts;
+            opts.name = Some(NAME.into());
+            opts.dir = Some(dir.clone());
+            opts.image_with_agent = arg_value(&args, "--image");
+            match Bed::start(opts) {
+                Ok(bed) => {
+                    let config = bed.config_path.clone();
+                    if let Some(pid) = bed.detach() {
+                        let _ = std::fs::write(dir.join("manager.pid"), pid.to_string());
+                    }
+                    println!("{}", config.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sandbox failed: {e}");
+                    down(&dir);
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        _ => usage(),
+    }
+}

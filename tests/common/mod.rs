@@ -1,0 +1,79 @@
+//! Shared helpers of the integration tests: a bed per test, and waiting on
+//! `myha status`.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use myha_testbed::{wait_until, Bed, BedOptions};
+use serde_json::Value;
+
+pub fn options() -> BedOptions {
+    BedOptions::new(env!("CARGO_BIN_EXE_myha"))
+}
+
+/// A 3-host bed whose status shows db1 master and the others replicas.
+pub fn healthy_bed() -> Bed {
+    let bed = Bed::start(options()).expect("start bed");
+    wait_healthy(&bed, Duration::from_secs(30));
+    bed
+}
+
+pub fn wait_healthy(bed: &Bed, limit: Duration) {
+    let r = wait_until(limit, "status: db1 master, replicas healthy", || {
+        let st = bed.status()?;
+        Ok(st["master"] == "db1"
+            && st["servers"].as_array().is_some_and(|a| {
+                a.iter().all(|s| {
+                    s["mysqld_up"] == true
+                        && s["host_reachable"] == true
+                        && (s["name"] == "db1"
+                            || (s["role"] == "replica"
+                                && s["io_running"] == "running"
+                                && s["sql_running"] == "running"))
+                })
+            }))
+    });
+    if let Err(e) = r {
+        panic!(
+            "{e}\nstatus: {:?}\nmanager log:\n{}",
+            bed.status().ok(),
+            bed.manager_log()
+        );
+    }
+}
+
+/// Poll one server's status entry until `cond` holds; returns the entry.
+pub fn wait_server(bed: &Bed, host: &str, limit: Duration, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    let r = wait_until(limit, what, || {
+        let s = bed.server_status(host)?;
+        let ok = cond(&s);
+        last = s;
+        Ok(ok)
+    });
+    if let Err(e) = r {
+        panic!("{e}\nlast status of {host}: {last:#}\nmanager log:\n{}", bed.manager_log());
+    }
+    last
+}
+
+/// The master's `gtid_binlog_pos` read directly.
+pub fn binlog_pos(bed: &Bed, host: &str) -> String {
+    bed.sql(host, "SELECT @@gtid_binlog_pos").expect("read gtid_binlog_pos")
+}
+
+/// A raw HTTP GET (no client library): returns the status code.
+pub fn http_status(addr: &str, path: &str, token: Option<&str>) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr.parse().expect("addr"), Duration::from_secs(3))
+        .expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n").expect("write");
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {buf:?}"))
+}
