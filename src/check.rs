@@ -36,7 +36,9 @@ async fn gather(config: &Config, cluster: &ClusterConfig) -> CheckInput {
             },
             timeouts,
         );
-        let facts = collect_facts(&mut db, &opts).await.map_err(|e| e.to_string());
+        let facts = collect_facts(&mut db, &opts)
+            .await
+            .map_err(|e| e.to_string());
         let mut grants = None;
         let mut clock_offset_ms = None;
         if facts.is_ok() {
@@ -47,7 +49,10 @@ async fn gather(config: &Config, cluster: &ClusterConfig) -> CheckInput {
             let before = unix_us();
             let t0 = Instant::now();
             if let Ok(Some(server_us)) = db
-                .query_i64("SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)", timeouts.query)
+                .query_i64(
+                    "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)",
+                    timeouts.query,
+                )
                 .await
             {
                 let rtt_us = t0.elapsed().as_micros() as i64;
@@ -107,5 +112,9 @@ pub async fn run(config: &Config, only: Option<&str>, json: bool) -> anyhow::Res
             println!("{failed} check(s) FAILED");
         }
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

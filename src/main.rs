@@ -13,10 +13,19 @@ use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
 #[derive(Parser, Debug)]
-#[command(name = "myha", version, about = "High-availability failover manager for MySQL and MariaDB replication")]
+#[command(
+    name = "myha",
+    version,
+    about = "High-availability failover manager for MySQL and MariaDB replication"
+)]
 struct Cli {
     /// Configuration file.
-    #[arg(long, global = true, env = "MYHA_CONFIG", default_value = "/etc/myha/myha.yaml")]
+    #[arg(
+        long,
+        global = true,
+        env = "MYHA_CONFIG",
+        default_value = "/etc/myha/myha.yaml"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -64,7 +73,10 @@ fn init_tracing() {
 fn load_config(path: &std::path::Path) -> Result<myha_config::Config, ExitCode> {
     myha_config::load(path).map_err(|errors| {
         eprintln!("{errors}");
-        eprintln!("myha: configuration {} is invalid; nothing was started", path.display());
+        eprintln!(
+            "myha: configuration {} is invalid; nothing was started",
+            path.display()
+        );
         ExitCode::from(2)
     })
 }
@@ -108,7 +120,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("myha: cannot start the runtime: {e}");

@@ -99,7 +99,11 @@ pub fn render(s: &ClusterSnapshot) -> String {
             v.address.clone(),
             v.role.to_string(),
             yes_no(v.mysqld_up, "up", "DOWN"),
-            if v.host_reachable { "up".into() } else { "UNREACHABLE".into() },
+            if v.host_reachable {
+                "up".into()
+            } else {
+                "UNREACHABLE".into()
+            },
             yes_no(v.read_only, "ON", "off"),
             thread(v.io_running).into(),
             thread(v.sql_running).into(),

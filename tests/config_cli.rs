@@ -20,7 +20,10 @@ fn run(config: &std::path::Path, args: &[&str]) -> (i32, String) {
         .arg(config)
         .output()
         .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -31,9 +34,21 @@ fn bad_configs_name_file_line_column_and_start_nothing() {
     write(&dir, "pw", "secret-pw");
     let good = GOOD.replace("STATE", &dir.join("state").display().to_string());
     let cases = [
-        ("typo.yaml", good.replace("    user: myha\n", "    user: myha\n    max_lagg: 5s\n"), "typo.yaml:7:"),
-        ("nopw.yaml", good.replace("    password_file: pw\n", ""), "nopw.yaml:"),
-        ("unknown.yaml", good.replace("    cluster: c1\n", "    cluster: c9\n"), "unknown.yaml:13:"),
+        (
+            "typo.yaml",
+            good.replace("    user: myha\n", "    user: myha\n    max_lagg: 5s\n"),
+            "typo.yaml:8:5:",
+        ),
+        (
+            "nopw.yaml",
+            good.replace("    password_file: pw\n", ""),
+            "nopw.yaml:",
+        ),
+        (
+            "unknown.yaml",
+            good.replace("    cluster: c1\n", "    cluster: c9\n"),
+            "unknown.yaml:13:",
+        ),
         (
             "dup.yaml",
             format!("{good}  - name: db1\n    cluster: c1\n    address: 127.0.0.2\n"),
@@ -45,9 +60,15 @@ fn bad_configs_name_file_line_column_and_start_nothing() {
         for cmd in [&["manager"][..], &["status"][..], &["check"][..]] {
             let (code, err) = run(&path, cmd);
             assert_eq!(code, 2, "{name} {cmd:?}: {err}");
-            assert!(err.contains(location), "{name} {cmd:?}: expected {location} in:\n{err}");
+            assert!(
+                err.contains(location),
+                "{name} {cmd:?}: expected {location} in:\n{err}"
+            );
             assert!(err.contains("nothing was started"), "{err}");
-            assert!(!err.contains("secret-pw") && !err.contains("t0ken"), "secret leaked: {err}");
+            assert!(
+                !err.contains("secret-pw") && !err.contains("t0ken"),
+                "secret leaked: {err}"
+            );
         }
     }
     // The manager really did not start: its port is free.

@@ -20,8 +20,18 @@ fn status_shows_master_replicas_and_gtid_positions() {
     assert_eq!(servers.len(), 3);
     for s in servers {
         for key in [
-            "name", "address", "role", "mysqld_up", "host_reachable", "read_only", "gtid_position",
-            "io_running", "sql_running", "last_error", "lag_seconds", "age_ms",
+            "name",
+            "address",
+            "role",
+            "mysqld_up",
+            "host_reachable",
+            "read_only",
+            "gtid_position",
+            "io_running",
+            "sql_running",
+            "last_error",
+            "lag_seconds",
+            "age_ms",
         ] {
             assert!(s.get(key).is_some(), "status lacks {key}: {s}");
         }
@@ -39,7 +49,10 @@ fn status_shows_master_replicas_and_gtid_positions() {
     for h in ["db1", "db2", "db3"] {
         let direct = MariaGtidPos::from_str(&binlog_pos(&bed, h)).unwrap();
         let shown = wait_server(&bed, h, Duration::from_secs(5), "status GTID", |s| {
-            s["gtid_position"].as_str().and_then(|g| MariaGtidPos::from_str(g).ok()).is_some_and(|p| p.covers(&direct))
+            s["gtid_position"]
+                .as_str()
+                .and_then(|g| MariaGtidPos::from_str(g).ok())
+                .is_some_and(|p| p.covers(&direct))
         });
         assert!(shown["gtid_position"].is_string());
     }
@@ -47,21 +60,39 @@ fn status_shows_master_replicas_and_gtid_positions() {
     let out = bed.myha(&["status"]).unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("db1") && text.contains("master") && text.contains("replica"), "{text}");
+    assert!(
+        text.contains("db1") && text.contains("master") && text.contains("replica"),
+        "{text}"
+    );
 }
 
 #[test]
 fn replicas_positions_match_master_within_2s_after_100_writes() {
     let bed = healthy_bed();
-    bed.sql("db1", "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(20))").unwrap();
-    let inserts: String = (1..=100).map(|i| format!("INSERT INTO app.t VALUES ({i}, 'row{i}');")).collect();
+    bed.sql(
+        "db1",
+        "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(20))",
+    )
+    .unwrap();
+    let inserts: String = (1..=100)
+        .map(|i| format!("INSERT INTO app.t VALUES ({i}, 'row{i}');"))
+        .collect();
     bed.sql("db1", &inserts).unwrap();
     let after_writes = Instant::now();
     let master_pos = MariaGtidPos::from_str(&binlog_pos(&bed, "db1")).unwrap();
     for r in ["db2", "db3"] {
-        wait_server(&bed, r, Duration::from_secs(2).saturating_sub(after_writes.elapsed()), "replica reaches the master's position", |s| {
-            s["gtid_position"].as_str().and_then(|g| MariaGtidPos::from_str(g).ok()).is_some_and(|p| p.covers(&master_pos))
-        });
+        wait_server(
+            &bed,
+            r,
+            Duration::from_secs(2).saturating_sub(after_writes.elapsed()),
+            "replica reaches the master's position",
+            |s| {
+                s["gtid_position"]
+                    .as_str()
+                    .and_then(|g| MariaGtidPos::from_str(g).ok())
+                    .is_some_and(|p| p.covers(&master_pos))
+            },
+        );
     }
     assert!(after_writes.elapsed() < Duration::from_secs(2));
     for r in ["db2", "db3"] {
@@ -72,31 +103,50 @@ fn replicas_positions_match_master_within_2s_after_100_writes() {
 #[test]
 fn stopped_sql_thread_shows_and_lag_grows() {
     let bed = healthy_bed();
-    bed.sql("db1", "CREATE TABLE app.w (id INT AUTO_INCREMENT PRIMARY KEY)").unwrap();
+    bed.sql(
+        "db1",
+        "CREATE TABLE app.w (id INT AUTO_INCREMENT PRIMARY KEY)",
+    )
+    .unwrap();
     bed.sql("db3", "STOP SLAVE SQL_THREAD").unwrap();
     let stopped_at = Instant::now();
-    wait_server(&bed, "db3", Duration::from_secs(2), "db3 SQL thread shown stopped", |s| {
-        s["sql_running"] == "stopped" && s["io_running"] == "running"
-    });
+    wait_server(
+        &bed,
+        "db3",
+        Duration::from_secs(2),
+        "db3 SQL thread shown stopped",
+        |s| s["sql_running"] == "stopped" && s["io_running"] == "running",
+    );
     assert!(stopped_at.elapsed() < Duration::from_secs(2));
     for _ in 0..5 {
         bed.sql("db1", "INSERT INTO app.w VALUES ()").unwrap();
     }
-    let first = bed.server_status("db3").unwrap()["lag_seconds"].as_f64().expect("lag known");
+    let first = bed.server_status("db3").unwrap()["lag_seconds"]
+        .as_f64()
+        .expect("lag known");
     std::thread::sleep(Duration::from_millis(1500));
     for _ in 0..5 {
         bed.sql("db1", "INSERT INTO app.w VALUES ()").unwrap();
     }
-    let second = bed.server_status("db3").unwrap()["lag_seconds"].as_f64().expect("lag known");
-    assert!(second >= first + 1.0, "lag did not grow: {first} then {second}");
+    let second = bed.server_status("db3").unwrap()["lag_seconds"]
+        .as_f64()
+        .expect("lag known");
+    assert!(
+        second >= first + 1.0,
+        "lag did not grow: {first} then {second}"
+    );
     // db2 keeps up meanwhile.
     let db2 = bed.server_status("db2").unwrap();
     assert!(db2["lag_seconds"].as_f64().unwrap() < 1.0, "{db2}");
     // And once restarted, db3 catches up.
     bed.sql("db3", "START SLAVE SQL_THREAD").unwrap();
-    wait_server(&bed, "db3", Duration::from_secs(10), "db3 lag back under 1s", |s| {
-        s["sql_running"] == "running" && s["lag_seconds"].as_f64().is_some_and(|l| l < 1.0)
-    });
+    wait_server(
+        &bed,
+        "db3",
+        Duration::from_secs(10),
+        "db3 lag back under 1s",
+        |s| s["sql_running"] == "running" && s["lag_seconds"].as_f64().is_some_and(|l| l < 1.0),
+    );
 }
 
 #[test]
@@ -104,37 +154,58 @@ fn mysqld_down_is_not_confused_with_host_unreachable() {
     let bed = healthy_bed();
     bed.kill_mysqld("db2").unwrap();
     let t = Instant::now();
-    let db2 = wait_server(&bed, "db2", Duration::from_secs(2), "db2 mysqld down, host up", |s| {
-        s["mysqld_up"] == false && s["host_reachable"] == true
-    });
+    let db2 = wait_server(
+        &bed,
+        "db2",
+        Duration::from_secs(2),
+        "db2 mysqld down, host up",
+        |s| s["mysqld_up"] == false && s["host_reachable"] == true,
+    );
     assert!(t.elapsed() < Duration::from_secs(2), "{db2}");
     assert_eq!(db2["agent"]["mysqld_process"], false, "{db2}");
 
     bed.pause("db3").unwrap();
     let t = Instant::now();
-    let db3 = wait_server(&bed, "db3", Duration::from_secs(2), "db3 host unreachable", |s| {
-        s["host_reachable"] == false
-    });
+    let db3 = wait_server(
+        &bed,
+        "db3",
+        Duration::from_secs(2),
+        "db3 host unreachable",
+        |s| s["host_reachable"] == false,
+    );
     assert!(t.elapsed() < Duration::from_secs(2), "{db3}");
-    assert_ne!(db3["mysqld_up"], false, "a paused host must not be reported as mysqld down: {db3}");
+    assert_ne!(
+        db3["mysqld_up"], false,
+        "a paused host must not be reported as mysqld down: {db3}"
+    );
     // db2 is still "mysqld down, host up", not unreachable.
     let db2 = bed.server_status("db2").unwrap();
     assert_eq!(db2["host_reachable"], true, "{db2}");
     assert_eq!(db2["mysqld_up"], false, "{db2}");
     bed.unpause("db3").unwrap();
     bed.start_mysqld("db2").unwrap();
-    wait_server(&bed, "db3", Duration::from_secs(5), "db3 back", |s| s["host_reachable"] == true && s["mysqld_up"] == true);
-    wait_server(&bed, "db2", Duration::from_secs(5), "db2 back", |s| s["mysqld_up"] == true);
+    wait_server(&bed, "db3", Duration::from_secs(5), "db3 back", |s| {
+        s["host_reachable"] == true && s["mysqld_up"] == true
+    });
+    wait_server(&bed, "db2", Duration::from_secs(5), "db2 back", |s| {
+        s["mysqld_up"] == true
+    });
 }
 
 fn check_output(bed: &myha_testbed::Bed) -> (bool, String) {
     let out = bed.myha(&["check"]).unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
 fn failing_lines(text: &str) -> Vec<&str> {
-    text.lines().filter(|l| l.trim_start().starts_with("FAIL")).collect()
+    text.lines()
+        .filter(|l| l.trim_start().starts_with("FAIL"))
+        .collect()
 }
 
 #[test]
@@ -148,7 +219,12 @@ fn check_passes_when_healthy_and_names_each_problem() {
     let (ok, text) = check_output(&bed);
     assert!(!ok, "{text}");
     let fails = failing_lines(&text);
-    assert!(fails.iter().any(|l| l.contains("[read_only] db2:") && l.contains("fix:")), "{text}");
+    assert!(
+        fails
+            .iter()
+            .any(|l| l.contains("[read_only] db2:") && l.contains("fix:")),
+        "{text}"
+    );
     // ... and db2 now also looks like a second writable server? No: it replicates.
     assert!(!fails.iter().any(|l| l.contains("[one_master]")), "{text}");
     bed.sql("db2", "SET GLOBAL read_only = ON").unwrap();
@@ -158,21 +234,39 @@ fn check_passes_when_healthy_and_names_each_problem() {
     let (ok, text) = check_output(&bed);
     assert!(!ok, "{text}");
     assert!(
-        failing_lines(&text).iter().any(|l| l.contains("[server_id] db3:") && l.contains("also used by db2")),
+        failing_lines(&text)
+            .iter()
+            .any(|l| l.contains("[server_id] db3:") && l.contains("also used by db2")),
         "{text}"
     );
     bed.sql("db3", "SET GLOBAL server_id = 3").unwrap();
 
     // A replica replicating by file/position.
-    bed.sql("db3", "STOP SLAVE; CHANGE MASTER TO MASTER_USE_GTID=no; START SLAVE").unwrap();
+    bed.sql(
+        "db3",
+        "STOP SLAVE; CHANGE MASTER TO MASTER_USE_GTID=no; START SLAVE",
+    )
+    .unwrap();
     let (ok, text) = check_output(&bed);
     assert!(!ok, "{text}");
     let fails = failing_lines(&text);
-    assert!(fails.iter().any(|l| l.contains("[gtid] db3:") && l.contains("not GTID")), "{text}");
+    assert!(
+        fails
+            .iter()
+            .any(|l| l.contains("[gtid] db3:") && l.contains("not GTID")),
+        "{text}"
+    );
     assert_eq!(fails.len(), 1, "only the GTID problem should fail:\n{text}");
 
-    bed.sql("db3", "STOP SLAVE; CHANGE MASTER TO MASTER_USE_GTID=slave_pos; START SLAVE").unwrap();
-    wait_until(Duration::from_secs(10), "check passes again", || Ok(check_output(&bed).0)).unwrap();
+    bed.sql(
+        "db3",
+        "STOP SLAVE; CHANGE MASTER TO MASTER_USE_GTID=slave_pos; START SLAVE",
+    )
+    .unwrap();
+    wait_until(Duration::from_secs(10), "check passes again", || {
+        Ok(check_output(&bed).0)
+    })
+    .unwrap();
 }
 
 #[test]
@@ -180,7 +274,10 @@ fn manager_and_agent_refuse_requests_without_the_token() {
     let bed = healthy_bed();
     let manager = format!("{}:7070", bed.gateway);
     assert_eq!(http_status(&manager, "/v1/clusters", None), 401);
-    assert_eq!(http_status(&manager, "/v1/clusters", Some("wrong-token")), 401);
+    assert_eq!(
+        http_status(&manager, "/v1/clusters", Some("wrong-token")),
+        401
+    );
     assert_eq!(http_status(&manager, "/v1/clusters", Some(&bed.token)), 200);
     let agent = format!("{}:7071", bed.host("db2").unwrap().ip);
     assert_eq!(http_status(&agent, "/v1/status", None), 401);

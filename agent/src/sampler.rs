@@ -189,7 +189,7 @@ pub(crate) async fn run(
                 Ok(()) => heartbeat_failures = 0,
                 Err(e) => {
                     heartbeat_failures += 1;
-                    if heartbeat_failures == 1 || heartbeat_failures % 100 == 0 {
+                    if heartbeat_failures == 1 || heartbeat_failures.is_multiple_of(100) {
                         tracing::warn!(error = %e, "heartbeat write failed");
                     }
                 }
@@ -221,10 +221,7 @@ pub(crate) async fn run(
             .filter(|r| !r.source_host.is_empty())
             .map(|r| {
                 let target = format!("{}:{}", r.source_host, r.source_port);
-                let probe = probe_rx
-                    .borrow()
-                    .clone()
-                    .filter(|p| p.target == target);
+                let probe = probe_rx.borrow().clone().filter(|p| p.target == target);
                 MasterView {
                     master_address: target,
                     probe_ok: probe.as_ref().is_some_and(|p| p.ok),
@@ -332,7 +329,7 @@ pub(crate) async fn report_loop(
             }
             Err(e) => {
                 failures += 1;
-                if failures == 1 || failures % 40 == 0 {
+                if failures == 1 || failures.is_multiple_of(40) {
                     tracing::warn!(error = %e, failures, "report to the manager failed");
                 }
             }

@@ -130,30 +130,9 @@ impl Default for AgentConfig {
     }
 }
 
-/// Server flavor of a cluster. YAML: `mariadb` or `mysql`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Flavor {
-    #[default]
-    Mariadb,
-    Mysql,
-}
-
-impl Flavor {
-    /// The YAML spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Mariadb => "mariadb",
-            Self::Mysql => "mysql",
-        }
-    }
-}
-
-impl fmt::Display for Flavor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Server flavor of a cluster. YAML: `mariadb` or `mysql`. The type is the
+/// flavor layer's own, so configuration and SQL never disagree.
+pub use myha_core::flavor::Flavor;
 
 /// A database account.
 #[derive(Debug, Clone)]

@@ -655,7 +655,18 @@ fn router_listeners_must_differ() {
         &yaml,
         10,
         22,
-        "`reader_listen` 0.0.0.0:6033 is the same address as `writer_listen`",
+        "`reader_listen` 0.0.0.0:6033 conflicts with `writer_listen` 0.0.0.0:6033",
+    );
+    // The wildcard address overlaps every address on the same port.
+    let yaml = with(
+        CLUSTER_END,
+        "    router:\n      http_listen: 127.0.0.1:6034",
+    );
+    assert_error(
+        &yaml,
+        10,
+        20,
+        "`http_listen` 127.0.0.1:6034 conflicts with `reader_listen`",
     );
 }
 
@@ -744,6 +755,18 @@ fn env_secret_must_be_set_and_non_empty() {
         19,
         "`password_env` must name an environment variable",
     );
+    // Something that is no variable name may be a pasted secret: not echoed.
+    let errs = errors(&replace(
+        "password_env: DB_PW",
+        "password_env: \"hunter2!x\"",
+    ));
+    assert_has(
+        &errs,
+        6,
+        19,
+        "`password_env` must name an environment variable",
+    );
+    assert!(!ConfigErrors(errs).to_string().contains("hunter2"));
 }
 
 #[test]
@@ -1089,4 +1112,23 @@ fn load_reads_file_and_resolves_secret_files() {
         config.clusters[0].replication.password.expose(),
         "file-secret-2"
     );
+}
+
+#[test]
+fn docs_mention_every_key() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.md");
+    let docs = std::fs::read_to_string(docs).unwrap();
+    let keys: Vec<&str> = include_str!("raw.rs")
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("pub "))
+        .filter_map(|field| field.split_once(':').map(|(name, _)| name))
+        .filter(|name| !name.contains(' '))
+        .collect();
+    assert!(keys.len() > 40, "parsed only {keys:?}");
+    for key in keys {
+        assert!(
+            docs.contains(&format!("`{key}`")),
+            "docs/config.md does not document `{key}`"
+        );
+    }
 }

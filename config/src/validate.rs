@@ -307,7 +307,10 @@ impl Validator<'_> {
 
         let config = ClusterConfig {
             name: name.as_ref().map(|n| n.value.clone()).unwrap_or_default(),
-            flavor: raw.flavor.map(|f| f.value).unwrap_or_default(),
+            flavor: raw
+                .flavor
+                .map(|f| f.value)
+                .unwrap_or(crate::Flavor::Mariadb),
             admin: Credentials {
                 user: user.map(|u| u.value).unwrap_or_default(),
                 password,
@@ -392,12 +395,13 @@ impl Validator<'_> {
             let value_at = At::value_or(&value, at);
             (key, self.socket_addr(key, value, default), value_at)
         });
-        // The three listeners of one router must not collide.
+        // The three listeners of one router cannot bind the same port.
         for (i, (key, addr, value_at)) in listeners.iter().enumerate() {
-            if let Some((other, _, _)) = listeners[..i].iter().find(|(_, a, _)| a == addr) {
+            let earlier = listeners[..i].iter().find(|(_, a, _)| overlaps(*a, *addr));
+            if let Some((other, other_addr, _)) = earlier {
                 self.error(
                     *value_at,
-                    format!("`{key}` {addr} is the same address as `{other}`"),
+                    format!("`{key}` {addr} conflicts with `{other}` {other_addr}"),
                 );
             }
         }
@@ -795,8 +799,15 @@ impl Validator<'_> {
     fn secret_from_env(&mut self, key: &str, node: Spanned<String>) -> Secret {
         let at = At::of(&node);
         let var = node.value.trim();
-        if var.is_empty() {
-            self.error(at, format!("`{key}` must name an environment variable"));
+        if !is_env_name(var) {
+            // Not echoed: a value that is no variable name may be the secret itself.
+            self.error(
+                at,
+                format!(
+                    "`{key}` must name an environment variable (letters, digits and `_`, \
+                     not starting with a digit)"
+                ),
+            );
             return Secret::new(String::new());
         }
         match (self.env)(var) {
@@ -861,6 +872,20 @@ fn describe(kind: &str, name: Option<&Name>) -> String {
 
 fn flag(raw: &Option<Spanned<bool>>, default: bool) -> bool {
     raw.as_ref().map_or(default, |b| b.value)
+}
+
+/// Two listen addresses that cannot both be bound: same port, and the same
+/// IP or one of them the wildcard address.
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`
+fn is_env_name(s: &str) -> bool {
+    s.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// `[A-Za-z0-9_.-]+`

@@ -115,7 +115,11 @@ pub fn check(input: &CheckInput) -> Vec<Finding> {
     // Reachability.
     for s in &input.servers {
         match &s.facts {
-            Ok(_) => out.ok("reachable", Some(&s.name), format!("connected to {}", s.address)),
+            Ok(_) => out.ok(
+                "reachable",
+                Some(&s.name),
+                format!("connected to {}", s.address),
+            ),
             Err(e) => out.fail(
                 "reachable",
                 Some(&s.name),
@@ -127,11 +131,17 @@ pub fn check(input: &CheckInput) -> Vec<Finding> {
     }
 
     // Exactly one writable master.
-    let masters: Vec<&(&CheckServer, &ServerFacts)> =
-        up.iter().filter(|(_, f)| role_of(f) == Role::Master).collect();
+    let masters: Vec<&(&CheckServer, &ServerFacts)> = up
+        .iter()
+        .filter(|(_, f)| role_of(f) == Role::Master)
+        .collect();
     let master = match masters.as_slice() {
         [m] => {
-            out.ok("one_master", Some(&m.0.name), "the only writable master".into());
+            out.ok(
+                "one_master",
+                Some(&m.0.name),
+                "the only writable master".into(),
+            );
             Some(**m)
         }
         [] => {
@@ -149,7 +159,8 @@ pub fn check(input: &CheckInput) -> Vec<Finding> {
                 "one_master",
                 None,
                 format!("{} writable masters: {}", names.len(), names.join(", ")),
-                "keep one master writable; SET GLOBAL read_only=ON on the others and repoint them".into(),
+                "keep one master writable; SET GLOBAL read_only=ON on the others and repoint them"
+                    .into(),
             );
             None
         }
@@ -173,15 +184,22 @@ pub fn check(input: &CheckInput) -> Vec<Finding> {
         let source = format!("{}:{}", r.source_host, r.source_port);
         if let Some((m, mf)) = master {
             let matches = source == m.address
-                || m.aliases.iter().any(|a| *a == source)
+                || m.aliases.contains(&source)
                 || r.source_server_id.is_some_and(|id| id == mf.server_id);
             if matches {
-                out.ok("replicates", Some(&s.name), format!("replicates from {}", m.name));
+                out.ok(
+                    "replicates",
+                    Some(&s.name),
+                    format!("replicates from {}", m.name),
+                );
             } else {
                 out.fail(
                     "replicates",
                     Some(&s.name),
-                    format!("replicates from {source}, not from the master {} ({})", m.name, m.address),
+                    format!(
+                        "replicates from {source}, not from the master {} ({})",
+                        m.name, m.address
+                    ),
                     format!("repoint it to {} with GTID", m.name),
                 );
             }
@@ -228,18 +246,28 @@ pub fn check(input: &CheckInput) -> Vec<Finding> {
     for (s, f) in &up {
         if !s.no_master {
             if f.log_bin && f.log_slave_updates {
-                out.ok("binlog", Some(&s.name), "log_bin and log_slave_updates ON".into());
+                out.ok(
+                    "binlog",
+                    Some(&s.name),
+                    "log_bin and log_slave_updates ON".into(),
+                );
             } else {
-                let missing: Vec<&str> = [("log_bin", f.log_bin), ("log_slave_updates", f.log_slave_updates)]
-                    .iter()
-                    .filter(|(_, on)| !on)
-                    .map(|(n, _)| *n)
-                    .collect();
+                let missing: Vec<&str> = [
+                    ("log_bin", f.log_bin),
+                    ("log_slave_updates", f.log_slave_updates),
+                ]
+                .iter()
+                .filter(|(_, on)| !on)
+                .map(|(n, _)| *n)
+                .collect();
                 out.fail(
                     "binlog",
                     Some(&s.name),
                     format!("{} OFF on a promotable server", missing.join(" and ")),
-                    format!("set {} in its my.cnf and restart, or mark it no_master", missing.join("=ON, ") + "=ON"),
+                    format!(
+                        "set {} in its my.cnf and restart, or mark it no_master",
+                        missing.join("=ON, ") + "=ON"
+                    ),
                 );
             }
         }
@@ -291,7 +319,10 @@ pub fn check(input: &CheckInput) -> Vec<Finding> {
             None => out.fail(
                 "replication_user",
                 Some(&s.name),
-                format!("replication user '{}' does not exist", input.replication_user),
+                format!(
+                    "replication user '{}' does not exist",
+                    input.replication_user
+                ),
                 format!(
                     "CREATE USER '{}'@'%' IDENTIFIED BY ...; GRANT REPLICATION SLAVE ON *.* TO it",
                     input.replication_user
@@ -300,13 +331,22 @@ pub fn check(input: &CheckInput) -> Vec<Finding> {
             Some(g) if !has_replication_grant(g) => out.fail(
                 "replication_user",
                 Some(&s.name),
-                format!("replication user '{}' lacks REPLICATION SLAVE", input.replication_user),
-                format!("GRANT REPLICATION SLAVE ON *.* TO '{}'@'%'", input.replication_user),
+                format!(
+                    "replication user '{}' lacks REPLICATION SLAVE",
+                    input.replication_user
+                ),
+                format!(
+                    "GRANT REPLICATION SLAVE ON *.* TO '{}'@'%'",
+                    input.replication_user
+                ),
             ),
             Some(_) => out.ok(
                 "replication_user",
                 Some(&s.name),
-                format!("replication user '{}' present with grants", input.replication_user),
+                format!(
+                    "replication user '{}' present with grants",
+                    input.replication_user
+                ),
             ),
         }
     }
@@ -314,7 +354,11 @@ pub fn check(input: &CheckInput) -> Vec<Finding> {
     // Identical replication filters.
     let filters: Vec<(&str, ReplicationFilters)> = up
         .iter()
-        .filter_map(|(s, f)| f.replication.as_ref().map(|r| (s.name.as_str(), r.filters.clone())))
+        .filter_map(|(s, f)| {
+            f.replication
+                .as_ref()
+                .map(|r| (s.name.as_str(), r.filters.clone()))
+        })
         .collect();
     if let Some((first, reference)) = filters.first() {
         for (name, fl) in &filters[1..] {

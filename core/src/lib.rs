@@ -3,9 +3,9 @@
 //! function is a function of its arguments, so it can be tested exhaustively.
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod check;
 pub mod flavor;
 pub mod gtid;
-pub mod check;
 pub mod report;
 pub mod topology;
-pub mod auth;

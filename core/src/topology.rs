@@ -176,7 +176,10 @@ pub fn server_view(obs: &HostObservation<'_>, fresh: Freshness) -> ServerView {
         ok: probe.is_some_and(|(p, _)| p.mysqld.facts().is_some()),
         age_ms: obs.probe.map(|(_, age)| age),
         latency_ms: probe.and_then(|(p, _)| p.latency_ms),
-        error: obs.probe.and_then(|(p, _)| error_of(&p.mysqld)).map(|(_, e)| e),
+        error: obs
+            .probe
+            .and_then(|(p, _)| error_of(&p.mysqld))
+            .map(|(_, e)| e),
     };
 
     let facts = chosen.map(|(f, _, _)| f);

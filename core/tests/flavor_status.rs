@@ -144,7 +144,11 @@ fn mysql_57_old_names_delayed_file_position_replica() {
 #[test]
 fn mariadb_1011_healthy_replica() {
     let row = one_row(MARIADB_1011);
-    assert_eq!(row.len(), 62, "every column of 10.11 SHOW ALL SLAVES STATUS");
+    assert_eq!(
+        row.len(),
+        62,
+        "every column of 10.11 SHOW ALL SLAVES STATUS"
+    );
     let status = Flavor::Mariadb.parse_replication_status(&row).unwrap();
     let expected = ReplicationStatus {
         connection_name: String::new(),
@@ -251,7 +255,9 @@ fn mariadb_1011_sql_thread_stopped_with_error_and_named_connection() {
 fn fixtures_read_with_the_wrong_flavor_fail_on_a_flavor_column() {
     let mysql = one_row(MYSQL_80);
     assert_eq!(
-        Flavor::Mariadb.parse_replication_status(&mysql).unwrap_err(),
+        Flavor::Mariadb
+            .parse_replication_status(&mysql)
+            .unwrap_err(),
         FlavorError::MissingColumn {
             flavor: Flavor::Mariadb,
             column: "Using_Gtid"
@@ -259,7 +265,9 @@ fn fixtures_read_with_the_wrong_flavor_fail_on_a_flavor_column() {
     );
     let mariadb = one_row(MARIADB_1011);
     assert_eq!(
-        Flavor::Mysql.parse_replication_status(&mariadb).unwrap_err(),
+        Flavor::Mysql
+            .parse_replication_status(&mariadb)
+            .unwrap_err(),
         FlavorError::MissingColumn {
             flavor: Flavor::Mysql,
             column: "Auto_Position"
@@ -321,7 +329,12 @@ fn missing_mandatory_column_is_named_mysql_new_names() {
 fn missing_mandatory_column_is_named_in_the_rows_generation_of_names() {
     // A 5.7 row is reported with the old name, not the 8.0.22 one.
     assert_missing(Flavor::Mysql, MYSQL_57, "Master_Host", "Master_Host");
-    assert_missing(Flavor::Mysql, MYSQL_57, "Exec_Master_Log_Pos", "Exec_Master_Log_Pos");
+    assert_missing(
+        Flavor::Mysql,
+        MYSQL_57,
+        "Exec_Master_Log_Pos",
+        "Exec_Master_Log_Pos",
+    );
     assert_missing(
         Flavor::Mysql,
         MYSQL_57,
@@ -493,17 +506,15 @@ fn malformed_numbers_are_bad_values() {
 
 #[test]
 fn gtid_texts_are_normalized() {
-    let row = with(
-        MARIADB_1011,
-        "Gtid_IO_Pos",
-        Some("0-1-10,\n 1-2-3 "),
-    );
+    let row = with(MARIADB_1011, "Gtid_IO_Pos", Some("0-1-10,\n 1-2-3 "));
     let status = Flavor::Mariadb.parse_replication_status(&row).unwrap();
     assert_eq!(status.retrieved_gtids, "0-1-10,1-2-3");
     let row = with(
         MYSQL_80,
         "Retrieved_Gtid_Set",
-        Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,\r\n8a94f357-aab4-11df-86ab-c80aa9429562:1-3"),
+        Some(
+            "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5,\r\n8a94f357-aab4-11df-86ab-c80aa9429562:1-3",
+        ),
     );
     let status = Flavor::Mysql.parse_replication_status(&row).unwrap();
     assert_eq!(
@@ -561,6 +572,7 @@ y,
      Null_One: NULL
         Empty: 
    Colon_Text: host:3306 is down: retrying
+  Looks_Noisy: 3 rows in set (0.00 sec)
 *************************** 2. row ***************************
       A_Column: second
 2 rows in set (0.00 sec)
@@ -576,7 +588,11 @@ y,
         first.get("Colon_Text"),
         Some(&Some("host:3306 is down: retrying".into()))
     );
-    assert_eq!(first.len(), 5);
+    assert_eq!(
+        first.get("Looks_Noisy"),
+        Some(&Some("3 rows in set (0.00 sec)".into()))
+    );
+    assert_eq!(first.len(), 6);
     assert_eq!(rows[1].len(), 1);
     assert_eq!(rows[1].get("A_Column"), Some(&Some("second".into())));
 }
@@ -608,7 +624,10 @@ fn default_connection_row_picks_the_unnamed_one() {
     let mut rows = parse_status_text(MARIADB_1011_SQL_ERROR);
     rows.reverse();
     let row = default_connection_row(&rows).unwrap();
-    assert_eq!(row.get("Master_Host"), Some(&Some("mdb1.example.net".into())));
+    assert_eq!(
+        row.get("Master_Host"),
+        Some(&Some("mdb1.example.net".into()))
+    );
     // Only a named connection: none.
     assert!(default_connection_row(&rows[..1]).is_none());
     // MySQL rows: Channel_Name "".
@@ -621,7 +640,10 @@ fn default_connection_row_picks_the_unnamed_one() {
 
 #[test]
 fn serde_names() {
-    assert_eq!(serde_json::to_string(&Flavor::Mariadb).unwrap(), "\"mariadb\"");
+    assert_eq!(
+        serde_json::to_string(&Flavor::Mariadb).unwrap(),
+        "\"mariadb\""
+    );
     assert_eq!(serde_json::to_string(&Flavor::Mysql).unwrap(), "\"mysql\"");
     assert_eq!(
         serde_json::to_string(&ThreadState::Connecting).unwrap(),

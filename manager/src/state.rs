@@ -6,7 +6,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use myha_config::{ClusterConfig, Config};
 use myha_core::report::{AgentReport, ReportAck};
-use myha_core::topology::{build_snapshot, ClusterSnapshot, Freshness, HostObservation, ProbeResult};
+use myha_core::topology::{
+    build_snapshot, ClusterSnapshot, Freshness, HostObservation, ProbeResult,
+};
 
 use crate::store::{ClusterState, StateStore, StoreError};
 
@@ -117,9 +119,10 @@ impl Topology {
                 host: report.host.clone(),
             })?;
         // Reports can arrive out of order; keep the newest of an instance.
-        let newer = host.report.as_ref().is_none_or(|(old, _)| {
-            old.instance != report.instance || old.seq < report.seq
-        });
+        let newer = host
+            .report
+            .as_ref()
+            .is_none_or(|(old, _)| old.instance != report.instance || old.seq < report.seq);
         if newer {
             host.report = Some((report, Instant::now()));
         }

@@ -1,7 +1,7 @@
 //! Reading a server's state into [`ServerFacts`], and the heartbeat row.
 use std::time::Duration;
 
-use myha_core::flavor::{parse_bool_var, sql_string_literal, Flavor, Row};
+use myha_core::flavor::{default_connection_row, parse_bool_var, sql_string_literal, Flavor, Row};
 use myha_core::report::ServerFacts;
 
 use crate::{Db, DbError};
@@ -46,7 +46,7 @@ pub async fn collect_facts(db: &mut Db, opts: &FactsOptions) -> Result<ServerFac
         .ok_or_else(|| protocol(db, "GTID variables query returned no row".into()))?;
     let status_rows = db.query(flavor.show_replica_status()).await?;
     // The default connection only (MariaDB multi-source: connection "").
-    let replication = match status_rows.first() {
+    let replication = match default_connection_row(&status_rows) {
         Some(row) => Some(
             flavor
                 .parse_replication_status(row)
@@ -120,7 +120,11 @@ pub async fn collect_facts(db: &mut Db, opts: &FactsOptions) -> Result<ServerFac
 /// Lag read from the heartbeat row the master's agent writes: the server's
 /// UTC clock minus the row's timestamp. `None` when the table or the row
 /// does not exist yet.
-async fn heartbeat_lag_ms(db: &mut Db, table: &str, source_id: u32) -> Result<Option<u64>, DbError> {
+async fn heartbeat_lag_ms(
+    db: &mut Db,
+    table: &str,
+    source_id: u32,
+) -> Result<Option<u64>, DbError> {
     let sql = format!(
         "SELECT TIMESTAMPDIFF(MICROSECOND, ts, UTC_TIMESTAMP(6)) AS lag_us FROM {table} WHERE server_id = {source_id}"
     );
@@ -143,7 +147,8 @@ pub async fn heartbeat_write(db: &mut Db, table: &str) -> Result<(), DbError> {
     match db.exec(&upsert).await {
         Err(e) if matches!(e.server_code(), Some(1146 | 1049)) => {
             let schema = table.split('.').next().unwrap_or("myha");
-            db.exec(&format!("CREATE DATABASE IF NOT EXISTS {schema}")).await?;
+            db.exec(&format!("CREATE DATABASE IF NOT EXISTS {schema}"))
+                .await?;
             db.exec(&format!(
                 "CREATE TABLE IF NOT EXISTS {table} (server_id INT UNSIGNED NOT NULL PRIMARY KEY, \
                  ts DATETIME(6) NOT NULL) ENGINE=InnoDB"
@@ -180,7 +185,10 @@ pub async fn replication_grants(db: &mut Db, user: &str) -> Result<Option<Vec<St
                 Duration::from_secs(5),
             )
             .await?;
-        grants.extend(rows.into_iter().filter_map(|r| r.into_values().next().flatten()));
+        grants.extend(
+            rows.into_iter()
+                .filter_map(|r| r.into_values().next().flatten()),
+        );
     }
     Ok(Some(grants))
 }

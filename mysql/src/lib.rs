@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Value};
 use myha_core::flavor::Row;
 use myha_core::report::DownKind;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Value};
 use tokio::time::timeout;
 
 pub use facts::{collect_facts, heartbeat_write, replication_grants, FactsOptions};
@@ -247,10 +247,14 @@ impl Db {
             .flatten();
         match value {
             None => Ok(None),
-            Some(v) => v.trim().parse::<i64>().map(Some).map_err(|_| DbError::Protocol {
-                addr: self.endpoint.to_string(),
-                message: format!("expected an integer from `{sql}`, got {v:?}"),
-            }),
+            Some(v) => v
+                .trim()
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| DbError::Protocol {
+                    addr: self.endpoint.to_string(),
+                    message: format!("expected an integer from `{sql}`, got {v:?}"),
+                }),
         }
     }
 }

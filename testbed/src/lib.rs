@@ -33,10 +33,7 @@ pub enum BedError {
         stderr: String,
     },
     #[error("cannot run `{cmd}`: {source}")]
-    Spawn {
-        cmd: String,
-        source: std::io::Error,
-    },
+    Spawn { cmd: String, source: std::io::Error },
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(Duration, String),
     #[error("{0}")]
@@ -97,7 +94,11 @@ fn pid_alive(pid: u32) -> bool {
 /// Remove containers and networks of beds whose test process is gone.
 pub fn reap_stale() {
     let Ok(list) = docker(&[
-        "ps", "-a", "--filter", &format!("label={LABEL}"), "--format",
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label={LABEL}"),
+        "--format",
         &format!("{{{{.ID}}}} {{{{.Label \"{LABEL}\"}}}}"),
     ]) else {
         return;
@@ -110,7 +111,11 @@ pub fn reap_stale() {
         }
     }
     if let Ok(nets) = docker(&[
-        "network", "ls", "--filter", &format!("label={LABEL}"), "--format",
+        "network",
+        "ls",
+        "--filter",
+        &format!("label={LABEL}"),
+        "--format",
         &format!("{{{{.ID}}}} {{{{.Label \"{LABEL}\"}}}}"),
     ]) {
         for line in nets.lines() {
@@ -198,21 +203,39 @@ impl Bed {
         reap_stale();
         let pid = std::process::id();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let prefix = opts.name.clone().unwrap_or_else(|| format!("myha-t{pid}-{n}"));
-        let dir = opts.dir.clone().unwrap_or_else(|| std::env::temp_dir().join(&prefix));
-        std::fs::create_dir_all(&dir).map_err(|e| BedError::Other(format!("{}: {e}", dir.display())))?;
+        let prefix = opts
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("myha-t{pid}-{n}"));
+        let dir = opts
+            .dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(&prefix));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| BedError::Other(format!("{}: {e}", dir.display())))?;
 
         // Beds of a test process carry its pid and are reaped once it is
         // gone; a named bed (the sandbox) is removed only explicitly.
-        let owner = if opts.name.is_some() { "named".to_string() } else { pid.to_string() };
+        let owner = if opts.name.is_some() {
+            "named".to_string()
+        } else {
+            pid.to_string()
+        };
         // A /24 of our own; try the next on overlap with another bed.
         let mut created = None;
         for attempt in 0..60u32 {
             let octet = 20 + ((pid + n * 7 + attempt) % 200);
             let subnet = format!("10.213.{octet}.0/24");
             let res = docker(&[
-                "network", "create", "--driver", "bridge", "--subnet", &subnet,
-                "--label", &format!("{LABEL}={owner}"), &prefix,
+                "network",
+                "create",
+                "--driver",
+                "bridge",
+                "--subnet",
+                &subnet,
+                "--label",
+                &format!("{LABEL}={owner}"),
+                &prefix,
             ]);
             if res.is_ok() {
                 created = Some(format!("10.213.{octet}"));
@@ -304,10 +327,24 @@ impl Bed {
         ];
         let volume = format!("{dir}:{dir}");
         let mut args = vec![
-            "run", "-d", "--name", &h.container, "--hostname", &h.name,
-            "--network", &self.network, "--ip", &h.ip,
-            "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW",
-            "--label", &label, "-v", &volume,
+            "run",
+            "-d",
+            "--name",
+            &h.container,
+            "--hostname",
+            &h.name,
+            "--network",
+            &self.network,
+            "--ip",
+            &h.ip,
+            "--cap-add",
+            "NET_ADMIN",
+            "--cap-add",
+            "NET_RAW",
+            "--label",
+            &label,
+            "-v",
+            &volume,
         ];
         for e in &env {
             args.extend(["-e", e.as_str()]);
@@ -348,16 +385,27 @@ impl Bed {
         let Some(master) = self.hosts.first() else {
             return Ok(());
         };
-        self.sql(&master.name, "SET GLOBAL read_only = OFF")?;
+        self.sql(
+            &master.name,
+            "SET GLOBAL read_only = OFF; SET GLOBAL rpl_semi_sync_master_enabled = ON",
+        )?;
         for h in &self.hosts[1..] {
             self.sql(&h.name, &self.change_master_sql(&master.ip))?;
             self.sql(&h.name, "START SLAVE")?;
         }
         for h in &self.hosts[1..] {
-            wait_until(Duration::from_secs(30), &format!("replication on {}", h.name), || {
-                let out = self.sql(&h.name, "SHOW SLAVE STATUS\\G")?;
-                Ok(out.contains("Slave_IO_Running: Yes") && out.contains("Slave_SQL_Running: Yes"))
-            })?;
+            wait_until(
+                Duration::from_secs(30),
+                &format!("replication on {}", h.name),
+                || {
+                    let out = self.exec(
+                        &h.name,
+                        &["mariadb", "-uroot", "-e", "SHOW SLAVE STATUS\\G"],
+                    )?;
+                    Ok(out.contains("Slave_IO_Running: Yes")
+                        && out.contains("Slave_SQL_Running: Yes"))
+                },
+            )?;
         }
         Ok(())
     }
@@ -379,7 +427,9 @@ impl Bed {
             .append(true)
             .open(self.dir.join("manager.log"))
             .map_err(|e| BedError::Other(e.to_string()))?;
-        let err = log.try_clone().map_err(|e| BedError::Other(e.to_string()))?;
+        let err = log
+            .try_clone()
+            .map_err(|e| BedError::Other(e.to_string()))?;
         let child = Command::new(&self.myha_bin)
             .args(["manager", "--config"])
             .arg(&self.config_path)
@@ -469,15 +519,35 @@ impl Bed {
 
     /// Drop every packet in and out of the host but loopback.
     pub fn partition(&self, host: &str) -> Result<()> {
-        self.exec(host, &["iptables", "-I", "INPUT", "!", "-i", "lo", "-j", "DROP"])?;
-        self.exec(host, &["iptables", "-I", "OUTPUT", "!", "-o", "lo", "-j", "DROP"])?;
+        self.exec(
+            host,
+            &["iptables", "-I", "INPUT", "!", "-i", "lo", "-j", "DROP"],
+        )?;
+        self.exec(
+            host,
+            &["iptables", "-I", "OUTPUT", "!", "-o", "lo", "-j", "DROP"],
+        )?;
         Ok(())
     }
 
     /// Cut only the path between this machine (the manager) and the host.
     pub fn cut_from_manager(&self, host: &str) -> Result<()> {
-        self.exec(host, &["iptables", "-I", "INPUT", "-s", &self.gateway, "-j", "DROP"])?;
-        self.exec(host, &["iptables", "-I", "OUTPUT", "-d", &self.gateway, "-j", "DROP"])?;
+        self.exec(
+            host,
+            &["iptables", "-I", "INPUT", "-s", &self.gateway, "-j", "DROP"],
+        )?;
+        self.exec(
+            host,
+            &[
+                "iptables",
+                "-I",
+                "OUTPUT",
+                "-d",
+                &self.gateway,
+                "-j",
+                "DROP",
+            ],
+        )?;
         Ok(())
     }
 
@@ -527,7 +597,11 @@ impl Drop for Bed {
 
 /// Poll `cond` every 50 ms until it holds or `limit` passes. Errors from
 /// `cond` count as "not yet"; the last one is reported on timeout.
-pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> Result<bool>) -> Result<()> {
+pub fn wait_until(
+    limit: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> Result<bool>,
+) -> Result<()> {
     let start = Instant::now();
     let mut last_err = None;
     loop {
@@ -537,7 +611,9 @@ pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> Result<
             Err(e) => last_err = Some(e.to_string()),
         }
         if start.elapsed() > limit {
-            let detail = last_err.map(|e| format!(" (last error: {e})")).unwrap_or_default();
+            let detail = last_err
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default();
             return Err(BedError::Timeout(limit, format!("{what}{detail}")));
         }
         std::thread::sleep(Duration::from_millis(50));

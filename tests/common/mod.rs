@@ -43,7 +43,13 @@ pub fn wait_healthy(bed: &Bed, limit: Duration) {
 }
 
 /// Poll one server's status entry until `cond` holds; returns the entry.
-pub fn wait_server(bed: &Bed, host: &str, limit: Duration, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+pub fn wait_server(
+    bed: &Bed,
+    host: &str,
+    limit: Duration,
+    what: &str,
+    cond: impl Fn(&Value) -> bool,
+) -> Value {
     let mut last = Value::Null;
     let r = wait_until(limit, what, || {
         let s = bed.server_status(host)?;
@@ -52,24 +58,36 @@ pub fn wait_server(bed: &Bed, host: &str, limit: Duration, what: &str, cond: imp
         Ok(ok)
     });
     if let Err(e) = r {
-        panic!("{e}\nlast status of {host}: {last:#}\nmanager log:\n{}", bed.manager_log());
+        panic!(
+            "{e}\nlast status of {host}: {last:#}\nmanager log:\n{}",
+            bed.manager_log()
+        );
     }
     last
 }
 
 /// The master's `gtid_binlog_pos` read directly.
 pub fn binlog_pos(bed: &Bed, host: &str) -> String {
-    bed.sql(host, "SELECT @@gtid_binlog_pos").expect("read gtid_binlog_pos")
+    bed.sql(host, "SELECT @@gtid_binlog_pos")
+        .expect("read gtid_binlog_pos")
 }
 
 /// A raw HTTP GET (no client library): returns the status code.
 pub fn http_status(addr: &str, path: &str, token: Option<&str>) -> u16 {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr.parse().expect("addr"), Duration::from_secs(3))
-        .expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n").expect("write");
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr.parse().expect("addr"), Duration::from_secs(3))
+            .expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .expect("write");
     let mut buf = String::new();
     let _ = s.read_to_string(&mut buf);
     buf.split_whitespace()

@@ -209,7 +209,10 @@ pub enum FlavorError {
     /// name is given in the generation of names the row uses (`Source_Host`
     /// for 8.0.22+ rows, `Master_Host` for older ones).
     #[error("{flavor} status row has no column {column}")]
-    MissingColumn { flavor: Flavor, column: &'static str },
+    MissingColumn {
+        flavor: Flavor,
+        column: &'static str,
+    },
     /// A column holds a value that cannot be read as what it should be.
     #[error("column {column} has bad value {value:?}: {reason}")]
     BadValue {

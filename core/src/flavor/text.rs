@@ -13,6 +13,9 @@ use super::Row;
 /// * blank lines, client prompts (`mysql>`, `MariaDB [...]>`) and the
 ///   `N rows in set` / `Empty set` trailers are ignored, as is text before
 ///   the first column.
+///
+/// Meant for recorded output (fixtures, tests, support bundles); live rows
+/// come from the driver with real `NULL`s.
 pub fn parse_status_text(text: &str) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut current: Vec<(String, String)> = Vec::new();
@@ -22,11 +25,10 @@ pub fn parse_status_text(text: &str) -> Vec<Row> {
             flush(&mut current, &mut rows);
             continue;
         }
-        if trimmed.is_empty() || is_client_noise(trimmed) {
-            continue;
-        }
         if let Some((name, value)) = split_field(trimmed) {
             current.push((name.to_string(), value.to_string()));
+        } else if trimmed.is_empty() || is_client_noise(trimmed) {
+            continue;
         } else if let Some((_, value)) = current.last_mut() {
             value.push('\n');
             value.push_str(trimmed);
@@ -54,11 +56,18 @@ fn is_row_separator(line: &str) -> bool {
     line.starts_with("***") && line.ends_with("***") && line.contains(". row ")
 }
 
+/// Prompts and result trailers: `mysql> ...`, `MariaDB [db]> ...`,
+/// `Empty set (0.00 sec)`, `1 row in set (0.00 sec)`, `2 rows in set ...`.
 fn is_client_noise(line: &str) -> bool {
-    line.starts_with("mysql>")
+    let counted = line.split_once(' ').is_some_and(|(n, rest)| {
+        !n.is_empty()
+            && n.bytes().all(|b| b.is_ascii_digit())
+            && (rest.starts_with("row in set") || rest.starts_with("rows in set"))
+    });
+    counted
+        || line.starts_with("mysql>")
         || line.starts_with("MariaDB [")
         || line.starts_with("Empty set")
-        || (line.contains(" in set") && line.ends_with(')'))
 }
 
 /// `Name: value` or `Name:` -> (name, trimmed value).
