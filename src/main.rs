@@ -3,6 +3,7 @@
 
 mod check;
 mod client;
+mod ops;
 mod status;
 
 use std::path::PathBuf;
@@ -56,6 +57,34 @@ enum Command {
     Check {
         #[arg(long)]
         cluster: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fail over a dead master by hand, plan one (--dry-run), or acknowledge
+    /// the last failover so automatic failover works again (--ack).
+    Failover {
+        /// The cluster (may be omitted when the config has one).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Promote this host (it must be eligible).
+        #[arg(long)]
+        to: Option<String>,
+        /// Show what would happen; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Acknowledge the last failover: lift the anti-flapping block.
+        #[arg(long, conflicts_with_all = ["to", "dry_run"])]
+        ack: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The journal of failovers and decisions, oldest first.
+    History {
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Only the last N events.
+        #[arg(long)]
+        last: Option<usize>,
         #[arg(long)]
         json: bool,
     },
@@ -115,6 +144,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status { cluster, json } => status::run(&config, cluster.as_deref(), json).await,
         Command::Check { cluster, json } => check::run(&config, cluster.as_deref(), json).await,
+        Command::Failover {
+            cluster,
+            to,
+            dry_run,
+            ack,
+            json,
+        } => ops::failover(&config, cluster.as_deref(), to.as_deref(), dry_run, ack, json).await,
+        Command::History { cluster, last, json } => ops::history(&config, cluster.as_deref(), last, json).await,
     }
 }
 

@@ -3,7 +3,8 @@ use std::process::ExitCode;
 
 use myha_config::Config;
 use myha_core::flavor::ThreadState;
-use myha_core::topology::{ClusterSnapshot, ServerView};
+use myha_core::topology::ServerView;
+use myha_manager::ClusterStatus;
 use serde::Serialize;
 
 use crate::client::ManagerClient;
@@ -35,14 +36,39 @@ struct JsonCluster<'a> {
     master: Option<&'a str>,
     problems: &'a [String],
     servers: Vec<JsonServer<'a>>,
+    #[serde(flatten)]
+    rails: Rails<'a>,
 }
 
-fn json_cluster(s: &ClusterSnapshot) -> JsonCluster<'_> {
+#[derive(Serialize)]
+struct Rails<'a> {
+    epoch_master: Option<&'a str>,
+    verdict: Option<myha_core::analysis::Verdict>,
+    analysis: Option<&'a myha_core::analysis::Analysis>,
+    readiness: Option<&'a myha_core::candidate::CandidateChoice>,
+    failover_blocked_until_ms: Option<u64>,
+    last_failover_ms: Option<u64>,
+    in_progress: Option<&'a myha_manager::Operation>,
+    needs_rejoin: &'a [String],
+}
+
+fn json_cluster(st: &ClusterStatus) -> JsonCluster<'_> {
+    let s = &st.snapshot;
     JsonCluster {
         cluster: &s.cluster,
         epoch: s.epoch,
         master: s.master.as_deref(),
         problems: &s.problems,
+        rails: Rails {
+            epoch_master: st.epoch_master.as_deref(),
+            verdict: st.analysis.as_ref().map(|a| a.verdict),
+            analysis: st.analysis.as_ref(),
+            readiness: st.readiness.as_ref(),
+            failover_blocked_until_ms: st.failover_blocked_until_ms,
+            last_failover_ms: st.last_failover_ms,
+            in_progress: st.in_progress.as_ref(),
+            needs_rejoin: &st.needs_rejoin,
+        },
         servers: s
             .servers
             .iter()
@@ -82,7 +108,8 @@ fn thread(t: Option<ThreadState>) -> &'static str {
     }
 }
 
-pub fn render(s: &ClusterSnapshot) -> String {
+pub fn render(st: &ClusterStatus) -> String {
+    let s = &st.snapshot;
     let mut out = format!(
         "cluster {}  epoch {}  master {}\n",
         s.cluster,
@@ -132,12 +159,46 @@ pub fn render(s: &ClusterSnapshot) -> String {
     for p in &s.problems {
         out.push_str(&format!("  ! {p}\n"));
     }
+    if let Some(a) = &st.analysis {
+        out.push_str(&format!("verdict: {:?} -- {}\n", a.verdict, a.evidence.join("; ")));
+    }
+    if let Some(r) = &st.readiness {
+        match &r.chosen {
+            Some(c) => {
+                out.push_str(&format!("if the master died now: promote {c}"));
+                if let Some(src) = &r.catch_up_from {
+                    out.push_str(&format!(" after catching up from {src}"));
+                }
+                out.push('\n');
+            }
+            None => out.push_str(&format!(
+                "if the master died now: NO failover possible: {}\n",
+                r.blocker.as_deref().unwrap_or("no eligible replica")
+            )),
+        }
+        for e in &r.excluded {
+            out.push_str(&format!("  excluded {}: {}\n", e.server, e.reason));
+        }
+    }
+    if let Some(until) = st.failover_blocked_until_ms {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "automatic failover BLOCKED for {} s more (anti-flapping); `myha failover --ack` to re-enable\n",
+            until.saturating_sub(now) / 1000
+        ));
+    }
+    if let Some(op) = &st.in_progress {
+        out.push_str(&format!("operation in progress: {} ({:?})\n", op.id, op.phase));
+    }
     out
 }
 
 pub async fn run(config: &Config, cluster: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let client = ManagerClient::new(config)?;
-    let snapshots: Vec<ClusterSnapshot> = match cluster {
+    let snapshots: Vec<ClusterStatus> = match cluster {
         Some(name) => vec![client.get(&format!("/v1/clusters/{name}")).await?],
         None => client.get("/v1/clusters").await?,
     };

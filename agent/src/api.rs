@@ -41,6 +41,50 @@ async fn status(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
+#[derive(Debug, serde::Deserialize)]
+struct VipRequest {
+    op: String,
+    spec: crate::vip::VipSpec,
+}
+
+/// Add or remove the cluster's virtual IP on this host.
+async fn vip(State(shared): State<Arc<Shared>>, Json(req): Json<VipRequest>) -> Response {
+    let res = match req.op.as_str() {
+        "add" => crate::vip::add(&req.spec).await,
+        "remove" => crate::vip::remove(&req.spec).await,
+        other => {
+            return (StatusCode::BAD_REQUEST, format!("unknown op {other:?}: add or remove\n")).into_response()
+        }
+    };
+    match res {
+        Ok(outcome) => {
+            tracing::info!(host = %shared.host.name, op = %req.op, address = %req.spec.address, ?outcome, "VIP");
+            Json(outcome).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct FenceRequest {
+    #[serde(default)]
+    epoch: u64,
+    #[serde(default)]
+    master: String,
+}
+
+/// Fence the local mysqld: read_only ON and client sessions killed.
+async fn fence(State(shared): State<Arc<Shared>>, Json(req): Json<FenceRequest>) -> Response {
+    let mut db = shared.local_db();
+    match myha_mysql::fence(&mut db, shared.cluster.flavor).await {
+        Ok(killed) => {
+            tracing::warn!(epoch = req.epoch, master = %req.master, killed, "fenced by the manager");
+            Json(serde_json::json!({ "fenced": true, "killed": killed })).into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("cannot fence: {e}\n")).into_response(),
+    }
+}
+
 pub(crate) async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
@@ -49,6 +93,8 @@ pub(crate) async fn serve(
     let app = Router::new()
         .route("/v1/health", get(health))
         .route("/v1/status", get(status))
+        .route("/v1/vip", axum::routing::post(vip))
+        .route("/v1/fence", axum::routing::post(fence))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
             require_token,

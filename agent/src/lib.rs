@@ -6,6 +6,7 @@
 
 mod api;
 mod sampler;
+pub mod vip;
 
 use std::sync::Arc;
 
@@ -36,7 +37,26 @@ pub(crate) struct Shared {
     pub(crate) cluster: ClusterConfig,
     pub(crate) host: HostConfig,
     pub(crate) token: String,
+    pub(crate) agent: myha_config::AgentConfig,
     pub(crate) last: Mutex<Option<AgentReport>>,
+}
+
+impl Shared {
+    /// A fresh connection to the local mysqld.
+    pub(crate) fn local_db(&self) -> myha_mysql::Db {
+        myha_mysql::Db::new(
+            myha_mysql::Endpoint {
+                host: self.host.address.clone(),
+                port: self.host.port,
+                user: self.cluster.admin.user.clone(),
+                password: self.cluster.admin.password.expose().to_string(),
+            },
+            myha_mysql::Timeouts {
+                connect: self.agent.connect_timeout,
+                query: self.agent.query_timeout,
+            },
+        )
+    }
 }
 
 /// Run the agent for `host` until `shutdown` turns true.
@@ -54,6 +74,7 @@ pub async fn run(
         cluster,
         host: host_cfg.clone(),
         token: config.manager.token.expose().to_string(),
+        agent: config.agent.clone(),
         last: Mutex::new(None),
     });
     let addr = listen_override
@@ -67,7 +88,7 @@ pub async fn run(
     tracing::info!(host = %host_cfg.name, %addr, manager = %config.manager.url, "agent started");
 
     let (report_tx, report_rx) = watch::channel::<Option<AgentReport>>(None);
-    let (epoch_tx, epoch_rx) = watch::channel::<u64>(0);
+    let (epoch_tx, epoch_rx) = watch::channel::<sampler::LastAck>(None);
     let sampler = tokio::spawn(sampler::run(
         Arc::clone(&shared),
         config.agent.clone(),

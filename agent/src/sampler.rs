@@ -6,11 +6,14 @@ use myha_config::AgentConfig;
 use myha_core::flavor::ThreadState;
 use myha_core::report::{AgentReport, MasterView, MysqldStatus, ReportAck, ServerFacts};
 use myha_core::topology::{role_of, Role};
-use myha_mysql::{collect_facts, heartbeat_write, Db, Endpoint, FactsOptions, Timeouts};
+use myha_mysql::{collect_facts, fence, heartbeat_write, Db, Endpoint, FactsOptions, Timeouts};
 use tokio::sync::watch;
 use tokio::time::{interval, MissedTickBehavior};
 
 use crate::Shared;
+
+/// The manager's last answer and when it came.
+pub(crate) type LastAck = Option<(ReportAck, Instant)>;
 
 pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
@@ -126,13 +129,72 @@ async fn master_probe_loop(
     }
 }
 
+/// Whether any other host of the cluster answers a TCP connect on its
+/// mysqld port within `limit`.
+async fn any_peer_reachable(shared: &Shared, limit: Duration) -> bool {
+    let mut set = tokio::task::JoinSet::new();
+    for h in shared.cluster.hosts.iter().filter(|h| h.name != shared.host.name) {
+        let addr = h.mysql_addr();
+        set.spawn(async move {
+            matches!(
+                tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr)).await,
+                Ok(Ok(_))
+            )
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        if matches!(r, Ok(true)) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Why this writable, non-replicating server must be fenced, if it must:
+/// the manager names another master for a newer epoch, or this host is
+/// isolated (no manager for `self_fence_after`, no peer reachable).
+///
+/// The manager's word counts only if it answers a report sampled no earlier
+/// than `conflict_seq`, the first sample that found this server writable:
+/// a promotion records the new epoch before making the new master writable,
+/// so such an answer cannot be older than the promotion.
+async fn fence_reason(
+    shared: &Shared,
+    ack: &LastAck,
+    conflict_seq: u64,
+    started: Instant,
+    self_fence_after: Duration,
+) -> Option<String> {
+    let me = shared.host.name.as_str();
+    if let Some((a, _)) = ack {
+        if let Some(m) = a.master.as_deref().filter(|m| *m != me) {
+            if a.seq >= conflict_seq {
+                return Some(format!("the manager's epoch {} names {m} master, not {me}", a.epoch));
+            }
+        }
+    }
+    let silent_for = ack.as_ref().map_or(started.elapsed(), |(_, at)| at.elapsed());
+    if silent_for >= self_fence_after && !any_peer_reachable(shared, Duration::from_millis(300)).await {
+        return Some(format!(
+            "isolated: no answer from the manager for {} ms and no other host of the cluster reachable",
+            silent_for.as_millis()
+        ));
+    }
+    None
+}
+
 pub(crate) async fn run(
     shared: Arc<Shared>,
     cfg: AgentConfig,
     reports: watch::Sender<Option<AgentReport>>,
-    epoch: watch::Receiver<u64>,
+    epoch: watch::Receiver<LastAck>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let started_at = Instant::now();
+    // An isolated master fences itself after this: well before the failover
+    // the others run has promoted a new master and moved the VIP... plus the
+    // time clients need to notice. Semi-sync must outlast it (see docs).
+    let self_fence_after = (shared.cluster.master_down_after * 2).max(Duration::from_secs(2));
     let cluster = &shared.cluster;
     let timeouts = Timeouts {
         connect: cfg.connect_timeout,
@@ -163,6 +225,8 @@ pub(crate) async fn run(
     let mut seq = 0u64;
     let mut io = IoActivity::default();
     let mut heartbeat_failures = 0u32;
+    // The seq of the first report that found the server writable.
+    let mut writable_since_seq: Option<u64> = None;
     let mut tick = interval(cfg.interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -182,9 +246,29 @@ pub(crate) async fn run(
             },
         };
         let facts = mysqld.facts();
+        let ack = epoch.borrow().clone();
+
+        // A writable server that is not the master of the newest epoch, or
+        // that finds itself cut off from everyone, fences itself.
+        let mut fenced = false;
+        if facts.is_some_and(|f| role_of(f) == Role::Master) {
+            let since = *writable_since_seq.get_or_insert(seq + 1);
+            if let Some(reason) = fence_reason(&shared, &ack, since, started_at, self_fence_after).await {
+                match fence(&mut db, cluster.flavor).await {
+                    Ok(killed) => tracing::warn!(%reason, killed, "fenced the local mysqld: read_only ON"),
+                    Err(e) => tracing::error!(%reason, error = %e, "fencing the local mysqld failed"),
+                }
+                fenced = true;
+            }
+        } else {
+            writable_since_seq = None;
+        }
+        let me_master = ack
+            .as_ref()
+            .is_none_or(|(a, _)| a.master.as_deref().is_none_or(|m| m == shared.host.name));
 
         // The master's agent writes the heartbeat replicas measure lag by.
-        if facts.is_some_and(|f| role_of(f) == Role::Master) {
+        if !fenced && me_master && facts.is_some_and(|f| role_of(f) == Role::Master) {
             match heartbeat_write(&mut db, &cluster.heartbeat_table).await {
                 Ok(()) => heartbeat_failures = 0,
                 Err(e) => {
@@ -248,7 +332,7 @@ pub(crate) async fn run(
             mysqld,
             mysqld_process: mysqld_process_running(),
             master_view,
-            epoch_seen: *epoch.borrow(),
+            epoch_seen: ack.as_ref().map_or(0, |(a, _)| a.epoch),
         };
         *shared.last.lock().await = Some(report.clone());
         reports.send_replace(Some(report));
@@ -276,7 +360,7 @@ pub(crate) async fn report_loop(
     token: String,
     timeout: Duration,
     mut reports: watch::Receiver<Option<AgentReport>>,
-    epoch: watch::Sender<u64>,
+    epoch: watch::Sender<LastAck>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let client = match reqwest::Client::builder()
@@ -318,12 +402,11 @@ pub(crate) async fn report_loop(
                     tracing::info!(after = failures, "reporting to the manager again");
                 }
                 failures = 0;
-                epoch.send_if_modified(|e| {
-                    if ack.epoch > *e {
-                        *e = ack.epoch;
-                        true
-                    } else {
-                        false
+                // Never go back to an older epoch (a delayed answer).
+                epoch.send_modify(|last| {
+                    let older = last.as_ref().is_some_and(|(a, _)| a.epoch > ack.epoch);
+                    if !older {
+                        *last = Some((ack, Instant::now()));
                     }
                 });
             }

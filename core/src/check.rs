@@ -167,9 +167,13 @@ pub fn check(input: &CheckInput) -> Vec<Finding> {
     };
 
     // Replicas replicate from the master, with GTID, threads running,
-    // read_only ON.
+    // read_only ON. With several writable masters, each is already named
+    // by `one_master`: none of them is "not the master".
     for (s, f) in &up {
         if master.is_some_and(|(m, _)| m.name == s.name) {
+            continue;
+        }
+        if master.is_none() && role_of(f) == Role::Master {
             continue;
         }
         let Some(r) = f.replication.as_ref().filter(|r| !r.source_host.is_empty()) else {

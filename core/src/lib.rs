@@ -9,3 +9,5 @@ pub mod flavor;
 pub mod gtid;
 pub mod report;
 pub mod topology;
+pub mod analysis;
+pub mod candidate;

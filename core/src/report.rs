@@ -149,4 +149,8 @@ pub struct ReportAck {
     pub epoch: u64,
     /// The host the manager holds for master in that epoch, if any.
     pub master: Option<String>,
+    /// The `seq` of the report this answers: an agent acts on an answer
+    /// only if it post-dates the facts it acts against.
+    #[serde(default)]
+    pub seq: u64,
 }

@@ -11,6 +11,9 @@ use crate::report::{AgentReport, DownKind, MasterView, MysqldStatus, ServerFacts
 pub enum Role {
     Master,
     Replica,
+    /// A former master failed away from and not rejoined yet: it must stay
+    /// read-only until it is repointed (or proven diverged).
+    NeedsRejoin,
     Unknown,
 }
 
@@ -19,6 +22,7 @@ impl std::fmt::Display for Role {
         f.write_str(match self {
             Role::Master => "master",
             Role::Replica => "replica",
+            Role::NeedsRejoin => "old master, needs rejoin",
             Role::Unknown => "unknown",
         })
     }
@@ -39,6 +43,8 @@ pub struct HostObservation<'a> {
     pub address: String,
     pub agent: Option<(&'a AgentReport, u64)>,
     pub probe: Option<(&'a ProbeResult, u64)>,
+    /// Milliseconds since the manager's probe last succeeded, while it fails.
+    pub probe_failing_for_ms: Option<u64>,
 }
 
 /// Thresholds the snapshot is built with.
@@ -65,6 +71,8 @@ pub struct AgentView {
 pub struct ProbeView {
     pub ok: bool,
     pub age_ms: Option<u64>,
+    /// How long the probe has failed without a success in between.
+    pub failing_for_ms: Option<u64>,
     pub latency_ms: Option<f64>,
     pub error: Option<String>,
 }
@@ -175,6 +183,7 @@ pub fn server_view(obs: &HostObservation<'_>, fresh: Freshness) -> ServerView {
     let probe_view = ProbeView {
         ok: probe.is_some_and(|(p, _)| p.mysqld.facts().is_some()),
         age_ms: obs.probe.map(|(_, age)| age),
+        failing_for_ms: obs.probe_failing_for_ms,
         latency_ms: probe.and_then(|(p, _)| p.latency_ms),
         error: obs
             .probe

@@ -1,5 +1,5 @@
-//! The manager's HTTP API: agents post reports, the CLI reads snapshots.
-//! Every request needs the shared token.
+//! The manager's HTTP API: agents post reports, the CLI reads status and
+//! history and asks for failovers. Every request needs the shared token.
 use std::sync::Arc;
 
 use axum::extract::{Path, Request, State};
@@ -8,17 +8,64 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use myha_config::Config;
+use myha_core::analysis::{Analysis, Verdict};
+use myha_core::candidate::CandidateChoice;
 use myha_core::report::AgentReport;
+use myha_core::topology::ClusterSnapshot;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::state::{IngestError, Topology};
+use crate::detector::{analyse_now, journal};
+use crate::failover::{self, Context};
+use crate::state::{unix_ms, IngestError};
+use crate::store::{Event, Operation};
 use crate::ManagerError;
 
 #[derive(Clone)]
 struct App {
-    topology: Arc<Topology>,
+    ctx: Arc<Context>,
+    config: Arc<Config>,
     token: Arc<str>,
+}
+
+/// A cluster as `myha status` shows it: the snapshot, the verdict on the
+/// master, what a failover would do now, and the safety rails.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    #[serde(flatten)]
+    pub snapshot: ClusterSnapshot,
+    /// The master of the current epoch, on record.
+    pub epoch_master: Option<String>,
+    pub analysis: Option<Analysis>,
+    /// If the master died now: the candidate, what is excluded and why.
+    pub readiness: Option<CandidateChoice>,
+    pub failover_blocked_until_ms: Option<u64>,
+    pub last_failover_ms: Option<u64>,
+    pub in_progress: Option<Operation>,
+    pub needs_rejoin: Vec<String>,
+}
+
+fn status_of(app: &App, name: &str) -> Option<ClusterStatus> {
+    let topo = &app.ctx.topology;
+    let snapshot = topo.snapshot(name)?;
+    let durable = topo.durable(name)?;
+    let cluster = app.config.cluster(name)?;
+    let master = durable.master.clone().or(snapshot.master.clone());
+    let readiness = master
+        .as_deref()
+        .map(|m| failover::candidate_choice(topo, cluster, &snapshot, m, None));
+    Some(ClusterStatus {
+        epoch_master: durable.master.clone(),
+        analysis: topo.analysis(name),
+        readiness,
+        failover_blocked_until_ms: durable.blocked_until_ms.filter(|u| *u > unix_ms()),
+        last_failover_ms: durable.last_failover_ms,
+        in_progress: durable.in_progress,
+        needs_rejoin: durable.needs_rejoin,
+        snapshot,
+    })
 }
 
 async fn require_token(State(app): State<App>, req: Request, next: Next) -> Response {
@@ -33,8 +80,12 @@ async fn require_token(State(app): State<App>, req: Request, next: Next) -> Resp
     }
 }
 
+fn not_found(name: &str) -> Response {
+    (StatusCode::NOT_FOUND, format!("unknown cluster {name:?}\n")).into_response()
+}
+
 async fn report(State(app): State<App>, Json(report): Json<AgentReport>) -> Response {
-    match app.topology.ingest(report) {
+    match app.ctx.topology.ingest(report) {
         Ok(ack) => Json(ack).into_response(),
         Err(e @ IngestError::UnknownCluster(_)) | Err(e @ IngestError::UnknownHost { .. }) => {
             (StatusCode::NOT_FOUND, format!("{e}\n")).into_response()
@@ -43,13 +94,82 @@ async fn report(State(app): State<App>, Json(report): Json<AgentReport>) -> Resp
 }
 
 async fn clusters(State(app): State<App>) -> Response {
-    Json(app.topology.snapshots()).into_response()
+    let all: Vec<ClusterStatus> = app
+        .config
+        .clusters
+        .iter()
+        .filter_map(|c| status_of(&app, &c.name))
+        .collect();
+    Json(all).into_response()
 }
 
 async fn cluster(State(app): State<App>, Path(name): Path<String>) -> Response {
-    match app.topology.snapshot(&name) {
+    match status_of(&app, &name) {
         Some(s) => Json(s).into_response(),
-        None => (StatusCode::NOT_FOUND, format!("unknown cluster {name:?}\n")).into_response(),
+        None => not_found(&name),
+    }
+}
+
+async fn history(State(app): State<App>, Path(name): Path<String>) -> Response {
+    if app.config.cluster(&name).is_none() {
+        return not_found(&name);
+    }
+    match app.ctx.topology.store().history(&name) {
+        Ok(events) => Json::<Vec<Event>>(events).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct FailoverRequest {
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn failover_now(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    Json(req): Json<FailoverRequest>,
+) -> Response {
+    let Some(cluster) = app.config.cluster(&name).cloned() else {
+        return not_found(&name);
+    };
+    let Some(analysis) = analyse_now(&app.ctx, &cluster) else {
+        return not_found(&name);
+    };
+    if let Some(to) = &req.to {
+        if cluster.host(to).is_none() {
+            return (StatusCode::BAD_REQUEST, format!("{to:?} is not a host of cluster {name}\n")).into_response();
+        }
+    }
+    if !req.dry_run && !analysis.verdict.is_dead() {
+        let why = match analysis.verdict {
+            Verdict::Healthy => "the master is healthy: use `myha switchover` for a planned change".to_string(),
+            v => format!("the master is not known dead ({v:?}: {})", analysis.evidence.join("; ")),
+        };
+        journal(&app.ctx, &name, "no_failover", "skipped", format!("manual failover refused: {why}"));
+        return (StatusCode::CONFLICT, format!("refused: {why}\n")).into_response();
+    }
+    let report = failover::failover(&app.ctx, &cluster, &analysis, req.to.as_deref(), req.dry_run).await;
+    Json(report).into_response()
+}
+
+async fn ack(State(app): State<App>, Path(name): Path<String>) -> Response {
+    if app.config.cluster(&name).is_none() {
+        return not_found(&name);
+    }
+    match app
+        .ctx
+        .topology
+        .update_durable(&name, |s| s.blocked_until_ms = None)
+    {
+        Ok(_) => {
+            journal(&app.ctx, &name, "ack", "info", "operator acknowledged the last failover: automatic failover enabled again".into());
+            Json(serde_json::json!({ "acknowledged": true })).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }
 
@@ -59,12 +179,14 @@ async fn health() -> Json<serde_json::Value> {
 
 pub(crate) async fn serve(
     listener: TcpListener,
-    topology: Arc<Topology>,
+    ctx: Arc<Context>,
+    config: Config,
     token: String,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ManagerError> {
     let app = App {
-        topology,
+        ctx,
+        config: Arc::new(config),
         token: token.into(),
     };
     let router = Router::new()
@@ -72,6 +194,9 @@ pub(crate) async fn serve(
         .route("/v1/report", post(report))
         .route("/v1/clusters", get(clusters))
         .route("/v1/clusters/{name}", get(cluster))
+        .route("/v1/clusters/{name}/history", get(history))
+        .route("/v1/clusters/{name}/failover", post(failover_now))
+        .route("/v1/clusters/{name}/ack", post(ack))
         .layer(middleware::from_fn_with_state(app.clone(), require_token))
         .with_state(app);
     axum::serve(listener, router)

@@ -4,7 +4,12 @@
 //! these snapshots; this crate only gathers facts and executes.
 #![forbid(unsafe_code)]
 
+mod actions;
+mod agents;
 mod api;
+mod hooks;
+pub mod failover;
+mod detector;
 mod probe;
 pub mod state;
 pub mod store;
@@ -14,7 +19,10 @@ use std::sync::Arc;
 use myha_config::Config;
 use tokio::sync::watch;
 
+pub use api::ClusterStatus;
+pub use failover::FailoverReport;
 pub use state::Topology;
+pub use store::{Event, Operation};
 pub use store::{FileStore, StateStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,12 +36,24 @@ pub enum ManagerError {
     Serve(std::io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
 }
 
 /// Run the manager until `shutdown` turns true.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), ManagerError> {
     let store: Arc<dyn StateStore> = Arc::new(FileStore::open(&config.manager.state_dir)?);
-    let topology = Arc::new(Topology::new(&config, store.as_ref())?);
+    let topology = Arc::new(Topology::new(&config, Arc::clone(&store))?);
+    let agents = agents::AgentClient::new(
+        config.manager.token.expose(),
+        config.manager.query_timeout.max(std::time::Duration::from_secs(3)),
+    )
+    .map_err(ManagerError::Client)?;
+    let ctx = Arc::new(failover::Context {
+        topology: Arc::clone(&topology),
+        manager: config.manager.clone(),
+        agents,
+    });
     let listener = tokio::net::TcpListener::bind(config.manager.listen)
         .await
         .map_err(|source| ManagerError::Listen {
@@ -43,6 +63,11 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     tracing::info!(listen = %config.manager.listen, clusters = config.clusters.len(), "manager started");
     let mut tasks = Vec::new();
     for cluster in &config.clusters {
+        tasks.push(tokio::spawn(detector::run(
+            Arc::clone(&ctx),
+            cluster.clone(),
+            shutdown.clone(),
+        )));
         for host in &cluster.hosts {
             tasks.push(tokio::spawn(probe::run(
                 Arc::clone(&topology),
@@ -55,7 +80,8 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     }
     let served = api::serve(
         listener,
-        Arc::clone(&topology),
+        Arc::clone(&ctx),
+        config.clone(),
         config.manager.token.expose().to_string(),
         shutdown,
     )

@@ -5,9 +5,9 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use myha_config::{ClusterConfig, Config};
-use myha_core::report::{AgentReport, ReportAck};
+use myha_core::report::{AgentReport, ReportAck, ServerFacts};
 use myha_core::topology::{
-    build_snapshot, ClusterSnapshot, Freshness, HostObservation, ProbeResult,
+    build_snapshot, ClusterSnapshot, Freshness, HostObservation, ProbeResult, Role,
 };
 
 use crate::store::{ClusterState, StateStore, StoreError};
@@ -24,12 +24,27 @@ pub enum IngestError {
 struct HostEntry {
     report: Option<(AgentReport, Instant)>,
     probe: Option<(ProbeResult, Instant)>,
+    /// Since when the manager's probe has failed without a success.
+    probe_failing_since: Option<Instant>,
+    /// The last facts read from the server by anyone, kept when it dies:
+    /// what it had is what a failover may lose.
+    last_facts: Option<(ServerFacts, Instant)>,
+}
+
+impl HostEntry {
+    fn remember(&mut self, facts: Option<&ServerFacts>, at: Instant) {
+        if let Some(f) = facts {
+            self.last_facts = Some((f.clone(), at));
+        }
+    }
 }
 
 #[derive(Debug)]
 struct ClusterInner {
     durable: ClusterState,
     hosts: BTreeMap<String, HostEntry>,
+    /// The detector's latest analysis.
+    analysis: Option<myha_core::analysis::Analysis>,
 }
 
 #[derive(Debug)]
@@ -52,6 +67,8 @@ impl ClusterEntry {
 pub struct Topology {
     clusters: BTreeMap<String, ClusterEntry>,
     fresh: Freshness,
+    store: std::sync::Arc<dyn StateStore>,
+    started: Instant,
 }
 
 pub(crate) fn unix_ms() -> u64 {
@@ -66,7 +83,7 @@ fn age_ms(at: Instant, now: Instant) -> u64 {
 }
 
 impl Topology {
-    pub fn new(config: &Config, store: &dyn StateStore) -> Result<Topology, StoreError> {
+    pub fn new(config: &Config, store: std::sync::Arc<dyn StateStore>) -> Result<Topology, StoreError> {
         let mut clusters = BTreeMap::new();
         for c in &config.clusters {
             let durable = match store.load(&c.name)? {
@@ -74,7 +91,7 @@ impl Topology {
                 None => {
                     let s = ClusterState {
                         epoch: 1,
-                        master: None,
+                        ..ClusterState::default()
                     };
                     store.save(&c.name, &s)?;
                     s
@@ -89,7 +106,11 @@ impl Topology {
                 c.name.clone(),
                 ClusterEntry {
                     config: c.clone(),
-                    inner: RwLock::new(ClusterInner { durable, hosts }),
+                    inner: RwLock::new(ClusterInner {
+                        durable,
+                        hosts,
+                        analysis: None,
+                    }),
                 },
             );
         }
@@ -101,7 +122,60 @@ impl Topology {
                 agent_stale_after_ms: agent_stale.as_millis() as u64,
                 probe_stale_after_ms: probe_stale.as_millis() as u64,
             },
+            store,
+            started: Instant::now(),
         })
+    }
+
+    pub fn store(&self) -> &dyn StateStore {
+        self.store.as_ref()
+    }
+
+    /// How long ago the manager started: evidence younger than the
+    /// manager itself is incomplete.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The durable state of a cluster.
+    pub fn durable(&self, cluster: &str) -> Option<ClusterState> {
+        self.clusters.get(cluster).map(|e| e.read().durable.clone())
+    }
+
+    /// Change the durable state and persist it before anyone sees it.
+    pub fn update_durable(
+        &self,
+        cluster: &str,
+        change: impl FnOnce(&mut ClusterState),
+    ) -> Result<ClusterState, StoreError> {
+        let Some(entry) = self.clusters.get(cluster) else {
+            return Err(StoreError::Io {
+                path: cluster.into(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "unknown cluster"),
+            });
+        };
+        let mut inner = entry.write();
+        let mut next = inner.durable.clone();
+        change(&mut next);
+        if next != inner.durable {
+            self.store.save(cluster, &next)?;
+            inner.durable = next;
+        }
+        Ok(inner.durable.clone())
+    }
+
+    pub fn set_analysis(&self, cluster: &str, analysis: myha_core::analysis::Analysis) {
+        if let Some(e) = self.clusters.get(cluster) {
+            e.write().analysis = Some(analysis);
+        }
+    }
+
+    pub fn analysis(&self, cluster: &str) -> Option<myha_core::analysis::Analysis> {
+        self.clusters.get(cluster).and_then(|e| e.read().analysis.clone())
+    }
+
+    pub fn cluster_config(&self, cluster: &str) -> Option<&ClusterConfig> {
+        self.clusters.get(cluster).map(|e| &e.config)
     }
 
     /// Take an agent's report; answer with the cluster's epoch.
@@ -118,26 +192,46 @@ impl Topology {
                 cluster: report.cluster.clone(),
                 host: report.host.clone(),
             })?;
+        let seq = report.seq;
         // Reports can arrive out of order; keep the newest of an instance.
         let newer = host
             .report
             .as_ref()
             .is_none_or(|(old, _)| old.instance != report.instance || old.seq < report.seq);
         if newer {
-            host.report = Some((report, Instant::now()));
+            let now = Instant::now();
+            host.remember(report.mysqld.facts(), now);
+            host.report = Some((report, now));
         }
         Ok(ReportAck {
             epoch: inner.durable.epoch,
             master: inner.durable.master.clone(),
+            seq,
         })
     }
 
     pub(crate) fn record_probe(&self, cluster: &str, host: &str, probe: ProbeResult) {
         if let Some(entry) = self.clusters.get(cluster) {
             if let Some(h) = entry.write().hosts.get_mut(host) {
-                h.probe = Some((probe, Instant::now()));
+                let now = Instant::now();
+                if probe.mysqld.facts().is_some() {
+                    h.probe_failing_since = None;
+                } else if h.probe_failing_since.is_none() {
+                    // Failing since the last success (or since the first probe).
+                    h.probe_failing_since = Some(h.probe.as_ref().map_or(now, |(_, at)| *at));
+                }
+                h.remember(probe.mysqld.facts(), now);
+                h.probe = Some((probe, now));
             }
         }
+    }
+
+    /// The last facts anyone read from `host`, with their age.
+    pub fn last_known_facts(&self, cluster: &str, host: &str) -> Option<(ServerFacts, Duration)> {
+        let entry = self.clusters.get(cluster)?;
+        let inner = entry.read();
+        let (f, at) = inner.hosts.get(host)?.last_facts.as_ref()?;
+        Some((f.clone(), at.elapsed()))
     }
 
     pub fn cluster_names(&self) -> impl Iterator<Item = &str> {
@@ -164,16 +258,42 @@ impl Topology {
                     probe: e
                         .and_then(|e| e.probe.as_ref())
                         .map(|(p, at)| (p, age_ms(*at, now))),
+                    probe_failing_for_ms: e
+                        .and_then(|e| e.probe_failing_since)
+                        .map(|at| age_ms(at, now)),
                 }
             })
             .collect();
-        Some(build_snapshot(
-            cluster,
-            inner.durable.epoch,
-            unix_ms(),
-            &obs,
-            self.fresh,
-        ))
+        let mut snap = build_snapshot(cluster, inner.durable.epoch, unix_ms(), &obs, self.fresh);
+        // Former masters not rejoined yet are shown for what they are, and
+        // never counted as the master, even if found writable.
+        let mut demoted = false;
+        for s in snap.servers.iter_mut() {
+            if inner.durable.needs_rejoin.contains(&s.name) && s.role != Role::Replica {
+                if s.read_only == Some(false) {
+                    snap.problems.push(format!(
+                        "{}: former master is WRITABLE: being fenced by its agent",
+                        s.name
+                    ));
+                }
+                demoted |= s.role == Role::Master;
+                s.role = Role::NeedsRejoin;
+            }
+        }
+        if demoted {
+            let masters: Vec<&str> = snap
+                .servers
+                .iter()
+                .filter(|s| s.role == Role::Master)
+                .map(|s| s.name.as_str())
+                .collect();
+            snap.master = match masters.as_slice() {
+                [one] => Some(one.to_string()),
+                _ => None,
+            };
+            snap.problems.retain(|p| !p.contains("writable servers that replicate from nobody"));
+        }
+        Some(snap)
     }
 
     pub fn snapshots(&self) -> Vec<ClusterSnapshot> {

@@ -26,11 +26,70 @@ pub struct ClusterState {
     pub epoch: u64,
     /// The master of `epoch`, once known.
     pub master: Option<String>,
+    /// The failover or switchover under way, if any: a manager that
+    /// restarts finds it here and finishes it instead of starting another.
+    #[serde(default)]
+    pub in_progress: Option<Operation>,
+    /// Unix ms of the last completed failover.
+    #[serde(default)]
+    pub last_failover_ms: Option<u64>,
+    /// No automatic failover before this Unix ms (anti-flapping), unless
+    /// an operator acknowledged.
+    #[serde(default)]
+    pub blocked_until_ms: Option<u64>,
+    /// Servers that were master and were failed away from, not rejoined
+    /// yet: they must stay read-only.
+    #[serde(default)]
+    pub needs_rejoin: Vec<String>,
+}
+
+/// A multi-step operation under way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    pub id: String,
+    pub kind: String,
+    pub old_master: String,
+    pub new_master: Option<String>,
+    /// The last step completed.
+    pub phase: Phase,
+    pub started_ms: u64,
+}
+
+/// Steps of a failover, in order. Past `Promoted` there is no going back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Started,
+    Fenced,
+    CandidateChosen,
+    Promoted,
+    Repointed,
+    Done,
+}
+
+/// One step of an operation, as shown by `myha history`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub at_ms: u64,
+    pub cluster: String,
+    /// The operation it belongs to (a failover id), or empty for events
+    /// outside one (a blocked failover, a detection).
+    pub operation: String,
+    pub step: String,
+    /// `ok`, `failed`, `skipped`, `info`.
+    pub status: String,
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
 }
 
 pub trait StateStore: Send + Sync + std::fmt::Debug {
     fn load(&self, cluster: &str) -> Result<Option<ClusterState>, StoreError>;
     fn save(&self, cluster: &str, state: &ClusterState) -> Result<(), StoreError>;
+    /// Append to the cluster's journal, durably.
+    fn append(&self, event: &Event) -> Result<(), StoreError>;
+    /// The journal, oldest first.
+    fn history(&self, cluster: &str) -> Result<Vec<Event>, StoreError>;
 }
 
 #[derive(Debug)]
@@ -51,6 +110,10 @@ impl FileStore {
 
     fn path(&self, cluster: &str) -> PathBuf {
         self.dir.join(format!("cluster-{cluster}.json"))
+    }
+
+    fn journal_path(&self, cluster: &str) -> PathBuf {
+        self.dir.join(format!("journal-{cluster}.jsonl"))
     }
 }
 
@@ -84,6 +147,42 @@ impl StateStore for FileStore {
         std::fs::rename(&tmp, &path).map_err(io)?;
         Ok(())
     }
+
+    fn append(&self, event: &Event) -> Result<(), StoreError> {
+        use std::io::Write;
+        let path = self.journal_path(&event.cluster);
+        let io = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut line = serde_json::to_vec(event).map_err(|source| StoreError::Corrupt {
+            path: path.clone(),
+            source,
+        })?;
+        line.push(b'\n');
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        f.write_all(&line).map_err(io)?;
+        f.sync_data().map_err(io)?;
+        Ok(())
+    }
+
+    fn history(&self, cluster: &str) -> Result<Vec<Event>, StoreError> {
+        let path = self.journal_path(cluster);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(StoreError::Io { path, source }),
+        };
+        // A torn last line (crash mid-append) is skipped, not fatal.
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Event>(l).ok())
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -99,11 +198,29 @@ mod tests {
         let st = ClusterState {
             epoch: 7,
             master: Some("db2".into()),
+            ..ClusterState::default()
         };
         store.save("c1", &st).unwrap();
         assert_eq!(store.load("c1").unwrap(), Some(st));
         std::fs::write(dir.join("cluster-bad.json"), b"{not json").unwrap();
         assert!(matches!(store.load("bad"), Err(StoreError::Corrupt { .. })));
+        let ev = Event {
+            at_ms: 1,
+            cluster: "c1".into(),
+            operation: "f1".into(),
+            step: "promote".into(),
+            status: "ok".into(),
+            detail: "db2".into(),
+            duration_ms: Some(3),
+        };
+        store.append(&ev).unwrap();
+        store.append(&ev).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("journal-c1.jsonl"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"torn"))
+            .unwrap();
+        assert_eq!(store.history("c1").unwrap(), vec![ev.clone(), ev]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -192,3 +192,25 @@ pub async fn replication_grants(db: &mut Db, user: &str) -> Result<Option<Vec<St
     }
     Ok(Some(grants))
 }
+
+/// Fence a server: read_only ON (super_read_only on MySQL), then kill every
+/// client session so no transaction in flight can still commit. Returns how
+/// many sessions were killed.
+pub async fn fence(db: &mut Db, flavor: Flavor) -> Result<usize, DbError> {
+    for s in flavor.set_read_only(true) {
+        db.exec(&s).await?;
+    }
+    let sessions = db.query(flavor.kill_connections_query()).await?;
+    let mut killed = 0;
+    for row in sessions {
+        if let Some(Some(id)) = row.get("id") {
+            if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+                // A session that ended meanwhile is not an error.
+                if db.exec(&format!("KILL CONNECTION {id}")).await.is_ok() {
+                    killed += 1;
+                }
+            }
+        }
+    }
+    Ok(killed)
+}

@@ -17,7 +17,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Value};
 use tokio::time::timeout;
 
-pub use facts::{collect_facts, heartbeat_write, replication_grants, FactsOptions};
+pub use facts::{collect_facts, fence, heartbeat_write, replication_grants, FactsOptions};
 
 /// Where and as whom to connect.
 #[derive(Clone)]

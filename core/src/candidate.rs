@@ -1,0 +1,296 @@
+//! Candidate choice for a failover: which replica becomes the master, and
+//! whether it must first catch up from a more advanced one. A pure
+//! function over the servers' reported facts.
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::flavor::{Flavor, ThreadState};
+use crate::gtid::{GtidError, GtidKey, GtidSet, MariaBinlogState, MariaGtidPos, MysqlGtidSet};
+use crate::report::ServerFacts;
+use crate::topology::{Role, ServerView};
+
+/// The GTIDs a server has executed, flavor-neutral.
+pub fn executed_set(f: &ServerFacts) -> Result<GtidSet, GtidError> {
+    match f.flavor {
+        Flavor::Mariadb => Ok(MariaGtidPos::from_str(&f.gtid_executed)?.to_set()),
+        Flavor::Mysql => Ok(GtidSet::from(&MysqlGtidSet::from_str(&f.gtid_executed)?)),
+    }
+}
+
+/// The GTIDs a replica has received into its relay log (executed or not).
+pub fn received_set(f: &ServerFacts) -> Result<GtidSet, GtidError> {
+    let Some(r) = f.replication.as_ref() else {
+        return Ok(GtidSet::new());
+    };
+    let text = crate::flavor::normalize_gtid_text(&r.retrieved_gtids);
+    match f.flavor {
+        Flavor::Mariadb => Ok(MariaGtidPos::from_str(&text)?.to_set()),
+        Flavor::Mysql => Ok(GtidSet::from(&MysqlGtidSet::from_str(&text)?)),
+    }
+}
+
+/// What a replica will have once it has applied its relay log.
+pub fn final_set(f: &ServerFacts) -> Result<GtidSet, GtidError> {
+    Ok(executed_set(f)?.union(&received_set(f)?))
+}
+
+/// Errant transactions of `f`: GTIDs it executed that no other server has
+/// and that do not come from the (old) master. MariaDB reads them from
+/// `gtid_binlog_state` (one entry per origin server), MySQL from
+/// `gtid_executed`.
+pub fn errant_gtids(
+    f: &ServerFacts,
+    others: &[&ServerFacts],
+    master_server_id: Option<u32>,
+    master_uuid: Option<&str>,
+) -> Result<Vec<String>, GtidError> {
+    match f.flavor {
+        Flavor::Mariadb => {
+            let mine = MariaBinlogState::from_str(&f.gtid_binlog_state)?;
+            let mut union = MariaBinlogState::new();
+            for o in others {
+                for g in MariaBinlogState::from_str(&o.gtid_binlog_state)?.iter() {
+                    let keep = union
+                        .get(g.domain, g.server_id)
+                        .is_none_or(|seq| seq < g.seq);
+                    if keep {
+                        union.insert(*g);
+                    }
+                }
+            }
+            Ok(mine
+                .errant_against(&union)
+                .into_iter()
+                .filter(|g| Some(g.server_id) != master_server_id)
+                .map(|g| g.to_string())
+                .collect())
+        }
+        Flavor::Mysql => {
+            let mine = MysqlGtidSet::from_str(&f.gtid_executed)?;
+            let mut union = MysqlGtidSet::new();
+            for o in others {
+                union = union.union(&MysqlGtidSet::from_str(&o.gtid_executed)?);
+            }
+            let extra = GtidSet::from(&mine.difference(&union));
+            let master_key = master_uuid.map(str::to_ascii_lowercase);
+            Ok(extra
+                .iter()
+                .filter(|(k, _)| match (k, &master_key) {
+                    (GtidKey::Sid(sid), Some(m)) => !sid.to_string().starts_with(m.as_str()),
+                    _ => true,
+                })
+                .map(|(k, set)| format!("{k}:{set}"))
+                .collect())
+        }
+    }
+}
+
+/// A server that could take over, with its configuration.
+#[derive(Debug, Clone)]
+pub struct CandidateServer {
+    pub view: ServerView,
+    pub candidate_master: bool,
+    pub no_master: bool,
+    pub priority: i32,
+}
+
+#[derive(Debug, Clone)]
+pub struct CandidateInput {
+    pub old_master: String,
+    /// The old master's server_id / server_uuid, when known: GTIDs from it
+    /// are never errant.
+    pub old_master_server_id: Option<u32>,
+    pub old_master_uuid: Option<String>,
+    /// Every other configured server, in configuration order.
+    pub servers: Vec<CandidateServer>,
+    pub max_lag_seconds: f64,
+    /// `--to HOST`: only this one may be chosen.
+    pub forced: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exclusion {
+    pub server: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateChoice {
+    pub chosen: Option<String>,
+    /// The most advanced reachable, healthy replica (eligible or not).
+    pub most_advanced: Option<String>,
+    /// Set when `chosen` lacks GTIDs `most_advanced` has: catch up first.
+    pub catch_up_from: Option<String>,
+    /// What `chosen` lacks against `most_advanced`, as text.
+    pub catch_up_gtids: Option<String>,
+    /// The eligible servers, best first.
+    pub ranking: Vec<String>,
+    pub excluded: Vec<Exclusion>,
+    /// Why nothing was chosen, when nothing was.
+    pub blocker: Option<String>,
+}
+
+struct Scored<'a> {
+    server: &'a CandidateServer,
+    order: usize,
+    set: GtidSet,
+}
+
+/// Why a replica cannot serve even as a source of missing events, if so.
+fn unusable(s: &CandidateServer) -> Option<String> {
+    let v = &s.view;
+    if v.mysqld_up != Some(true) {
+        return Some(if v.host_reachable {
+            "mysqld is down".into()
+        } else {
+            "host unreachable".into()
+        });
+    }
+    let f = v.facts.as_ref()?;
+    if v.role != Role::Replica {
+        return Some(format!("not a replica (role {})", v.role));
+    }
+    let r = f.replication.as_ref()?;
+    if r.last_sql_errno != 0 {
+        return Some(format!(
+            "replication broken: SQL error {}: {}",
+            r.last_sql_errno, r.last_sql_error
+        ));
+    }
+    None
+}
+
+/// Choose the replica to promote.
+pub fn choose(input: &CandidateInput) -> CandidateChoice {
+    let mut excluded = Vec::new();
+    let all_facts: Vec<(&str, &ServerFacts)> = input
+        .servers
+        .iter()
+        .filter_map(|s| s.view.facts.as_ref().map(|f| (s.view.name.as_str(), f)))
+        .collect();
+
+    // Replicas usable as sources of events (errant-free and healthy).
+    let mut usable: Vec<Scored<'_>> = Vec::new();
+    let mut eligible: Vec<usize> = Vec::new(); // indexes into `usable`
+    for (order, s) in input.servers.iter().enumerate() {
+        let name = s.view.name.clone();
+        let exclude = |excluded: &mut Vec<Exclusion>, reason: String| {
+            excluded.push(Exclusion {
+                server: name.clone(),
+                reason,
+            })
+        };
+        if let Some(reason) = unusable(s) {
+            exclude(&mut excluded, reason);
+            continue;
+        }
+        let Some(f) = s.view.facts.as_ref() else {
+            exclude(&mut excluded, "no facts reported".into());
+            continue;
+        };
+        let others: Vec<&ServerFacts> = all_facts
+            .iter()
+            .filter(|(n, _)| *n != name)
+            .map(|(_, f)| *f)
+            .collect();
+        match errant_gtids(f, &others, input.old_master_server_id, input.old_master_uuid.as_deref()) {
+            Ok(e) if !e.is_empty() => {
+                exclude(&mut excluded, format!("errant transactions: {}", e.join(",")));
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                exclude(&mut excluded, format!("unreadable GTID state: {e}"));
+                continue;
+            }
+        }
+        let set = match final_set(f) {
+            Ok(set) => set,
+            Err(e) => {
+                exclude(&mut excluded, format!("unreadable GTID position: {e}"));
+                continue;
+            }
+        };
+        usable.push(Scored { server: s, order, set });
+        let idx = usable.len() - 1;
+
+        // Eligibility to be promoted.
+        let r = f.replication.as_ref();
+        let reason = if s.no_master {
+            Some("no_master is set".to_string())
+        } else if !f.log_bin || !f.log_slave_updates {
+            Some("log_bin or log_slave_updates is OFF".to_string())
+        } else if r.is_some_and(|r| r.sql_thread != ThreadState::Running) {
+            Some("SQL thread not running: relay log not being applied".to_string())
+        } else if let Some(lag) = r
+            .and_then(|r| r.seconds_behind_source)
+            .map(|l| l as f64)
+            .filter(|l| *l > input.max_lag_seconds)
+        {
+            Some(format!("lagging {lag:.0} s > max_lag {:.0} s", input.max_lag_seconds))
+        } else if input.forced.as_deref().is_some_and(|f| f != name) {
+            Some(format!(
+                "not the requested target {}",
+                input.forced.as_deref().unwrap_or_default()
+            ))
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => exclude(&mut excluded, reason),
+            None => eligible.push(idx),
+        }
+    }
+
+    // Most advanced first; ties: candidate_master, priority, config order.
+    let rank = |a: &Scored<'_>, b: &Scored<'_>| {
+        b.set
+            .count()
+            .cmp(&a.set.count())
+            .then(b.server.candidate_master.cmp(&a.server.candidate_master))
+            .then(b.server.priority.cmp(&a.server.priority))
+            .then(a.order.cmp(&b.order))
+    };
+    eligible.sort_by(|&a, &b| rank(&usable[a], &usable[b]));
+    let most_advanced = (0..usable.len()).min_by(|&a, &b| rank(&usable[a], &usable[b]));
+
+    let ranking: Vec<String> = eligible
+        .iter()
+        .map(|&i| usable[i].server.view.name.clone())
+        .collect();
+    let chosen = eligible.first().copied();
+    let blocker = if chosen.is_some() {
+        None
+    } else if let Some(f) = &input.forced {
+        Some(match excluded.iter().find(|e| &e.server == f) {
+            Some(e) => format!("requested target {f} is not eligible: {}", e.reason),
+            None => format!("requested target {f} is not a configured replica"),
+        })
+    } else {
+        Some("no eligible replica".into())
+    };
+    let (catch_up_from, catch_up_gtids) = match (chosen, most_advanced) {
+        (Some(c), Some(m)) if c != m => {
+            let missing = usable[m].set.difference(&usable[c].set);
+            if missing.is_empty() {
+                (None, None)
+            } else {
+                (
+                    Some(usable[m].server.view.name.clone()),
+                    Some(missing.to_string()),
+                )
+            }
+        }
+        _ => (None, None),
+    };
+    CandidateChoice {
+        chosen: chosen.map(|i| usable[i].server.view.name.clone()),
+        most_advanced: most_advanced.map(|i| usable[i].server.view.name.clone()),
+        catch_up_from,
+        catch_up_gtids,
+        ranking,
+        excluded,
+        blocker,
+    }
+}

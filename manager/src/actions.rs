@@ -1,0 +1,201 @@
+//! The steps a failover or switchover executes on servers, each bounded in
+//! time. Decisions are taken elsewhere (myha-core); these only act and
+//! report what they did.
+use std::time::{Duration, Instant};
+
+use myha_config::{ClusterConfig, HostConfig, ManagerConfig};
+use myha_core::candidate::{executed_set, received_set};
+use myha_core::flavor::{ChangeSource, Flavor, GtidMode, ThreadState};
+use myha_core::report::ServerFacts;
+use myha_mysql::{collect_facts, Db, DbError, Endpoint, FactsOptions, Timeouts};
+
+/// A connection to one configured server, with the cluster's flavor.
+pub(crate) struct Server {
+    pub name: String,
+    pub db: Db,
+    pub flavor: Flavor,
+    opts: FactsOptions,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ActionError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub(crate) type Result<T> = std::result::Result<T, ActionError>;
+
+impl Server {
+    pub fn new(cluster: &ClusterConfig, host: &HostConfig, cfg: &ManagerConfig) -> Server {
+        Server {
+            name: host.name.clone(),
+            db: Db::new(
+                Endpoint {
+                    host: host.address.clone(),
+                    port: host.port,
+                    user: cluster.admin.user.clone(),
+                    password: cluster.admin.password.expose().to_string(),
+                },
+                Timeouts {
+                    connect: cfg.connect_timeout,
+                    query: cfg.query_timeout,
+                },
+            ),
+            flavor: cluster.flavor,
+            opts: FactsOptions {
+                flavor: cluster.flavor,
+                heartbeat_table: cluster.heartbeat_table.clone(),
+            },
+        }
+    }
+
+    pub async fn facts(&mut self) -> Result<ServerFacts> {
+        Ok(collect_facts(&mut self.db, &self.opts).await?)
+    }
+
+    async fn exec_all(&mut self, statements: &[String]) -> Result<()> {
+        for s in statements {
+            self.db.exec(s).await?;
+        }
+        Ok(())
+    }
+
+    /// Fence: read_only ON, client sessions killed; returns how many.
+    pub async fn fence(&mut self) -> Result<usize> {
+        Ok(myha_mysql::fence(&mut self.db, self.flavor).await?)
+    }
+
+    /// read_only OFF (and semi-sync master side on, if asked).
+    pub async fn make_writable(&mut self, semi_sync: bool) -> Result<()> {
+        if semi_sync && self.flavor == Flavor::Mariadb {
+            self.db
+                .exec("SET GLOBAL rpl_semi_sync_master_enabled = ON")
+                .await?;
+        }
+        let statements = self.flavor.set_read_only(false);
+        self.exec_all(&statements).await
+    }
+
+    /// Wait until the server has executed `gtids` (flavor text).
+    pub async fn wait_for_gtids(&mut self, gtids: &str, bound: Duration) -> Result<()> {
+        if gtids.is_empty() {
+            return Ok(());
+        }
+        let sql = self.flavor.wait_for_gtid(gtids, bound.as_secs_f64());
+        let value = self
+            .db
+            .query_i64(&sql, bound + Duration::from_secs(2))
+            .await?
+            .ok_or_else(|| ActionError::Failed(format!("{}: GTID wait returned NULL (not a replica?)", self.name)))?;
+        if self.flavor.wait_result_ok(value) {
+            Ok(())
+        } else {
+            Err(ActionError::Failed(format!(
+                "{} did not reach {gtids} within {} ms",
+                self.name,
+                bound.as_millis()
+            )))
+        }
+    }
+
+    /// Make sure the relay log is being applied and wait until everything
+    /// received has been executed. Returns the executed position.
+    pub async fn apply_relay_log(&mut self, bound: Duration) -> Result<String> {
+        let facts = self.facts().await?;
+        let Some(repl) = facts.replication.as_ref() else {
+            return Ok(facts.gtid_executed);
+        };
+        if repl.sql_thread != ThreadState::Running {
+            self.db.exec(self.flavor.start_replica_sql()).await?;
+        }
+        let started = Instant::now();
+        loop {
+            let f = self.facts().await?;
+            let (exec, recv) = match (executed_set(&f), received_set(&f)) {
+                (Ok(e), Ok(r)) => (e, r),
+                (Err(e), _) | (_, Err(e)) => return Err(ActionError::Failed(e.to_string())),
+            };
+            if recv.is_subset(&exec) {
+                return Ok(f.gtid_executed);
+            }
+            if let Some(r) = f.replication.as_ref().filter(|r| r.last_sql_errno != 0) {
+                return Err(ActionError::Failed(format!(
+                    "{}: SQL thread error {} while applying its relay log: {}",
+                    self.name, r.last_sql_errno, r.last_sql_error
+                )));
+            }
+            if started.elapsed() > bound {
+                return Err(ActionError::Failed(format!(
+                    "{} still has unapplied relay log after {} ms (executed {}, received {})",
+                    self.name,
+                    bound.as_millis(),
+                    f.gtid_executed,
+                    recv
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stop replicating and forget the source: the first half of a promotion.
+    pub async fn detach(&mut self) -> Result<()> {
+        self.db.exec(self.flavor.stop_replica()).await?;
+        self.db.exec(self.flavor.reset_replica_all()).await?;
+        Ok(())
+    }
+
+    /// Replicate from `source` with GTID auto-positioning.
+    pub async fn repoint(&mut self, source: &HostConfig, cluster: &ClusterConfig, mode: GtidMode) -> Result<()> {
+        self.db.exec(self.flavor.stop_replica()).await?;
+        let change = self.flavor.change_source(&ChangeSource {
+            host: source.address.clone(),
+            port: source.port,
+            user: cluster.replication.user.clone(),
+            password: cluster.replication.password.expose().to_string(),
+            gtid_mode: mode,
+            connect_retry_secs: 1,
+            heartbeat_period_secs: 0.5,
+        });
+        self.db.exec(&change).await?;
+        if self.flavor == Flavor::Mariadb {
+            self.db
+                .exec("SET GLOBAL rpl_semi_sync_master_enabled = OFF")
+                .await?;
+        }
+        self.db.exec(self.flavor.start_replica()).await?;
+        Ok(())
+    }
+
+    /// Wait until both replication threads run and the server has executed
+    /// `target` (the source's position when repointed).
+    pub async fn verify_replicating(&mut self, target: &str, bound: Duration) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            let f = self.facts().await?;
+            let running = f
+                .replication
+                .as_ref()
+                .is_some_and(|r| r.io_thread == ThreadState::Running && r.sql_thread == ThreadState::Running);
+            if running {
+                break;
+            }
+            if let Some(e) = f.last_error() {
+                if started.elapsed() > bound / 2 {
+                    return Err(ActionError::Failed(format!("{}: replication not running: {e}", self.name)));
+                }
+            }
+            if started.elapsed() > bound {
+                return Err(ActionError::Failed(format!(
+                    "{}: replication threads not running after {} ms",
+                    self.name,
+                    bound.as_millis()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = bound.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
+        self.wait_for_gtids(target, left).await
+    }
+}

@@ -1,0 +1,162 @@
+//! The per-cluster detection loop: build the snapshot, analyse the master,
+//! explain every change of verdict in the journal, and fail over when the
+//! verdict is a dead master, automatic failover is on, and no anti-flapping
+//! block stands. Also resumes an operation a previous manager left.
+use std::sync::Arc;
+use std::time::Duration;
+
+use myha_config::ClusterConfig;
+use myha_core::analysis::{analyze, Analysis, DetectionPolicy, Verdict};
+use myha_core::topology::Role;
+use tokio::sync::watch;
+
+use crate::failover::{self, Context};
+use crate::state::unix_ms;
+use crate::store::{Event, Phase};
+
+const TICK: Duration = Duration::from_millis(50);
+
+pub(crate) fn policy(cluster: &ClusterConfig) -> DetectionPolicy {
+    DetectionPolicy {
+        master_down_after_ms: cluster.master_down_after.as_millis() as u64,
+    }
+}
+
+pub(crate) fn journal(ctx: &Context, cluster: &str, step: &str, status: &str, detail: String) {
+    let ev = Event {
+        at_ms: unix_ms(),
+        cluster: cluster.to_string(),
+        operation: String::new(),
+        step: step.to_string(),
+        status: status.to_string(),
+        detail,
+        duration_ms: None,
+    };
+    tracing::info!(cluster, step, status, detail = %ev.detail, "event");
+    if let Err(e) = ctx.topology.store().append(&ev) {
+        tracing::error!(error = %e, "cannot journal an event");
+    }
+}
+
+/// The analysis of a cluster now, against the master of its epoch.
+pub(crate) fn analyse_now(ctx: &Context, cluster: &ClusterConfig) -> Option<Analysis> {
+    let snapshot = ctx.topology.snapshot(&cluster.name)?;
+    let durable = ctx.topology.durable(&cluster.name)?;
+    Some(analyze(&snapshot, durable.master.as_deref(), policy(cluster)))
+}
+
+pub(crate) async fn run(ctx: Arc<Context>, cluster: ClusterConfig, mut shutdown: watch::Receiver<bool>) {
+    resume(&ctx, &cluster).await;
+    // Evidence younger than a full detection window is incomplete: agents
+    // have not all reported yet after a manager (re)start.
+    let warmup = cluster.master_down_after.max(Duration::from_secs(2));
+    let mut last_verdict: Option<Verdict> = None;
+    let mut said_blocked = false;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let Some(snapshot) = ctx.topology.snapshot(&cluster.name) else { return };
+        let Some(durable) = ctx.topology.durable(&cluster.name) else { return };
+
+        // Adopt the observed master when the cluster has none on record.
+        if durable.master.is_none() {
+            if let Some(m) = snapshot.master.clone() {
+                if ctx.topology.uptime() >= warmup {
+                    if let Err(e) = ctx.topology.update_durable(&cluster.name, |s| s.master = Some(m.clone())) {
+                        tracing::error!(error = %e, "cannot record the master");
+                    } else {
+                        journal(&ctx, &cluster.name, "adopt_master", "info", format!("{m} is the master of epoch {}", durable.epoch));
+                    }
+                }
+            }
+            continue;
+        }
+        // A former master found replicating from the current master has
+        // been rejoined.
+        let rejoined: Vec<String> = durable
+            .needs_rejoin
+            .iter()
+            .filter(|n| {
+                snapshot.server(n).is_some_and(|s| {
+                    s.role == Role::Replica
+                        && s.replicates_from.as_deref().is_some_and(|src| {
+                            durable.master.as_deref().and_then(|m| cluster.host(m)).is_some_and(|m| src == m.mysql_addr())
+                        })
+                })
+            })
+            .cloned()
+            .collect();
+        if !rejoined.is_empty() {
+            let _ = ctx.topology.update_durable(&cluster.name, |s| s.needs_rejoin.retain(|n| !rejoined.contains(n)));
+            journal(&ctx, &cluster.name, "rejoined", "info", format!("{} replicate(s) from the master again", rejoined.join(", ")));
+        }
+
+        let analysis = analyze(&snapshot, durable.master.as_deref(), policy(&cluster));
+        ctx.topology.set_analysis(&cluster.name, analysis.clone());
+        if last_verdict != Some(analysis.verdict) {
+            let status = if analysis.verdict.is_dead() { "failed" } else { "info" };
+            journal(&ctx, &cluster.name, "verdict", status, format!("{:?}: {}", analysis.verdict, analysis.evidence.join("; ")));
+            last_verdict = Some(analysis.verdict);
+            said_blocked = false;
+        }
+        if !analysis.verdict.is_dead() || durable.in_progress.is_some() {
+            continue;
+        }
+        if ctx.topology.uptime() < warmup {
+            continue;
+        }
+        if !cluster.auto_failover {
+            if !said_blocked {
+                journal(&ctx, &cluster.name, "no_failover", "skipped", "auto_failover is off: run `myha failover` to fail over".into());
+                said_blocked = true;
+            }
+            continue;
+        }
+        if let Some(until) = durable.blocked_until_ms.filter(|u| *u > unix_ms()) {
+            if !said_blocked {
+                journal(
+                    &ctx,
+                    &cluster.name,
+                    "no_failover",
+                    "skipped",
+                    format!(
+                        "anti-flapping: a failover happened {} s ago; automatic failover blocked for {} s more. Acknowledge with `myha failover --ack` or fail over by hand with `myha failover`",
+                        durable.last_failover_ms.map_or(0, |t| unix_ms().saturating_sub(t) / 1000),
+                        (until - unix_ms()) / 1000
+                    ),
+                );
+                said_blocked = true;
+            }
+            continue;
+        }
+        let report = failover::failover(&ctx, &cluster, &analysis, None, false).await;
+        tracing::info!(cluster = %cluster.name, status = %report.status, new_master = ?report.new_master, "failover finished");
+        last_verdict = None;
+    }
+}
+
+/// Finish or undo what a previous manager left half-done. Past promotion
+/// the operation is finished (idempotently); before it, it is abandoned
+/// and detection decides again.
+async fn resume(ctx: &Context, cluster: &ClusterConfig) {
+    let Some(op) = ctx.topology.durable(&cluster.name).and_then(|d| d.in_progress) else {
+        return;
+    };
+    if op.phase >= Phase::Promoted {
+        journal(ctx, &cluster.name, "resume", "info", format!("{} was past promotion when the manager stopped: finishing it", op.id));
+        failover::finish_after_restart(ctx, cluster, &op).await;
+    } else {
+        let _ = ctx.topology.update_durable(&cluster.name, |s| s.in_progress = None);
+        journal(
+            ctx,
+            &cluster.name,
+            "resume",
+            "info",
+            format!("{} stopped before promotion ({:?}) when the manager stopped: abandoned, nothing was promoted; detection decides again", op.id, op.phase),
+        );
+    }
+}

@@ -1,0 +1,618 @@
+//! Failover of a dead master: fence, choose, catch up, promote, repoint,
+//! move the VIP, record every step. The choices are myha-core's pure
+//! functions; this module executes them and journals what happened.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use myha_config::{ClusterConfig, HostConfig, ManagerConfig};
+use myha_core::analysis::Analysis;
+use myha_core::candidate::{choose, executed_set, final_set, CandidateChoice, CandidateInput, CandidateServer};
+use myha_core::flavor::GtidMode;
+use myha_core::topology::ClusterSnapshot;
+use serde::{Deserialize, Serialize};
+
+use crate::actions::Server;
+use crate::agents::AgentClient;
+use crate::hooks::{self, HookContext};
+use crate::state::{unix_ms, Topology};
+use crate::store::{Event, Operation, Phase};
+
+/// Bounds of the steps that wait on servers.
+const CATCH_UP_BOUND: Duration = Duration::from_secs(30);
+const RELAY_APPLY_BOUND: Duration = Duration::from_secs(30);
+const REPOINT_BOUND: Duration = Duration::from_secs(10);
+
+/// The outcome of a failover, as the API and the CLI show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailoverReport {
+    pub operation: String,
+    pub cluster: String,
+    /// `completed`, `completed_with_errors`, `aborted`, `dry_run`.
+    pub status: String,
+    pub old_master: String,
+    pub new_master: Option<String>,
+    pub epoch: u64,
+    pub choice: Option<CandidateChoice>,
+    /// The GTIDs the old master had that the new master lacks, or
+    /// `unknown: ...` with what is known.
+    pub lost: String,
+    pub problems: Vec<String>,
+    pub steps: Vec<Event>,
+    pub duration_ms: u64,
+}
+
+/// Everything a failover needs, shared with the detector and the API.
+pub struct Context {
+    pub topology: Arc<Topology>,
+    pub manager: ManagerConfig,
+    pub(crate) agents: AgentClient,
+}
+
+struct Run<'a> {
+    ctx: &'a Context,
+    cluster: &'a ClusterConfig,
+    op: String,
+    steps: Vec<Event>,
+    problems: Vec<String>,
+}
+
+impl Run<'_> {
+    fn record(&mut self, step: &str, status: &str, detail: String, started: Option<Instant>) {
+        let ev = Event {
+            at_ms: unix_ms(),
+            cluster: self.cluster.name.clone(),
+            operation: self.op.clone(),
+            step: step.to_string(),
+            status: status.to_string(),
+            detail,
+            duration_ms: started.map(|s| s.elapsed().as_millis() as u64),
+        };
+        tracing::info!(cluster = %ev.cluster, op = %ev.operation, step = %ev.step, status = %ev.status, detail = %ev.detail, "failover step");
+        if let Err(e) = self.ctx.topology.store().append(&ev) {
+            tracing::error!(error = %e, "cannot journal a failover step");
+        }
+        if status == "failed" {
+            self.problems.push(format!("{step}: {}", ev.detail));
+        }
+        self.steps.push(ev);
+    }
+
+    fn host(&self, name: &str) -> Option<&HostConfig> {
+        self.cluster.hosts.iter().find(|h| h.name == name)
+    }
+
+    fn server(&self, name: &str) -> Option<Server> {
+        self.host(name)
+            .map(|h| Server::new(self.cluster, h, &self.ctx.manager))
+    }
+
+    fn set_phase(&mut self, phase: Phase, new_master: Option<&str>) {
+        let res = self.ctx.topology.update_durable(&self.cluster.name, |s| {
+            if let Some(op) = s.in_progress.as_mut() {
+                op.phase = phase;
+                if let Some(m) = new_master {
+                    op.new_master = Some(m.to_string());
+                }
+            }
+        });
+        if let Err(e) = res {
+            self.record("journal", "failed", format!("cannot persist phase {phase:?}: {e}"), None);
+        }
+    }
+
+    async fn hook(&mut self, event: &str, old: Option<&str>, new: Option<&str>, epoch: u64, detail: &str) -> bool {
+        let hooks = &self.cluster.hooks;
+        let command = match event {
+            "pre_failover" => hooks.pre_failover.clone(),
+            "post_failover" => hooks.post_failover.clone(),
+            _ => hooks.on_failure.clone(),
+        };
+        let old_h = old.and_then(|n| self.host(n)).cloned();
+        let new_h = new.and_then(|n| self.host(n)).cloned();
+        let op = self.op.clone();
+        let ctx = HookContext {
+            cluster: &self.cluster.name,
+            operation: &op,
+            old_master: old_h.as_ref(),
+            new_master: new_h.as_ref(),
+            epoch,
+            detail,
+        };
+        let mut ok = true;
+        let started = Instant::now();
+        match hooks::run(command.as_deref(), event, &ctx, hooks.timeout).await {
+            Ok(None) => {}
+            Ok(Some(out)) => self.record(event, "ok", out, Some(started)),
+            Err(e) => {
+                ok = false;
+                self.record(event, "failed", e, Some(started));
+            }
+        }
+        if let Some(script) = hooks.master_ip_failover_script.clone() {
+            let phase = match event {
+                "pre_failover" => Some(false),
+                "post_failover" => Some(true),
+                _ => None,
+            };
+            if let Some(start) = phase {
+                let started = Instant::now();
+                let cmd = hooks::mha_command(&script, start, &ctx);
+                match hooks::run(Some(&cmd), event, &ctx, hooks.timeout).await {
+                    Ok(out) => self.record("master_ip_failover_script", "ok", out.unwrap_or_default(), Some(started)),
+                    Err(e) => {
+                        ok = false;
+                        self.record("master_ip_failover_script", "failed", e, Some(started));
+                    }
+                }
+            }
+        }
+        ok
+    }
+}
+
+/// Candidate choice over a snapshot, with the old master excluded.
+pub fn candidate_choice(
+    topology: &Topology,
+    cluster: &ClusterConfig,
+    snapshot: &ClusterSnapshot,
+    old_master: &str,
+    forced: Option<&str>,
+) -> CandidateChoice {
+    let old_facts = topology.last_known_facts(&cluster.name, old_master).map(|(f, _)| f);
+    let servers = cluster
+        .hosts
+        .iter()
+        .filter(|h| h.name != old_master)
+        .filter_map(|h| {
+            snapshot.server(&h.name).map(|v| CandidateServer {
+                view: v.clone(),
+                candidate_master: h.candidate_master,
+                no_master: h.no_master,
+                priority: h.priority,
+            })
+        })
+        .collect();
+    choose(&CandidateInput {
+        old_master: old_master.to_string(),
+        old_master_server_id: old_facts.as_ref().map(|f| f.server_id),
+        old_master_uuid: old_facts
+            .as_ref()
+            .map(|f| f.server_uuid.clone())
+            .filter(|u| !u.is_empty()),
+        servers,
+        max_lag_seconds: cluster.max_lag.as_secs_f64(),
+        forced: forced.map(str::to_string),
+    })
+}
+
+/// What the old master had that `new_executed` lacks.
+fn lost_gtids(old: Option<(&myha_core::report::ServerFacts, Duration, bool)>, new_executed: &myha_core::report::ServerFacts) -> String {
+    let Some((old, age, exact)) = old else {
+        return "unknown: the old master's state was never read".into();
+    };
+    let diff = match (executed_set(old), final_set(new_executed)) {
+        (Ok(o), Ok(n)) => o.difference(&n),
+        (Err(e), _) | (_, Err(e)) => return format!("unknown: {e}"),
+    };
+    let what = if diff.is_empty() { "none".to_string() } else { diff.to_string() };
+    if exact {
+        what
+    } else {
+        format!(
+            "unknown: the old master is unreachable; at its last report {} ms before the failure it had {}, of which the new master lacks: {what}",
+            age.as_millis(),
+            old.gtid_executed
+        )
+    }
+}
+
+fn new_op_id(kind: &str) -> String {
+    format!("{kind}-{}", unix_ms())
+}
+
+/// Run a failover of `cluster` away from its master.
+///
+/// `analysis` is the verdict that triggered it (or the operator's request);
+/// `forced` the `--to` host; `dry_run` only plans.
+pub async fn failover(
+    ctx: &Context,
+    cluster: &ClusterConfig,
+    analysis: &Analysis,
+    forced: Option<&str>,
+    dry_run: bool,
+) -> FailoverReport {
+    let started = Instant::now();
+    let topo = &ctx.topology;
+    let durable = topo.durable(&cluster.name).unwrap_or_default();
+    let old_master = analysis
+        .master
+        .clone()
+        .or(durable.master.clone())
+        .unwrap_or_default();
+    let op = if dry_run { "dry-run".to_string() } else { new_op_id("failover") };
+    let mut run = Run {
+        ctx,
+        cluster,
+        op: op.clone(),
+        steps: Vec::new(),
+        problems: Vec::new(),
+    };
+    let report = |run: Run<'_>, status: &str, new_master: Option<String>, epoch: u64, choice: Option<CandidateChoice>, lost: String| FailoverReport {
+        operation: run.op.clone(),
+        cluster: cluster.name.clone(),
+        status: status.to_string(),
+        old_master: old_master.clone(),
+        new_master,
+        epoch,
+        choice,
+        lost,
+        problems: run.problems,
+        steps: run.steps,
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+
+    let Some(snapshot) = topo.snapshot(&cluster.name) else {
+        run.problems.push("unknown cluster".into());
+        return report(run, "aborted", None, durable.epoch, None, "none".into());
+    };
+    let choice = candidate_choice(topo, cluster, &snapshot, &old_master, forced);
+    if dry_run {
+        let lost = match (choice.chosen.as_ref().and_then(|c| snapshot.server(c)).and_then(|v| v.facts.clone()), topo.last_known_facts(&cluster.name, &old_master)) {
+            (Some(new), Some((old, age))) => lost_gtids(Some((&old, age, false)), &new),
+            _ => "unknown".into(),
+        };
+        if let Some(b) = &choice.blocker {
+            run.problems.push(b.clone());
+        }
+        return report(run, "dry_run", choice.chosen.clone(), durable.epoch, Some(choice), lost);
+    }
+
+    // Claim the cluster: one operation at a time, persisted first.
+    let claimed = topo.update_durable(&cluster.name, |s| {
+        if s.in_progress.is_none() {
+            s.in_progress = Some(Operation {
+                id: op.clone(),
+                kind: "failover".into(),
+                old_master: old_master.clone(),
+                new_master: None,
+                phase: Phase::Started,
+                started_ms: unix_ms(),
+            });
+        }
+    });
+    match claimed {
+        Ok(s) if s.in_progress.as_ref().is_some_and(|o| o.id == op) => {}
+        Ok(s) => {
+            let other = s.in_progress.map(|o| o.id).unwrap_or_default();
+            run.problems.push(format!("another operation is in progress: {other}"));
+            return report(run, "aborted", None, durable.epoch, None, "none".into());
+        }
+        Err(e) => {
+            run.problems.push(format!("cannot persist the operation: {e}"));
+            return report(run, "aborted", None, durable.epoch, None, "none".into());
+        }
+    }
+    run.record("detect", "info", format!("{:?}: {}", analysis.verdict, analysis.evidence.join("; ")), None);
+
+    // Pre-failover hook: a non-zero exit aborts.
+    if !run.hook("pre_failover", Some(&old_master), None, durable.epoch, "").await {
+        return abort(run, &old_master, durable.epoch, Some(choice), "pre_failover hook failed", report).await;
+    }
+
+    // Fence the old master wherever it can still be reached.
+    fence_old_master(&mut run, &old_master, durable.epoch).await;
+    run.set_phase(Phase::Fenced, None);
+
+    // Choose, on fresh facts.
+    let snapshot = topo.snapshot(&cluster.name).unwrap_or(snapshot);
+    let choice = candidate_choice(topo, cluster, &snapshot, &old_master, forced);
+    let Some(candidate) = choice.chosen.clone() else {
+        let why = choice.blocker.clone().unwrap_or_else(|| "no candidate".into());
+        run.record("choose", "failed", format!("{why}; excluded: {}", exclusions(&choice)), None);
+        return abort(run, &old_master, durable.epoch, Some(choice), &why, report).await;
+    };
+    run.record(
+        "choose",
+        "ok",
+        format!(
+            "{candidate} (ranking {}; most advanced {}; excluded: {})",
+            choice.ranking.join(" > "),
+            choice.most_advanced.as_deref().unwrap_or("-"),
+            exclusions(&choice)
+        ),
+        None,
+    );
+    run.set_phase(Phase::CandidateChosen, Some(&candidate));
+
+    let Some(mut cand) = run.server(&candidate) else {
+        return abort(run, &old_master, durable.epoch, Some(choice), "candidate not configured", report).await;
+    };
+
+    // Catch up from the most advanced replica first, if it is ahead.
+    if let (Some(source), Some(gtids)) = (choice.catch_up_from.clone(), choice.catch_up_gtids.clone()) {
+        let t = Instant::now();
+        match catch_up(&mut run, &mut cand, &source).await {
+            Ok(pos) => run.record("catch_up", "ok", format!("{candidate} caught up from {source} (missing {gtids}) to {pos}"), Some(t)),
+            Err(e) => {
+                run.record("catch_up", "failed", e.clone(), Some(t));
+                return abort(run, &old_master, durable.epoch, Some(choice), &e, report).await;
+            }
+        }
+    }
+
+    // Never promote with unapplied relay log.
+    let t = Instant::now();
+    let executed = match cand.apply_relay_log(RELAY_APPLY_BOUND).await {
+        Ok(pos) => {
+            run.record("apply_relay_log", "ok", format!("{candidate} executed {pos}"), Some(t));
+            pos
+        }
+        Err(e) => {
+            run.record("apply_relay_log", "failed", e.to_string(), Some(t));
+            return abort(run, &old_master, durable.epoch, Some(choice), &e.to_string(), report).await;
+        }
+    };
+
+    // Promote: detach, record the new epoch durably, then make writable.
+    let t = Instant::now();
+    if let Err(e) = cand.detach().await {
+        run.record("promote", "failed", format!("stopping replication on {candidate}: {e}"), Some(t));
+        return abort(run, &old_master, durable.epoch, Some(choice), &e.to_string(), report).await;
+    }
+    let semi_sync = topo
+        .last_known_facts(&cluster.name, &old_master)
+        .is_some_and(|(f, _)| f.semi_sync_master);
+    let new_state = topo.update_durable(&cluster.name, |s| {
+        s.epoch += 1;
+        s.master = Some(candidate.clone());
+        if let Some(op) = s.in_progress.as_mut() {
+            op.phase = Phase::Promoted;
+        }
+        if !s.needs_rejoin.contains(&old_master) {
+            s.needs_rejoin.push(old_master.clone());
+        }
+        s.needs_rejoin.retain(|n| n != &candidate);
+    });
+    let epoch = match new_state {
+        Ok(s) => s.epoch,
+        Err(e) => {
+            run.record("promote", "failed", format!("cannot persist the new epoch: {e}"), Some(t));
+            return abort(run, &old_master, durable.epoch, Some(choice), &e.to_string(), report).await;
+        }
+    };
+    // Past this point there is no going back: finish and report.
+    match cand.make_writable(semi_sync).await {
+        Ok(()) => run.record("promote", "ok", format!("{candidate} is the master of epoch {epoch}, writable"), Some(t)),
+        Err(e) => run.record("promote", "failed", format!("{candidate}: read_only OFF failed: {e}; retrying in the background"), Some(t)),
+    }
+
+    // The VIP follows the master.
+    move_vip(&mut run, &old_master, &candidate).await;
+
+    // Repoint every other replica.
+    let new_host = run.host(&candidate).cloned();
+    if let Some(new_host) = new_host {
+        repoint_all(&mut run, &old_master, &new_host, &executed).await;
+    }
+    run.set_phase(Phase::Repointed, None);
+
+    // Lost GTIDs.
+    let new_facts = cand.facts().await.ok();
+    let old_exact = match run.server(&old_master) {
+        Some(mut s) => s.facts().await.ok(),
+        None => None,
+    };
+    let lost = match (&new_facts, old_exact) {
+        (Some(n), Some(o)) => lost_gtids(Some((&o, Duration::ZERO, true)), n),
+        (Some(n), None) => {
+            let last = topo.last_known_facts(&cluster.name, &old_master);
+            lost_gtids(last.as_ref().map(|(f, age)| (f, *age, false)), n)
+        }
+        _ => "unknown: the new master's state could not be read".into(),
+    };
+    run.record("lost", "info", lost.clone(), None);
+
+    let block = cluster.failover_block_period;
+    let finished = topo.update_durable(&cluster.name, |s| {
+        s.in_progress = None;
+        s.last_failover_ms = Some(unix_ms());
+        s.blocked_until_ms = Some(unix_ms() + block.as_millis() as u64);
+    });
+    if let Err(e) = finished {
+        run.record("finish", "failed", e.to_string(), None);
+    }
+    run.hook("post_failover", Some(&old_master), Some(&candidate), epoch, "").await;
+    let status = if run.problems.is_empty() { "completed" } else { "completed_with_errors" };
+    run.record("finish", "ok", format!("{status} in {} ms: {old_master} -> {candidate}, epoch {epoch}", started.elapsed().as_millis()), Some(started));
+    report(run, status, Some(candidate), epoch, Some(choice), lost)
+}
+
+/// Finish an operation found past promotion at start-up: make sure the
+/// new master is writable, the VIP is on it, the others replicate from it.
+/// Every step is idempotent.
+pub(crate) async fn finish_after_restart(ctx: &Context, cluster: &ClusterConfig, op: &Operation) {
+    let Some(new_master) = op.new_master.clone() else {
+        let _ = ctx.topology.update_durable(&cluster.name, |s| s.in_progress = None);
+        return;
+    };
+    let mut run = Run {
+        ctx,
+        cluster,
+        op: op.id.clone(),
+        steps: Vec::new(),
+        problems: Vec::new(),
+    };
+    let Some(mut cand) = run.server(&new_master) else { return };
+    let t = Instant::now();
+    match cand.make_writable(true).await {
+        Ok(()) => run.record("promote", "ok", format!("{new_master} writable (resumed)"), Some(t)),
+        Err(e) => run.record("promote", "failed", format!("{new_master}: {e} (resumed)"), Some(t)),
+    }
+    move_vip(&mut run, &op.old_master, &new_master).await;
+    let executed = cand.facts().await.map(|f| f.gtid_executed).unwrap_or_default();
+    if let Some(h) = run.host(&new_master).cloned() {
+        repoint_all(&mut run, &op.old_master, &h, &executed).await;
+    }
+    let block = cluster.failover_block_period;
+    let _ = ctx.topology.update_durable(&cluster.name, |s| {
+        s.in_progress = None;
+        s.last_failover_ms = Some(unix_ms());
+        s.blocked_until_ms = Some(unix_ms() + block.as_millis() as u64);
+    });
+    run.record("finish", "ok", format!("{} finished after a manager restart: {} -> {new_master}", op.id, op.old_master), None);
+}
+
+fn exclusions(choice: &CandidateChoice) -> String {
+    if choice.excluded.is_empty() {
+        return "none".into();
+    }
+    choice
+        .excluded
+        .iter()
+        .map(|e| format!("{}: {}", e.server, e.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Give up before promotion: nothing irreversible happened. The old master
+/// stays the master of the current epoch; if it is reachable and was
+/// fenced, it is made writable again.
+async fn abort<'a>(
+    mut run: Run<'a>,
+    old_master: &str,
+    epoch: u64,
+    choice: Option<CandidateChoice>,
+    why: &str,
+    report: impl Fn(Run<'a>, &str, Option<String>, u64, Option<CandidateChoice>, String) -> FailoverReport,
+) -> FailoverReport {
+    if let Some(mut old) = run.server(old_master) {
+        if let Ok(f) = old.facts().await {
+            if f.read_only && !f.is_replicating() {
+                match old.make_writable(f.semi_sync_master).await {
+                    Ok(()) => run.record("rollback", "ok", format!("{old_master} reachable again: writable again"), None),
+                    Err(e) => run.record("rollback", "failed", format!("{old_master}: {e}"), None),
+                }
+            }
+        }
+    }
+    let res = run.ctx.topology.update_durable(&run.cluster.name, |s| s.in_progress = None);
+    if let Err(e) = res {
+        run.record("abort", "failed", e.to_string(), None);
+    }
+    run.record("abort", "failed", format!("failover aborted before promotion: {why}; the cluster is as it was"), None);
+    run.hook("on_failure", Some(old_master), None, epoch, why).await;
+    report(run, "aborted", None, epoch, choice, "none".into())
+}
+
+async fn fence_old_master(run: &mut Run<'_>, old_master: &str, epoch: u64) {
+    let t = Instant::now();
+    let mut direct = false;
+    if let Some(mut old) = run.server(old_master) {
+        match old.fence().await {
+            Ok(killed) => {
+                direct = true;
+                run.record("fence", "ok", format!("{old_master}: read_only ON, {killed} session(s) killed (by the manager)"), Some(t));
+            }
+            Err(e) => run.record("fence", "skipped", format!("{old_master} not reachable from the manager: {e}"), Some(t)),
+        }
+    }
+    if !direct {
+        if let Some(h) = run.host(old_master).cloned() {
+            let t = Instant::now();
+            match run.ctx.agents.fence(&h, epoch + 1, "").await {
+                Ok(v) => run.record("fence", "ok", format!("{old_master} fenced by its agent: {v}"), Some(t)),
+                Err(e) => run.record(
+                    "fence",
+                    "skipped",
+                    format!("{old_master}'s agent not reachable ({e}); it fences itself when isolated and on its next contact"),
+                    Some(t),
+                ),
+            }
+        }
+    }
+}
+
+async fn catch_up(run: &mut Run<'_>, cand: &mut Server, source: &str) -> Result<String, String> {
+    let Some(mut src) = run.server(source) else {
+        return Err(format!("catch-up source {source} not configured"));
+    };
+    let Some(src_host) = run.host(source).cloned() else {
+        return Err(format!("catch-up source {source} not configured"));
+    };
+    // The source must first apply what it received, so its binlog has it.
+    let pos = src
+        .apply_relay_log(CATCH_UP_BOUND)
+        .await
+        .map_err(|e| format!("{source} could not apply its relay log: {e}"))?;
+    cand.repoint(&src_host, run.cluster, GtidMode::SlavePos)
+        .await
+        .map_err(|e| format!("repointing {} to {source}: {e}", cand.name))?;
+    cand.wait_for_gtids(&pos, CATCH_UP_BOUND)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(pos)
+}
+
+async fn move_vip(run: &mut Run<'_>, old_master: &str, new_master: &str) {
+    let Some(vip) = run.cluster.vip.clone() else {
+        return;
+    };
+    if let Some(old) = run.host(old_master).cloned() {
+        let t = Instant::now();
+        match run.ctx.agents.vip(&old, &vip, false).await {
+            Ok(v) => run.record("vip_remove", "ok", format!("{old_master}: {v}"), Some(t)),
+            Err(e) => run.record("vip_remove", "skipped", format!("{e} (the new master's gratuitous ARP takes the address over)"), Some(t)),
+        }
+    }
+    if let Some(new) = run.host(new_master).cloned() {
+        let t = Instant::now();
+        match run.ctx.agents.vip(&new, &vip, true).await {
+            Ok(v) => run.record("vip_add", "ok", format!("{new_master}: {v}"), Some(t)),
+            Err(e) => run.record("vip_add", "failed", e, Some(t)),
+        }
+    }
+}
+
+async fn repoint_all(run: &mut Run<'_>, old_master: &str, new_master: &HostConfig, target: &str) {
+    let others: Vec<HostConfig> = run
+        .cluster
+        .hosts
+        .iter()
+        .filter(|h| h.name != old_master && h.name != new_master.name)
+        .cloned()
+        .collect();
+    let mut jobs = tokio::task::JoinSet::new();
+    for h in others {
+        let cluster = run.cluster.clone();
+        let manager = run.ctx.manager.clone();
+        let new_master = new_master.clone();
+        let target = target.to_string();
+        jobs.spawn(async move {
+            let t = Instant::now();
+            let mut s = Server::new(&cluster, &h, &manager);
+            let res = async {
+                s.repoint(&new_master, &cluster, GtidMode::SlavePos).await?;
+                s.verify_replicating(&target, REPOINT_BOUND).await
+            }
+            .await;
+            (h.name.clone(), res, t)
+        });
+    }
+    while let Some(joined) = jobs.join_next().await {
+        match joined {
+            Ok((name, Ok(()), t)) => run.record(
+                "repoint",
+                "ok",
+                format!("{name} replicates from {} and reached {target}", new_master.name),
+                Some(t),
+            ),
+            Ok((name, Err(e), t)) => run.record(
+                "repoint",
+                "failed",
+                format!("{name}: {e}; it does not block the new master"),
+                Some(t),
+            ),
+            Err(e) => run.record("repoint", "failed", format!("repoint task failed: {e}"), None),
+        }
+    }
+}

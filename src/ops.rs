@@ -1,0 +1,105 @@
+//! `myha failover` and `myha history`.
+use std::process::ExitCode;
+
+use anyhow::bail;
+use myha_config::Config;
+use myha_manager::{Event, FailoverReport};
+
+use crate::client::ManagerClient;
+
+/// The cluster named, or the only one.
+pub fn pick_cluster<'a>(config: &'a Config, name: Option<&'a str>) -> anyhow::Result<&'a str> {
+    match name {
+        Some(n) if config.cluster(n).is_some() => Ok(n),
+        Some(n) => bail!("no cluster {n:?} in {}", config.path.display()),
+        None => match config.clusters.as_slice() {
+            [one] => Ok(&one.name),
+            _ => bail!("the configuration has several clusters: name one with --cluster"),
+        },
+    }
+}
+
+fn fmt_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    format!("{h:02}:{m:02}:{s:02}.{:03}Z", ms % 1000)
+}
+
+pub fn print_event(e: &Event) {
+    let dur = e.duration_ms.map(|d| format!(" ({d} ms)")).unwrap_or_default();
+    let op = if e.operation.is_empty() { String::new() } else { format!("[{}] ", e.operation) };
+    println!("{} {op}{:<16} {:<8} {}{dur}", fmt_time(e.at_ms), e.step, e.status, e.detail);
+}
+
+pub async fn failover(
+    config: &Config,
+    cluster: Option<&str>,
+    to: Option<&str>,
+    dry_run: bool,
+    ack: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let cluster = pick_cluster(config, cluster)?;
+    let client = ManagerClient::new(config)?;
+    if ack {
+        let v: serde_json::Value = client.post(&format!("/v1/clusters/{cluster}/ack"), serde_json::json!({})).await?;
+        if json {
+            println!("{v}");
+        } else {
+            println!("acknowledged: automatic failover of {cluster} is enabled again");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report: FailoverReport = client
+        .post(
+            &format!("/v1/clusters/{cluster}/failover"),
+            serde_json::json!({ "to": to, "dry_run": dry_run }),
+        )
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for e in &report.steps {
+            print_event(e);
+        }
+        if let Some(c) = &report.choice {
+            for e in &c.excluded {
+                println!("  excluded {}: {}", e.server, e.reason);
+            }
+        }
+        println!(
+            "{}: {} -> {} (epoch {}), {} ms",
+            report.status,
+            report.old_master,
+            report.new_master.as_deref().unwrap_or("nobody"),
+            report.epoch,
+            report.duration_ms
+        );
+        println!("lost: {}", report.lost);
+        for p in &report.problems {
+            println!("problem: {p}");
+        }
+    }
+    Ok(match report.status.as_str() {
+        "completed" | "dry_run" if report.problems.is_empty() => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
+}
+
+pub async fn history(config: &Config, cluster: Option<&str>, last: Option<usize>, json: bool) -> anyhow::Result<ExitCode> {
+    let cluster = pick_cluster(config, cluster)?;
+    let client = ManagerClient::new(config)?;
+    let mut events: Vec<Event> = client.get(&format!("/v1/clusters/{cluster}/history")).await?;
+    if let Some(n) = last {
+        let skip = events.len().saturating_sub(n);
+        events.drain(..skip);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&events)?);
+    } else {
+        for e in &events {
+            print_event(e);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
