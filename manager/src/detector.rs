@@ -52,6 +52,9 @@ pub(crate) async fn run(ctx: Arc<Context>, cluster: ClusterConfig, mut shutdown:
     let warmup = cluster.master_down_after.max(Duration::from_secs(2));
     let mut last_verdict: Option<Verdict> = None;
     let mut said_blocked = false;
+    // The epoch whose master is known to hold the VIP, and the last try.
+    let mut vip_epoch: Option<u64> = None;
+    let mut vip_tried: Option<std::time::Instant> = None;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -103,6 +106,22 @@ pub(crate) async fn run(ctx: Arc<Context>, cluster: ClusterConfig, mut shutdown:
             last_verdict = Some(analysis.verdict);
             said_blocked = false;
         }
+        if analysis.verdict == Verdict::Healthy
+            && durable.in_progress.is_none()
+            && vip_epoch != Some(durable.epoch)
+            && vip_tried.is_none_or(|t| t.elapsed() > Duration::from_secs(2))
+        {
+            if let (Some(vip), Some(m)) = (cluster.vip.as_ref(), durable.master.as_deref().and_then(|m| cluster.host(m))) {
+                vip_tried = Some(std::time::Instant::now());
+                match ctx.agents.vip(m, vip, true).await {
+                    Ok(v) => {
+                        vip_epoch = Some(durable.epoch);
+                        journal(&ctx, &cluster.name, "vip_ensure", "ok", format!("{} holds {}: {v}", m.name, vip.address));
+                    }
+                    Err(e) => journal(&ctx, &cluster.name, "vip_ensure", "failed", e),
+                }
+            }
+        }
         if !analysis.verdict.is_dead() || durable.in_progress.is_some() {
             continue;
         }
@@ -135,6 +154,9 @@ pub(crate) async fn run(ctx: Arc<Context>, cluster: ClusterConfig, mut shutdown:
         }
         let report = failover::failover(&ctx, &cluster, &analysis, None, false).await;
         tracing::info!(cluster = %cluster.name, status = %report.status, new_master = ?report.new_master, "failover finished");
+        if report.steps.iter().any(|s| s.step == "vip_add" && s.status == "ok") {
+            vip_epoch = Some(report.epoch);
+        }
         last_verdict = None;
     }
 }

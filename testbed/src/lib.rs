@@ -150,6 +150,8 @@ pub struct BedOptions {
     /// Run this image, which has the agent installed, instead of
     /// bind-mounting `myha_bin` into the base image.
     pub image_with_agent: Option<String>,
+    /// Configure a virtual IP (`<subnet>.100/24` on eth0) for the master.
+    pub vip: bool,
 }
 
 impl BedOptions {
@@ -164,6 +166,7 @@ impl BedOptions {
             name: None,
             dir: None,
             image_with_agent: None,
+            vip: false,
         }
     }
 }
@@ -292,6 +295,12 @@ impl Bed {
             gw = self.gateway,
             dir = self.dir.display(),
         );
+        if opts.vip {
+            yaml.push_str(&format!(
+                "    vip: {{ address: {}/24, interface: eth0, arp_count: 3 }}\n",
+                self.vip()
+            ));
+        }
         for line in opts.cluster_yaml.lines() {
             yaml.push_str("    ");
             yaml.push_str(line);
@@ -353,6 +362,58 @@ impl Bed {
         args.push(image);
         docker(&args)?;
         Ok(())
+    }
+
+    /// The virtual IP of the bed (configured with `BedOptions::vip`).
+    pub fn vip(&self) -> String {
+        format!("{}.100", self.gateway.trim_end_matches(".1"))
+    }
+
+    fn client_ip(&self) -> String {
+        format!("{}.200", self.gateway.trim_end_matches(".1"))
+    }
+
+    /// The `myha-writer` binary next to `myha`, built if missing.
+    fn writer_bin(&self) -> Result<PathBuf> {
+        let bin = self.myha_bin.with_file_name("myha-writer");
+        if !bin.exists() {
+            let release = self.myha_bin.to_string_lossy().contains("/release/");
+            let mut cmd = Command::new("cargo");
+            cmd.args(["build", "-q", "-p", "myha-testbed", "--bin", "myha-writer"])
+                .current_dir(repo_root());
+            if release {
+                cmd.arg("--release");
+            }
+            run(&mut cmd)?;
+        }
+        Ok(bin)
+    }
+
+    /// Start a continuous writer in a client container on the bed's
+    /// network, inserting sequential ids into `app.seq` through `host:port`.
+    pub fn start_writer(&self, host: &str, port: u16) -> Result<Writer> {
+        self.sql(
+            "db1",
+            "CREATE TABLE IF NOT EXISTS app.seq (id BIGINT PRIMARY KEY, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))",
+        )?;
+        let bin = self.writer_bin()?;
+        let name = format!("{}-client", self.prefix);
+        let out = self.dir.join("writer.log");
+        let stop = self.dir.join("writer.stop");
+        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_file(&stop);
+        let dir = self.dir.display().to_string();
+        docker(&[
+            "run", "-d", "--name", &name, "--network", &self.network, "--ip", &self.client_ip(),
+            "--label", &format!("{LABEL}={}", self.owner),
+            "-v", &format!("{dir}:{dir}"),
+            "-v", &format!("{}:/usr/local/bin/myha-writer:ro", bin.display()),
+            "--entrypoint", "/usr/local/bin/myha-writer",
+            IMAGE,
+            "--host", host, "--port", &port.to_string(),
+            "--out", &out.display().to_string(), "--stop-file", &stop.display().to_string(),
+        ])?;
+        Ok(Writer { container: name, out, stop })
     }
 
     pub fn host(&self, name: &str) -> Result<&Host> {
@@ -586,12 +647,86 @@ impl Drop for Bed {
             eprintln!("MYHA_KEEP_BED: leaving {} in place", self.prefix);
             return;
         }
-        let names: Vec<&str> = self.hosts.iter().map(|h| h.container.as_str()).collect();
+        let client = format!("{}-client", self.prefix);
+        let mut names: Vec<&str> = self.hosts.iter().map(|h| h.container.as_str()).collect();
+        names.push(&client);
         let mut args = vec!["rm", "-f", "-v"];
         args.extend(names);
         let _ = docker(&args);
         let _ = docker(&["network", "rm", &self.network]);
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running writer; see `myha-writer`.
+#[derive(Debug)]
+pub struct Writer {
+    container: String,
+    out: PathBuf,
+    stop: PathBuf,
+}
+
+/// What a writer did.
+#[derive(Debug, Default)]
+pub struct WriterLog {
+    /// (id, unix ms) of every acknowledged insert, in order.
+    pub acks: Vec<(u64, u64)>,
+    /// (id, unix ms) of every failed attempt.
+    pub errors: Vec<(u64, u64)>,
+}
+
+impl WriterLog {
+    /// The longest time between two consecutive acknowledgements, in ms,
+    /// and when it started.
+    pub fn longest_gap(&self) -> (u64, u64) {
+        self.acks
+            .windows(2)
+            .map(|w| (w[1].1.saturating_sub(w[0].1), w[0].1))
+            .max()
+            .unwrap_or((0, 0))
+    }
+
+    pub fn last_acked(&self) -> u64 {
+        self.acks.last().map_or(0, |a| a.0)
+    }
+}
+
+impl Writer {
+    /// What the writer logged so far.
+    pub fn log(&self) -> WriterLog {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let mut log = WriterLog::default();
+        for line in text.lines() {
+            let mut parts = line.split_whitespace();
+            let kind = parts.next();
+            let id = parts.next().and_then(|v| v.parse().ok());
+            let at = parts.next().and_then(|v| v.parse().ok());
+            if let (Some(id), Some(at)) = (id, at) {
+                match kind {
+                    Some("ack") => log.acks.push((id, at)),
+                    Some("err") => log.errors.push((id, at)),
+                    _ => {}
+                }
+            }
+        }
+        log
+    }
+
+    /// Wait until the writer has at least `n` more acknowledgements than now.
+    pub fn wait_acks(&self, n: usize, limit: Duration) -> Result<()> {
+        let base = self.log().acks.len();
+        wait_until(limit, &format!("{n} more acknowledged writes"), || Ok(self.log().acks.len() >= base + n))
+    }
+
+    /// Stop the writer and return its log.
+    pub fn stop(self) -> WriterLog {
+        let _ = std::fs::write(&self.stop, b"stop");
+        let _ = wait_until(Duration::from_secs(15), "writer exit", || {
+            Ok(docker(&["inspect", "-f", "{{.State.Running}}", &self.container])? == "false")
+        });
+        let log = self.log();
+        let _ = docker(&["rm", "-f", &self.container]);
+        log
     }
 }
 
