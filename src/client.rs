@@ -30,7 +30,11 @@ impl ManagerClient {
         self.call(reqwest::Method::GET, path, None).await
     }
 
-    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: serde_json::Value) -> anyhow::Result<T> {
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<T> {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
 

@@ -150,8 +150,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dry_run,
             ack,
             json,
-        } => ops::failover(&config, cluster.as_deref(), to.as_deref(), dry_run, ack, json).await,
-        Command::History { cluster, last, json } => ops::history(&config, cluster.as_deref(), last, json).await,
+        } => {
+            ops::failover(
+                &config,
+                cluster.as_deref(),
+                to.as_deref(),
+                dry_run,
+                ack,
+                json,
+            )
+            .await
+        }
+        Command::History {
+            cluster,
+            last,
+            json,
+        } => ops::history(&config, cluster.as_deref(), last, json).await,
     }
 }
 

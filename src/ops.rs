@@ -26,9 +26,22 @@ fn fmt_time(ms: u64) -> String {
 }
 
 pub fn print_event(e: &Event) {
-    let dur = e.duration_ms.map(|d| format!(" ({d} ms)")).unwrap_or_default();
-    let op = if e.operation.is_empty() { String::new() } else { format!("[{}] ", e.operation) };
-    println!("{} {op}{:<16} {:<8} {}{dur}", fmt_time(e.at_ms), e.step, e.status, e.detail);
+    let dur = e
+        .duration_ms
+        .map(|d| format!(" ({d} ms)"))
+        .unwrap_or_default();
+    let op = if e.operation.is_empty() {
+        String::new()
+    } else {
+        format!("[{}] ", e.operation)
+    };
+    println!(
+        "{} {op}{:<16} {:<8} {}{dur}",
+        fmt_time(e.at_ms),
+        e.step,
+        e.status,
+        e.detail
+    );
 }
 
 pub async fn failover(
@@ -42,7 +55,12 @@ pub async fn failover(
     let cluster = pick_cluster(config, cluster)?;
     let client = ManagerClient::new(config)?;
     if ack {
-        let v: serde_json::Value = client.post(&format!("/v1/clusters/{cluster}/ack"), serde_json::json!({})).await?;
+        let v: serde_json::Value = client
+            .post(
+                &format!("/v1/clusters/{cluster}/ack"),
+                serde_json::json!({}),
+            )
+            .await?;
         if json {
             println!("{v}");
         } else {
@@ -86,10 +104,17 @@ pub async fn failover(
     })
 }
 
-pub async fn history(config: &Config, cluster: Option<&str>, last: Option<usize>, json: bool) -> anyhow::Result<ExitCode> {
+pub async fn history(
+    config: &Config,
+    cluster: Option<&str>,
+    last: Option<usize>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let cluster = pick_cluster(config, cluster)?;
     let client = ManagerClient::new(config)?;
-    let mut events: Vec<Event> = client.get(&format!("/v1/clusters/{cluster}/history")).await?;
+    let mut events: Vec<Event> = client
+        .get(&format!("/v1/clusters/{cluster}/history"))
+        .await?;
     if let Some(n) = last {
         let skip = events.len().saturating_sub(n);
         events.drain(..skip);

@@ -160,7 +160,11 @@ pub fn render(st: &ClusterStatus) -> String {
         out.push_str(&format!("  ! {p}\n"));
     }
     if let Some(a) = &st.analysis {
-        out.push_str(&format!("verdict: {:?} -- {}\n", a.verdict, a.evidence.join("; ")));
+        out.push_str(&format!(
+            "verdict: {:?} -- {}\n",
+            a.verdict,
+            a.evidence.join("; ")
+        ));
     }
     if let Some(r) = &st.readiness {
         match &r.chosen {
@@ -191,7 +195,10 @@ pub fn render(st: &ClusterStatus) -> String {
         ));
     }
     if let Some(op) = &st.in_progress {
-        out.push_str(&format!("operation in progress: {} ({:?})\n", op.id, op.phase));
+        out.push_str(&format!(
+            "operation in progress: {} ({:?})\n",
+            op.id, op.phase
+        ));
     }
     out
 }

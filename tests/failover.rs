@@ -19,7 +19,9 @@ fn failover_bed(extra_cluster_yaml: &str) -> Bed {
     wait_healthy(&bed, Duration::from_secs(30));
     // The manager has put the VIP on db1.
     wait_until(Duration::from_secs(10), "VIP on db1", || {
-        Ok(bed.exec("db1", &["ip", "-4", "addr", "show", "dev", "eth0"])?.contains(&format!("{}/24", bed.vip())))
+        Ok(bed
+            .exec("db1", &["ip", "-4", "addr", "show", "dev", "eth0"])?
+            .contains(&format!("{}/24", bed.vip())))
     })
     .unwrap();
     bed
@@ -40,8 +42,14 @@ fn wait_new_master(bed: &Bed, old: &str, limit: Duration) -> String {
         Ok(ok)
     });
     if let Err(e) = r {
-        let hist = bed.myha(&["history"]).map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-        panic!("{e}\nstatus: {last:#}\nhistory:\n{hist}\nmanager log:\n{}", bed.manager_log());
+        let hist = bed
+            .myha(&["history"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        panic!(
+            "{e}\nstatus: {last:#}\nhistory:\n{hist}\nmanager log:\n{}",
+            bed.manager_log()
+        );
     }
     master_of(&last).unwrap()
 }
@@ -50,20 +58,37 @@ fn wait_new_master(bed: &Bed, old: &str, limit: Duration) -> String {
 fn assert_no_ack_lost(bed: &Bed, host: &str, log: &WriterLog) {
     assert!(!log.acks.is_empty(), "the writer acknowledged nothing");
     let present = bed.sql(host, "SELECT id FROM app.seq ORDER BY id").unwrap();
-    let present: std::collections::BTreeSet<u64> = present.lines().filter_map(|l| l.trim().parse().ok()).collect();
-    let missing: Vec<u64> = log.acks.iter().map(|a| a.0).filter(|id| !present.contains(id)).collect();
-    assert!(missing.is_empty(), "acknowledged rows missing on {host}: {missing:?}");
+    let present: std::collections::BTreeSet<u64> = present
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let missing: Vec<u64> = log
+        .acks
+        .iter()
+        .map(|a| a.0)
+        .filter(|id| !present.contains(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged rows missing on {host}: {missing:?}"
+    );
 }
 
 fn assert_vip_on(bed: &Bed, host: &str) {
     wait_until(Duration::from_secs(10), &format!("VIP on {host}"), || {
-        Ok(bed.exec(host, &["ip", "-4", "addr", "show", "dev", "eth0"])?.contains(&format!("{}/24", bed.vip())))
+        Ok(bed
+            .exec(host, &["ip", "-4", "addr", "show", "dev", "eth0"])?
+            .contains(&format!("{}/24", bed.vip())))
     })
     .unwrap();
 }
 
 fn other_replica(new_master: &str) -> &'static str {
-    if new_master == "db2" { "db3" } else { "db2" }
+    if new_master == "db2" {
+        "db3"
+    } else {
+        "db2"
+    }
 }
 
 fn check_after_failover(bed: &Bed, writer: Writer, new_master: &str) {
@@ -72,19 +97,29 @@ fn check_after_failover(bed: &Bed, writer: Writer, new_master: &str) {
     let log = writer.stop();
     assert_vip_on(bed, new_master);
     let other = other_replica(new_master);
-    wait_server(bed, other, Duration::from_secs(15), "other replica replicates from the new master", |s| {
-        s["role"] == "replica"
-            && s["io_running"] == "running"
-            && s["sql_running"] == "running"
-            && s["replicates_from"].as_str().is_some_and(|r| r.starts_with(&bed.host(new_master).unwrap().ip))
-    });
+    wait_server(
+        bed,
+        other,
+        Duration::from_secs(15),
+        "other replica replicates from the new master",
+        |s| {
+            s["role"] == "replica"
+                && s["io_running"] == "running"
+                && s["sql_running"] == "running"
+                && s["replicates_from"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with(&bed.host(new_master).unwrap().ip))
+        },
+    );
     assert_no_ack_lost(bed, new_master, &log);
     // The new master is writable; the other replica is read-only.
     assert_eq!(bed.sql(new_master, "SELECT @@read_only").unwrap(), "0");
     assert_eq!(bed.sql(other, "SELECT @@read_only").unwrap(), "1");
     // The journal tells the story.
     let hist = String::from_utf8_lossy(&bed.myha(&["history"]).unwrap().stdout).into_owned();
-    for step in ["detect", "choose", "promote", "repoint", "vip_add", "finish"] {
+    for step in [
+        "detect", "choose", "promote", "repoint", "vip_add", "finish",
+    ] {
         assert!(hist.contains(step), "history lacks {step}:\n{hist}");
     }
     let (gap, _) = log.longest_gap();
@@ -99,7 +134,10 @@ fn mysqld_kill_fails_over_without_losing_acknowledged_rows() {
     let t = Instant::now();
     bed.kill_mysqld("db1").unwrap();
     let new_master = wait_new_master(&bed, "db1", Duration::from_secs(30));
-    eprintln!("new master {new_master} after {} ms", t.elapsed().as_millis());
+    eprintln!(
+        "new master {new_master} after {} ms",
+        t.elapsed().as_millis()
+    );
     check_after_failover(&bed, writer, &new_master);
     // The old master: mysqld down, shown as a former master.
     let db1 = bed.server_status("db1").unwrap();
@@ -126,9 +164,13 @@ fn paused_master_fails_over_and_stays_fenced_when_resumed() {
     bed.unpause("db1").unwrap();
     check_after_failover(&bed, writer, &new_master);
     // Back, it learns the new epoch and stays (or becomes) read-only.
-    wait_server(&bed, "db1", Duration::from_secs(10), "db1 back, fenced", |s| {
-        s["host_reachable"] == true && s["read_only"] == true && s["role"] == "needs_rejoin"
-    });
+    wait_server(
+        &bed,
+        "db1",
+        Duration::from_secs(10),
+        "db1 back, fenced",
+        |s| s["host_reachable"] == true && s["read_only"] == true && s["role"] == "needs_rejoin",
+    );
     let writable: Vec<&str> = ["db1", "db2", "db3"]
         .into_iter()
         .filter(|h| bed.sql(h, "SELECT @@read_only").unwrap() == "0")
@@ -144,23 +186,34 @@ fn partitioned_master_fails_over_without_split_brain() {
     bed.partition("db1").unwrap();
     let new_master = wait_new_master(&bed, "db1", Duration::from_secs(30));
     // Still cut off, the old master fences itself.
-    wait_until(Duration::from_secs(15), "isolated db1 fenced itself", || {
-        Ok(bed.sql("db1", "SELECT @@read_only")? == "1")
-    })
+    wait_until(
+        Duration::from_secs(15),
+        "isolated db1 fenced itself",
+        || Ok(bed.sql("db1", "SELECT @@read_only")? == "1"),
+    )
     .unwrap();
     bed.heal("db1").unwrap();
     check_after_failover(&bed, writer, &new_master);
-    wait_server(&bed, "db1", Duration::from_secs(10), "db1 back, fenced", |s| {
-        s["host_reachable"] == true && s["read_only"] == true
-    });
+    wait_server(
+        &bed,
+        "db1",
+        Duration::from_secs(10),
+        "db1 back, fenced",
+        |s| s["host_reachable"] == true && s["read_only"] == true,
+    );
     // Exactly one writable server, and the VIP answers only on it.
     let writable: Vec<&str> = ["db1", "db2", "db3"]
         .into_iter()
         .filter(|h| bed.sql(h, "SELECT @@read_only").unwrap() == "0")
         .collect();
     assert_eq!(writable, vec![new_master.as_str()]);
-    let db1_addrs = bed.exec("db1", &["ip", "-4", "addr", "show", "dev", "eth0"]).unwrap();
-    assert!(!db1_addrs.contains(&format!("{}/24", bed.vip())), "old master still holds the VIP: {db1_addrs}");
+    let db1_addrs = bed
+        .exec("db1", &["ip", "-4", "addr", "show", "dev", "eth0"])
+        .unwrap();
+    assert!(
+        !db1_addrs.contains(&format!("{}/24", bed.vip())),
+        "old master still holds the VIP: {db1_addrs}"
+    );
 }
 
 #[test]
@@ -170,10 +223,14 @@ fn manager_cut_off_from_master_does_not_fail_over() {
     bed.cut_from_manager("db1").unwrap();
     let st = {
         let mut last = Value::Null;
-        wait_until(Duration::from_secs(10), "verdict unreachable from manager only", || {
-            last = bed.status()?;
-            Ok(last["verdict"] == "unreachable_from_manager_only")
-        })
+        wait_until(
+            Duration::from_secs(10),
+            "verdict unreachable from manager only",
+            || {
+                last = bed.status()?;
+                Ok(last["verdict"] == "unreachable_from_manager_only")
+            },
+        )
         .unwrap_or_else(|e| panic!("{e}: {last:#}"));
         last
     };
@@ -183,22 +240,39 @@ fn manager_cut_off_from_master_does_not_fail_over() {
     assert_eq!(st2["verdict"], "unreachable_from_manager_only", "{st2:#}");
     assert_eq!(st2["epoch"].as_u64().unwrap(), epoch, "{st2:#}");
     assert_eq!(st2["epoch_master"], "db1");
-    assert_eq!(bed.sql("db1", "SELECT @@read_only").unwrap(), "0", "db1 must stay writable");
+    assert_eq!(
+        bed.sql("db1", "SELECT @@read_only").unwrap(),
+        "0",
+        "db1 must stay writable"
+    );
     let text = String::from_utf8_lossy(&bed.myha(&["status"]).unwrap().stdout).into_owned();
     assert!(text.contains("UnreachableFromManagerOnly"), "{text}");
-    assert!(st["analysis"]["evidence"].to_string().contains("still reaches"), "{st:#}");
+    assert!(
+        st["analysis"]["evidence"]
+            .to_string()
+            .contains("still reaches"),
+        "{st:#}"
+    );
     bed.heal("db1").unwrap();
 }
 
 #[test]
 fn lagging_replica_is_not_promoted() {
     let bed = failover_bed("");
-    bed.sql("db1", "CREATE TABLE app.t (id INT PRIMARY KEY)").unwrap();
+    bed.sql("db1", "CREATE TABLE app.t (id INT PRIMARY KEY)")
+        .unwrap();
     bed.sql("db3", "STOP SLAVE SQL_THREAD").unwrap();
     for i in 0..20 {
-        bed.sql("db1", &format!("INSERT INTO app.t VALUES ({i})")).unwrap();
+        bed.sql("db1", &format!("INSERT INTO app.t VALUES ({i})"))
+            .unwrap();
     }
-    wait_server(&bed, "db3", Duration::from_secs(5), "db3 seen stopped", |s| s["sql_running"] == "stopped");
+    wait_server(
+        &bed,
+        "db3",
+        Duration::from_secs(5),
+        "db3 seen stopped",
+        |s| s["sql_running"] == "stopped",
+    );
     bed.kill_mysqld("db1").unwrap();
     let new_master = wait_new_master(&bed, "db1", Duration::from_secs(30));
     assert_eq!(new_master, "db2");
@@ -212,26 +286,45 @@ fn no_master_replica_serves_to_catch_up_the_candidate() {
     let bed = failover_bed("");
     // Rewrite the config: db2 no_master, then restart the manager.
     let cfg = std::fs::read_to_string(&bed.config_path).unwrap();
-    let cfg = cfg.replacen("  - name: db2\n    cluster: bed\n", "  - name: db2\n    cluster: bed\n    no_master: true\n", 1);
+    let cfg = cfg.replacen(
+        "  - name: db2\n    cluster: bed\n",
+        "  - name: db2\n    cluster: bed\n    no_master: true\n",
+        1,
+    );
     std::fs::write(&bed.config_path, cfg).unwrap();
     let mut bed = bed;
     bed.start_manager().unwrap();
     wait_healthy(&bed, Duration::from_secs(30));
-    bed.sql("db1", "CREATE TABLE app.t (id INT PRIMARY KEY)").unwrap();
-    wait_until(Duration::from_secs(10), "db3 has the table", || Ok(bed.sql("db3", "SHOW TABLES FROM app LIKE 't'")? == "t")).unwrap();
+    bed.sql("db1", "CREATE TABLE app.t (id INT PRIMARY KEY)")
+        .unwrap();
+    wait_until(Duration::from_secs(10), "db3 has the table", || {
+        Ok(bed.sql("db3", "SHOW TABLES FROM app LIKE 't'")? == "t")
+    })
+    .unwrap();
     // db3 stops receiving; db2 gets 20 more rows.
     bed.sql("db3", "STOP SLAVE IO_THREAD").unwrap();
     for i in 0..20 {
-        bed.sql("db1", &format!("INSERT INTO app.t VALUES ({i})")).unwrap();
+        bed.sql("db1", &format!("INSERT INTO app.t VALUES ({i})"))
+            .unwrap();
     }
-    wait_until(Duration::from_secs(10), "db2 has the rows", || Ok(bed.sql("db2", "SELECT COUNT(*) FROM app.t")? == "20")).unwrap();
+    wait_until(Duration::from_secs(10), "db2 has the rows", || {
+        Ok(bed.sql("db2", "SELECT COUNT(*) FROM app.t")? == "20")
+    })
+    .unwrap();
     std::thread::sleep(Duration::from_millis(600)); // let status see it
     bed.kill_mysqld("db1").unwrap();
     let new_master = wait_new_master(&bed, "db1", Duration::from_secs(30));
     assert_eq!(new_master, "db3");
-    assert_eq!(bed.sql("db3", "SELECT COUNT(*) FROM app.t").unwrap(), "20", "db3 did not catch up");
+    assert_eq!(
+        bed.sql("db3", "SELECT COUNT(*) FROM app.t").unwrap(),
+        "20",
+        "db3 did not catch up"
+    );
     let hist = String::from_utf8_lossy(&bed.myha(&["history"]).unwrap().stdout).into_owned();
-    assert!(hist.contains("catch_up") && hist.contains("caught up from db2"), "{hist}");
+    assert!(
+        hist.contains("catch_up") && hist.contains("caught up from db2"),
+        "{hist}"
+    );
     assert!(hist.contains("db2: no_master is set"), "{hist}");
 }
 
@@ -246,16 +339,27 @@ fn second_failure_within_block_period_waits_for_acknowledgement() {
     assert!(text.contains("automatic failover BLOCKED"), "{text}");
     // The new master dies too: no automatic failover.
     bed.kill_mysqld(&first).unwrap();
-    wait_until(Duration::from_secs(10), "blocked failover journaled", || {
-        let h = String::from_utf8_lossy(&bed.myha(&["history"])?.stdout).into_owned();
-        Ok(h.contains("anti-flapping"))
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "blocked failover journaled",
+        || {
+            let h = String::from_utf8_lossy(&bed.myha(&["history"])?.stdout).into_owned();
+            Ok(h.contains("anti-flapping"))
+        },
+    )
     .unwrap();
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(bed.status().unwrap()["epoch_master"].as_str(), Some(first.as_str()));
+    assert_eq!(
+        bed.status().unwrap()["epoch_master"].as_str(),
+        Some(first.as_str())
+    );
     // Acknowledged, it fails over.
     let out = bed.myha(&["failover", "--ack"]).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let second = wait_new_master(&bed, &first, Duration::from_secs(30));
     assert_ne!(second, "db1");
     assert_ne!(second, first);
@@ -267,12 +371,19 @@ fn restarted_old_master_stays_read_only() {
     bed.kill_mysqld("db1").unwrap();
     let new_master = wait_new_master(&bed, "db1", Duration::from_secs(30));
     bed.start_mysqld("db1").unwrap();
-    wait_server(&bed, "db1", Duration::from_secs(10), "db1 back as old master", |s| {
-        s["mysqld_up"] == true && s["role"] == "needs_rejoin" && s["read_only"] == true
-    });
+    wait_server(
+        &bed,
+        "db1",
+        Duration::from_secs(10),
+        "db1 back as old master",
+        |s| s["mysqld_up"] == true && s["role"] == "needs_rejoin" && s["read_only"] == true,
+    );
     // Even made writable by hand, its agent fences it again.
     bed.sql("db1", "SET GLOBAL read_only = OFF").unwrap();
-    wait_until(Duration::from_secs(5), "agent re-fences db1", || Ok(bed.sql("db1", "SELECT @@read_only")? == "1")).unwrap();
+    wait_until(Duration::from_secs(5), "agent re-fences db1", || {
+        Ok(bed.sql("db1", "SELECT @@read_only")? == "1")
+    })
+    .unwrap();
     let text = String::from_utf8_lossy(&bed.myha(&["status"]).unwrap().stdout).into_owned();
     assert!(text.contains("old master, needs rejoin"), "{text}");
     assert_eq!(bed.sql(&new_master, "SELECT @@read_only").unwrap(), "0");
@@ -282,7 +393,11 @@ fn restarted_old_master_stays_read_only() {
 fn dry_run_and_refusal_on_a_healthy_master() {
     let bed = failover_bed("");
     let out = bed.myha(&["failover", "--dry-run", "--json"]).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["status"], "dry_run");
     assert_eq!(plan["new_master"], "db2", "{plan:#}");
@@ -290,6 +405,10 @@ fn dry_run_and_refusal_on_a_healthy_master() {
     assert_eq!(st["readiness"]["chosen"], "db2", "{st:#}");
     let out = bed.myha(&["failover"]).unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("healthy"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("healthy"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(bed.status().unwrap()["epoch_master"], "db1");
 }

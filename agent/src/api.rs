@@ -53,7 +53,11 @@ async fn vip(State(shared): State<Arc<Shared>>, Json(req): Json<VipRequest>) -> 
         "add" => crate::vip::add(&req.spec).await,
         "remove" => crate::vip::remove(&req.spec).await,
         other => {
-            return (StatusCode::BAD_REQUEST, format!("unknown op {other:?}: add or remove\n")).into_response()
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("unknown op {other:?}: add or remove\n"),
+            )
+                .into_response()
         }
     };
     match res {
@@ -81,7 +85,11 @@ async fn fence(State(shared): State<Arc<Shared>>, Json(req): Json<FenceRequest>)
             tracing::warn!(epoch = req.epoch, master = %req.master, killed, "fenced by the manager");
             Json(serde_json::json!({ "fenced": true, "killed": killed })).into_response()
         }
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("cannot fence: {e}\n")).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot fence: {e}\n"),
+        )
+            .into_response(),
     }
 }
 

@@ -133,7 +133,12 @@ async fn master_probe_loop(
 /// mysqld port within `limit`.
 async fn any_peer_reachable(shared: &Shared, limit: Duration) -> bool {
     let mut set = tokio::task::JoinSet::new();
-    for h in shared.cluster.hosts.iter().filter(|h| h.name != shared.host.name) {
+    for h in shared
+        .cluster
+        .hosts
+        .iter()
+        .filter(|h| h.name != shared.host.name)
+    {
         let addr = h.mysql_addr();
         set.spawn(async move {
             matches!(
@@ -169,12 +174,19 @@ async fn fence_reason(
     if let Some((a, _)) = ack {
         if let Some(m) = a.master.as_deref().filter(|m| *m != me) {
             if a.seq >= conflict_seq {
-                return Some(format!("the manager's epoch {} names {m} master, not {me}", a.epoch));
+                return Some(format!(
+                    "the manager's epoch {} names {m} master, not {me}",
+                    a.epoch
+                ));
             }
         }
     }
-    let silent_for = ack.as_ref().map_or(started.elapsed(), |(_, at)| at.elapsed());
-    if silent_for >= self_fence_after && !any_peer_reachable(shared, Duration::from_millis(300)).await {
+    let silent_for = ack
+        .as_ref()
+        .map_or(started.elapsed(), |(_, at)| at.elapsed());
+    if silent_for >= self_fence_after
+        && !any_peer_reachable(shared, Duration::from_millis(300)).await
+    {
         return Some(format!(
             "isolated: no answer from the manager for {} ms and no other host of the cluster reachable",
             silent_for.as_millis()
@@ -227,6 +239,13 @@ pub(crate) async fn run(
     let mut heartbeat_failures = 0u32;
     // The seq of the first report that found the server writable.
     let mut writable_since_seq: Option<u64> = None;
+    let mut vip_since_seq: Option<u64> = None;
+    let vip_spec = cluster.vip.as_ref().map(|v| crate::vip::VipSpec {
+        address: v.address,
+        prefix_len: v.prefix_len,
+        interface: v.interface.clone(),
+        arp_count: v.arp_count,
+    });
     let mut tick = interval(cfg.interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -253,16 +272,44 @@ pub(crate) async fn run(
         let mut fenced = false;
         if facts.is_some_and(|f| role_of(f) == Role::Master) {
             let since = *writable_since_seq.get_or_insert(seq + 1);
-            if let Some(reason) = fence_reason(&shared, &ack, since, started_at, self_fence_after).await {
+            if let Some(reason) =
+                fence_reason(&shared, &ack, since, started_at, self_fence_after).await
+            {
                 match fence(&mut db, cluster.flavor).await {
-                    Ok(killed) => tracing::warn!(%reason, killed, "fenced the local mysqld: read_only ON"),
-                    Err(e) => tracing::error!(%reason, error = %e, "fencing the local mysqld failed"),
+                    Ok(killed) => {
+                        tracing::warn!(%reason, killed, "fenced the local mysqld: read_only ON")
+                    }
+                    Err(e) => {
+                        tracing::error!(%reason, error = %e, "fencing the local mysqld failed")
+                    }
                 }
                 fenced = true;
             }
         } else {
             writable_since_seq = None;
         }
+        // The VIP belongs to the master of the newest epoch only. Same rule
+        // as above: act on an answer that post-dates seeing the VIP here.
+        if let Some(spec) = vip_spec.as_ref() {
+            let present = crate::vip::is_present(spec).await.unwrap_or(false);
+            if present {
+                let since = *vip_since_seq.get_or_insert(seq + 1);
+                let other_master = ack.as_ref().is_some_and(|(a, _)| {
+                    a.seq >= since && a.master.as_deref().is_some_and(|m| m != shared.host.name)
+                });
+                if fenced || other_master {
+                    match crate::vip::remove(spec).await {
+                        Ok(o) => {
+                            tracing::warn!(detail = %o.detail, "removed the VIP: this host is not the master")
+                        }
+                        Err(e) => tracing::error!(error = %e, "removing the VIP failed"),
+                    }
+                }
+            } else {
+                vip_since_seq = None;
+            }
+        }
+
         let me_master = ack
             .as_ref()
             .is_none_or(|(a, _)| a.master.as_deref().is_none_or(|m| m == shared.host.name));

@@ -108,7 +108,11 @@ fn replica_view(r: &ServerView, master: &ServerView, window_ms: u64) -> ReplicaV
 }
 
 /// Analyse the master named `master` (the master of the current epoch).
-pub fn analyze(snapshot: &ClusterSnapshot, master: Option<&str>, policy: DetectionPolicy) -> Analysis {
+pub fn analyze(
+    snapshot: &ClusterSnapshot,
+    master: Option<&str>,
+    policy: DetectionPolicy,
+) -> Analysis {
     let mut evidence = Vec::new();
     let Some(name) = master.or(snapshot.master.as_deref()) else {
         return Analysis {
@@ -141,7 +145,9 @@ pub fn analyze(snapshot: &ClusterSnapshot, master: Option<&str>, policy: Detecti
     // The master's own agent, when alive, is the best witness.
     if m.host_reachable {
         if m.mysqld_up == Some(true) {
-            evidence.push(format!("{name}'s agent reads mysqld: only the manager lost it"));
+            evidence.push(format!(
+                "{name}'s agent reads mysqld: only the manager lost it"
+            ));
             return done(Verdict::UnreachableFromManagerOnly, evidence);
         }
         let process_gone = m.agent.mysqld_process == Some(false);
@@ -167,7 +173,9 @@ pub fn analyze(snapshot: &ClusterSnapshot, master: Option<&str>, policy: Detecti
     } else {
         evidence.push(format!(
             "{name}'s agent silent for {} ms",
-            m.agent.last_report_age_ms.map_or("ever".to_string(), |a| a.to_string())
+            m.agent
+                .last_report_age_ms
+                .map_or("ever".to_string(), |a| a.to_string())
         ));
     }
 
@@ -178,7 +186,9 @@ pub fn analyze(snapshot: &ClusterSnapshot, master: Option<&str>, policy: Detecti
     for r in snapshot.servers.iter().filter(|s| s.name != name) {
         let v = replica_view(r, m, window);
         match v {
-            ReplicaView::Silent => evidence.push(format!("{}: agent silent, cannot testify", r.name)),
+            ReplicaView::Silent => {
+                evidence.push(format!("{}: agent silent, cannot testify", r.name))
+            }
             ReplicaView::Unrelated => {}
             ReplicaView::SeesMaster => {
                 evidence.push(format!("{} still reaches {name}", r.name));

@@ -35,16 +35,13 @@ pub fn final_set(f: &ServerFacts) -> Result<GtidSet, GtidError> {
     Ok(executed_set(f)?.union(&received_set(f)?))
 }
 
-/// Errant transactions of `f`: GTIDs it executed that no other server has
-/// and that do not come from the (old) master. MariaDB reads them from
-/// `gtid_binlog_state` (one entry per origin server), MySQL from
-/// `gtid_executed`.
-pub fn errant_gtids(
-    f: &ServerFacts,
-    others: &[&ServerFacts],
-    master_server_id: Option<u32>,
-    master_uuid: Option<&str>,
-) -> Result<Vec<String>, GtidError> {
+/// Errant transactions of `f`: local writes on a replica. They carry the
+/// server's own origin (MariaDB server_id, MySQL server_uuid), since
+/// anything replicated keeps the origin of the server that wrote it; they
+/// are errant when no other server has them (a former master's own writes
+/// are in the others' state). MariaDB reads `gtid_binlog_state` (one entry
+/// per origin), MySQL `gtid_executed`.
+pub fn errant_gtids(f: &ServerFacts, others: &[&ServerFacts]) -> Result<Vec<String>, GtidError> {
     match f.flavor {
         Flavor::Mariadb => {
             let mine = MariaBinlogState::from_str(&f.gtid_binlog_state)?;
@@ -62,7 +59,7 @@ pub fn errant_gtids(
             Ok(mine
                 .errant_against(&union)
                 .into_iter()
-                .filter(|g| Some(g.server_id) != master_server_id)
+                .filter(|g| g.server_id == f.server_id)
                 .map(|g| g.to_string())
                 .collect())
         }
@@ -72,13 +69,15 @@ pub fn errant_gtids(
             for o in others {
                 union = union.union(&MysqlGtidSet::from_str(&o.gtid_executed)?);
             }
+            let own = f.server_uuid.to_ascii_lowercase();
             let extra = GtidSet::from(&mine.difference(&union));
-            let master_key = master_uuid.map(str::to_ascii_lowercase);
             Ok(extra
                 .iter()
-                .filter(|(k, _)| match (k, &master_key) {
-                    (GtidKey::Sid(sid), Some(m)) => !sid.to_string().starts_with(m.as_str()),
-                    _ => true,
+                .filter(|(k, _)| match k {
+                    GtidKey::Sid(sid) => {
+                        !own.is_empty() && sid.to_string().starts_with(own.as_str())
+                    }
+                    GtidKey::Domain(_) => false,
                 })
                 .map(|(k, set)| format!("{k}:{set}"))
                 .collect())
@@ -100,10 +99,12 @@ pub struct CandidateInput {
     pub old_master: String,
     /// The old master's server_id / server_uuid, when known: GTIDs from it
     /// are never errant.
-    pub old_master_server_id: Option<u32>,
-    pub old_master_uuid: Option<String>,
     /// Every other configured server, in configuration order.
     pub servers: Vec<CandidateServer>,
+    /// The last facts known of every configured server, the old master
+    /// and servers now down included: what "the others have" for errant
+    /// transaction detection.
+    pub known_facts: Vec<(String, ServerFacts)>,
     pub max_lag_seconds: f64,
     /// `--to HOST`: only this one may be chosen.
     pub forced: Option<String>,
@@ -168,6 +169,7 @@ pub fn choose(input: &CandidateInput) -> CandidateChoice {
         .servers
         .iter()
         .filter_map(|s| s.view.facts.as_ref().map(|f| (s.view.name.as_str(), f)))
+        .chain(input.known_facts.iter().map(|(n, f)| (n.as_str(), f)))
         .collect();
 
     // Replicas usable as sources of events (errant-free and healthy).
@@ -194,9 +196,12 @@ pub fn choose(input: &CandidateInput) -> CandidateChoice {
             .filter(|(n, _)| *n != name)
             .map(|(_, f)| *f)
             .collect();
-        match errant_gtids(f, &others, input.old_master_server_id, input.old_master_uuid.as_deref()) {
+        match errant_gtids(f, &others) {
             Ok(e) if !e.is_empty() => {
-                exclude(&mut excluded, format!("errant transactions: {}", e.join(",")));
+                exclude(
+                    &mut excluded,
+                    format!("errant transactions: {}", e.join(",")),
+                );
                 continue;
             }
             Ok(_) => {}
@@ -212,7 +217,11 @@ pub fn choose(input: &CandidateInput) -> CandidateChoice {
                 continue;
             }
         };
-        usable.push(Scored { server: s, order, set });
+        usable.push(Scored {
+            server: s,
+            order,
+            set,
+        });
         let idx = usable.len() - 1;
 
         // Eligibility to be promoted.
@@ -221,14 +230,20 @@ pub fn choose(input: &CandidateInput) -> CandidateChoice {
             Some("no_master is set".to_string())
         } else if !f.log_bin || !f.log_slave_updates {
             Some("log_bin or log_slave_updates is OFF".to_string())
-        } else if r.is_some_and(|r| r.sql_thread != ThreadState::Running) {
-            Some("SQL thread not running: relay log not being applied".to_string())
+        } else if r.is_some_and(|r| r.sql_thread != ThreadState::Running)
+            && !received_set(f)
+                .is_ok_and(|recv| executed_set(f).is_ok_and(|exec| recv.is_subset(&exec)))
+        {
+            Some("SQL thread not running with unapplied relay log (lagging)".to_string())
         } else if let Some(lag) = r
             .and_then(|r| r.seconds_behind_source)
             .map(|l| l as f64)
             .filter(|l| *l > input.max_lag_seconds)
         {
-            Some(format!("lagging {lag:.0} s > max_lag {:.0} s", input.max_lag_seconds))
+            Some(format!(
+                "lagging {lag:.0} s > max_lag {:.0} s",
+                input.max_lag_seconds
+            ))
         } else if input.forced.as_deref().is_some_and(|f| f != name) {
             Some(format!(
                 "not the requested target {}",

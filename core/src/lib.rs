@@ -3,11 +3,11 @@
 //! function is a function of its arguments, so it can be tested exhaustively.
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod auth;
+pub mod candidate;
 pub mod check;
 pub mod flavor;
 pub mod gtid;
 pub mod report;
 pub mod topology;
-pub mod analysis;
-pub mod candidate;

@@ -124,10 +124,16 @@ impl ClusterSnapshot {
     }
 }
 
-/// The role a server's facts imply: replicating means replica; writable and
-/// not replicating means master; anything else is unknown.
+/// The role a server's facts imply. A server with a source configured is
+/// a replica while it applies events or is read-only; a writable server
+/// that applies nothing (no source, or its SQL thread stopped, as during a
+/// promotion whose IO thread is still being stopped) acts as the master.
 pub fn role_of(facts: &ServerFacts) -> Role {
-    if facts.is_replicating() {
+    let applying = facts
+        .replication
+        .as_ref()
+        .is_some_and(|r| !r.source_host.is_empty() && r.sql_thread != ThreadState::Stopped);
+    if facts.is_replicating() && (applying || facts.read_only) {
         Role::Replica
     } else if !facts.read_only {
         Role::Master

@@ -9,6 +9,10 @@ use myha_core::flavor::{ChangeSource, Flavor, GtidMode, ThreadState};
 use myha_core::report::ServerFacts;
 use myha_mysql::{collect_facts, Db, DbError, Endpoint, FactsOptions, Timeouts};
 
+/// How long `STOP SLAVE` may take: the IO thread may be stuck connecting
+/// to a dead source for up to `slave_net_timeout` (60 s by default).
+pub(crate) const STOP_REPLICA_BOUND: Duration = Duration::from_secs(65);
+
 /// A connection to one configured server, with the cluster's flavor.
 pub(crate) struct Server {
     pub name: String,
@@ -88,7 +92,12 @@ impl Server {
             .db
             .query_i64(&sql, bound + Duration::from_secs(2))
             .await?
-            .ok_or_else(|| ActionError::Failed(format!("{}: GTID wait returned NULL (not a replica?)", self.name)))?;
+            .ok_or_else(|| {
+                ActionError::Failed(format!(
+                    "{}: GTID wait returned NULL (not a replica?)",
+                    self.name
+                ))
+            })?;
         if self.flavor.wait_result_ok(value) {
             Ok(())
         } else {
@@ -139,16 +148,36 @@ impl Server {
         }
     }
 
-    /// Stop replicating and forget the source: the first half of a promotion.
-    pub async fn detach(&mut self) -> Result<()> {
-        self.db.exec(self.flavor.stop_replica()).await?;
+    /// Stop applying events: the SQL thread only, which is immediate. The
+    /// IO thread may be stuck connecting to a dead master for up to
+    /// `slave_net_timeout`; events it still fetches are never applied.
+    pub async fn stop_applying(&mut self) -> Result<()> {
+        self.db.exec(self.flavor.stop_replica_sql()).await?;
+        Ok(())
+    }
+
+    /// Stop replicating and forget the source (relay logs included): the
+    /// end of a promotion, bounded by `bound` for the IO thread to stop.
+    pub async fn detach(&mut self, bound: Duration) -> Result<()> {
+        self.db
+            .query_with(self.flavor.stop_replica(), bound)
+            .await?;
         self.db.exec(self.flavor.reset_replica_all()).await?;
         Ok(())
     }
 
     /// Replicate from `source` with GTID auto-positioning.
-    pub async fn repoint(&mut self, source: &HostConfig, cluster: &ClusterConfig, mode: GtidMode) -> Result<()> {
-        self.db.exec(self.flavor.stop_replica()).await?;
+    pub async fn repoint(
+        &mut self,
+        source: &HostConfig,
+        cluster: &ClusterConfig,
+        mode: GtidMode,
+    ) -> Result<()> {
+        // STOP SLAVE waits for an IO thread stuck connecting to a dead
+        // source (up to slave_net_timeout).
+        self.db
+            .query_with(self.flavor.stop_replica(), STOP_REPLICA_BOUND)
+            .await?;
         let change = self.flavor.change_source(&ChangeSource {
             host: source.address.clone(),
             port: source.port,
@@ -174,16 +203,18 @@ impl Server {
         let started = Instant::now();
         loop {
             let f = self.facts().await?;
-            let running = f
-                .replication
-                .as_ref()
-                .is_some_and(|r| r.io_thread == ThreadState::Running && r.sql_thread == ThreadState::Running);
+            let running = f.replication.as_ref().is_some_and(|r| {
+                r.io_thread == ThreadState::Running && r.sql_thread == ThreadState::Running
+            });
             if running {
                 break;
             }
             if let Some(e) = f.last_error() {
                 if started.elapsed() > bound / 2 {
-                    return Err(ActionError::Failed(format!("{}: replication not running: {e}", self.name)));
+                    return Err(ActionError::Failed(format!(
+                        "{}: replication not running: {e}",
+                        self.name
+                    )));
                 }
             }
             if started.elapsed() > bound {
@@ -195,7 +226,9 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let left = bound.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
+        let left = bound
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(100));
         self.wait_for_gtids(target, left).await
     }
 }

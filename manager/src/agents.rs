@@ -23,7 +23,12 @@ impl AgentClient {
         })
     }
 
-    async fn post(&self, host: &HostConfig, path: &str, body: serde_json::Value) -> Result<serde_json::Value, String> {
+    async fn post(
+        &self,
+        host: &HostConfig,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
         let url = format!("{}{path}", host.agent_url());
         let resp = self
             .http
@@ -34,14 +39,26 @@ impl AgentClient {
             .await
             .map_err(|e| format!("{}: {e}", host.name))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| format!("{}: {e}", host.name))?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| format!("{}: {e}", host.name))?;
         if !status.is_success() {
-            return Err(format!("{}: agent answered {status}: {}", host.name, text.trim()));
+            return Err(format!(
+                "{}: agent answered {status}: {}",
+                host.name,
+                text.trim()
+            ));
         }
         serde_json::from_str(&text).map_err(|e| format!("{}: unreadable answer: {e}", host.name))
     }
 
-    pub async fn vip(&self, host: &HostConfig, vip: &VipConfig, add: bool) -> Result<serde_json::Value, String> {
+    pub async fn vip(
+        &self,
+        host: &HostConfig,
+        vip: &VipConfig,
+        add: bool,
+    ) -> Result<serde_json::Value, String> {
         self.post(
             host,
             "/v1/vip",
@@ -59,8 +76,17 @@ impl AgentClient {
     }
 
     /// Ask the host's agent to fence its mysqld (read_only, kill sessions).
-    pub async fn fence(&self, host: &HostConfig, epoch: u64, master: &str) -> Result<serde_json::Value, String> {
-        self.post(host, "/v1/fence", json!({ "epoch": epoch, "master": master }))
-            .await
+    pub async fn fence(
+        &self,
+        host: &HostConfig,
+        epoch: u64,
+        master: &str,
+    ) -> Result<serde_json::Value, String> {
+        self.post(
+            host,
+            "/v1/fence",
+            json!({ "epoch": epoch, "master": master }),
+        )
+        .await
     }
 }

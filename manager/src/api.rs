@@ -141,18 +141,40 @@ async fn failover_now(
     };
     if let Some(to) = &req.to {
         if cluster.host(to).is_none() {
-            return (StatusCode::BAD_REQUEST, format!("{to:?} is not a host of cluster {name}\n")).into_response();
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("{to:?} is not a host of cluster {name}\n"),
+            )
+                .into_response();
         }
     }
     if !req.dry_run && !analysis.verdict.is_dead() {
         let why = match analysis.verdict {
-            Verdict::Healthy => "the master is healthy: use `myha switchover` for a planned change".to_string(),
-            v => format!("the master is not known dead ({v:?}: {})", analysis.evidence.join("; ")),
+            Verdict::Healthy => {
+                "the master is healthy: use `myha switchover` for a planned change".to_string()
+            }
+            v => format!(
+                "the master is not known dead ({v:?}: {})",
+                analysis.evidence.join("; ")
+            ),
         };
-        journal(&app.ctx, &name, "no_failover", "skipped", format!("manual failover refused: {why}"));
+        journal(
+            &app.ctx,
+            &name,
+            "no_failover",
+            "skipped",
+            format!("manual failover refused: {why}"),
+        );
         return (StatusCode::CONFLICT, format!("refused: {why}\n")).into_response();
     }
-    let report = failover::failover(&app.ctx, &cluster, &analysis, req.to.as_deref(), req.dry_run).await;
+    let report = failover::failover(
+        &app.ctx,
+        &cluster,
+        &analysis,
+        req.to.as_deref(),
+        req.dry_run,
+    )
+    .await;
     Json(report).into_response()
 }
 
@@ -166,7 +188,13 @@ async fn ack(State(app): State<App>, Path(name): Path<String>) -> Response {
         .update_durable(&name, |s| s.blocked_until_ms = None)
     {
         Ok(_) => {
-            journal(&app.ctx, &name, "ack", "info", "operator acknowledged the last failover: automatic failover enabled again".into());
+            journal(
+                &app.ctx,
+                &name,
+                "ack",
+                "info",
+                "operator acknowledged the last failover: automatic failover enabled again".into(),
+            );
             Json(serde_json::json!({ "acknowledged": true })).into_response()
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),

@@ -15,6 +15,8 @@ use crate::state::unix_ms;
 use crate::store::{Event, Phase};
 
 const TICK: Duration = Duration::from_millis(50);
+/// Pause between two attempts when a failover aborted (no candidate, hook).
+const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 pub(crate) fn policy(cluster: &ClusterConfig) -> DetectionPolicy {
     DetectionPolicy {
@@ -42,10 +44,18 @@ pub(crate) fn journal(ctx: &Context, cluster: &str, step: &str, status: &str, de
 pub(crate) fn analyse_now(ctx: &Context, cluster: &ClusterConfig) -> Option<Analysis> {
     let snapshot = ctx.topology.snapshot(&cluster.name)?;
     let durable = ctx.topology.durable(&cluster.name)?;
-    Some(analyze(&snapshot, durable.master.as_deref(), policy(cluster)))
+    Some(analyze(
+        &snapshot,
+        durable.master.as_deref(),
+        policy(cluster),
+    ))
 }
 
-pub(crate) async fn run(ctx: Arc<Context>, cluster: ClusterConfig, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run(
+    ctx: Arc<Context>,
+    cluster: ClusterConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
     resume(&ctx, &cluster).await;
     // Evidence younger than a full detection window is incomplete: agents
     // have not all reported yet after a manager (re)start.
@@ -55,6 +65,8 @@ pub(crate) async fn run(ctx: Arc<Context>, cluster: ClusterConfig, mut shutdown:
     // The epoch whose master is known to hold the VIP, and the last try.
     let mut vip_epoch: Option<u64> = None;
     let mut vip_tried: Option<std::time::Instant> = None;
+    // After an aborted failover, wait before trying again.
+    let mut retry_at: Option<std::time::Instant> = None;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -62,17 +74,30 @@ pub(crate) async fn run(ctx: Arc<Context>, cluster: ClusterConfig, mut shutdown:
             _ = tick.tick() => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        let Some(snapshot) = ctx.topology.snapshot(&cluster.name) else { return };
-        let Some(durable) = ctx.topology.durable(&cluster.name) else { return };
+        let Some(snapshot) = ctx.topology.snapshot(&cluster.name) else {
+            return;
+        };
+        let Some(durable) = ctx.topology.durable(&cluster.name) else {
+            return;
+        };
 
         // Adopt the observed master when the cluster has none on record.
         if durable.master.is_none() {
             if let Some(m) = snapshot.master.clone() {
                 if ctx.topology.uptime() >= warmup {
-                    if let Err(e) = ctx.topology.update_durable(&cluster.name, |s| s.master = Some(m.clone())) {
+                    if let Err(e) = ctx
+                        .topology
+                        .update_durable(&cluster.name, |s| s.master = Some(m.clone()))
+                    {
                         tracing::error!(error = %e, "cannot record the master");
                     } else {
-                        journal(&ctx, &cluster.name, "adopt_master", "info", format!("{m} is the master of epoch {}", durable.epoch));
+                        journal(
+                            &ctx,
+                            &cluster.name,
+                            "adopt_master",
+                            "info",
+                            format!("{m} is the master of epoch {}", durable.epoch),
+                        );
                     }
                 }
             }
@@ -87,22 +112,44 @@ pub(crate) async fn run(ctx: Arc<Context>, cluster: ClusterConfig, mut shutdown:
                 snapshot.server(n).is_some_and(|s| {
                     s.role == Role::Replica
                         && s.replicates_from.as_deref().is_some_and(|src| {
-                            durable.master.as_deref().and_then(|m| cluster.host(m)).is_some_and(|m| src == m.mysql_addr())
+                            durable
+                                .master
+                                .as_deref()
+                                .and_then(|m| cluster.host(m))
+                                .is_some_and(|m| src == m.mysql_addr())
                         })
                 })
             })
             .cloned()
             .collect();
         if !rejoined.is_empty() {
-            let _ = ctx.topology.update_durable(&cluster.name, |s| s.needs_rejoin.retain(|n| !rejoined.contains(n)));
-            journal(&ctx, &cluster.name, "rejoined", "info", format!("{} replicate(s) from the master again", rejoined.join(", ")));
+            let _ = ctx.topology.update_durable(&cluster.name, |s| {
+                s.needs_rejoin.retain(|n| !rejoined.contains(n))
+            });
+            journal(
+                &ctx,
+                &cluster.name,
+                "rejoined",
+                "info",
+                format!("{} replicate(s) from the master again", rejoined.join(", ")),
+            );
         }
 
         let analysis = analyze(&snapshot, durable.master.as_deref(), policy(&cluster));
         ctx.topology.set_analysis(&cluster.name, analysis.clone());
         if last_verdict != Some(analysis.verdict) {
-            let status = if analysis.verdict.is_dead() { "failed" } else { "info" };
-            journal(&ctx, &cluster.name, "verdict", status, format!("{:?}: {}", analysis.verdict, analysis.evidence.join("; ")));
+            let status = if analysis.verdict.is_dead() {
+                "failed"
+            } else {
+                "info"
+            };
+            journal(
+                &ctx,
+                &cluster.name,
+                "verdict",
+                status,
+                format!("{:?}: {}", analysis.verdict, analysis.evidence.join("; ")),
+            );
             last_verdict = Some(analysis.verdict);
             said_blocked = false;
         }
@@ -111,12 +158,21 @@ pub(crate) async fn run(ctx: Arc<Context>, cluster: ClusterConfig, mut shutdown:
             && vip_epoch != Some(durable.epoch)
             && vip_tried.is_none_or(|t| t.elapsed() > Duration::from_secs(2))
         {
-            if let (Some(vip), Some(m)) = (cluster.vip.as_ref(), durable.master.as_deref().and_then(|m| cluster.host(m))) {
+            if let (Some(vip), Some(m)) = (
+                cluster.vip.as_ref(),
+                durable.master.as_deref().and_then(|m| cluster.host(m)),
+            ) {
                 vip_tried = Some(std::time::Instant::now());
                 match ctx.agents.vip(m, vip, true).await {
                     Ok(v) => {
                         vip_epoch = Some(durable.epoch);
-                        journal(&ctx, &cluster.name, "vip_ensure", "ok", format!("{} holds {}: {v}", m.name, vip.address));
+                        journal(
+                            &ctx,
+                            &cluster.name,
+                            "vip_ensure",
+                            "ok",
+                            format!("{} holds {}: {v}", m.name, vip.address),
+                        );
                     }
                     Err(e) => journal(&ctx, &cluster.name, "vip_ensure", "failed", e),
                 }
@@ -130,7 +186,13 @@ pub(crate) async fn run(ctx: Arc<Context>, cluster: ClusterConfig, mut shutdown:
         }
         if !cluster.auto_failover {
             if !said_blocked {
-                journal(&ctx, &cluster.name, "no_failover", "skipped", "auto_failover is off: run `myha failover` to fail over".into());
+                journal(
+                    &ctx,
+                    &cluster.name,
+                    "no_failover",
+                    "skipped",
+                    "auto_failover is off: run `myha failover` to fail over".into(),
+                );
                 said_blocked = true;
             }
             continue;
@@ -152,9 +214,29 @@ pub(crate) async fn run(ctx: Arc<Context>, cluster: ClusterConfig, mut shutdown:
             }
             continue;
         }
+        if retry_at.is_some_and(|t| std::time::Instant::now() < t) {
+            continue;
+        }
         let report = failover::failover(&ctx, &cluster, &analysis, None, false).await;
+        retry_at = (report.status == "aborted").then(|| {
+            journal(
+                &ctx,
+                &cluster.name,
+                "no_failover",
+                "skipped",
+                format!(
+                    "failover aborted; trying again in {} s if the master is still dead",
+                    RETRY_AFTER.as_secs()
+                ),
+            );
+            std::time::Instant::now() + RETRY_AFTER
+        });
         tracing::info!(cluster = %cluster.name, status = %report.status, new_master = ?report.new_master, "failover finished");
-        if report.steps.iter().any(|s| s.step == "vip_add" && s.status == "ok") {
+        if report
+            .steps
+            .iter()
+            .any(|s| s.step == "vip_add" && s.status == "ok")
+        {
             vip_epoch = Some(report.epoch);
         }
         last_verdict = None;
@@ -165,14 +247,29 @@ pub(crate) async fn run(ctx: Arc<Context>, cluster: ClusterConfig, mut shutdown:
 /// the operation is finished (idempotently); before it, it is abandoned
 /// and detection decides again.
 async fn resume(ctx: &Context, cluster: &ClusterConfig) {
-    let Some(op) = ctx.topology.durable(&cluster.name).and_then(|d| d.in_progress) else {
+    let Some(op) = ctx
+        .topology
+        .durable(&cluster.name)
+        .and_then(|d| d.in_progress)
+    else {
         return;
     };
     if op.phase >= Phase::Promoted {
-        journal(ctx, &cluster.name, "resume", "info", format!("{} was past promotion when the manager stopped: finishing it", op.id));
+        journal(
+            ctx,
+            &cluster.name,
+            "resume",
+            "info",
+            format!(
+                "{} was past promotion when the manager stopped: finishing it",
+                op.id
+            ),
+        );
         failover::finish_after_restart(ctx, cluster, &op).await;
     } else {
-        let _ = ctx.topology.update_durable(&cluster.name, |s| s.in_progress = None);
+        let _ = ctx
+            .topology
+            .update_durable(&cluster.name, |s| s.in_progress = None);
         journal(
             ctx,
             &cluster.name,

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use myha_config::{ClusterConfig, HostConfig, ManagerConfig};
 use myha_core::analysis::Analysis;
-use myha_core::candidate::{choose, executed_set, final_set, CandidateChoice, CandidateInput, CandidateServer};
+use myha_core::candidate::{
+    choose, executed_set, final_set, CandidateChoice, CandidateInput, CandidateServer,
+};
 use myha_core::flavor::GtidMode;
 use myha_core::topology::ClusterSnapshot;
 use serde::{Deserialize, Serialize};
@@ -21,6 +23,7 @@ use crate::store::{Event, Operation, Phase};
 const CATCH_UP_BOUND: Duration = Duration::from_secs(30);
 const RELAY_APPLY_BOUND: Duration = Duration::from_secs(30);
 const REPOINT_BOUND: Duration = Duration::from_secs(10);
+use crate::actions::STOP_REPLICA_BOUND as DETACH_BOUND;
 
 /// The outcome of a failover, as the API and the CLI show it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,11 +99,23 @@ impl Run<'_> {
             }
         });
         if let Err(e) = res {
-            self.record("journal", "failed", format!("cannot persist phase {phase:?}: {e}"), None);
+            self.record(
+                "journal",
+                "failed",
+                format!("cannot persist phase {phase:?}: {e}"),
+                None,
+            );
         }
     }
 
-    async fn hook(&mut self, event: &str, old: Option<&str>, new: Option<&str>, epoch: u64, detail: &str) -> bool {
+    async fn hook(
+        &mut self,
+        event: &str,
+        old: Option<&str>,
+        new: Option<&str>,
+        epoch: u64,
+        detail: &str,
+    ) -> bool {
         let hooks = &self.cluster.hooks;
         let command = match event {
             "pre_failover" => hooks.pre_failover.clone(),
@@ -138,7 +153,12 @@ impl Run<'_> {
                 let started = Instant::now();
                 let cmd = hooks::mha_command(&script, start, &ctx);
                 match hooks::run(Some(&cmd), event, &ctx, hooks.timeout).await {
-                    Ok(out) => self.record("master_ip_failover_script", "ok", out.unwrap_or_default(), Some(started)),
+                    Ok(out) => self.record(
+                        "master_ip_failover_script",
+                        "ok",
+                        out.unwrap_or_default(),
+                        Some(started),
+                    ),
                     Err(e) => {
                         ok = false;
                         self.record("master_ip_failover_script", "failed", e, Some(started));
@@ -158,7 +178,15 @@ pub fn candidate_choice(
     old_master: &str,
     forced: Option<&str>,
 ) -> CandidateChoice {
-    let old_facts = topology.last_known_facts(&cluster.name, old_master).map(|(f, _)| f);
+    let known_facts = cluster
+        .hosts
+        .iter()
+        .filter_map(|h| {
+            topology
+                .last_known_facts(&cluster.name, &h.name)
+                .map(|(f, _)| (h.name.clone(), f))
+        })
+        .collect();
     let servers = cluster
         .hosts
         .iter()
@@ -174,19 +202,18 @@ pub fn candidate_choice(
         .collect();
     choose(&CandidateInput {
         old_master: old_master.to_string(),
-        old_master_server_id: old_facts.as_ref().map(|f| f.server_id),
-        old_master_uuid: old_facts
-            .as_ref()
-            .map(|f| f.server_uuid.clone())
-            .filter(|u| !u.is_empty()),
         servers,
+        known_facts,
         max_lag_seconds: cluster.max_lag.as_secs_f64(),
         forced: forced.map(str::to_string),
     })
 }
 
 /// What the old master had that `new_executed` lacks.
-fn lost_gtids(old: Option<(&myha_core::report::ServerFacts, Duration, bool)>, new_executed: &myha_core::report::ServerFacts) -> String {
+fn lost_gtids(
+    old: Option<(&myha_core::report::ServerFacts, Duration, bool)>,
+    new_executed: &myha_core::report::ServerFacts,
+) -> String {
     let Some((old, age, exact)) = old else {
         return "unknown: the old master's state was never read".into();
     };
@@ -194,7 +221,11 @@ fn lost_gtids(old: Option<(&myha_core::report::ServerFacts, Duration, bool)>, ne
         (Ok(o), Ok(n)) => o.difference(&n),
         (Err(e), _) | (_, Err(e)) => return format!("unknown: {e}"),
     };
-    let what = if diff.is_empty() { "none".to_string() } else { diff.to_string() };
+    let what = if diff.is_empty() {
+        "none".to_string()
+    } else {
+        diff.to_string()
+    };
     if exact {
         what
     } else {
@@ -229,7 +260,11 @@ pub async fn failover(
         .clone()
         .or(durable.master.clone())
         .unwrap_or_default();
-    let op = if dry_run { "dry-run".to_string() } else { new_op_id("failover") };
+    let op = if dry_run {
+        "dry-run".to_string()
+    } else {
+        new_op_id("failover")
+    };
     let mut run = Run {
         ctx,
         cluster,
@@ -237,7 +272,12 @@ pub async fn failover(
         steps: Vec::new(),
         problems: Vec::new(),
     };
-    let report = |run: Run<'_>, status: &str, new_master: Option<String>, epoch: u64, choice: Option<CandidateChoice>, lost: String| FailoverReport {
+    let report = |run: Run<'_>,
+                  status: &str,
+                  new_master: Option<String>,
+                  epoch: u64,
+                  choice: Option<CandidateChoice>,
+                  lost: String| FailoverReport {
         operation: run.op.clone(),
         cluster: cluster.name.clone(),
         status: status.to_string(),
@@ -257,14 +297,28 @@ pub async fn failover(
     };
     let choice = candidate_choice(topo, cluster, &snapshot, &old_master, forced);
     if dry_run {
-        let lost = match (choice.chosen.as_ref().and_then(|c| snapshot.server(c)).and_then(|v| v.facts.clone()), topo.last_known_facts(&cluster.name, &old_master)) {
+        let lost = match (
+            choice
+                .chosen
+                .as_ref()
+                .and_then(|c| snapshot.server(c))
+                .and_then(|v| v.facts.clone()),
+            topo.last_known_facts(&cluster.name, &old_master),
+        ) {
             (Some(new), Some((old, age))) => lost_gtids(Some((&old, age, false)), &new),
             _ => "unknown".into(),
         };
         if let Some(b) = &choice.blocker {
             run.problems.push(b.clone());
         }
-        return report(run, "dry_run", choice.chosen.clone(), durable.epoch, Some(choice), lost);
+        return report(
+            run,
+            "dry_run",
+            choice.chosen.clone(),
+            durable.epoch,
+            Some(choice),
+            lost,
+        );
     }
 
     // Claim the cluster: one operation at a time, persisted first.
@@ -284,31 +338,60 @@ pub async fn failover(
         Ok(s) if s.in_progress.as_ref().is_some_and(|o| o.id == op) => {}
         Ok(s) => {
             let other = s.in_progress.map(|o| o.id).unwrap_or_default();
-            run.problems.push(format!("another operation is in progress: {other}"));
+            run.problems
+                .push(format!("another operation is in progress: {other}"));
             return report(run, "aborted", None, durable.epoch, None, "none".into());
         }
         Err(e) => {
-            run.problems.push(format!("cannot persist the operation: {e}"));
+            run.problems
+                .push(format!("cannot persist the operation: {e}"));
             return report(run, "aborted", None, durable.epoch, None, "none".into());
         }
     }
-    run.record("detect", "info", format!("{:?}: {}", analysis.verdict, analysis.evidence.join("; ")), None);
+    run.record(
+        "detect",
+        "info",
+        format!("{:?}: {}", analysis.verdict, analysis.evidence.join("; ")),
+        None,
+    );
 
     // Pre-failover hook: a non-zero exit aborts.
-    if !run.hook("pre_failover", Some(&old_master), None, durable.epoch, "").await {
-        return abort(run, &old_master, durable.epoch, Some(choice), "pre_failover hook failed", report).await;
+    if !run
+        .hook("pre_failover", Some(&old_master), None, durable.epoch, "")
+        .await
+    {
+        return abort(
+            run,
+            &old_master,
+            durable.epoch,
+            Some(choice),
+            "pre_failover hook failed",
+            report,
+        )
+        .await;
     }
 
     // Fence the old master wherever it can still be reached.
-    fence_old_master(&mut run, &old_master, durable.epoch).await;
+    let agent_reachable = snapshot
+        .server(&old_master)
+        .is_some_and(|s| s.host_reachable);
+    fence_old_master(&mut run, &old_master, durable.epoch, agent_reachable).await;
     run.set_phase(Phase::Fenced, None);
 
     // Choose, on fresh facts.
     let snapshot = topo.snapshot(&cluster.name).unwrap_or(snapshot);
     let choice = candidate_choice(topo, cluster, &snapshot, &old_master, forced);
     let Some(candidate) = choice.chosen.clone() else {
-        let why = choice.blocker.clone().unwrap_or_else(|| "no candidate".into());
-        run.record("choose", "failed", format!("{why}; excluded: {}", exclusions(&choice)), None);
+        let why = choice
+            .blocker
+            .clone()
+            .unwrap_or_else(|| "no candidate".into());
+        run.record(
+            "choose",
+            "failed",
+            format!("{why}; excluded: {}", exclusions(&choice)),
+            None,
+        );
         return abort(run, &old_master, durable.epoch, Some(choice), &why, report).await;
     };
     run.record(
@@ -325,14 +408,29 @@ pub async fn failover(
     run.set_phase(Phase::CandidateChosen, Some(&candidate));
 
     let Some(mut cand) = run.server(&candidate) else {
-        return abort(run, &old_master, durable.epoch, Some(choice), "candidate not configured", report).await;
+        return abort(
+            run,
+            &old_master,
+            durable.epoch,
+            Some(choice),
+            "candidate not configured",
+            report,
+        )
+        .await;
     };
 
     // Catch up from the most advanced replica first, if it is ahead.
-    if let (Some(source), Some(gtids)) = (choice.catch_up_from.clone(), choice.catch_up_gtids.clone()) {
+    if let (Some(source), Some(gtids)) =
+        (choice.catch_up_from.clone(), choice.catch_up_gtids.clone())
+    {
         let t = Instant::now();
         match catch_up(&mut run, &mut cand, &source).await {
-            Ok(pos) => run.record("catch_up", "ok", format!("{candidate} caught up from {source} (missing {gtids}) to {pos}"), Some(t)),
+            Ok(pos) => run.record(
+                "catch_up",
+                "ok",
+                format!("{candidate} caught up from {source} (missing {gtids}) to {pos}"),
+                Some(t),
+            ),
             Err(e) => {
                 run.record("catch_up", "failed", e.clone(), Some(t));
                 return abort(run, &old_master, durable.epoch, Some(choice), &e, report).await;
@@ -344,20 +442,47 @@ pub async fn failover(
     let t = Instant::now();
     let executed = match cand.apply_relay_log(RELAY_APPLY_BOUND).await {
         Ok(pos) => {
-            run.record("apply_relay_log", "ok", format!("{candidate} executed {pos}"), Some(t));
+            run.record(
+                "apply_relay_log",
+                "ok",
+                format!("{candidate} executed {pos}"),
+                Some(t),
+            );
             pos
         }
         Err(e) => {
             run.record("apply_relay_log", "failed", e.to_string(), Some(t));
-            return abort(run, &old_master, durable.epoch, Some(choice), &e.to_string(), report).await;
+            return abort(
+                run,
+                &old_master,
+                durable.epoch,
+                Some(choice),
+                &e.to_string(),
+                report,
+            )
+            .await;
         }
     };
 
-    // Promote: detach, record the new epoch durably, then make writable.
+    // Promote: stop applying, record the new epoch durably, then make
+    // writable. The IO thread is stopped and the source forgotten after.
     let t = Instant::now();
-    if let Err(e) = cand.detach().await {
-        run.record("promote", "failed", format!("stopping replication on {candidate}: {e}"), Some(t));
-        return abort(run, &old_master, durable.epoch, Some(choice), &e.to_string(), report).await;
+    if let Err(e) = cand.stop_applying().await {
+        run.record(
+            "promote",
+            "failed",
+            format!("stopping the SQL thread on {candidate}: {e}"),
+            Some(t),
+        );
+        return abort(
+            run,
+            &old_master,
+            durable.epoch,
+            Some(choice),
+            &e.to_string(),
+            report,
+        )
+        .await;
     }
     let semi_sync = topo
         .last_known_facts(&cluster.name, &old_master)
@@ -376,18 +501,49 @@ pub async fn failover(
     let epoch = match new_state {
         Ok(s) => s.epoch,
         Err(e) => {
-            run.record("promote", "failed", format!("cannot persist the new epoch: {e}"), Some(t));
-            return abort(run, &old_master, durable.epoch, Some(choice), &e.to_string(), report).await;
+            run.record(
+                "promote",
+                "failed",
+                format!("cannot persist the new epoch: {e}"),
+                Some(t),
+            );
+            return abort(
+                run,
+                &old_master,
+                durable.epoch,
+                Some(choice),
+                &e.to_string(),
+                report,
+            )
+            .await;
         }
     };
     // Past this point there is no going back: finish and report.
     match cand.make_writable(semi_sync).await {
-        Ok(()) => run.record("promote", "ok", format!("{candidate} is the master of epoch {epoch}, writable"), Some(t)),
-        Err(e) => run.record("promote", "failed", format!("{candidate}: read_only OFF failed: {e}; retrying in the background"), Some(t)),
+        Ok(()) => run.record(
+            "promote",
+            "ok",
+            format!("{candidate} is the master of epoch {epoch}, writable"),
+            Some(t),
+        ),
+        Err(e) => run.record(
+            "promote",
+            "failed",
+            format!("{candidate}: read_only OFF failed: {e}; retrying in the background"),
+            Some(t),
+        ),
     }
 
+    // Forget the old source in the background while the rest proceeds.
+    let detach = run.server(&candidate).map(|mut server| {
+        tokio::spawn(async move {
+            let t = Instant::now();
+            (server.detach(DETACH_BOUND).await, t)
+        })
+    });
+
     // The VIP follows the master.
-    move_vip(&mut run, &old_master, &candidate).await;
+    move_vip(&mut run, &old_master, &candidate, agent_reachable).await;
 
     // Repoint every other replica.
     let new_host = run.host(&candidate).cloned();
@@ -395,6 +551,13 @@ pub async fn failover(
         repoint_all(&mut run, &old_master, &new_host, &executed).await;
     }
     run.set_phase(Phase::Repointed, None);
+    if let Some(d) = detach {
+        match d.await {
+        Ok((Ok(()), t)) => run.record("detach", "ok", format!("{candidate}: replication from {old_master} stopped and reset"), Some(t)),
+        Ok((Err(e), t)) => run.record("detach", "failed", format!("{candidate}: STOP/RESET SLAVE: {e} (its SQL thread is stopped: nothing from {old_master} is applied)"), Some(t)),
+        Err(e) => run.record("detach", "failed", e.to_string(), None),
+        }
+    }
 
     // Lost GTIDs.
     let new_facts = cand.facts().await.ok();
@@ -421,9 +584,28 @@ pub async fn failover(
     if let Err(e) = finished {
         run.record("finish", "failed", e.to_string(), None);
     }
-    run.hook("post_failover", Some(&old_master), Some(&candidate), epoch, "").await;
-    let status = if run.problems.is_empty() { "completed" } else { "completed_with_errors" };
-    run.record("finish", "ok", format!("{status} in {} ms: {old_master} -> {candidate}, epoch {epoch}", started.elapsed().as_millis()), Some(started));
+    run.hook(
+        "post_failover",
+        Some(&old_master),
+        Some(&candidate),
+        epoch,
+        "",
+    )
+    .await;
+    let status = if run.problems.is_empty() {
+        "completed"
+    } else {
+        "completed_with_errors"
+    };
+    run.record(
+        "finish",
+        "ok",
+        format!(
+            "{status} in {} ms: {old_master} -> {candidate}, epoch {epoch}",
+            started.elapsed().as_millis()
+        ),
+        Some(started),
+    );
     report(run, status, Some(candidate), epoch, Some(choice), lost)
 }
 
@@ -432,7 +614,9 @@ pub async fn failover(
 /// Every step is idempotent.
 pub(crate) async fn finish_after_restart(ctx: &Context, cluster: &ClusterConfig, op: &Operation) {
     let Some(new_master) = op.new_master.clone() else {
-        let _ = ctx.topology.update_durable(&cluster.name, |s| s.in_progress = None);
+        let _ = ctx
+            .topology
+            .update_durable(&cluster.name, |s| s.in_progress = None);
         return;
     };
     let mut run = Run {
@@ -442,14 +626,43 @@ pub(crate) async fn finish_after_restart(ctx: &Context, cluster: &ClusterConfig,
         steps: Vec::new(),
         problems: Vec::new(),
     };
-    let Some(mut cand) = run.server(&new_master) else { return };
+    let Some(mut cand) = run.server(&new_master) else {
+        return;
+    };
     let t = Instant::now();
     match cand.make_writable(true).await {
-        Ok(()) => run.record("promote", "ok", format!("{new_master} writable (resumed)"), Some(t)),
-        Err(e) => run.record("promote", "failed", format!("{new_master}: {e} (resumed)"), Some(t)),
+        Ok(()) => run.record(
+            "promote",
+            "ok",
+            format!("{new_master} writable (resumed)"),
+            Some(t),
+        ),
+        Err(e) => run.record(
+            "promote",
+            "failed",
+            format!("{new_master}: {e} (resumed)"),
+            Some(t),
+        ),
     }
-    move_vip(&mut run, &op.old_master, &new_master).await;
-    let executed = cand.facts().await.map(|f| f.gtid_executed).unwrap_or_default();
+    if let Err(e) = cand.detach(DETACH_BOUND).await {
+        run.record(
+            "detach",
+            "failed",
+            format!("{new_master}: {e} (resumed)"),
+            None,
+        );
+    }
+    let old_reachable = ctx
+        .topology
+        .snapshot(&cluster.name)
+        .and_then(|s| s.server(&op.old_master).map(|v| v.host_reachable))
+        .unwrap_or(false);
+    move_vip(&mut run, &op.old_master, &new_master, old_reachable).await;
+    let executed = cand
+        .facts()
+        .await
+        .map(|f| f.gtid_executed)
+        .unwrap_or_default();
     if let Some(h) = run.host(&new_master).cloned() {
         repoint_all(&mut run, &op.old_master, &h, &executed).await;
     }
@@ -459,7 +672,15 @@ pub(crate) async fn finish_after_restart(ctx: &Context, cluster: &ClusterConfig,
         s.last_failover_ms = Some(unix_ms());
         s.blocked_until_ms = Some(unix_ms() + block.as_millis() as u64);
     });
-    run.record("finish", "ok", format!("{} finished after a manager restart: {} -> {new_master}", op.id, op.old_master), None);
+    run.record(
+        "finish",
+        "ok",
+        format!(
+            "{} finished after a manager restart: {} -> {new_master}",
+            op.id, op.old_master
+        ),
+        None,
+    );
 }
 
 fn exclusions(choice: &CandidateChoice) -> String {
@@ -483,40 +704,80 @@ async fn abort<'a>(
     epoch: u64,
     choice: Option<CandidateChoice>,
     why: &str,
-    report: impl Fn(Run<'a>, &str, Option<String>, u64, Option<CandidateChoice>, String) -> FailoverReport,
+    report: impl Fn(
+        Run<'a>,
+        &str,
+        Option<String>,
+        u64,
+        Option<CandidateChoice>,
+        String,
+    ) -> FailoverReport,
 ) -> FailoverReport {
     if let Some(mut old) = run.server(old_master) {
         if let Ok(f) = old.facts().await {
             if f.read_only && !f.is_replicating() {
                 match old.make_writable(f.semi_sync_master).await {
-                    Ok(()) => run.record("rollback", "ok", format!("{old_master} reachable again: writable again"), None),
+                    Ok(()) => run.record(
+                        "rollback",
+                        "ok",
+                        format!("{old_master} reachable again: writable again"),
+                        None,
+                    ),
                     Err(e) => run.record("rollback", "failed", format!("{old_master}: {e}"), None),
                 }
             }
         }
     }
-    let res = run.ctx.topology.update_durable(&run.cluster.name, |s| s.in_progress = None);
+    let res = run
+        .ctx
+        .topology
+        .update_durable(&run.cluster.name, |s| s.in_progress = None);
     if let Err(e) = res {
         run.record("abort", "failed", e.to_string(), None);
     }
-    run.record("abort", "failed", format!("failover aborted before promotion: {why}; the cluster is as it was"), None);
-    run.hook("on_failure", Some(old_master), None, epoch, why).await;
+    run.record(
+        "abort",
+        "failed",
+        format!("failover aborted before promotion: {why}; the cluster is as it was"),
+        None,
+    );
+    run.hook("on_failure", Some(old_master), None, epoch, why)
+        .await;
     report(run, "aborted", None, epoch, choice, "none".into())
 }
 
-async fn fence_old_master(run: &mut Run<'_>, old_master: &str, epoch: u64) {
+async fn fence_old_master(run: &mut Run<'_>, old_master: &str, epoch: u64, agent_reachable: bool) {
     let t = Instant::now();
     let mut direct = false;
     if let Some(mut old) = run.server(old_master) {
         match old.fence().await {
             Ok(killed) => {
                 direct = true;
-                run.record("fence", "ok", format!("{old_master}: read_only ON, {killed} session(s) killed (by the manager)"), Some(t));
+                run.record(
+                    "fence",
+                    "ok",
+                    format!(
+                        "{old_master}: read_only ON, {killed} session(s) killed (by the manager)"
+                    ),
+                    Some(t),
+                );
             }
-            Err(e) => run.record("fence", "skipped", format!("{old_master} not reachable from the manager: {e}"), Some(t)),
+            Err(e) => run.record(
+                "fence",
+                "skipped",
+                format!("{old_master} not reachable from the manager: {e}"),
+                Some(t),
+            ),
         }
     }
-    if !direct {
+    if !direct && !agent_reachable {
+        run.record(
+            "fence",
+            "skipped",
+            format!("{old_master}'s agent is silent too: it fences itself when isolated and on its next contact with the manager"),
+            None,
+        );
+    } else if !direct {
         if let Some(h) = run.host(old_master).cloned() {
             let t = Instant::now();
             match run.ctx.agents.fence(&h, epoch + 1, "").await {
@@ -553,15 +814,32 @@ async fn catch_up(run: &mut Run<'_>, cand: &mut Server, source: &str) -> Result<
     Ok(pos)
 }
 
-async fn move_vip(run: &mut Run<'_>, old_master: &str, new_master: &str) {
+async fn move_vip(
+    run: &mut Run<'_>,
+    old_master: &str,
+    new_master: &str,
+    old_agent_reachable: bool,
+) {
     let Some(vip) = run.cluster.vip.clone() else {
         return;
     };
-    if let Some(old) = run.host(old_master).cloned() {
+    if !old_agent_reachable {
+        run.record(
+            "vip_remove",
+            "skipped",
+            format!("{old_master}'s agent is silent: the new master's gratuitous ARP takes the address over; the old host drops it when it fences itself"),
+            None,
+        );
+    } else if let Some(old) = run.host(old_master).cloned() {
         let t = Instant::now();
         match run.ctx.agents.vip(&old, &vip, false).await {
             Ok(v) => run.record("vip_remove", "ok", format!("{old_master}: {v}"), Some(t)),
-            Err(e) => run.record("vip_remove", "skipped", format!("{e} (the new master's gratuitous ARP takes the address over)"), Some(t)),
+            Err(e) => run.record(
+                "vip_remove",
+                "skipped",
+                format!("{e} (the new master's gratuitous ARP takes the address over)"),
+                Some(t),
+            ),
         }
     }
     if let Some(new) = run.host(new_master).cloned() {
@@ -603,7 +881,10 @@ async fn repoint_all(run: &mut Run<'_>, old_master: &str, new_master: &HostConfi
             Ok((name, Ok(()), t)) => run.record(
                 "repoint",
                 "ok",
-                format!("{name} replicates from {} and reached {target}", new_master.name),
+                format!(
+                    "{name} replicates from {} and reached {target}",
+                    new_master.name
+                ),
                 Some(t),
             ),
             Ok((name, Err(e), t)) => run.record(
@@ -612,7 +893,12 @@ async fn repoint_all(run: &mut Run<'_>, old_master: &str, new_master: &HostConfi
                 format!("{name}: {e}; it does not block the new master"),
                 Some(t),
             ),
-            Err(e) => run.record("repoint", "failed", format!("repoint task failed: {e}"), None),
+            Err(e) => run.record(
+                "repoint",
+                "failed",
+                format!("repoint task failed: {e}"),
+                None,
+            ),
         }
     }
 }

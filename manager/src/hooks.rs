@@ -64,23 +64,42 @@ pub(crate) async fn run(
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     let output = match tokio::time::timeout(limit, cmd.output()).await {
-        Err(_) => return Err(format!("{event} hook timed out after {} ms", limit.as_millis())),
+        Err(_) => {
+            return Err(format!(
+                "{event} hook timed out after {} ms",
+                limit.as_millis()
+            ))
+        }
         Ok(Err(e)) => return Err(format!("{event} hook could not run: {e}")),
         Ok(Ok(o)) => o,
     };
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
-    let tail: String = text.chars().rev().take(500).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = text
+        .chars()
+        .rev()
+        .take(500)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     if output.status.success() {
         Ok(Some(tail.trim().to_string()))
     } else {
-        Err(format!("{event} hook exited with {}: {}", output.status, tail.trim()))
+        Err(format!(
+            "{event} hook exited with {}: {}",
+            output.status,
+            tail.trim()
+        ))
     }
 }
 
 /// The MHA `master_ip_failover_script` calling convention.
 pub(crate) fn mha_command(script: &str, start: bool, ctx: &HookContext<'_>) -> String {
-    let mut cmd = format!("{script} --command={}", if start { "start" } else { "stop" });
+    let mut cmd = format!(
+        "{script} --command={}",
+        if start { "start" } else { "stop" }
+    );
     if let Some(o) = ctx.old_master {
         cmd.push_str(&format!(
             " --orig_master_host={} --orig_master_ip={} --orig_master_port={}",

@@ -7,9 +7,9 @@
 mod actions;
 mod agents;
 mod api;
-mod hooks;
-pub mod failover;
 mod detector;
+pub mod failover;
+mod hooks;
 mod probe;
 pub mod state;
 pub mod store;
@@ -46,7 +46,10 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     let topology = Arc::new(Topology::new(&config, Arc::clone(&store))?);
     let agents = agents::AgentClient::new(
         config.manager.token.expose(),
-        config.manager.query_timeout.max(std::time::Duration::from_secs(3)),
+        config
+            .manager
+            .query_timeout
+            .max(std::time::Duration::from_secs(3)),
     )
     .map_err(ManagerError::Client)?;
     let ctx = Arc::new(failover::Context {

@@ -83,7 +83,10 @@ fn age_ms(at: Instant, now: Instant) -> u64 {
 }
 
 impl Topology {
-    pub fn new(config: &Config, store: std::sync::Arc<dyn StateStore>) -> Result<Topology, StoreError> {
+    pub fn new(
+        config: &Config,
+        store: std::sync::Arc<dyn StateStore>,
+    ) -> Result<Topology, StoreError> {
         let mut clusters = BTreeMap::new();
         for c in &config.clusters {
             let durable = match store.load(&c.name)? {
@@ -171,7 +174,9 @@ impl Topology {
     }
 
     pub fn analysis(&self, cluster: &str) -> Option<myha_core::analysis::Analysis> {
-        self.clusters.get(cluster).and_then(|e| e.read().analysis.clone())
+        self.clusters
+            .get(cluster)
+            .and_then(|e| e.read().analysis.clone())
     }
 
     pub fn cluster_config(&self, cluster: &str) -> Option<&ClusterConfig> {
@@ -291,7 +296,8 @@ impl Topology {
                 [one] => Some(one.to_string()),
                 _ => None,
             };
-            snap.problems.retain(|p| !p.contains("writable servers that replicate from nobody"));
+            snap.problems
+                .retain(|p| !p.contains("writable servers that replicate from nobody"));
         }
         Some(snap)
     }

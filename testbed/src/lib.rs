@@ -404,16 +404,37 @@ impl Bed {
         let _ = std::fs::remove_file(&stop);
         let dir = self.dir.display().to_string();
         docker(&[
-            "run", "-d", "--name", &name, "--network", &self.network, "--ip", &self.client_ip(),
-            "--label", &format!("{LABEL}={}", self.owner),
-            "-v", &format!("{dir}:{dir}"),
-            "-v", &format!("{}:/usr/local/bin/myha-writer:ro", bin.display()),
-            "--entrypoint", "/usr/local/bin/myha-writer",
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            &self.network,
+            "--ip",
+            &self.client_ip(),
+            "--label",
+            &format!("{LABEL}={}", self.owner),
+            "-v",
+            &format!("{dir}:{dir}"),
+            "-v",
+            &format!("{}:/usr/local/bin/myha-writer:ro", bin.display()),
+            "--entrypoint",
+            "/usr/local/bin/myha-writer",
             IMAGE,
-            "--host", host, "--port", &port.to_string(),
-            "--out", &out.display().to_string(), "--stop-file", &stop.display().to_string(),
+            "--host",
+            host,
+            "--port",
+            &port.to_string(),
+            "--out",
+            &out.display().to_string(),
+            "--stop-file",
+            &stop.display().to_string(),
         ])?;
-        Ok(Writer { container: name, out, stop })
+        Ok(Writer {
+            container: name,
+            out,
+            stop,
+        })
     }
 
     pub fn host(&self, name: &str) -> Result<&Host> {
@@ -715,7 +736,9 @@ impl Writer {
     /// Wait until the writer has at least `n` more acknowledgements than now.
     pub fn wait_acks(&self, n: usize, limit: Duration) -> Result<()> {
         let base = self.log().acks.len();
-        wait_until(limit, &format!("{n} more acknowledged writes"), || Ok(self.log().acks.len() >= base + n))
+        wait_until(limit, &format!("{n} more acknowledged writes"), || {
+            Ok(self.log().acks.len() >= base + n)
+        })
     }
 
     /// Stop the writer and return its log.

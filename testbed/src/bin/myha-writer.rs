@@ -22,19 +22,37 @@ fn now_ms() -> u128 {
 }
 
 fn arg(args: &[String], flag: &str) -> Option<String> {
-    args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(host), Some(out), Some(stop)) = (arg(&args, "--host"), arg(&args, "--out"), arg(&args, "--stop-file")) else {
-        eprintln!("usage: myha-writer --host H [--port P] --out FILE --stop-file FILE [--max-seconds N]");
+    let (Some(host), Some(out), Some(stop)) = (
+        arg(&args, "--host"),
+        arg(&args, "--out"),
+        arg(&args, "--stop-file"),
+    ) else {
+        eprintln!(
+            "usage: myha-writer --host H [--port P] --out FILE --stop-file FILE [--max-seconds N]"
+        );
         return std::process::ExitCode::from(2);
     };
-    let port: u16 = arg(&args, "--port").and_then(|p| p.parse().ok()).unwrap_or(3306);
-    let max = Duration::from_secs(arg(&args, "--max-seconds").and_then(|p| p.parse().ok()).unwrap_or(600));
-    let mut log = match std::fs::OpenOptions::new().create(true).append(true).open(&out) {
+    let port: u16 = arg(&args, "--port")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3306);
+    let max = Duration::from_secs(
+        arg(&args, "--max-seconds")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(600),
+    );
+    let mut log = match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&out)
+    {
         Ok(f) => f,
         Err(e) => {
             eprintln!("{out}: {e}");
