@@ -392,6 +392,11 @@ impl Bed {
     /// Start a continuous writer in a client container on the bed's
     /// network, inserting sequential ids into `app.seq` through `host:port`.
     pub fn start_writer(&self, host: &str, port: u16) -> Result<Writer> {
+        self.start_writer_with(host, port, 10_000)
+    }
+
+    /// Like [`Bed::start_writer`] with the writer's own query timeout.
+    pub fn start_writer_with(&self, host: &str, port: u16, query_timeout_ms: u64) -> Result<Writer> {
         self.sql(
             "db1",
             "CREATE TABLE IF NOT EXISTS app.seq (id BIGINT PRIMARY KEY, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))",
@@ -429,6 +434,8 @@ impl Bed {
             &out.display().to_string(),
             "--stop-file",
             &stop.display().to_string(),
+            "--query-timeout-ms",
+            &query_timeout_ms.to_string(),
         ])?;
         Ok(Writer {
             container: name,

@@ -3,7 +3,7 @@
 //! every acknowledged insert, so that a test can check that no
 //! acknowledged row was lost and measure how long writes were unavailable.
 //!
-//! `myha-writer --host H [--port P] --out FILE --stop-file FILE [--max-seconds N]`
+//! `myha-writer --host H [--port P] --out FILE --stop-file FILE [--max-seconds N] [--query-timeout-ms N]`
 //! Output lines: `ack <id> <unix_ms>` for each insert the server confirmed,
 //! `err <id> <unix_ms> <message>` for each failed attempt.
 #![forbid(unsafe_code)]
@@ -48,6 +48,13 @@ async fn main() -> std::process::ExitCode {
             .and_then(|p| p.parse().ok())
             .unwrap_or(600),
     );
+    // How long one INSERT may take before the writer gives up on the
+    // connection (its own client timeout, as an application would have).
+    let query_timeout = Duration::from_millis(
+        arg(&args, "--query-timeout-ms")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(10_000),
+    );
     let mut log = match std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -87,7 +94,7 @@ async fn main() -> std::process::ExitCode {
         }
         let Some(c) = conn.as_mut() else { continue };
         let sql = format!("INSERT INTO app.seq (id) VALUES ({id})");
-        match tokio::time::timeout(Duration::from_secs(10), c.query_drop(sql)).await {
+        match tokio::time::timeout(query_timeout, c.query_drop(sql)).await {
             Ok(Ok(())) => {
                 let _ = writeln!(log, "ack {id} {}", now_ms());
                 id += 1;
