@@ -74,12 +74,15 @@ impl IoActivity {
 }
 
 /// The latest direct probe of the master from this host.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct ProbeOutcome {
     target: String,
     ok: bool,
     error: Option<String>,
     latency_ms: Option<f64>,
+    /// When the probe finished. A probe that has not finished for a while
+    /// (hung on a frozen master) makes this outcome stale.
+    at: Instant,
 }
 
 /// Probe the master named in `target` every `every`; the outcome goes out
@@ -117,12 +120,14 @@ async fn master_probe_loop(
                 ok: true,
                 error: None,
                 latency_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
+                at: Instant::now(),
             },
             Err(e) => ProbeOutcome {
                 target: name,
                 ok: false,
                 error: Some(e.to_string()),
                 latency_ms: None,
+                at: Instant::now(),
             },
         };
         out.send_replace(Some(outcome));
@@ -353,10 +358,22 @@ pub(crate) async fn run(
             .map(|r| {
                 let target = format!("{}:{}", r.source_host, r.source_port);
                 let probe = probe_rx.borrow().clone().filter(|p| p.target == target);
+                // Probes run every interval: an outcome older than three
+                // intervals means the current probe is hanging.
+                let stale = probe
+                    .as_ref()
+                    .is_some_and(|p| p.at.elapsed() > cfg.interval * 3);
                 MasterView {
                     master_address: target,
-                    probe_ok: probe.as_ref().is_some_and(|p| p.ok),
-                    probe_error: probe.as_ref().and_then(|p| p.error.clone()),
+                    probe_ok: probe.as_ref().is_some_and(|p| p.ok) && !stale,
+                    probe_error: if stale {
+                        Some(format!(
+                            "probe not answered for {} ms",
+                            probe.as_ref().map_or(0, |p| p.at.elapsed().as_millis())
+                        ))
+                    } else {
+                        probe.as_ref().and_then(|p| p.error.clone())
+                    },
                     probe_latency_ms: probe.as_ref().and_then(|p| p.latency_ms),
                     io_thread: r.io_thread,
                     io_idle_ms: if r.io_thread == ThreadState::Running {

@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::flavor::ThreadState;
-use crate::report::DownKind;
+use crate::report::{DownKind, MasterView};
 use crate::topology::{ClusterSnapshot, ServerView};
 
 /// The verdict on the master of a cluster.
@@ -79,18 +79,21 @@ enum ReplicaView {
     Confirms,
 }
 
+/// The view `r` reports of its source, if that source is `master`.
+fn view_of_master<'a>(r: &'a ServerView, master: &ServerView) -> Option<&'a MasterView> {
+    let view = r.agent.master_view.as_ref()?;
+    let master_ip = master.address.rsplit_once(':').map(|(h, _)| h);
+    let view_ip = view.master_address.rsplit_once(':').map(|(h, _)| h);
+    (view.master_address == master.address || view_ip == master_ip).then_some(view)
+}
+
 fn replica_view(r: &ServerView, master: &ServerView, window_ms: u64) -> ReplicaView {
     if !r.host_reachable {
         return ReplicaView::Silent;
     }
-    let Some(view) = &r.agent.master_view else {
+    let Some(view) = view_of_master(r, master) else {
         return ReplicaView::Unrelated;
     };
-    let master_ip = master.address.rsplit_once(':').map(|(h, _)| h);
-    let view_ip = view.master_address.rsplit_once(':').map(|(h, _)| h);
-    if view.master_address != master.address && view_ip != master_ip {
-        return ReplicaView::Unrelated;
-    }
     let io_receiving = view.io_thread == ThreadState::Running
         && view.io_idle_ms.is_some_and(|idle| idle < window_ms);
     if view.probe_ok || io_receiving {
@@ -162,6 +165,20 @@ pub fn analyze(
                     None => "unknown",
                 }
             ));
+            // A replica that still probes mysqld from its own host contradicts
+            // the agent (stale sample, agent misconfigured): do not fail over.
+            let seen_by = snapshot.servers.iter().find(|r| {
+                r.name != name
+                    && r.host_reachable
+                    && view_of_master(r, m).is_some_and(|v| v.probe_ok)
+            });
+            if let Some(r) = seen_by {
+                evidence.push(format!(
+                    "{} still reaches {name}: evidence disagrees, waiting",
+                    r.name
+                ));
+                return done(Verdict::Suspect, evidence);
+            }
             return done(Verdict::MysqldDownHostUp, evidence);
         }
         // mysqld present but not answering its own host: hung. Needs the
@@ -171,12 +188,10 @@ pub fn analyze(
             m.agent.down_error.as_deref().unwrap_or("no detail")
         ));
     } else {
-        evidence.push(format!(
-            "{name}'s agent silent for {} ms",
-            m.agent
-                .last_report_age_ms
-                .map_or("ever".to_string(), |a| a.to_string())
-        ));
+        evidence.push(match m.agent.last_report_age_ms {
+            Some(age) => format!("{name}'s agent silent for {age} ms"),
+            None => format!("{name}'s agent silent: never reported"),
+        });
     }
 
     // The replicas' testimony.

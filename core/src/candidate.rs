@@ -40,14 +40,19 @@ pub fn final_set(f: &ServerFacts) -> Result<GtidSet, GtidError> {
 /// anything replicated keeps the origin of the server that wrote it; they
 /// are errant when no other server has them (a former master's own writes
 /// are in the others' state). MariaDB reads `gtid_binlog_state` (one entry
-/// per origin), MySQL `gtid_executed`.
+/// per origin), MySQL `gtid_executed`. Another server whose state cannot
+/// be read vouches for nothing (one unreadable state must not make every
+/// candidate unreadable); only `f`'s own unreadable state is an error.
 pub fn errant_gtids(f: &ServerFacts, others: &[&ServerFacts]) -> Result<Vec<String>, GtidError> {
     match f.flavor {
         Flavor::Mariadb => {
             let mine = MariaBinlogState::from_str(&f.gtid_binlog_state)?;
             let mut union = MariaBinlogState::new();
             for o in others {
-                for g in MariaBinlogState::from_str(&o.gtid_binlog_state)?.iter() {
+                let Ok(state) = MariaBinlogState::from_str(&o.gtid_binlog_state) else {
+                    continue;
+                };
+                for g in state.iter() {
                     let keep = union
                         .get(g.domain, g.server_id)
                         .is_none_or(|seq| seq < g.seq);
@@ -67,7 +72,9 @@ pub fn errant_gtids(f: &ServerFacts, others: &[&ServerFacts]) -> Result<Vec<Stri
             let mine = MysqlGtidSet::from_str(&f.gtid_executed)?;
             let mut union = MysqlGtidSet::new();
             for o in others {
-                union = union.union(&MysqlGtidSet::from_str(&o.gtid_executed)?);
+                if let Ok(theirs) = MysqlGtidSet::from_str(&o.gtid_executed) {
+                    union = union.union(&theirs);
+                }
             }
             let own = f.server_uuid.to_ascii_lowercase();
             let extra = GtidSet::from(&mine.difference(&union));

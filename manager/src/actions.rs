@@ -148,6 +148,23 @@ impl Server {
         }
     }
 
+    /// Stop the IO thread (bounded for a thread stuck connecting).
+    pub async fn stop_io_thread(&mut self) -> Result<()> {
+        self.db
+            .query_with(self.flavor.stop_replica_io(), STOP_REPLICA_BOUND)
+            .await?;
+        Ok(())
+    }
+
+    /// START SLAVE (both threads), for replicas left stopped by an abort.
+    pub async fn start_replica(&mut self) -> Result<()> {
+        let f = self.facts().await?;
+        if f.is_replicating() {
+            self.db.exec(self.flavor.start_replica()).await?;
+        }
+        Ok(())
+    }
+
     /// Stop applying events: the SQL thread only, which is immediate. The
     /// IO thread may be stuck connecting to a dead master for up to
     /// `slave_net_timeout`; events it still fetches are never applied.

@@ -371,13 +371,6 @@ pub async fn failover(
         .await;
     }
 
-    // Fence the old master wherever it can still be reached.
-    let agent_reachable = snapshot
-        .server(&old_master)
-        .is_some_and(|s| s.host_reachable);
-    fence_old_master(&mut run, &old_master, durable.epoch, agent_reachable).await;
-    run.set_phase(Phase::Fenced, None);
-
     // Choose, on fresh facts.
     let snapshot = topo.snapshot(&cluster.name).unwrap_or(snapshot);
     let choice = candidate_choice(topo, cluster, &snapshot, &old_master, forced);
@@ -406,7 +399,6 @@ pub async fn failover(
         None,
     );
     run.set_phase(Phase::CandidateChosen, Some(&candidate));
-
     let Some(mut cand) = run.server(&candidate) else {
         return abort(
             run,
@@ -418,50 +410,60 @@ pub async fn failover(
         )
         .await;
     };
+    let io_stops = stop_io_threads(&run, &old_master, &candidate);
 
-    // Catch up from the most advanced replica first, if it is ahead.
-    if let (Some(source), Some(gtids)) =
-        (choice.catch_up_from.clone(), choice.catch_up_gtids.clone())
-    {
-        let t = Instant::now();
-        match catch_up(&mut run, &mut cand, &source).await {
-            Ok(pos) => run.record(
-                "catch_up",
-                "ok",
-                format!("{candidate} caught up from {source} (missing {gtids}) to {pos}"),
-                Some(t),
-            ),
-            Err(e) => {
-                run.record("catch_up", "failed", e.clone(), Some(t));
-                return abort(run, &old_master, durable.epoch, Some(choice), &e, report).await;
+    // Beside each other: fence the old master; bring the candidate to
+    // everything any replica received (catch up from the most advanced one
+    // if it is ahead, then apply its own relay log: never promote with
+    // unapplied relay log).
+    let agent_reachable = snapshot
+        .server(&old_master)
+        .is_some_and(|s| s.host_reachable);
+    let prepare = async {
+        let mut steps = Vec::new();
+        if let (Some(source), Some(gtids)) =
+            (choice.catch_up_from.clone(), choice.catch_up_gtids.clone())
+        {
+            let t = Instant::now();
+            match catch_up(&run, &mut cand, &source).await {
+                Ok(pos) => steps.push(step(
+                    "catch_up",
+                    "ok",
+                    format!("{candidate} caught up from {source} (missing {gtids}) to {pos}"),
+                    Some(t),
+                )),
+                Err(e) => {
+                    steps.push(step("catch_up", "failed", e.clone(), Some(t)));
+                    return (steps, Err(e));
+                }
             }
         }
-    }
-
-    // Never promote with unapplied relay log.
-    let t = Instant::now();
-    let executed = match cand.apply_relay_log(RELAY_APPLY_BOUND).await {
-        Ok(pos) => {
-            run.record(
-                "apply_relay_log",
-                "ok",
-                format!("{candidate} executed {pos}"),
-                Some(t),
-            );
-            pos
+        let t = Instant::now();
+        match cand.apply_relay_log(RELAY_APPLY_BOUND).await {
+            Ok(pos) => {
+                steps.push(step(
+                    "apply_relay_log",
+                    "ok",
+                    format!("{candidate} executed {pos}"),
+                    Some(t),
+                ));
+                (steps, Ok(pos))
+            }
+            Err(e) => {
+                steps.push(step("apply_relay_log", "failed", e.to_string(), Some(t)));
+                (steps, Err(e.to_string()))
+            }
         }
-        Err(e) => {
-            run.record("apply_relay_log", "failed", e.to_string(), Some(t));
-            return abort(
-                run,
-                &old_master,
-                durable.epoch,
-                Some(choice),
-                &e.to_string(),
-                report,
-            )
-            .await;
-        }
+    };
+    let (fenced, (prepared, executed)) = tokio::join!(
+        fence_old_master(&run, &old_master, durable.epoch, agent_reachable),
+        prepare
+    );
+    run.record_all(fenced.into_iter().chain(prepared));
+    run.set_phase(Phase::Fenced, None);
+    let executed = match executed {
+        Ok(pos) => pos,
+        Err(e) => return abort(run, &old_master, durable.epoch, Some(choice), &e, report).await,
     };
 
     // Promote: stop applying, record the new epoch durably, then make
@@ -542,15 +544,17 @@ pub async fn failover(
         })
     });
 
-    // The VIP follows the master.
-    move_vip(&mut run, &old_master, &candidate, agent_reachable).await;
-
-    // Repoint every other replica.
-    let new_host = run.host(&candidate).cloned();
-    if let Some(new_host) = new_host {
-        repoint_all(&mut run, &old_master, &new_host, &executed).await;
+    // The VIP follows the master while the other replicas are repointed:
+    // with semi-sync on, the new master's first commits wait for a replica.
+    if let Some(new_host) = run.host(&candidate).cloned() {
+        let (vip, repointed) = tokio::join!(
+            move_vip(&run, &old_master, &candidate, agent_reachable),
+            repoint_all(&run, &old_master, &new_host, &executed)
+        );
+        run.record_all(vip.into_iter().chain(repointed));
     }
     run.set_phase(Phase::Repointed, None);
+    drop(io_stops);
     if let Some(d) = detach {
         match d.await {
         Ok((Ok(()), t)) => run.record("detach", "ok", format!("{candidate}: replication from {old_master} stopped and reset"), Some(t)),
@@ -657,14 +661,17 @@ pub(crate) async fn finish_after_restart(ctx: &Context, cluster: &ClusterConfig,
         .snapshot(&cluster.name)
         .and_then(|s| s.server(&op.old_master).map(|v| v.host_reachable))
         .unwrap_or(false);
-    move_vip(&mut run, &op.old_master, &new_master, old_reachable).await;
     let executed = cand
         .facts()
         .await
         .map(|f| f.gtid_executed)
         .unwrap_or_default();
     if let Some(h) = run.host(&new_master).cloned() {
-        repoint_all(&mut run, &op.old_master, &h, &executed).await;
+        let (vip, repointed) = tokio::join!(
+            move_vip(&run, &op.old_master, &new_master, old_reachable),
+            repoint_all(&run, &op.old_master, &h, &executed)
+        );
+        run.record_all(vip.into_iter().chain(repointed));
     }
     let block = cluster.failover_block_period;
     let _ = ctx.topology.update_durable(&cluster.name, |s| {
@@ -728,6 +735,13 @@ async fn abort<'a>(
             }
         }
     }
+    // Replicas whose IO thread this failover stopped go back to retrying.
+    for h in run.cluster.hosts.iter().filter(|h| h.name != old_master) {
+        let mut s = Server::new(run.cluster, h, &run.ctx.manager);
+        if let Err(e) = s.start_replica().await {
+            tracing::debug!(host = %h.name, error = %e, "START SLAVE after abort");
+        }
+    }
     let res = run
         .ctx
         .topology
@@ -746,54 +760,109 @@ async fn abort<'a>(
     report(run, "aborted", None, epoch, choice, "none".into())
 }
 
-async fn fence_old_master(run: &mut Run<'_>, old_master: &str, epoch: u64, agent_reachable: bool) {
+/// Stop the IO thread of every replica but the candidate, in the
+/// background: one stuck connecting to the dead master makes STOP SLAVE
+/// wait up to slave_net_timeout, and that wait must not come after the
+/// promotion. Their SQL threads keep applying relay logs. (The candidate's
+/// own IO thread is stopped after its promotion: a STOP SLAVE IO_THREAD in
+/// progress would block the STOP SLAVE SQL_THREAD of the promotion.)
+fn stop_io_threads(run: &Run<'_>, old_master: &str, candidate: &str) -> tokio::task::JoinSet<()> {
+    let mut set = tokio::task::JoinSet::new();
+    for h in run
+        .cluster
+        .hosts
+        .iter()
+        .filter(|h| h.name != old_master && h.name != candidate)
+    {
+        let mut s = Server::new(run.cluster, h, &run.ctx.manager);
+        set.spawn(async move {
+            if let Err(e) = s.stop_io_thread().await {
+                tracing::debug!(host = %s.name, error = %e, "early STOP SLAVE IO_THREAD");
+            }
+        });
+    }
+    set
+}
+
+/// A step done in a branch that ran beside another, journaled after.
+struct Step {
+    step: &'static str,
+    status: &'static str,
+    detail: String,
+    started: Option<Instant>,
+}
+
+fn step(
+    step: &'static str,
+    status: &'static str,
+    detail: String,
+    started: Option<Instant>,
+) -> Step {
+    Step {
+        step,
+        status,
+        detail,
+        started,
+    }
+}
+
+/// Fence the old master wherever it can still be reached: directly, else
+/// through its agent. Runs beside the candidate's preparation.
+async fn fence_old_master(
+    run: &Run<'_>,
+    old_master: &str,
+    epoch: u64,
+    agent_reachable: bool,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
     let t = Instant::now();
     let mut direct = false;
     if let Some(mut old) = run.server(old_master) {
         match old.fence().await {
             Ok(killed) => {
                 direct = true;
-                run.record(
+                steps.push(step(
                     "fence",
                     "ok",
                     format!(
                         "{old_master}: read_only ON, {killed} session(s) killed (by the manager)"
                     ),
                     Some(t),
-                );
+                ));
             }
-            Err(e) => run.record(
+            Err(e) => steps.push(step(
                 "fence",
                 "skipped",
                 format!("{old_master} not reachable from the manager: {e}"),
                 Some(t),
-            ),
+            )),
         }
     }
     if !direct && !agent_reachable {
-        run.record(
+        steps.push(step(
             "fence",
             "skipped",
             format!("{old_master}'s agent is silent too: it fences itself when isolated and on its next contact with the manager"),
             None,
-        );
+        ));
     } else if !direct {
-        if let Some(h) = run.host(old_master).cloned() {
+        if let Some(h) = run.host(old_master) {
             let t = Instant::now();
-            match run.ctx.agents.fence(&h, epoch + 1, "").await {
-                Ok(v) => run.record("fence", "ok", format!("{old_master} fenced by its agent: {v}"), Some(t)),
-                Err(e) => run.record(
+            match run.ctx.agents.fence(h, epoch + 1, "").await {
+                Ok(v) => steps.push(step("fence", "ok", format!("{old_master} fenced by its agent: {v}"), Some(t))),
+                Err(e) => steps.push(step(
                     "fence",
                     "skipped",
                     format!("{old_master}'s agent not reachable ({e}); it fences itself when isolated and on its next contact"),
                     Some(t),
-                ),
+                )),
             }
         }
     }
+    steps
 }
 
-async fn catch_up(run: &mut Run<'_>, cand: &mut Server, source: &str) -> Result<String, String> {
+async fn catch_up(run: &Run<'_>, cand: &mut Server, source: &str) -> Result<String, String> {
     let Some(mut src) = run.server(source) else {
         return Err(format!("catch-up source {source} not configured"));
     };
@@ -814,57 +883,73 @@ async fn catch_up(run: &mut Run<'_>, cand: &mut Server, source: &str) -> Result<
     Ok(pos)
 }
 
+/// Put the VIP on the new master (gratuitous ARP moves the clients at
+/// once), then take it off the old host if its agent answers. Adding first
+/// keeps the address answering: the old host's mysqld is dead or fenced.
 async fn move_vip(
-    run: &mut Run<'_>,
+    run: &Run<'_>,
     old_master: &str,
     new_master: &str,
     old_agent_reachable: bool,
-) {
-    let Some(vip) = run.cluster.vip.clone() else {
-        return;
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let Some(vip) = run.cluster.vip.as_ref() else {
+        return steps;
     };
+    if let Some(new) = run.host(new_master) {
+        let t = Instant::now();
+        match run.ctx.agents.vip(new, vip, true).await {
+            Ok(v) => steps.push(step("vip_add", "ok", format!("{new_master}: {v}"), Some(t))),
+            Err(e) => steps.push(step("vip_add", "failed", e, Some(t))),
+        }
+    }
     if !old_agent_reachable {
-        run.record(
+        steps.push(step(
             "vip_remove",
             "skipped",
-            format!("{old_master}'s agent is silent: the new master's gratuitous ARP takes the address over; the old host drops it when it fences itself"),
+            format!("{old_master}'s agent is silent: the new master's gratuitous ARP took the address over; the old host drops it when it fences itself"),
             None,
-        );
-    } else if let Some(old) = run.host(old_master).cloned() {
+        ));
+    } else if let Some(old) = run.host(old_master) {
         let t = Instant::now();
-        match run.ctx.agents.vip(&old, &vip, false).await {
-            Ok(v) => run.record("vip_remove", "ok", format!("{old_master}: {v}"), Some(t)),
-            Err(e) => run.record(
+        match run.ctx.agents.vip(old, vip, false).await {
+            Ok(v) => steps.push(step(
+                "vip_remove",
+                "ok",
+                format!("{old_master}: {v}"),
+                Some(t),
+            )),
+            Err(e) => steps.push(step(
                 "vip_remove",
                 "skipped",
-                format!("{e} (the new master's gratuitous ARP takes the address over)"),
+                format!("{e} (its agent drops the VIP when it learns the new epoch)"),
                 Some(t),
-            ),
+            )),
         }
     }
-    if let Some(new) = run.host(new_master).cloned() {
-        let t = Instant::now();
-        match run.ctx.agents.vip(&new, &vip, true).await {
-            Ok(v) => run.record("vip_add", "ok", format!("{new_master}: {v}"), Some(t)),
-            Err(e) => run.record("vip_add", "failed", e, Some(t)),
-        }
-    }
+    steps
 }
 
-async fn repoint_all(run: &mut Run<'_>, old_master: &str, new_master: &HostConfig, target: &str) {
-    let others: Vec<HostConfig> = run
+/// Repoint every replica but the old and new masters to the new master,
+/// all at once, and verify each replicates and reaches `target`.
+async fn repoint_all(
+    run: &Run<'_>,
+    old_master: &str,
+    new_master: &HostConfig,
+    target: &str,
+) -> Vec<Step> {
+    let mut jobs = tokio::task::JoinSet::new();
+    for h in run
         .cluster
         .hosts
         .iter()
         .filter(|h| h.name != old_master && h.name != new_master.name)
-        .cloned()
-        .collect();
-    let mut jobs = tokio::task::JoinSet::new();
-    for h in others {
+    {
         let cluster = run.cluster.clone();
         let manager = run.ctx.manager.clone();
         let new_master = new_master.clone();
         let target = target.to_string();
+        let h = h.clone();
         jobs.spawn(async move {
             let t = Instant::now();
             let mut s = Server::new(&cluster, &h, &manager);
@@ -873,12 +958,13 @@ async fn repoint_all(run: &mut Run<'_>, old_master: &str, new_master: &HostConfi
                 s.verify_replicating(&target, REPOINT_BOUND).await
             }
             .await;
-            (h.name.clone(), res, t)
+            (h.name, res, t)
         });
     }
+    let mut steps = Vec::new();
     while let Some(joined) = jobs.join_next().await {
-        match joined {
-            Ok((name, Ok(()), t)) => run.record(
+        steps.push(match joined {
+            Ok((name, Ok(()), t)) => step(
                 "repoint",
                 "ok",
                 format!(
@@ -887,18 +973,27 @@ async fn repoint_all(run: &mut Run<'_>, old_master: &str, new_master: &HostConfi
                 ),
                 Some(t),
             ),
-            Ok((name, Err(e), t)) => run.record(
+            Ok((name, Err(e), t)) => step(
                 "repoint",
                 "failed",
                 format!("{name}: {e}; it does not block the new master"),
                 Some(t),
             ),
-            Err(e) => run.record(
+            Err(e) => step(
                 "repoint",
                 "failed",
                 format!("repoint task failed: {e}"),
                 None,
             ),
+        });
+    }
+    steps
+}
+
+impl Run<'_> {
+    fn record_all(&mut self, steps: impl IntoIterator<Item = Step>) {
+        for st in steps {
+            self.record(st.step, st.status, st.detail, st.started);
         }
     }
 }

@@ -60,8 +60,8 @@ pub struct Operation {
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Started,
-    Fenced,
     CandidateChosen,
+    Fenced,
     Promoted,
     Repointed,
     Done,

@@ -396,7 +396,12 @@ impl Bed {
     }
 
     /// Like [`Bed::start_writer`] with the writer's own query timeout.
-    pub fn start_writer_with(&self, host: &str, port: u16, query_timeout_ms: u64) -> Result<Writer> {
+    pub fn start_writer_with(
+        &self,
+        host: &str,
+        port: u16,
+        query_timeout_ms: u64,
+    ) -> Result<Writer> {
         self.sql(
             "db1",
             "CREATE TABLE IF NOT EXISTS app.seq (id BIGINT PRIMARY KEY, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))",

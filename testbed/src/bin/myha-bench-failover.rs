@@ -14,7 +14,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use myha_testbed::{wait_until, Bed, BedOptions, Result as BedResult};
 
-const FAULTS: [&str; 6] = ["mysqld_kill", "container_kill", "pause", "partition", "stall_500ms", "manager_cutoff"];
+const FAULTS: [&str; 6] = [
+    "mysqld_kill",
+    "container_kill",
+    "pause",
+    "partition",
+    "stall_500ms",
+    "manager_cutoff",
+];
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -24,7 +31,9 @@ fn now_ms() -> u64 {
 }
 
 fn arg(args: &[String], flag: &str) -> Option<String> {
-    args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 #[derive(Default)]
@@ -50,13 +59,17 @@ fn one_trial(bin: &str, fault: &str, stats: &mut Stats) -> BedResult<()> {
     let mut opts = BedOptions::new(bin);
     opts.vip = true;
     let bed = Bed::start(opts)?;
-    wait_until(Duration::from_secs(30), "healthy bed with the VIP on db1", || {
-        let st = bed.status()?;
-        let vip = bed
-            .exec("db1", &["ip", "-4", "addr", "show", "dev", "eth0"])?
-            .contains(&format!("{}/24", bed.vip()));
-        Ok(st["master"] == "db1" && st["verdict"] == "healthy" && vip)
-    })?;
+    wait_until(
+        Duration::from_secs(30),
+        "healthy bed with the VIP on db1",
+        || {
+            let st = bed.status()?;
+            let vip = bed
+                .exec("db1", &["ip", "-4", "addr", "show", "dev", "eth0"])?
+                .contains(&format!("{}/24", bed.vip()));
+            Ok(st["master"] == "db1" && st["verdict"] == "healthy" && vip)
+        },
+    )?;
     let before = epoch(&bed)?;
     let writer = bed.start_writer_with(&bed.vip(), 3306, 1000)?;
     writer.wait_acks(100, Duration::from_secs(30))?;
@@ -88,7 +101,11 @@ fn one_trial(bin: &str, fault: &str, stats: &mut Stats) -> BedResult<()> {
             bed.cut_from_manager("db1")?;
             true
         }
-        other => return Err(myha_testbed::BedError::Other(format!("unknown fault {other}"))),
+        other => {
+            return Err(myha_testbed::BedError::Other(format!(
+                "unknown fault {other}"
+            )))
+        }
     };
     let new_master = if control {
         std::thread::sleep(Duration::from_secs(5));
@@ -115,9 +132,18 @@ fn one_trial(bin: &str, fault: &str, stats: &mut Stats) -> BedResult<()> {
     };
     writer.wait_acks(30, Duration::from_secs(30))?;
     let log = writer.stop();
-    let last_before = log.acks.iter().filter(|a| a.1 < t_fault).map(|a| a.1).max().unwrap_or(t_fault);
-    let first_after = log.acks.iter().filter(|a| a.1 >= t_fault).map(|a| a.1).min().unwrap_or(t_fault);
-    stats.unavailable_ms.push(first_after.saturating_sub(last_before));
+    // The outage is the longest silence between two acknowledged writes
+    // from just before the fault on (the writer acknowledges every few ms
+    // while the master answers; the fault takes effect a little after the
+    // command that inflicts it).
+    let gap = log
+        .acks
+        .windows(2)
+        .filter(|w| w[1].1 + 1000 >= t_fault)
+        .map(|w| w[1].1.saturating_sub(w[0].1))
+        .max()
+        .unwrap_or(0);
+    stats.unavailable_ms.push(gap);
     let present: BTreeSet<u64> = bed
         .sql(&new_master, "SELECT id FROM app.seq")?
         .lines()
@@ -129,7 +155,10 @@ fn one_trial(bin: &str, fault: &str, stats: &mut Stats) -> BedResult<()> {
         let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         if let Some(at) = events
             .as_array()
-            .and_then(|a| a.iter().find(|e| e["step"] == "promote" && e["status"] == "ok"))
+            .and_then(|a| {
+                a.iter()
+                    .find(|e| e["step"] == "promote" && e["status"] == "ok")
+            })
             .and_then(|e| e["at_ms"].as_u64())
         {
             stats.promote_ms.push(at.saturating_sub(t_fault));
@@ -144,12 +173,24 @@ fn main() -> std::process::ExitCode {
         eprintln!("usage: myha-bench-failover --myha-bin PATH [--trials N] [--faults a,b]");
         return std::process::ExitCode::from(2);
     };
-    let trials: usize = arg(&args, "--trials").and_then(|t| t.parse().ok()).unwrap_or(10);
+    let trials: usize = arg(&args, "--trials")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(10);
     let faults: Vec<String> = arg(&args, "--faults")
         .map(|f| f.split(',').map(str::to_string).collect())
         .unwrap_or_else(|| FAULTS.iter().map(|f| f.to_string()).collect());
     println!("# myha failover benchmark: {trials} trial(s) per fault, writer through the VIP (client timeout 1 s)");
-    println!("{:<16} {:>6} {:>14} {:>11} {:>15} {:>5} {:>6} {:>7}", "fault", "trials", "unavail med ms", "unavail max", "fault->promote", "lost", "false", "errors");
+    println!(
+        "{:<16} {:>6} {:>14} {:>11} {:>15} {:>5} {:>6} {:>7}",
+        "fault",
+        "trials",
+        "unavail med ms",
+        "unavail max",
+        "fault->promote",
+        "lost",
+        "false",
+        "errors"
+    );
     let mut bad = false;
     for fault in &faults {
         let mut stats = Stats::default();
