@@ -61,14 +61,27 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn record(&mut self, step: &str, status: &str, detail: String, started: Option<Instant>) {
+        let duration_ms = started.map(|s| s.elapsed().as_millis() as u64);
+        self.record_at(unix_ms(), step, status, detail, duration_ms);
+    }
+
+    /// Journal a step that finished at `at_ms`.
+    fn record_at(
+        &mut self,
+        at_ms: u64,
+        step: &str,
+        status: &str,
+        detail: String,
+        duration_ms: Option<u64>,
+    ) {
         let ev = Event {
-            at_ms: unix_ms(),
+            at_ms,
             cluster: self.cluster.name.clone(),
             operation: self.op.clone(),
             step: step.to_string(),
             status: status.to_string(),
             detail,
-            duration_ms: started.map(|s| s.elapsed().as_millis() as u64),
+            duration_ms,
         };
         tracing::info!(cluster = %ev.cluster, op = %ev.operation, step = %ev.step, status = %ev.status, detail = %ev.detail, "failover step");
         if let Err(e) = self.ctx.topology.store().append(&ev) {
@@ -521,7 +534,10 @@ pub async fn failover(
         }
     };
     // Past this point there is no going back: finish and report.
-    match cand.make_writable(semi_sync).await {
+    // Semi-sync comes back once a replica replicates from the new master
+    // (see repoint_all): until then commits would only wait for the
+    // semi-sync timeout, replicas stuck on the dead master cannot ack.
+    match cand.make_writable(false).await {
         Ok(()) => run.record(
             "promote",
             "ok",
@@ -549,7 +565,7 @@ pub async fn failover(
     if let Some(new_host) = run.host(&candidate).cloned() {
         let (vip, repointed) = tokio::join!(
             move_vip(&run, &old_master, &candidate, agent_reachable),
-            repoint_all(&run, &old_master, &new_host, &executed)
+            repoint_all(&run, &old_master, &new_host, &executed, semi_sync)
         );
         run.record_all(vip.into_iter().chain(repointed));
     }
@@ -669,7 +685,7 @@ pub(crate) async fn finish_after_restart(ctx: &Context, cluster: &ClusterConfig,
     if let Some(h) = run.host(&new_master).cloned() {
         let (vip, repointed) = tokio::join!(
             move_vip(&run, &op.old_master, &new_master, old_reachable),
-            repoint_all(&run, &op.old_master, &h, &executed)
+            repoint_all(&run, &op.old_master, &h, &executed, true)
         );
         run.record_all(vip.into_iter().chain(repointed));
     }
@@ -789,7 +805,8 @@ struct Step {
     step: &'static str,
     status: &'static str,
     detail: String,
-    started: Option<Instant>,
+    at_ms: u64,
+    duration_ms: Option<u64>,
 }
 
 fn step(
@@ -802,7 +819,8 @@ fn step(
         step,
         status,
         detail,
-        started,
+        at_ms: unix_ms(),
+        duration_ms: started.map(|s| s.elapsed().as_millis() as u64),
     }
 }
 
@@ -937,6 +955,7 @@ async fn repoint_all(
     old_master: &str,
     new_master: &HostConfig,
     target: &str,
+    semi_sync: bool,
 ) -> Vec<Step> {
     let mut jobs = tokio::task::JoinSet::new();
     for h in run
@@ -962,7 +981,30 @@ async fn repoint_all(
         });
     }
     let mut steps = Vec::new();
+    let mut semi_sync_pending = semi_sync;
     while let Some(joined) = jobs.join_next().await {
+        if semi_sync_pending && matches!(joined, Ok((_, Ok(()), _))) {
+            semi_sync_pending = false;
+            let t = Instant::now();
+            let mut m = Server::new(run.cluster, new_master, &run.ctx.manager);
+            steps.push(match m.make_writable(true).await {
+                Ok(()) => step(
+                    "semi_sync",
+                    "ok",
+                    format!(
+                        "{}: semi-sync master side on, a replica acknowledges",
+                        new_master.name
+                    ),
+                    Some(t),
+                ),
+                Err(e) => step(
+                    "semi_sync",
+                    "failed",
+                    format!("{}: {e}", new_master.name),
+                    Some(t),
+                ),
+            });
+        }
         steps.push(match joined {
             Ok((name, Ok(()), t)) => step(
                 "repoint",
@@ -993,7 +1035,7 @@ async fn repoint_all(
 impl Run<'_> {
     fn record_all(&mut self, steps: impl IntoIterator<Item = Step>) {
         for st in steps {
-            self.record(st.step, st.status, st.detail, st.started);
+            self.record_at(st.at_ms, st.step, st.status, st.detail, st.duration_ms);
         }
     }
 }
