@@ -412,3 +412,102 @@ fn dry_run_and_refusal_on_a_healthy_master() {
     );
     assert_eq!(bed.status().unwrap()["epoch_master"], "db1");
 }
+
+fn write_state(bed: &Bed, state: &Value) {
+    let path = bed.dir.join("state").join("cluster-bed.json");
+    std::fs::write(path, serde_json::to_vec_pretty(state).unwrap()).unwrap();
+}
+
+#[test]
+fn manager_restarted_after_promotion_finishes_the_failover_once() {
+    let mut bed = failover_bed("");
+    bed.stop_manager();
+    // The state a manager leaves when it dies right after recording the
+    // promotion: db2's SQL thread stopped, still read-only; db1 dead.
+    bed.kill_mysqld("db1").unwrap();
+    bed.sql("db2", "STOP SLAVE SQL_THREAD").unwrap();
+    write_state(
+        &bed,
+        &serde_json::json!({
+            "epoch": 2, "master": "db2", "needs_rejoin": ["db1"],
+            "in_progress": { "id": "failover-crashed", "kind": "failover", "old_master": "db1",
+                             "new_master": "db2", "phase": "promoted", "started_ms": 1 }
+        }),
+    );
+    bed.start_manager().unwrap();
+    let db2_ip = bed.host("db2").unwrap().ip.clone();
+    wait_until(Duration::from_secs(20), "db2 writable, db3 replicating from it", || {
+        let st = bed.status()?;
+        let db3 = &st["servers"][2];
+        Ok(st["master"] == "db2"
+            && st["in_progress"].is_null()
+            && db3["replicates_from"].as_str().is_some_and(|r| r.starts_with(&db2_ip)))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", bed.manager_log()));
+    let st = bed.status().unwrap();
+    assert_eq!(st["epoch"], 2, "the failover ran again: {st:#}");
+    let hist = String::from_utf8_lossy(&bed.myha(&["history"]).unwrap().stdout).into_owned();
+    assert!(hist.contains("failover-crashed was past promotion"), "{hist}");
+    assert!(hist.contains("finished after a manager restart"), "{hist}");
+    assert!(!hist.contains("[failover-1"), "a second failover ran:\n{hist}");
+    // And the VIP went to db2.
+    assert_vip_on(&bed, "db2");
+}
+
+#[test]
+fn manager_restarted_before_promotion_abandons_and_detection_decides_once() {
+    let mut bed = failover_bed("");
+    bed.stop_manager();
+    bed.kill_mysqld("db1").unwrap();
+    write_state(
+        &bed,
+        &serde_json::json!({
+            "epoch": 1, "master": "db1",
+            "in_progress": { "id": "failover-crashed", "kind": "failover", "old_master": "db1",
+                             "new_master": "db2", "phase": "candidate_chosen", "started_ms": 1 }
+        }),
+    );
+    bed.start_manager().unwrap();
+    let new_master = wait_new_master(&bed, "db1", Duration::from_secs(30));
+    let st = bed.status().unwrap();
+    assert_eq!(st["epoch"], 2, "{st:#}");
+    let hist = String::from_utf8_lossy(&bed.myha(&["history"]).unwrap().stdout).into_owned();
+    assert!(hist.contains("failover-crashed stopped before promotion"), "{hist}");
+    assert_eq!(hist.matches("] promote ").count(), 1, "exactly one promotion:\n{hist}");
+    assert_eq!(bed.sql(&new_master, "SELECT @@read_only").unwrap(), "0");
+}
+
+#[test]
+fn hooks_see_the_failover_in_their_environment() {
+    let dir = std::env::temp_dir().join(format!("myha-hooks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let yaml = format!(
+        "hooks: {{ pre_failover: \"env | grep ^MYHA_ | sort > {d}/pre\", post_failover: \"env | grep ^MYHA_ | sort > {d}/post\", master_ip_failover_script: \"echo >> {d}/mha\" }}",
+        d = dir.display()
+    );
+    let ok_bed = failover_bed(&yaml);
+    ok_bed.kill_mysqld("db1").unwrap();
+    let new_master = wait_new_master(&ok_bed, "db1", Duration::from_secs(30));
+    wait_until(Duration::from_secs(10), "post hook ran", || Ok(dir.join("post").exists())).unwrap();
+    let pre = std::fs::read_to_string(dir.join("pre")).unwrap();
+    let post = std::fs::read_to_string(dir.join("post")).unwrap();
+    assert!(pre.contains("MYHA_EVENT=pre_failover") && pre.contains("MYHA_OLD_MASTER=db1") && pre.contains("MYHA_EPOCH=1"), "{pre}");
+    assert!(post.contains("MYHA_EVENT=post_failover") && post.contains(&format!("MYHA_NEW_MASTER={new_master}")) && post.contains("MYHA_EPOCH=2"), "{post}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn failing_pre_failover_hook_aborts_the_failover() {
+    let bed = failover_bed("hooks: { pre_failover: \"echo not now; exit 3\" }");
+    bed.kill_mysqld("db1").unwrap();
+    wait_until(Duration::from_secs(15), "aborted failover journaled", || {
+        let h = String::from_utf8_lossy(&bed.myha(&["history"])?.stdout).into_owned();
+        Ok(h.contains("pre_failover hook exited") && h.contains("failover aborted before promotion"))
+    })
+    .unwrap();
+    let st = bed.status().unwrap();
+    assert_eq!(st["epoch"], 1, "{st:#}");
+    assert_eq!(st["epoch_master"], "db1");
+    // Replicas were left replicating (IO threads restarted), still read-only.
+    assert_eq!(bed.sql("db2", "SELECT @@read_only").unwrap(), "1");
+}
