@@ -38,6 +38,46 @@ impl ManagerClient {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
+    /// POST, then hand each line of the streamed answer to `line`.
+    pub async fn post_stream(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+        mut line: impl FnMut(&str),
+    ) -> anyhow::Result<()> {
+        let url = format!("{}{path}", self.base);
+        let mut resp = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.token)
+            .json(&body)
+            .timeout(Duration::from_secs(300))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the manager at {url}"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            bail!("manager answered {status} for {url}: {}", text.trim());
+        }
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .with_context(|| format!("reading {url}"))?
+        {
+            buf.extend_from_slice(&chunk);
+            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                let l: Vec<u8> = buf.drain(..=pos).collect();
+                line(String::from_utf8_lossy(&l).trim());
+            }
+        }
+        if !buf.is_empty() {
+            line(String::from_utf8_lossy(&buf).trim());
+        }
+        Ok(())
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,

@@ -78,6 +78,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Planned switchover of a healthy master to a replica.
+    Switchover {
+        #[arg(long)]
+        cluster: Option<String>,
+        /// The replica to promote (default: the best candidate).
+        #[arg(long)]
+        to: Option<String>,
+        /// Run the pre-checks only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// How long the target may take to reach the old master's final position.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        #[arg(long)]
+        json: bool,
+    },
     /// The journal of failovers and decisions, oldest first.
     History {
         #[arg(long)]
@@ -157,6 +173,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 to.as_deref(),
                 dry_run,
                 ack,
+                json,
+            )
+            .await
+        }
+        Command::Switchover {
+            cluster,
+            to,
+            dry_run,
+            timeout,
+            json,
+        } => {
+            ops::switchover(
+                &config,
+                cluster.as_deref(),
+                to.as_deref(),
+                dry_run,
+                timeout,
                 json,
             )
             .await

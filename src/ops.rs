@@ -128,3 +128,61 @@ pub async fn history(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub async fn switchover(
+    config: &Config,
+    cluster: Option<&str>,
+    to: Option<&str>,
+    dry_run: bool,
+    timeout: std::time::Duration,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let cluster = pick_cluster(config, cluster)?;
+    let client = ManagerClient::new(config)?;
+    let mut report: Option<FailoverReport> = None;
+    let mut events = Vec::new();
+    client
+        .post_stream(
+            &format!("/v1/clusters/{cluster}/switchover"),
+            serde_json::json!({ "to": to, "dry_run": dry_run, "timeout_ms": timeout.as_millis() as u64 }),
+            |line| {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                    return;
+                };
+                if let Some(ev) = v.get("event").and_then(|e| serde_json::from_value::<Event>(e.clone()).ok()) {
+                    if !json {
+                        print_event(&ev);
+                    }
+                    events.push(ev);
+                } else if let Some(r) = v.get("report").and_then(|r| serde_json::from_value::<FailoverReport>(r.clone()).ok()) {
+                    report = Some(r);
+                }
+            },
+        )
+        .await?;
+    let Some(report) = report else {
+        bail!(
+            "the manager ended the switchover stream without a report ({} steps seen)",
+            events.len()
+        );
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{}: {} -> {} (epoch {}), {} ms",
+            report.status,
+            report.old_master,
+            report.new_master.as_deref().unwrap_or("-"),
+            report.epoch,
+            report.duration_ms
+        );
+        for p in &report.problems {
+            println!("problem: {p}");
+        }
+    }
+    Ok(match report.status.as_str() {
+        "completed" | "dry_run" => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
+}

@@ -436,20 +436,32 @@ fn manager_restarted_after_promotion_finishes_the_failover_once() {
     );
     bed.start_manager().unwrap();
     let db2_ip = bed.host("db2").unwrap().ip.clone();
-    wait_until(Duration::from_secs(20), "db2 writable, db3 replicating from it", || {
-        let st = bed.status()?;
-        let db3 = &st["servers"][2];
-        Ok(st["master"] == "db2"
-            && st["in_progress"].is_null()
-            && db3["replicates_from"].as_str().is_some_and(|r| r.starts_with(&db2_ip)))
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "db2 writable, db3 replicating from it",
+        || {
+            let st = bed.status()?;
+            let db3 = &st["servers"][2];
+            Ok(st["master"] == "db2"
+                && st["in_progress"].is_null()
+                && db3["replicates_from"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with(&db2_ip)))
+        },
+    )
     .unwrap_or_else(|e| panic!("{e}\n{}", bed.manager_log()));
     let st = bed.status().unwrap();
     assert_eq!(st["epoch"], 2, "the failover ran again: {st:#}");
     let hist = String::from_utf8_lossy(&bed.myha(&["history"]).unwrap().stdout).into_owned();
-    assert!(hist.contains("failover-crashed was past promotion"), "{hist}");
+    assert!(
+        hist.contains("failover-crashed was past promotion"),
+        "{hist}"
+    );
     assert!(hist.contains("finished after a manager restart"), "{hist}");
-    assert!(!hist.contains("[failover-1"), "a second failover ran:\n{hist}");
+    assert!(
+        !hist.contains("[failover-1"),
+        "a second failover ran:\n{hist}"
+    );
     // And the VIP went to db2.
     assert_vip_on(&bed, "db2");
 }
@@ -472,8 +484,15 @@ fn manager_restarted_before_promotion_abandons_and_detection_decides_once() {
     let st = bed.status().unwrap();
     assert_eq!(st["epoch"], 2, "{st:#}");
     let hist = String::from_utf8_lossy(&bed.myha(&["history"]).unwrap().stdout).into_owned();
-    assert!(hist.contains("failover-crashed stopped before promotion"), "{hist}");
-    assert_eq!(hist.matches("] promote ").count(), 1, "exactly one promotion:\n{hist}");
+    assert!(
+        hist.contains("failover-crashed stopped before promotion"),
+        "{hist}"
+    );
+    assert_eq!(
+        hist.matches("] promote ").count(),
+        1,
+        "exactly one promotion:\n{hist}"
+    );
     assert_eq!(bed.sql(&new_master, "SELECT @@read_only").unwrap(), "0");
 }
 
@@ -488,11 +507,24 @@ fn hooks_see_the_failover_in_their_environment() {
     let ok_bed = failover_bed(&yaml);
     ok_bed.kill_mysqld("db1").unwrap();
     let new_master = wait_new_master(&ok_bed, "db1", Duration::from_secs(30));
-    wait_until(Duration::from_secs(10), "post hook ran", || Ok(dir.join("post").exists())).unwrap();
+    wait_until(Duration::from_secs(10), "post hook ran", || {
+        Ok(dir.join("post").exists())
+    })
+    .unwrap();
     let pre = std::fs::read_to_string(dir.join("pre")).unwrap();
     let post = std::fs::read_to_string(dir.join("post")).unwrap();
-    assert!(pre.contains("MYHA_EVENT=pre_failover") && pre.contains("MYHA_OLD_MASTER=db1") && pre.contains("MYHA_EPOCH=1"), "{pre}");
-    assert!(post.contains("MYHA_EVENT=post_failover") && post.contains(&format!("MYHA_NEW_MASTER={new_master}")) && post.contains("MYHA_EPOCH=2"), "{post}");
+    assert!(
+        pre.contains("MYHA_EVENT=pre_failover")
+            && pre.contains("MYHA_OLD_MASTER=db1")
+            && pre.contains("MYHA_EPOCH=1"),
+        "{pre}"
+    );
+    assert!(
+        post.contains("MYHA_EVENT=post_failover")
+            && post.contains(&format!("MYHA_NEW_MASTER={new_master}"))
+            && post.contains("MYHA_EPOCH=2"),
+        "{post}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -500,10 +532,15 @@ fn hooks_see_the_failover_in_their_environment() {
 fn failing_pre_failover_hook_aborts_the_failover() {
     let bed = failover_bed("hooks: { pre_failover: \"echo not now; exit 3\" }");
     bed.kill_mysqld("db1").unwrap();
-    wait_until(Duration::from_secs(15), "aborted failover journaled", || {
-        let h = String::from_utf8_lossy(&bed.myha(&["history"])?.stdout).into_owned();
-        Ok(h.contains("pre_failover hook exited") && h.contains("failover aborted before promotion"))
-    })
+    wait_until(
+        Duration::from_secs(15),
+        "aborted failover journaled",
+        || {
+            let h = String::from_utf8_lossy(&bed.myha(&["history"])?.stdout).into_owned();
+            Ok(h.contains("pre_failover hook exited")
+                && h.contains("failover aborted before promotion"))
+        },
+    )
     .unwrap();
     let st = bed.status().unwrap();
     assert_eq!(st["epoch"], 1, "{st:#}");

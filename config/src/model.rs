@@ -228,6 +228,10 @@ pub struct HooksConfig {
     pub pre_failover: Option<String>,
     pub post_failover: Option<String>,
     pub on_failure: Option<String>,
+    /// Run before a switchover; a non-zero exit aborts it.
+    pub pre_switchover: Option<String>,
+    /// Run after a completed switchover.
+    pub post_switchover: Option<String>,
     /// MHA-compatible `master_ip_failover` script.
     pub master_ip_failover_script: Option<String>,
     /// Each hook is killed after this long.
@@ -240,6 +244,8 @@ impl Default for HooksConfig {
             pre_failover: None,
             post_failover: None,
             on_failure: None,
+            pre_switchover: None,
+            post_switchover: None,
             master_ip_failover_script: None,
             timeout: defaults::HOOK_TIMEOUT,
         }

@@ -85,6 +85,8 @@ pub(crate) struct RawHooks {
     pub pre_failover: Option<Spanned<String>>,
     pub post_failover: Option<Spanned<String>>,
     pub on_failure: Option<Spanned<String>>,
+    pub pre_switchover: Option<Spanned<String>>,
+    pub post_switchover: Option<Spanned<String>>,
     pub master_ip_failover_script: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
 }

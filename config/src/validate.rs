@@ -377,6 +377,8 @@ impl Validator<'_> {
             pre_failover: self.command("pre_failover", raw.pre_failover),
             post_failover: self.command("post_failover", raw.post_failover),
             on_failure: self.command("on_failure", raw.on_failure),
+            pre_switchover: self.command("pre_switchover", raw.pre_switchover),
+            post_switchover: self.command("post_switchover", raw.post_switchover),
             master_ip_failover_script: self
                 .command("master_ip_failover_script", raw.master_ip_failover_script),
             timeout: self.duration("timeout", raw.timeout, defaults::HOOK_TIMEOUT),

@@ -148,6 +148,54 @@ impl Server {
         }
     }
 
+    /// Transactions open on the server for more than `secs` seconds, as
+    /// "thread N: S s" lines (what a switchover would kill).
+    pub async fn long_transactions(&mut self, secs: u64) -> Result<Vec<String>> {
+        let rows = self
+            .db
+            .query(&format!(
+                "SELECT trx_mysql_thread_id AS thread, TIMESTAMPDIFF(SECOND, trx_started, NOW()) AS age, \
+                 COALESCE(LEFT(trx_query, 80), '') AS query FROM information_schema.INNODB_TRX \
+                 WHERE trx_started < NOW() - INTERVAL {secs} SECOND"
+            ))
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let get = |k: &str| r.get(k).cloned().flatten().unwrap_or_default();
+                format!(
+                    "thread {}: open {} s: {}",
+                    get("thread"),
+                    get("age"),
+                    get("query")
+                )
+            })
+            .collect())
+    }
+
+    /// Make a former master a replica of `source`: its replication
+    /// position is set deliberately to what it executed (its gtid_slave_pos
+    /// is stale from before it was master), then it replicates with GTID.
+    pub async fn rejoin_as_replica(
+        &mut self,
+        source: &HostConfig,
+        cluster: &ClusterConfig,
+        position: &str,
+    ) -> Result<()> {
+        self.db
+            .query_with(self.flavor.stop_replica(), STOP_REPLICA_BOUND)
+            .await?;
+        if self.flavor == Flavor::Mariadb {
+            self.db
+                .exec(&format!(
+                    "SET GLOBAL gtid_slave_pos = {}",
+                    myha_core::flavor::sql_string_literal(position)
+                ))
+                .await?;
+        }
+        self.repoint(source, cluster, GtidMode::SlavePos).await
+    }
+
     /// Stop the IO thread (bounded for a thread stuck connecting).
     pub async fn stop_io_thread(&mut self) -> Result<()> {
         self.db

@@ -178,6 +178,72 @@ async fn failover_now(
     Json(report).into_response()
 }
 
+#[derive(Debug, Deserialize)]
+struct SwitchoverBody {
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+/// Run a switchover, streaming each step as a JSON line (`{"event":..}`)
+/// as it happens, then the report (`{"report":..}`).
+async fn switchover_now(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    Json(req): Json<SwitchoverBody>,
+) -> Response {
+    let Some(cluster) = app.config.cluster(&name).cloned() else {
+        return not_found(&name);
+    };
+    if let Some(to) = &req.to {
+        if cluster.host(to).is_none() {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("{to:?} is not a host of cluster {name}\n"),
+            )
+                .into_response();
+        }
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let lines = tx.clone();
+    let forwarder = tokio::spawn(async move {
+        while let Some(ev) = events_rx.recv().await {
+            let line = serde_json::json!({ "event": ev }).to_string();
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let ctx = Arc::clone(&app.ctx);
+    tokio::spawn(async move {
+        let request = crate::switchover::SwitchoverRequest {
+            to: req.to.as_deref(),
+            dry_run: req.dry_run,
+            timeout: std::time::Duration::from_millis(req.timeout_ms.unwrap_or(10_000)),
+        };
+        let report = crate::switchover::switchover(&ctx, &cluster, &request, Some(events_tx)).await;
+        // Every event is out (the sink closed with the run) before the report.
+        let _ = forwarder.await;
+        let _ = tx.send(serde_json::json!({ "report": report }).to_string());
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|line| {
+            (
+                Ok::<_, std::convert::Infallible>(bytes::Bytes::from(line + "\n")),
+                rx,
+            )
+        })
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(axum::body::Body::from_stream(stream))
+        .unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
+}
+
 async fn ack(State(app): State<App>, Path(name): Path<String>) -> Response {
     if app.config.cluster(&name).is_none() {
         return not_found(&name);
@@ -225,6 +291,7 @@ pub(crate) async fn serve(
         .route("/v1/clusters/{name}/history", get(history))
         .route("/v1/clusters/{name}/failover", post(failover_now))
         .route("/v1/clusters/{name}/ack", post(ack))
+        .route("/v1/clusters/{name}/switchover", post(switchover_now))
         .layer(middleware::from_fn_with_state(app.clone(), require_token))
         .with_state(app);
     axum::serve(listener, router)

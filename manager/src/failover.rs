@@ -51,22 +51,30 @@ pub struct Context {
     pub(crate) agents: AgentClient,
 }
 
-struct Run<'a> {
-    ctx: &'a Context,
-    cluster: &'a ClusterConfig,
-    op: String,
-    steps: Vec<Event>,
-    problems: Vec<String>,
+pub(crate) struct Run<'a> {
+    pub(crate) ctx: &'a Context,
+    pub(crate) cluster: &'a ClusterConfig,
+    pub(crate) op: String,
+    pub(crate) steps: Vec<Event>,
+    pub(crate) problems: Vec<String>,
+    /// Where each step also goes as it is journaled (the CLI's stream).
+    pub(crate) sink: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
 }
 
 impl Run<'_> {
-    fn record(&mut self, step: &str, status: &str, detail: String, started: Option<Instant>) {
+    pub(crate) fn record(
+        &mut self,
+        step: &str,
+        status: &str,
+        detail: String,
+        started: Option<Instant>,
+    ) {
         let duration_ms = started.map(|s| s.elapsed().as_millis() as u64);
         self.record_at(unix_ms(), step, status, detail, duration_ms);
     }
 
     /// Journal a step that finished at `at_ms`.
-    fn record_at(
+    pub(crate) fn record_at(
         &mut self,
         at_ms: u64,
         step: &str,
@@ -84,6 +92,9 @@ impl Run<'_> {
             duration_ms,
         };
         tracing::info!(cluster = %ev.cluster, op = %ev.operation, step = %ev.step, status = %ev.status, detail = %ev.detail, "failover step");
+        if let Some(sink) = &self.sink {
+            let _ = sink.send(ev.clone());
+        }
         if let Err(e) = self.ctx.topology.store().append(&ev) {
             tracing::error!(error = %e, "cannot journal a failover step");
         }
@@ -93,16 +104,16 @@ impl Run<'_> {
         self.steps.push(ev);
     }
 
-    fn host(&self, name: &str) -> Option<&HostConfig> {
+    pub(crate) fn host(&self, name: &str) -> Option<&HostConfig> {
         self.cluster.hosts.iter().find(|h| h.name == name)
     }
 
-    fn server(&self, name: &str) -> Option<Server> {
+    pub(crate) fn server(&self, name: &str) -> Option<Server> {
         self.host(name)
             .map(|h| Server::new(self.cluster, h, &self.ctx.manager))
     }
 
-    fn set_phase(&mut self, phase: Phase, new_master: Option<&str>) {
+    pub(crate) fn set_phase(&mut self, phase: Phase, new_master: Option<&str>) {
         let res = self.ctx.topology.update_durable(&self.cluster.name, |s| {
             if let Some(op) = s.in_progress.as_mut() {
                 op.phase = phase;
@@ -121,7 +132,7 @@ impl Run<'_> {
         }
     }
 
-    async fn hook(
+    pub(crate) async fn hook(
         &mut self,
         event: &str,
         old: Option<&str>,
@@ -133,6 +144,8 @@ impl Run<'_> {
         let command = match event {
             "pre_failover" => hooks.pre_failover.clone(),
             "post_failover" => hooks.post_failover.clone(),
+            "pre_switchover" => hooks.pre_switchover.clone(),
+            "post_switchover" => hooks.post_switchover.clone(),
             _ => hooks.on_failure.clone(),
         };
         let old_h = old.and_then(|n| self.host(n)).cloned();
@@ -250,7 +263,7 @@ fn lost_gtids(
     }
 }
 
-fn new_op_id(kind: &str) -> String {
+pub(crate) fn new_op_id(kind: &str) -> String {
     format!("{kind}-{}", unix_ms())
 }
 
@@ -284,6 +297,7 @@ pub async fn failover(
         op: op.clone(),
         steps: Vec::new(),
         problems: Vec::new(),
+        sink: None,
     };
     let report = |run: Run<'_>,
                   status: &str,
@@ -645,6 +659,7 @@ pub(crate) async fn finish_after_restart(ctx: &Context, cluster: &ClusterConfig,
         op: op.id.clone(),
         steps: Vec::new(),
         problems: Vec::new(),
+        sink: None,
     };
     let Some(mut cand) = run.server(&new_master) else {
         return;
@@ -706,7 +721,7 @@ pub(crate) async fn finish_after_restart(ctx: &Context, cluster: &ClusterConfig,
     );
 }
 
-fn exclusions(choice: &CandidateChoice) -> String {
+pub(crate) fn exclusions(choice: &CandidateChoice) -> String {
     if choice.excluded.is_empty() {
         return "none".into();
     }
@@ -782,7 +797,11 @@ async fn abort<'a>(
 /// promotion. Their SQL threads keep applying relay logs. (The candidate's
 /// own IO thread is stopped after its promotion: a STOP SLAVE IO_THREAD in
 /// progress would block the STOP SLAVE SQL_THREAD of the promotion.)
-fn stop_io_threads(run: &Run<'_>, old_master: &str, candidate: &str) -> tokio::task::JoinSet<()> {
+pub(crate) fn stop_io_threads(
+    run: &Run<'_>,
+    old_master: &str,
+    candidate: &str,
+) -> tokio::task::JoinSet<()> {
     let mut set = tokio::task::JoinSet::new();
     for h in run
         .cluster
@@ -801,7 +820,7 @@ fn stop_io_threads(run: &Run<'_>, old_master: &str, candidate: &str) -> tokio::t
 }
 
 /// A step done in a branch that ran beside another, journaled after.
-struct Step {
+pub(crate) struct Step {
     step: &'static str,
     status: &'static str,
     detail: String,
@@ -809,7 +828,7 @@ struct Step {
     duration_ms: Option<u64>,
 }
 
-fn step(
+pub(crate) fn step(
     step: &'static str,
     status: &'static str,
     detail: String,
@@ -904,7 +923,7 @@ async fn catch_up(run: &Run<'_>, cand: &mut Server, source: &str) -> Result<Stri
 /// Put the VIP on the new master (gratuitous ARP moves the clients at
 /// once), then take it off the old host if its agent answers. Adding first
 /// keeps the address answering: the old host's mysqld is dead or fenced.
-async fn move_vip(
+pub(crate) async fn move_vip(
     run: &Run<'_>,
     old_master: &str,
     new_master: &str,
@@ -950,7 +969,7 @@ async fn move_vip(
 
 /// Repoint every replica but the old and new masters to the new master,
 /// all at once, and verify each replicates and reaches `target`.
-async fn repoint_all(
+pub(crate) async fn repoint_all(
     run: &Run<'_>,
     old_master: &str,
     new_master: &HostConfig,
@@ -1033,7 +1052,7 @@ async fn repoint_all(
 }
 
 impl Run<'_> {
-    fn record_all(&mut self, steps: impl IntoIterator<Item = Step>) {
+    pub(crate) fn record_all(&mut self, steps: impl IntoIterator<Item = Step>) {
         for st in steps {
             self.record_at(st.at_ms, st.step, st.status, st.detail, st.duration_ms);
         }

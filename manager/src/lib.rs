@@ -13,6 +13,7 @@ mod hooks;
 mod probe;
 pub mod state;
 pub mod store;
+pub mod switchover;
 
 use std::sync::Arc;
 
