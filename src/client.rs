@@ -38,6 +38,28 @@ impl ManagerClient {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
+    /// POST and read the JSON answer whatever the status (the body explains).
+    pub async fn post_any(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.token)
+            .json(&body)
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the manager at {url}"))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        serde_json::from_str(&text)
+            .with_context(|| format!("manager answered {status}: {}", text.trim()))
+    }
+
     /// POST, then hand each line of the streamed answer to `line`.
     pub async fn post_stream(
         &self,

@@ -94,6 +94,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rejoin a returning server (former master) as a replica of the master.
+    Rejoin {
+        /// The server to rejoin.
+        host: String,
+        #[arg(long)]
+        cluster: Option<String>,
+        /// MariaDB: discard the GTIDs a diverged server has that the master
+        /// lacks from its replication history (RESET MASTER; their data
+        /// changes stay). Salvage them first if they matter.
+        #[arg(long)]
+        force: bool,
+    },
     /// The journal of failovers and decisions, oldest first.
     History {
         #[arg(long)]
@@ -194,6 +206,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
+        Command::Rejoin {
+            host,
+            cluster,
+            force,
+        } => ops::rejoin(&config, cluster.as_deref(), &host, force).await,
         Command::History {
             cluster,
             last,

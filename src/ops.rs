@@ -186,3 +186,27 @@ pub async fn switchover(
         _ => ExitCode::FAILURE,
     })
 }
+
+pub async fn rejoin(
+    config: &Config,
+    cluster: Option<&str>,
+    host: &str,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    let cluster = pick_cluster(config, cluster)?;
+    let client = ManagerClient::new(config)?;
+    let v: serde_json::Value = client
+        .post_any(
+            &format!("/v1/clusters/{cluster}/rejoin"),
+            serde_json::json!({ "host": host, "force": force }),
+        )
+        .await?;
+    let detail = v["detail"].as_str().unwrap_or_default();
+    if v["rejoined"] == true {
+        println!("rejoined: {detail}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("not rejoined: {detail}");
+        Ok(ExitCode::FAILURE)
+    }
+}

@@ -128,7 +128,7 @@ fn check_after_failover(bed: &Bed, writer: Writer, new_master: &str) {
 
 #[test]
 fn mysqld_kill_fails_over_without_losing_acknowledged_rows() {
-    let bed = failover_bed("");
+    let bed = failover_bed("auto_rejoin: false");
     let writer = bed.start_writer(&bed.vip(), 3306).unwrap();
     writer.wait_acks(50, Duration::from_secs(20)).unwrap();
     let t = Instant::now();
@@ -156,7 +156,7 @@ fn killed_master_container_fails_over() {
 
 #[test]
 fn paused_master_fails_over_and_stays_fenced_when_resumed() {
-    let bed = failover_bed("");
+    let bed = failover_bed("auto_rejoin: false");
     let writer = bed.start_writer(&bed.vip(), 3306).unwrap();
     writer.wait_acks(50, Duration::from_secs(20)).unwrap();
     bed.pause("db1").unwrap();
@@ -367,7 +367,7 @@ fn second_failure_within_block_period_waits_for_acknowledgement() {
 
 #[test]
 fn restarted_old_master_stays_read_only() {
-    let bed = failover_bed("");
+    let bed = failover_bed("auto_rejoin: false");
     bed.kill_mysqld("db1").unwrap();
     let new_master = wait_new_master(&bed, "db1", Duration::from_secs(30));
     bed.start_mysqld("db1").unwrap();

@@ -321,7 +321,10 @@ pub(crate) async fn run(
 
         // The master's agent writes the heartbeat replicas measure lag by.
         if !fenced && me_master && facts.is_some_and(|f| role_of(f) == Role::Master) {
-            match heartbeat_write(&mut db, &cluster.heartbeat_table).await {
+            let server_id = facts.map_or(0, |f| f.server_id);
+            match heartbeat_write(&mut db, &cluster.heartbeat_table, cluster.flavor, server_id)
+                .await
+            {
                 Ok(()) => heartbeat_failures = 0,
                 Err(e) => {
                     heartbeat_failures += 1;

@@ -64,7 +64,10 @@ pub fn errant_gtids(f: &ServerFacts, others: &[&ServerFacts]) -> Result<Vec<Stri
             Ok(mine
                 .errant_against(&union)
                 .into_iter()
-                .filter(|g| g.server_id == f.server_id)
+                .filter(|g| {
+                    g.server_id == f.server_id
+                        && g.domain != crate::report::heartbeat_domain(g.server_id)
+                })
                 .map(|g| g.to_string())
                 .collect())
         }

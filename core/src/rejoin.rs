@@ -1,11 +1,14 @@
 //! May a returning server (a former master, or any server not replicating)
 //! be repointed to the current master? Only if everything it executed is
 //! on the master: otherwise it has diverged and must never rejoin silently.
+use std::str::FromStr;
+
 use serde::{Deserialize, Serialize};
 
-use crate::candidate::executed_set;
-use crate::gtid::GtidError;
-use crate::report::ServerFacts;
+use crate::flavor::Flavor;
+use crate::gtid::MariaGtidPos;
+use crate::gtid::{GtidError, MariaBinlogState, MysqlGtidSet};
+use crate::report::{heartbeat_domain, ServerFacts};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
@@ -13,20 +16,100 @@ pub enum RejoinDecision {
     /// Its GTIDs are a subset of the master's: repoint it.
     Rejoin,
     /// It executed transactions the master lacks: keep it out.
-    Diverged { extra: String },
+    Diverged { extra: Vec<String> },
 }
 
-/// Compare a server's executed GTIDs with the master's.
+/// The GTIDs `a` executed that `b` lacks. MariaDB compares
+/// `gtid_binlog_state` (per domain and origin server): positions alone
+/// cannot tell `0-1-105` written on a cut-off old master from the new
+/// master's `0-2-105`. MySQL compares `gtid_executed` sets.
+pub fn extra_gtids(a: &ServerFacts, b: &ServerFacts) -> Result<Vec<String>, GtidError> {
+    match a.flavor {
+        Flavor::Mariadb => {
+            let sa = MariaBinlogState::from_str(&a.gtid_binlog_state)?;
+            let sb = MariaBinlogState::from_str(&b.gtid_binlog_state)?;
+            Ok(sa
+                .errant_against(&sb)
+                .into_iter()
+                .filter(|g| g.domain != heartbeat_domain(g.server_id))
+                .map(|g| g.to_string())
+                .collect())
+        }
+        Flavor::Mysql => {
+            let diff = MysqlGtidSet::from_str(&a.gtid_executed)?
+                .difference(&MysqlGtidSet::from_str(&b.gtid_executed)?);
+            Ok(if diff.is_empty() {
+                Vec::new()
+            } else {
+                vec![diff.to_string()]
+            })
+        }
+    }
+}
+
+/// Compare a returning server with the current master.
 pub fn rejoin_decision(
     server: &ServerFacts,
     master: &ServerFacts,
 ) -> Result<RejoinDecision, GtidError> {
-    let extra = executed_set(server)?.difference(&executed_set(master)?);
+    let extra = extra_gtids(server, master)?;
     Ok(if extra.is_empty() {
         RejoinDecision::Rejoin
     } else {
-        RejoinDecision::Diverged {
-            extra: extra.to_string(),
-        }
+        RejoinDecision::Diverged { extra }
     })
+}
+
+/// For `rejoin --force` on MariaDB: the last GTID the server and the master
+/// have in common in each domain, as a `gtid_slave_pos` value; `None` when
+/// a domain has no common GTID the master's binlog state can name.
+pub fn common_position(
+    server: &ServerFacts,
+    master: &ServerFacts,
+) -> Result<Option<String>, GtidError> {
+    let mine = MariaBinlogState::from_str(&server.gtid_binlog_state)?;
+    let theirs = MariaBinlogState::from_str(&master.gtid_binlog_state)?;
+    let mut out = Vec::new();
+    let domains: std::collections::BTreeSet<u32> = mine.iter().map(|g| g.domain).collect();
+    for d in domains {
+        // The newest of the server's entries (per origin) the master has
+        // too, up to the master's own sequence for that origin.
+        let best = mine
+            .iter()
+            .filter(|g| g.domain == d)
+            .filter_map(|g| {
+                theirs
+                    .get(d, g.server_id)
+                    .map(|seq| (g.server_id, seq.min(g.seq)))
+            })
+            .max_by_key(|(_, seq)| *seq);
+        match best {
+            Some((server_id, seq)) => out.push(format!("{d}-{server_id}-{seq}")),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(out.join(",")))
+}
+
+/// The replication position a returning MariaDB server resumes from: what
+/// it executed, except in its own heartbeat domain, where it takes the
+/// master's position (its last heartbeats may never have left it).
+pub fn rejoin_position(server: &ServerFacts, master: &ServerFacts) -> Result<String, GtidError> {
+    if server.flavor != Flavor::Mariadb {
+        return Ok(server.gtid_executed.clone());
+    }
+    let mine = MariaGtidPos::from_str(&server.gtid_executed)?;
+    let theirs = MariaGtidPos::from_str(&master.gtid_executed)?;
+    let own = heartbeat_domain(server.server_id);
+    let pos: MariaGtidPos = mine
+        .iter()
+        .filter_map(|g| {
+            if g.domain == own {
+                theirs.get(own).copied()
+            } else {
+                Some(*g)
+            }
+        })
+        .collect();
+    Ok(pos.to_string())
 }

@@ -4,6 +4,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::flavor::{Flavor, ReplicationStatus, ThreadState};
 
+/// MariaDB: the GTID domain of the heartbeat rows a master's agent writes,
+/// one per server. Kept apart from the application's domains so that the
+/// heartbeats an old master wrote just before it died never make it look
+/// diverged: they touch only its own heartbeat row.
+pub fn heartbeat_domain(server_id: u32) -> u32 {
+    HEARTBEAT_DOMAIN_BASE.saturating_add(server_id)
+}
+
+/// Domains from this value up are myha's heartbeat domains.
+pub const HEARTBEAT_DOMAIN_BASE: u32 = 1_000_000_000;
+
 /// Facts read from a running mysqld in one sample.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerFacts {

@@ -14,6 +14,8 @@ pub enum Role {
     /// A former master failed away from and not rejoined yet: it must stay
     /// read-only until it is repointed (or proven diverged).
     NeedsRejoin,
+    /// Holds transactions the master lacks: kept read-only and out.
+    Diverged,
     Unknown,
 }
 
@@ -23,6 +25,7 @@ impl std::fmt::Display for Role {
             Role::Master => "master",
             Role::Replica => "replica",
             Role::NeedsRejoin => "old master, needs rejoin",
+            Role::Diverged => "diverged",
             Role::Unknown => "unknown",
         })
     }
@@ -99,6 +102,13 @@ pub struct ServerView {
     pub source: Option<String>,
     pub replicates_from: Option<String>,
     pub server_id: Option<u32>,
+    /// Errant transactions (local writes no other server has); they block
+    /// this server's promotion.
+    #[serde(default)]
+    pub errant: Vec<String>,
+    /// For a diverged server, the GTIDs it has that the master lacks.
+    #[serde(default)]
+    pub diverged_gtids: Vec<String>,
     pub agent: AgentView,
     pub manager_probe: ProbeView,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -217,6 +227,8 @@ pub fn server_view(obs: &HostObservation<'_>, fresh: Freshness) -> ServerView {
             .filter(|r| !r.source_host.is_empty())
             .map(|r| format!("{}:{}", r.source_host, r.source_port)),
         server_id: facts.map(|f| f.server_id),
+        errant: Vec::new(),
+        diverged_gtids: Vec::new(),
         agent: agent_view,
         manager_probe: probe_view,
         facts: facts.cloned(),

@@ -196,6 +196,12 @@ impl Server {
         self.repoint(source, cluster, GtidMode::SlavePos).await
     }
 
+    /// RESET MASTER: forget this server's own binary logs and GTID history.
+    pub async fn reset_binlog(&mut self) -> Result<()> {
+        self.db.exec("RESET MASTER").await?;
+        Ok(())
+    }
+
     /// Stop the IO thread (bounded for a thread stuck connecting).
     pub async fn stop_io_thread(&mut self) -> Result<()> {
         self.db

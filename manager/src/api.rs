@@ -244,6 +244,31 @@ async fn switchover_now(
         .unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
 }
 
+#[derive(Debug, Deserialize)]
+struct RejoinBody {
+    host: String,
+    #[serde(default)]
+    force: bool,
+}
+
+async fn rejoin_now(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    Json(req): Json<RejoinBody>,
+) -> Response {
+    let Some(cluster) = app.config.cluster(&name).cloned() else {
+        return not_found(&name);
+    };
+    match crate::rejoin::rejoin(&app.ctx, &cluster, &req.host, req.force).await {
+        Ok(done) => Json(serde_json::json!({ "rejoined": true, "detail": done })).into_response(),
+        Err(why) => (
+            StatusCode::CONFLICT,
+            Json(serde_json::json!({ "rejoined": false, "detail": why })),
+        )
+            .into_response(),
+    }
+}
+
 async fn ack(State(app): State<App>, Path(name): Path<String>) -> Response {
     if app.config.cluster(&name).is_none() {
         return not_found(&name);
@@ -292,6 +317,7 @@ pub(crate) async fn serve(
         .route("/v1/clusters/{name}/failover", post(failover_now))
         .route("/v1/clusters/{name}/ack", post(ack))
         .route("/v1/clusters/{name}/switchover", post(switchover_now))
+        .route("/v1/clusters/{name}/rejoin", post(rejoin_now))
         .layer(middleware::from_fn_with_state(app.clone(), require_token))
         .with_state(app);
     axum::serve(listener, router)

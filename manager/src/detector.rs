@@ -65,6 +65,9 @@ pub(crate) async fn run(
     // The epoch whose master is known to hold the VIP, and the last try.
     let mut vip_epoch: Option<u64> = None;
     let mut vip_tried: Option<std::time::Instant> = None;
+    // Last automatic rejoin attempt per server.
+    let mut rejoin_tried: std::collections::HashMap<String, std::time::Instant> =
+        Default::default();
     // After an aborted failover, wait before trying again.
     let mut retry_at: Option<std::time::Instant> = None;
     let mut tick = tokio::time::interval(TICK);
@@ -81,24 +84,23 @@ pub(crate) async fn run(
             return;
         };
 
-        // Adopt the observed master when the cluster has none on record.
+        // Adopt the observed master when the cluster has none on record:
+        // the one writable server that replicates from nobody.
         if durable.master.is_none() {
             if let Some(m) = snapshot.master.clone() {
-                if ctx.topology.uptime() >= warmup {
-                    if let Err(e) = ctx
-                        .topology
-                        .update_durable(&cluster.name, |s| s.master = Some(m.clone()))
-                    {
-                        tracing::error!(error = %e, "cannot record the master");
-                    } else {
-                        journal(
-                            &ctx,
-                            &cluster.name,
-                            "adopt_master",
-                            "info",
-                            format!("{m} is the master of epoch {}", durable.epoch),
-                        );
-                    }
+                if let Err(e) = ctx
+                    .topology
+                    .update_durable(&cluster.name, |s| s.master = Some(m.clone()))
+                {
+                    tracing::error!(error = %e, "cannot record the master");
+                } else {
+                    journal(
+                        &ctx,
+                        &cluster.name,
+                        "adopt_master",
+                        "info",
+                        format!("{m} is the master of epoch {}", durable.epoch),
+                    );
                 }
             }
             continue;
@@ -133,6 +135,32 @@ pub(crate) async fn run(
                 "info",
                 format!("{} replicate(s) from the master again", rejoined.join(", ")),
             );
+        }
+
+        // Returning servers: former masters, or read-only servers that
+        // replicate from nobody, rejoin automatically when they are a
+        // subset of the master (in the background; every 10 s at most).
+        if cluster.auto_rejoin && durable.in_progress.is_none() && snapshot.master == durable.master
+        {
+            for s in snapshot.servers.iter().filter(|s| {
+                matches!(s.role, Role::NeedsRejoin | Role::Unknown)
+                    && s.mysqld_up == Some(true)
+                    && s.read_only == Some(true)
+                    && !durable.diverged.contains_key(&s.name)
+            }) {
+                let due = rejoin_tried
+                    .get(&s.name)
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(10));
+                if due {
+                    rejoin_tried.insert(s.name.clone(), std::time::Instant::now());
+                    let (ctx, cluster, host) = (Arc::clone(&ctx), cluster.clone(), s.name.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = crate::rejoin::rejoin(&ctx, &cluster, &host, false).await {
+                            tracing::info!(%host, reason = %e, "not rejoined");
+                        }
+                    });
+                }
+            }
         }
 
         let analysis = analyze(&snapshot, durable.master.as_deref(), policy(&cluster));

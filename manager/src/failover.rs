@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 
 use myha_config::{ClusterConfig, HostConfig, ManagerConfig};
 use myha_core::analysis::Analysis;
-use myha_core::candidate::{
-    choose, executed_set, final_set, CandidateChoice, CandidateInput, CandidateServer,
-};
+use myha_core::candidate::{choose, CandidateChoice, CandidateInput, CandidateServer};
 use myha_core::flavor::GtidMode;
 use myha_core::topology::ClusterSnapshot;
 use serde::{Deserialize, Serialize};
@@ -235,28 +233,25 @@ pub fn candidate_choice(
     })
 }
 
-/// What the old master had that `new_executed` lacks.
+/// What the old master had that the new master lacks (`exact` when the
+/// old master was read now, else from its last report `age` ago).
 fn lost_gtids(
     old: Option<(&myha_core::report::ServerFacts, Duration, bool)>,
-    new_executed: &myha_core::report::ServerFacts,
+    new_master: &myha_core::report::ServerFacts,
 ) -> String {
     let Some((old, age, exact)) = old else {
         return "unknown: the old master's state was never read".into();
     };
-    let diff = match (executed_set(old), final_set(new_executed)) {
-        (Ok(o), Ok(n)) => o.difference(&n),
-        (Err(e), _) | (_, Err(e)) => return format!("unknown: {e}"),
-    };
-    let what = if diff.is_empty() {
-        "none".to_string()
-    } else {
-        diff.to_string()
+    let what = match myha_core::rejoin::extra_gtids(old, new_master) {
+        Ok(extra) if extra.is_empty() => "none".to_string(),
+        Ok(extra) => extra.join(","),
+        Err(e) => return format!("unknown: {e}"),
     };
     if exact {
         what
     } else {
         format!(
-            "unknown: the old master is unreachable; at its last report {} ms before the failure it had {}, of which the new master lacks: {what}",
+            "unknown: the old master is unreachable; at its last report {} ms ago it had {}, of which the new master lacks: {what}",
             age.as_millis(),
             old.gtid_executed
         )

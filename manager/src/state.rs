@@ -270,10 +270,48 @@ impl Topology {
             })
             .collect();
         let mut snap = build_snapshot(cluster, inner.durable.epoch, unix_ms(), &obs, self.fresh);
+        // Errant transactions, against the last facts known of the others.
+        let known: Vec<(&str, &ServerFacts)> = inner
+            .hosts
+            .iter()
+            .filter_map(|(n, h)| h.last_facts.as_ref().map(|(f, _)| (n.as_str(), f)))
+            .collect();
+        for s in snap.servers.iter_mut().filter(|s| s.role == Role::Replica) {
+            let Some(f) = s.facts.as_ref() else { continue };
+            let others: Vec<&ServerFacts> = known
+                .iter()
+                .filter(|(n, _)| *n != s.name)
+                .map(|(_, f)| *f)
+                .collect();
+            if let Ok(errant) = myha_core::candidate::errant_gtids(f, &others) {
+                if !errant.is_empty() {
+                    snap.problems.push(format!(
+                        "{}: errant transactions {} (written on the replica itself): it cannot be promoted until they are resolved",
+                        s.name,
+                        errant.join(",")
+                    ));
+                }
+                s.errant = errant;
+            }
+        }
         // Former masters not rejoined yet are shown for what they are, and
         // never counted as the master, even if found writable.
         let mut demoted = false;
         for s in snap.servers.iter_mut() {
+            if let Some(extra) = inner.durable.diverged.get(&s.name) {
+                if s.role != Role::Replica {
+                    demoted |= s.role == Role::Master;
+                    s.role = Role::Diverged;
+                    s.diverged_gtids = extra.clone();
+                    snap.problems.push(format!(
+                        "{}: diverged, it has {} the master lacks: kept read-only and out; `myha rejoin {} --force` discards them (see docs/operations.md)",
+                        s.name,
+                        extra.join(","),
+                        s.name
+                    ));
+                    continue;
+                }
+            }
             if inner.durable.needs_rejoin.contains(&s.name) && s.role != Role::Replica {
                 if s.read_only == Some(false) {
                     snap.problems.push(format!(

@@ -41,6 +41,10 @@ pub struct ClusterState {
     /// yet: they must stay read-only.
     #[serde(default)]
     pub needs_rejoin: Vec<String>,
+    /// Servers kept out because they executed transactions the master
+    /// lacks: server -> the extra GTIDs.
+    #[serde(default)]
+    pub diverged: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// A multi-step operation under way.

@@ -139,7 +139,20 @@ async fn heartbeat_lag_ms(
 
 /// Write this server's heartbeat row (on the master), creating the table on
 /// first use. The row replicates; replicas read their lag from it.
-pub async fn heartbeat_write(db: &mut Db, table: &str) -> Result<(), DbError> {
+pub async fn heartbeat_write(
+    db: &mut Db,
+    table: &str,
+    flavor: Flavor,
+    server_id: u32,
+) -> Result<(), DbError> {
+    if flavor == Flavor::Mariadb {
+        // Heartbeats in a domain of their own (see `heartbeat_domain`).
+        db.exec(&format!(
+            "SET SESSION gtid_domain_id = {}",
+            myha_core::report::heartbeat_domain(server_id)
+        ))
+        .await?;
+    }
     let upsert = format!(
         "INSERT INTO {table} (server_id, ts) VALUES (@@server_id, UTC_TIMESTAMP(6)) \
          ON DUPLICATE KEY UPDATE ts = VALUES(ts)"

@@ -22,6 +22,7 @@ pub fn wait_healthy(bed: &Bed, limit: Duration) {
     let r = wait_until(limit, "status: db1 master, replicas healthy", || {
         let st = bed.status()?;
         Ok(st["master"] == "db1"
+            && st["epoch_master"] == "db1"
             && st["servers"].as_array().is_some_and(|a| {
                 a.iter().all(|s| {
                     s["mysqld_up"] == true

@@ -1,0 +1,106 @@
+//! Rejoin of a returning server (a former master, or any read-only server
+//! that replicates from nobody): repointed to the current master when its
+//! GTIDs are a subset of the master's, kept out as "diverged" otherwise.
+use myha_config::ClusterConfig;
+use myha_core::flavor::Flavor;
+use myha_core::rejoin::{common_position, rejoin_decision, RejoinDecision};
+
+use crate::actions::Server;
+use crate::detector::journal;
+use crate::failover::Context;
+
+/// Rejoin `host` to the master of the current epoch. `force` discards, on
+/// MariaDB, the GTIDs a diverged server has that the master lacks from its
+/// replication history (not their data changes). Returns what was done.
+pub(crate) async fn rejoin(
+    ctx: &Context,
+    cluster: &ClusterConfig,
+    host: &str,
+    force: bool,
+) -> Result<String, String> {
+    let topo = &ctx.topology;
+    let durable = topo.durable(&cluster.name).ok_or("unknown cluster")?;
+    let master = durable.master.clone().ok_or("no master is known")?;
+    if master == host {
+        return Err(format!("{host} is the master"));
+    }
+    let host_cfg = cluster
+        .host(host)
+        .ok_or_else(|| format!("{host} is not a host of {}", cluster.name))?;
+    let master_cfg = cluster.host(&master).ok_or("master not configured")?;
+    let mut server = Server::new(cluster, host_cfg, &ctx.manager);
+    let mut master_srv = Server::new(cluster, master_cfg, &ctx.manager);
+    let facts = server.facts().await.map_err(|e| format!("{host}: {e}"))?;
+    let master_facts = master_srv
+        .facts()
+        .await
+        .map_err(|e| format!("{master}: {e}"))?;
+    let decision = rejoin_decision(&facts, &master_facts).map_err(|e| e.to_string())?;
+    match decision {
+        RejoinDecision::Rejoin => {
+            let position = myha_core::rejoin::rejoin_position(&facts, &master_facts)
+                .map_err(|e| e.to_string())?;
+            server
+                .rejoin_as_replica(master_cfg, cluster, &position)
+                .await
+                .map_err(|e| format!("{host}: {e}"))?;
+            let _ = topo.update_durable(&cluster.name, |s| {
+                s.diverged.remove(host);
+            });
+            let what = format!(
+                "{host} replicates from {master} again (its GTIDs {} are all on the master)",
+                facts.gtid_executed
+            );
+            journal(ctx, &cluster.name, "rejoin", "ok", what.clone());
+            Ok(what)
+        }
+        RejoinDecision::Diverged { extra } if !force => {
+            let changed = topo
+                .durable(&cluster.name)
+                .is_none_or(|d| d.diverged.get(host) != Some(&extra));
+            if changed {
+                let _ = topo.update_durable(&cluster.name, |s| {
+                    s.diverged.insert(host.to_string(), extra.clone());
+                });
+                journal(
+                    ctx,
+                    &cluster.name,
+                    "rejoin",
+                    "skipped",
+                    format!("{host} diverged: it has {} that {master} lacks; kept read-only and out of the cluster", extra.join(",")),
+                );
+            }
+            Err(format!(
+                "{host} has diverged: it executed {} that the master {master} lacks. It stays read-only. \
+                 Salvage those transactions from its binary log (mariadb-binlog) if they matter, then \
+                 `myha rejoin {host} --force` to discard them from its replication history, or rebuild it from a backup",
+                extra.join(",")
+            ))
+        }
+        RejoinDecision::Diverged { extra } => {
+            if cluster.flavor != Flavor::Mariadb {
+                return Err("rejoin --force is supported for MariaDB only: rebuild the MySQL server from a backup of the master".into());
+            }
+            let common = common_position(&facts, &master_facts)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("{host} and {master} have no common GTID position: rebuild {host} from a backup"))?;
+            server
+                .reset_binlog()
+                .await
+                .map_err(|e| format!("{host}: RESET MASTER: {e}"))?;
+            server
+                .rejoin_as_replica(master_cfg, cluster, &common)
+                .await
+                .map_err(|e| format!("{host}: {e}"))?;
+            let _ = topo.update_durable(&cluster.name, |s| {
+                s.diverged.remove(host);
+            });
+            let what = format!(
+                "{host} forced to rejoin from {common}: {} discarded from its replication history (their data changes remain on {host})",
+                extra.join(",")
+            );
+            journal(ctx, &cluster.name, "rejoin", "ok", what.clone());
+            Ok(what)
+        }
+    }
+}
