@@ -35,6 +35,8 @@ fn server(name: &str, role: Role) -> ServerView {
         source: Some("agent".into()),
         replicates_from: None,
         server_id: None,
+        errant: Vec::new(),
+        diverged_gtids: Vec::new(),
         agent: AgentView {
             reachable: true,
             last_report_age_ms: Some(200),

@@ -122,6 +122,8 @@ fn view(name: &str, f: Option<ServerFacts>) -> ServerView {
         source: Some("agent".into()),
         replicates_from: repl.map(|r| format!("{}:{}", r.source_host, r.source_port)),
         server_id: f.as_ref().map(|f| f.server_id),
+        errant: Vec::new(),
+        diverged_gtids: Vec::new(),
         agent: AgentView {
             reachable: true,
             last_report_age_ms: Some(200),
