@@ -17,13 +17,7 @@ fn failover_bed(extra_cluster_yaml: &str) -> Bed {
     opts.cluster_yaml = extra_cluster_yaml.to_string();
     let bed = Bed::start(opts).expect("start bed");
     wait_healthy(&bed, Duration::from_secs(30));
-    // The manager has put the VIP on db1.
-    wait_until(Duration::from_secs(10), "VIP on db1", || {
-        Ok(bed
-            .exec("db1", &["ip", "-4", "addr", "show", "dev", "eth0"])?
-            .contains(&format!("{}/24", bed.vip())))
-    })
-    .unwrap();
+    bed.wait_ready(Duration::from_secs(10)).unwrap();
     bed
 }
 

@@ -14,12 +14,7 @@ fn bed_with(extra: &str) -> Bed {
     opts.cluster_yaml = extra.to_string();
     let bed = Bed::start(opts).expect("start bed");
     wait_healthy(&bed, Duration::from_secs(30));
-    wait_until(Duration::from_secs(10), "VIP on db1", || {
-        Ok(bed
-            .exec("db1", &["ip", "-4", "addr", "show", "dev", "eth0"])?
-            .contains(&format!("{}/24", bed.vip())))
-    })
-    .unwrap();
+    bed.wait_ready(Duration::from_secs(10)).unwrap();
     bed
 }
 

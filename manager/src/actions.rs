@@ -13,6 +13,23 @@ use myha_mysql::{collect_facts, Db, DbError, Endpoint, FactsOptions, Timeouts};
 /// to a dead source for up to `slave_net_timeout` (60 s by default).
 pub(crate) const STOP_REPLICA_BOUND: Duration = Duration::from_secs(65);
 
+/// The manager's connection to a server, as the cluster's admin user,
+/// with the manager's timeouts.
+pub(crate) fn admin_db(cluster: &ClusterConfig, host: &HostConfig, cfg: &ManagerConfig) -> Db {
+    Db::new(
+        Endpoint {
+            host: host.address.clone(),
+            port: host.port,
+            user: cluster.admin.user.clone(),
+            password: cluster.admin.password.expose().to_string(),
+        },
+        Timeouts {
+            connect: cfg.connect_timeout,
+            query: cfg.query_timeout,
+        },
+    )
+}
+
 /// A connection to one configured server, with the cluster's flavor.
 pub(crate) struct Server {
     pub name: String,
@@ -35,18 +52,7 @@ impl Server {
     pub fn new(cluster: &ClusterConfig, host: &HostConfig, cfg: &ManagerConfig) -> Server {
         Server {
             name: host.name.clone(),
-            db: Db::new(
-                Endpoint {
-                    host: host.address.clone(),
-                    port: host.port,
-                    user: cluster.admin.user.clone(),
-                    password: cluster.admin.password.expose().to_string(),
-                },
-                Timeouts {
-                    connect: cfg.connect_timeout,
-                    query: cfg.query_timeout,
-                },
-            ),
+            db: admin_db(cluster, host, cfg),
             flavor: cluster.flavor,
             opts: FactsOptions {
                 flavor: cluster.flavor,

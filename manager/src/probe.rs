@@ -6,7 +6,7 @@ use std::time::Instant;
 use myha_config::{ClusterConfig, HostConfig, ManagerConfig};
 use myha_core::report::MysqldStatus;
 use myha_core::topology::ProbeResult;
-use myha_mysql::{collect_facts, Db, Endpoint, FactsOptions, Timeouts};
+use myha_mysql::{collect_facts, FactsOptions};
 use tokio::sync::watch;
 use tokio::time::{interval, MissedTickBehavior};
 
@@ -19,18 +19,7 @@ pub(crate) async fn run(
     cfg: ManagerConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut db = Db::new(
-        Endpoint {
-            host: host.address.clone(),
-            port: host.port,
-            user: cluster.admin.user.clone(),
-            password: cluster.admin.password.expose().to_string(),
-        },
-        Timeouts {
-            connect: cfg.connect_timeout,
-            query: cfg.query_timeout,
-        },
-    );
+    let mut db = crate::actions::admin_db(&cluster, &host, &cfg);
     let opts = FactsOptions {
         flavor: cluster.flavor,
         heartbeat_table: cluster.heartbeat_table.clone(),

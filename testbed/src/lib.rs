@@ -364,6 +364,23 @@ impl Bed {
         Ok(())
     }
 
+    /// Wait until the manager has adopted db1 as the master, finds it
+    /// healthy and (with a VIP configured) has put the VIP on it.
+    pub fn wait_ready(&self, limit: Duration) -> Result<()> {
+        let vip = format!("{}/24", self.vip());
+        let with_vip = std::fs::read_to_string(&self.config_path)
+            .map(|c| c.contains("vip:"))
+            .unwrap_or(false);
+        wait_until(limit, "db1 adopted and healthy (VIP on it)", || {
+            let st = self.status()?;
+            let on_db1 = !with_vip
+                || self
+                    .exec("db1", &["ip", "-4", "addr", "show", "dev", "eth0"])?
+                    .contains(&vip);
+            Ok(st["epoch_master"] == "db1" && st["verdict"] == "healthy" && on_db1)
+        })
+    }
+
     /// The virtual IP of the bed (configured with `BedOptions::vip`).
     pub fn vip(&self) -> String {
         format!("{}.100", self.gateway.trim_end_matches(".1"))

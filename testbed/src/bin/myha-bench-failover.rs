@@ -59,17 +59,7 @@ fn one_trial(bin: &str, fault: &str, stats: &mut Stats) -> BedResult<()> {
     let mut opts = BedOptions::new(bin);
     opts.vip = true;
     let bed = Bed::start(opts)?;
-    wait_until(
-        Duration::from_secs(30),
-        "healthy bed with the VIP on db1",
-        || {
-            let st = bed.status()?;
-            let vip = bed
-                .exec("db1", &["ip", "-4", "addr", "show", "dev", "eth0"])?
-                .contains(&format!("{}/24", bed.vip()));
-            Ok(st["master"] == "db1" && st["verdict"] == "healthy" && vip)
-        },
-    )?;
+    bed.wait_ready(Duration::from_secs(30))?;
     let before = epoch(&bed)?;
     let writer = bed.start_writer_with(&bed.vip(), 3306, 1000)?;
     writer.wait_acks(100, Duration::from_secs(30))?;

@@ -55,17 +55,7 @@ fn bench(bin: &str, runs: usize) -> myha_testbed::Result<bool> {
     let mut opts = BedOptions::new(bin);
     opts.vip = true;
     let bed = Bed::start(opts)?;
-    wait_until(
-        Duration::from_secs(30),
-        "healthy bed with the VIP on db1",
-        || {
-            let st = bed.status()?;
-            let vip = bed
-                .exec("db1", &["ip", "-4", "addr", "show", "dev", "eth0"])?
-                .contains(&format!("{}/24", bed.vip()));
-            Ok(st["epoch_master"] == "db1" && st["verdict"] == "healthy" && vip)
-        },
-    )?;
+    bed.wait_ready(Duration::from_secs(30))?;
     let writer = bed.start_writer_with(&bed.vip(), 3306, 1000)?;
     writer.wait_acks(100, Duration::from_secs(30))?;
     println!("# myha switchover benchmark: {runs} switchovers, writer through the VIP (client timeout 1 s)");
