@@ -45,6 +45,12 @@ enum Command {
     },
     /// Run the manager daemon.
     Manager,
+    /// Run a router for one cluster (writer and reader ports, discovery).
+    Router {
+        /// The cluster (may be omitted when the config has one).
+        #[arg(long)]
+        cluster: Option<String>,
+    },
     /// Show the live topology of every cluster (or one).
     Status {
         #[arg(long)]
@@ -168,6 +174,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Manager => {
             init_tracing();
             myha_manager::run(config, shutdown_signal()?).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Router { cluster } => {
+            init_tracing();
+            let name = ops::pick_cluster(&config, cluster.as_deref())?.to_string();
+            myha_router::run(config, &name, shutdown_signal()?).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { cluster, json } => status::run(&config, cluster.as_deref(), json).await,

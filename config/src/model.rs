@@ -189,6 +189,9 @@ pub struct HostConfig {
     pub no_master: bool,
     /// Higher is preferred among otherwise equal candidates.
     pub priority: i32,
+    /// The router's weight for this server in the reader pool (strategy
+    /// `weighted`); 0 keeps it out of the pool.
+    pub weight: u32,
 }
 
 impl HostConfig {

@@ -113,4 +113,5 @@ pub(crate) struct RawHost {
     pub candidate_master: Option<Spanned<bool>>,
     pub no_master: Option<Spanned<bool>>,
     pub priority: Option<Spanned<i32>>,
+    pub weight: Option<Spanned<u32>>,
 }

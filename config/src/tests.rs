@@ -195,6 +195,7 @@ fn base_loads_with_documented_defaults() {
         candidate_master: false,
         no_master: false,
         priority: 0,
+        weight: 1,
     };
     assert_eq!(c.hosts[0], expected);
     assert_eq!(c.hosts.len(), 2);

@@ -498,6 +498,7 @@ impl Validator<'_> {
                 candidate_master,
                 no_master,
                 priority: raw.priority.map_or(defaults::PRIORITY, |p| p.value),
+                weight: raw.weight.map_or(1, |w| w.value),
             };
             if let Some(cluster) = cluster {
                 match index.get(&cluster.value) {

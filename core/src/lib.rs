@@ -11,5 +11,6 @@ pub mod flavor;
 pub mod gtid;
 pub mod rejoin;
 pub mod report;
+pub mod routing;
 pub mod switchover;
 pub mod topology;

@@ -68,6 +68,63 @@ fn status_of(app: &App, name: &str) -> Option<ClusterStatus> {
     })
 }
 
+/// The routing view of a cluster now.
+fn router_view(app: &App, name: &str) -> Option<myha_core::routing::RouterView> {
+    use myha_core::routing::backend;
+    let st = status_of(app, name)?;
+    let cluster = app.config.cluster(name)?;
+    let weight = |n: &str| cluster.host(n).map_or(1, |h| h.weight);
+    let servers: Vec<_> = st
+        .snapshot
+        .servers
+        .iter()
+        .map(|v| backend(v, weight(&v.name)))
+        .collect();
+    let writer = st
+        .epoch_master
+        .as_deref()
+        .and_then(|m| servers.iter().find(|b| b.name == m))
+        .filter(|b| b.healthy && b.role == myha_core::topology::Role::Master)
+        .cloned();
+    Some(myha_core::routing::RouterView {
+        cluster: name.to_string(),
+        epoch: st.snapshot.epoch,
+        writer,
+        changing: st.in_progress.is_some(),
+        servers,
+        max_lag_seconds: cluster.max_lag.as_secs_f64(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct WatchQuery {
+    #[serde(default)]
+    after: Option<u64>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+/// Long-poll for routers: answers at once if the view's digest differs from
+/// `after`, else when it changes, else after `timeout_ms` (default 20 s).
+async fn watch(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<WatchQuery>,
+) -> Response {
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_millis(q.timeout_ms.unwrap_or(20_000).min(60_000));
+    loop {
+        let Some(view) = router_view(&app, &name) else {
+            return not_found(&name);
+        };
+        let digest = view.digest();
+        if q.after != Some(digest) || std::time::Instant::now() >= deadline {
+            return Json(serde_json::json!({ "digest": digest, "view": view })).into_response();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
 async fn require_token(State(app): State<App>, req: Request, next: Next) -> Response {
     let given = req
         .headers()
@@ -318,6 +375,7 @@ pub(crate) async fn serve(
         .route("/v1/clusters/{name}/ack", post(ack))
         .route("/v1/clusters/{name}/switchover", post(switchover_now))
         .route("/v1/clusters/{name}/rejoin", post(rejoin_now))
+        .route("/v1/clusters/{name}/watch", get(watch))
         .layer(middleware::from_fn_with_state(app.clone(), require_token))
         .with_state(app);
     axum::serve(listener, router)

@@ -971,6 +971,12 @@ pub(crate) async fn repoint_all(
     target: &str,
     semi_sync: bool,
 ) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let durable = run
+        .ctx
+        .topology
+        .durable(&run.cluster.name)
+        .unwrap_or_default();
     let mut jobs = tokio::task::JoinSet::new();
     for h in run
         .cluster
@@ -978,6 +984,17 @@ pub(crate) async fn repoint_all(
         .iter()
         .filter(|h| h.name != old_master && h.name != new_master.name)
     {
+        // Former masters not rejoined yet, and diverged servers, are the
+        // rejoin logic's: it checks their GTIDs first.
+        if durable.needs_rejoin.contains(&h.name) || durable.diverged.contains_key(&h.name) {
+            steps.push(step(
+                "repoint",
+                "skipped",
+                format!("{}: former master not rejoined yet (or diverged): it rejoins once back and checked", h.name),
+                None,
+            ));
+            continue;
+        }
         let cluster = run.cluster.clone();
         let manager = run.ctx.manager.clone();
         let new_master = new_master.clone();
@@ -994,7 +1011,6 @@ pub(crate) async fn repoint_all(
             (h.name, res, t)
         });
     }
-    let mut steps = Vec::new();
     let mut semi_sync_pending = semi_sync;
     while let Some(joined) = jobs.join_next().await {
         if semi_sync_pending && matches!(joined, Ok((_, Ok(()), _))) {

@@ -152,6 +152,9 @@ pub struct BedOptions {
     pub image_with_agent: Option<String>,
     /// Configure a virtual IP (`<subnet>.100/24` on eth0) for the master.
     pub vip: bool,
+    /// Configure and start a router on this machine (writer port 6033,
+    /// reader 6034, HTTP 6035 on the bridge's address).
+    pub router: bool,
 }
 
 impl BedOptions {
@@ -167,6 +170,7 @@ impl BedOptions {
             dir: None,
             image_with_agent: None,
             vip: false,
+            router: false,
         }
     }
 }
@@ -193,6 +197,7 @@ pub struct Bed {
     pub myha_bin: PathBuf,
     owner: String,
     manager: Option<Child>,
+    router: Option<Child>,
     keep: bool,
 }
 
@@ -264,6 +269,7 @@ impl Bed {
             myha_bin: opts.myha_bin.clone(),
             owner,
             manager: None,
+            router: None,
             keep: std::env::var_os("MYHA_KEEP_BED").is_some(),
         };
         bed.write_config(&opts)?;
@@ -276,6 +282,9 @@ impl Bed {
         bed.setup_replication()?;
         if opts.manager {
             bed.start_manager()?;
+        }
+        if opts.router {
+            bed.start_router()?;
         }
         Ok(bed)
     }
@@ -299,6 +308,12 @@ impl Bed {
             yaml.push_str(&format!(
                 "    vip: {{ address: {}/24, interface: eth0, arp_count: 3 }}\n",
                 self.vip()
+            ));
+        }
+        if opts.router {
+            yaml.push_str(&format!(
+                "    router: {{ writer_listen: {gw}:6033, reader_listen: {gw}:6034, http_listen: {gw}:6035, writer_hold_timeout: 10s }}\n",
+                gw = self.gateway
             ));
         }
         for line in opts.cluster_yaml.lines() {
@@ -557,6 +572,50 @@ impl Bed {
         Ok(())
     }
 
+    /// Start the router on this machine.
+    pub fn start_router(&mut self) -> Result<()> {
+        if let Some(mut c) = self.router.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("router.log"))
+            .map_err(|e| BedError::Other(e.to_string()))?;
+        let err = log
+            .try_clone()
+            .map_err(|e| BedError::Other(e.to_string()))?;
+        let child = Command::new(&self.myha_bin)
+            .args(["router", "--config"])
+            .arg(&self.config_path)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|source| BedError::Spawn {
+                cmd: "myha router".into(),
+                source,
+            })?;
+        self.router = Some(child);
+        Ok(())
+    }
+
+    /// The router's discovery answer.
+    pub fn router_endpoints(&self) -> Result<serde_json::Value> {
+        let out = run(Command::new("curl").args([
+            "-s",
+            "--max-time",
+            "3",
+            &format!(
+                "http://{}:6035/v1/clusters/{CLUSTER}/endpoints",
+                self.gateway
+            ),
+        ]))?;
+        serde_json::from_slice(&out.stdout)
+            .map_err(|e| BedError::Other(format!("endpoints JSON: {e}")))
+    }
+
     /// Stop the manager (SIGKILL: a crash, not a clean shutdown).
     pub fn stop_manager(&mut self) {
         if let Some(mut c) = self.manager.take() {
@@ -693,6 +752,10 @@ impl Bed {
 impl Drop for Bed {
     fn drop(&mut self) {
         self.stop_manager();
+        if let Some(mut c) = self.router.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         if self.keep {
             eprintln!("MYHA_KEEP_BED: leaving {} in place", self.prefix);
             return;

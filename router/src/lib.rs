@@ -1,0 +1,541 @@
+//! The myha router: a writer port that always reaches the master of the
+//! newest epoch, a reader port balanced over healthy, non-lagging replicas,
+//! and an HTTP discovery endpoint. It follows the manager's topology by
+//! long-polling; when the manager is unreachable it keeps the last view.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use myha_config::{ClusterConfig, Config, RouterConfig, Strategy};
+use myha_core::routing::{fit_for_reads, pick, Candidate, Pick, RouterView};
+use tokio::io::copy_bidirectional;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// A replica returns to the reader pool only after this long healthy.
+const RISE: Duration = Duration::from_secs(2);
+/// Connecting to a backend.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("cluster {0:?} is not in the configuration")]
+    UnknownCluster(String),
+    #[error("cluster {0:?} has no `router:` section")]
+    NotConfigured(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// Per-backend state: hysteresis and live connections.
+#[derive(Debug, Default)]
+struct BackendState {
+    /// Fit for reads since then (None: not fit now).
+    fit_since: Option<Instant>,
+    /// Live connections through this router.
+    connections: Arc<AtomicU64>,
+    /// Bumped when the backend goes down: connections of an older
+    /// generation are cut (a lagging replica's are only drained).
+    generation: u64,
+}
+
+struct Shared {
+    cluster: ClusterConfig,
+    router: RouterConfig,
+    view: watch::Sender<Option<RouterView>>,
+    backends: Mutex<HashMap<String, BackendState>>,
+    manager_ok: AtomicBool,
+    last_view: Mutex<Option<Instant>>,
+    counter: AtomicU64,
+    writer_total: AtomicU64,
+    reader_total: AtomicU64,
+    refused_total: AtomicU64,
+    started: Instant,
+}
+
+impl Shared {
+    fn backends(&self) -> std::sync::MutexGuard<'_, HashMap<String, BackendState>> {
+        self.backends.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Take a new view: never an older epoch than one seen; update the
+    /// pool's hysteresis; cut connections to backends that went down.
+    fn accept_view(&self, view: RouterView) {
+        let current_epoch = self.view.borrow().as_ref().map_or(0, |v| v.epoch);
+        if view.epoch < current_epoch {
+            tracing::warn!(
+                epoch = view.epoch,
+                seen = current_epoch,
+                "ignoring a view of an older epoch"
+            );
+            return;
+        }
+        let now = Instant::now();
+        let first = self.view.borrow().is_none();
+        {
+            let mut backends = self.backends();
+            for b in &view.servers {
+                let st = backends.entry(b.name.clone()).or_default();
+                if fit_for_reads(b, view.max_lag_seconds) {
+                    if st.fit_since.is_none() {
+                        // At start-up a fit replica serves at once; later it
+                        // must stay fit for RISE first.
+                        st.fit_since = Some(if first { now - RISE } else { now });
+                    }
+                } else {
+                    st.fit_since = None;
+                    if !b.healthy {
+                        st.generation += 1;
+                    }
+                }
+            }
+        }
+        if let Ok(mut t) = self.last_view.lock() {
+            *t = Some(now);
+        }
+        self.view.send_replace(Some(view));
+    }
+
+    /// The reader pool now, in configuration order.
+    fn pool(&self) -> Vec<(String, String, u32, Arc<AtomicU64>, u64)> {
+        let view = self.view.borrow().clone();
+        let Some(view) = view else { return Vec::new() };
+        let backends = self.backends();
+        view.servers
+            .iter()
+            .filter(|b| fit_for_reads(b, view.max_lag_seconds))
+            .filter_map(|b| {
+                let st = backends.get(&b.name)?;
+                let since = st.fit_since?;
+                (since.elapsed() >= RISE).then(|| {
+                    (
+                        b.name.clone(),
+                        b.address.clone(),
+                        b.weight,
+                        Arc::clone(&st.connections),
+                        st.generation,
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+fn client_hash(addr: &SocketAddr) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    addr.ip().hash(&mut h);
+    h.finish()
+}
+
+async fn connect(addr: &str) -> std::io::Result<TcpStream> {
+    let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connect to {addr} timed out"),
+            )
+        })??;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// Wait for a writable master in a view that is not changing, up to the
+/// hold timeout: applications see a pause rather than errors.
+async fn wait_for_writer(shared: &Shared) -> Option<(u64, String, String)> {
+    let mut rx = shared.view.subscribe();
+    let deadline = tokio::time::Instant::now() + shared.router.writer_hold_timeout;
+    loop {
+        if let Some(v) = rx.borrow_and_update().as_ref() {
+            if let (false, Some(w)) = (v.changing, v.writer.as_ref()) {
+                return Some((v.epoch, w.name.clone(), w.address.clone()));
+            }
+        }
+        if tokio::time::timeout_at(deadline, rx.changed())
+            .await
+            .is_err()
+        {
+            return None;
+        }
+    }
+}
+
+async fn serve_writer(shared: Arc<Shared>, mut client: TcpStream) {
+    let Some((epoch, name, addr)) = wait_for_writer(&shared).await else {
+        shared.refused_total.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("no writable master within the hold timeout: closing a writer connection");
+        return;
+    };
+    let mut backend = match connect(&addr).await {
+        Ok(b) => b,
+        Err(e) => {
+            shared.refused_total.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(master = %name, error = %e, "cannot reach the master");
+            return;
+        }
+    };
+    shared.writer_total.fetch_add(1, Ordering::Relaxed);
+    let _ = client.set_nodelay(true);
+    let mut rx = shared.view.subscribe();
+    // The connection lives while its master is the writer of the newest
+    // view: a new epoch with another master closes it.
+    let moved = async {
+        loop {
+            if rx.changed().await.is_err() {
+                return;
+            }
+            let still = rx.borrow_and_update().as_ref().is_some_and(|v| {
+                v.epoch == epoch || v.writer.as_ref().is_some_and(|w| w.name == name)
+            });
+            if !still {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = copy_bidirectional(&mut client, &mut backend) => {}
+        _ = moved => tracing::info!(old = %name, "master changed: closing a writer connection"),
+    }
+}
+
+async fn serve_reader(shared: Arc<Shared>, mut client: TcpStream, peer: SocketAddr) {
+    let pool = shared.pool();
+    let candidates: Vec<Candidate<'_>> = pool
+        .iter()
+        .map(|(n, _, w, c, _)| Candidate {
+            name: n,
+            weight: *w,
+            connections: c.load(Ordering::Relaxed),
+        })
+        .collect();
+    let how = match shared.router.strategy {
+        Strategy::RoundRobin => Pick::RoundRobin {
+            counter: shared.counter.fetch_add(1, Ordering::Relaxed),
+        },
+        Strategy::Weighted => Pick::Weighted {
+            counter: shared.counter.fetch_add(1, Ordering::Relaxed),
+        },
+        Strategy::LeastConnections => Pick::LeastConnections,
+        Strategy::AddressHash => Pick::AddressHash {
+            client: client_hash(&peer),
+        },
+    };
+    let chosen = pick(&candidates, how)
+        .and_then(|n| pool.iter().find(|p| p.0 == n))
+        .cloned();
+    let (name, addr, conns, generation) = match chosen {
+        Some((n, a, _, c, g)) => (n, a, Some(c), g),
+        None if shared.router.fallback_to_master => {
+            let w = shared.view.borrow().as_ref().and_then(|v| v.writer.clone());
+            match w {
+                Some(w) => (w.name, w.address, None, 0),
+                None => {
+                    shared.refused_total.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+        None => {
+            shared.refused_total.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let mut backend = match connect(&addr).await {
+        Ok(b) => b,
+        Err(e) => {
+            shared.refused_total.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(backend = %name, error = %e, "cannot reach a reader backend");
+            return;
+        }
+    };
+    shared.reader_total.fetch_add(1, Ordering::Relaxed);
+    let _ = client.set_nodelay(true);
+    if let Some(c) = &conns {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+    // Cut only if the backend goes down (generation bumped); a replica that
+    // merely lags is drained: its connections finish on their own.
+    let mut rx = shared.view.subscribe();
+    let down = async {
+        loop {
+            if rx.changed().await.is_err() {
+                return;
+            }
+            let gen_now = shared
+                .backends()
+                .get(&name)
+                .map_or(generation, |b| b.generation);
+            if conns.is_some() && gen_now != generation {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = copy_bidirectional(&mut client, &mut backend) => {}
+        _ = down => tracing::info!(backend = %name, "backend down: cutting a reader connection"),
+    }
+    if let Some(c) = &conns {
+        c.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    writer: bool,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        match accepted {
+            Ok((client, peer)) => {
+                let shared = Arc::clone(&shared);
+                if writer {
+                    tokio::spawn(serve_writer(shared, client));
+                } else {
+                    tokio::spawn(serve_reader(shared, client, peer));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Follow the manager's view of the cluster by long-polling.
+async fn subscribe(
+    shared: Arc<Shared>,
+    url: String,
+    token: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .connect_timeout(Duration::from_secs(2))
+        .no_proxy()
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the HTTP client");
+            return;
+        }
+    };
+    let mut digest: Option<u64> = None;
+    loop {
+        let full = match digest {
+            Some(d) => format!("{url}?timeout_ms=10000&after={d}"),
+            None => format!("{url}?timeout_ms=10000"),
+        };
+        let req = client.get(&full).bearer_auth(&token);
+        let got = tokio::select! {
+            r = req.send() => r,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let answer = match got.and_then(reqwest::Response::error_for_status) {
+            Ok(r) => r.json::<serde_json::Value>().await.ok(),
+            Err(e) => {
+                if shared.manager_ok.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "manager unreachable: keeping the last known topology");
+                }
+                None
+            }
+        };
+        match answer.and_then(|v| {
+            let d = v.get("digest")?.as_u64()?;
+            let view = serde_json::from_value::<RouterView>(v.get("view")?.clone()).ok()?;
+            Some((d, view))
+        }) {
+            Some((d, view)) => {
+                if !shared.manager_ok.swap(true, Ordering::Relaxed) {
+                    tracing::info!(epoch = view.epoch, "following the manager's topology");
+                }
+                digest = Some(d);
+                shared.accept_view(view);
+            }
+            None => {
+                digest = None;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    }
+}
+
+fn endpoints(shared: &Shared) -> serde_json::Value {
+    let view = shared.view.borrow().clone();
+    let pool: Vec<String> = shared.pool().into_iter().map(|p| p.0).collect();
+    let backends = shared.backends();
+    let age = shared
+        .last_view
+        .lock()
+        .ok()
+        .and_then(|t| t.map(|t| t.elapsed().as_millis() as u64));
+    serde_json::json!({
+        "cluster": shared.cluster.name,
+        "epoch": view.as_ref().map(|v| v.epoch),
+        "writer": view.as_ref().and_then(|v| v.writer.as_ref()).map(|w| serde_json::json!({"name": w.name, "address": w.address})),
+        "changing": view.as_ref().is_some_and(|v| v.changing),
+        "readers": view.as_ref().map(|v| v.servers.iter().filter(|b| b.role == myha_core::topology::Role::Replica).map(|b| serde_json::json!({
+            "name": b.name,
+            "address": b.address,
+            "lag_seconds": b.lag_seconds,
+            "healthy": b.healthy,
+            "in_pool": pool.contains(&b.name),
+            "connections": backends.get(&b.name).map_or(0, |s| s.connections.load(Ordering::Relaxed)),
+        })).collect::<Vec<_>>()).unwrap_or_default(),
+        "manager_reachable": shared.manager_ok.load(Ordering::Relaxed),
+        "view_age_ms": age,
+    })
+}
+
+fn metrics(shared: &Shared) -> String {
+    let epoch = shared.view.borrow().as_ref().map_or(0, |v| v.epoch);
+    let mut out = String::new();
+    out.push_str(&format!(
+        "myha_router_epoch{{cluster=\"{}\"}} {epoch}\n",
+        shared.cluster.name
+    ));
+    out.push_str(&format!(
+        "myha_router_manager_reachable {}\n",
+        u8::from(shared.manager_ok.load(Ordering::Relaxed))
+    ));
+    out.push_str(&format!(
+        "myha_router_connections_total{{endpoint=\"writer\"}} {}\n",
+        shared.writer_total.load(Ordering::Relaxed)
+    ));
+    out.push_str(&format!(
+        "myha_router_connections_total{{endpoint=\"reader\"}} {}\n",
+        shared.reader_total.load(Ordering::Relaxed)
+    ));
+    out.push_str(&format!(
+        "myha_router_refused_total {}\n",
+        shared.refused_total.load(Ordering::Relaxed)
+    ));
+    for (name, b) in shared.backends().iter() {
+        out.push_str(&format!(
+            "myha_router_backend_connections{{backend=\"{name}\"}} {}\n",
+            b.connections.load(Ordering::Relaxed)
+        ));
+    }
+    out.push_str(&format!(
+        "myha_router_uptime_seconds {}\n",
+        shared.started.elapsed().as_secs()
+    ));
+    out
+}
+
+/// Run the router of `cluster` until `shutdown` turns true.
+pub async fn run(
+    config: Config,
+    cluster: &str,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), RouterError> {
+    let cfg = config
+        .cluster(cluster)
+        .cloned()
+        .ok_or_else(|| RouterError::UnknownCluster(cluster.to_string()))?;
+    let router = cfg
+        .router
+        .clone()
+        .ok_or_else(|| RouterError::NotConfigured(cluster.to_string()))?;
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| RouterError::Listen { addr, source })
+    };
+    let writer = bind(router.writer_listen).await?;
+    let reader = bind(router.reader_listen).await?;
+    let http = bind(router.http_listen).await?;
+    let (view, _) = watch::channel(None);
+    let shared = Arc::new(Shared {
+        cluster: cfg.clone(),
+        router: router.clone(),
+        view,
+        backends: Mutex::new(HashMap::new()),
+        manager_ok: AtomicBool::new(false),
+        last_view: Mutex::new(None),
+        counter: AtomicU64::new(0),
+        writer_total: AtomicU64::new(0),
+        reader_total: AtomicU64::new(0),
+        refused_total: AtomicU64::new(0),
+        started: Instant::now(),
+    });
+    tracing::info!(cluster, writer = %router.writer_listen, reader = %router.reader_listen, http = %router.http_listen, "router started");
+    let url = format!(
+        "{}/v1/clusters/{cluster}/watch",
+        config.manager.url.trim_end_matches('/')
+    );
+    tokio::spawn(subscribe(
+        Arc::clone(&shared),
+        url,
+        config.manager.token.expose().to_string(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(accept_loop(
+        writer,
+        Arc::clone(&shared),
+        true,
+        shutdown.clone(),
+    ));
+    tokio::spawn(accept_loop(
+        reader,
+        Arc::clone(&shared),
+        false,
+        shutdown.clone(),
+    ));
+    let s1 = Arc::clone(&shared);
+    let s2 = Arc::clone(&shared);
+    let s3 = Arc::clone(&shared);
+    let app = axum::Router::new()
+        .route(
+            "/v1/clusters/{name}/endpoints",
+            axum::routing::get(move || {
+                let s = Arc::clone(&s1);
+                async move { axum::Json(endpoints(&s)) }
+            }),
+        )
+        .route(
+            "/v1/health",
+            axum::routing::get(move || {
+                let s = Arc::clone(&s2);
+                async move {
+                    axum::Json(serde_json::json!({
+                        "manager_reachable": s.manager_ok.load(Ordering::Relaxed),
+                        "epoch": s.view.borrow().as_ref().map(|v| v.epoch),
+                        "view_age_ms": s.last_view.lock().ok().and_then(|t| t.map(|t| t.elapsed().as_millis() as u64)),
+                    }))
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let s = Arc::clone(&s3);
+                async move { metrics(&s) }
+            }),
+        );
+    let served = axum::serve(http, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "router HTTP server failed");
+    }
+    Ok(())
+}

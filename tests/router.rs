@@ -1,0 +1,204 @@
+//! Acceptance of the router against real MariaDB hosts in Docker: the
+//! `mariadb` client through both ports, reads spread and lag-aware,
+//! writers following a failover and a switchover, a manager restart.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use myha_testbed::{wait_until, Bed};
+
+fn router_bed(extra: &str) -> Bed {
+    let mut opts = options();
+    opts.router = true;
+    opts.cluster_yaml = extra.to_string();
+    let bed = Bed::start(opts).expect("start bed");
+    wait_healthy(&bed, Duration::from_secs(30));
+    wait_until(
+        Duration::from_secs(15),
+        "router follows the topology",
+        || {
+            let e = bed.router_endpoints()?;
+            Ok(e["writer"]["name"] == "db1"
+                && e["readers"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().filter(|x| x["in_pool"] == true).count() == 2))
+        },
+    )
+    .unwrap();
+    bed
+}
+
+/// Run SQL as the application through a router port with the real client.
+fn through(bed: &Bed, port: u16, sql: &str) -> Result<String, String> {
+    let out = Command::new("mariadb")
+        .args([
+            "-h",
+            &bed.gateway,
+            "-P",
+            &port.to_string(),
+            "-uapp",
+            "-pmyha-app-pw",
+            "-N",
+            "-B",
+            "--connect-timeout=5",
+            "-e",
+            sql,
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+fn spread(bed: &Bed, n: usize) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for _ in 0..n {
+        let h = through(bed, 6034, "SELECT @@hostname").unwrap();
+        *m.entry(h).or_insert(0) += 1;
+    }
+    m
+}
+
+#[test]
+fn writer_reaches_the_master_and_reads_spread_over_replicas() {
+    let bed = router_bed("");
+    assert_eq!(through(&bed, 6033, "SELECT @@hostname").unwrap(), "db1");
+    through(
+        &bed,
+        6033,
+        "CREATE TABLE app.r (id INT PRIMARY KEY); INSERT INTO app.r VALUES (1)",
+    )
+    .unwrap();
+    let m = spread(&bed, 12);
+    assert_eq!(
+        m.get("db2"),
+        Some(&6),
+        "round-robin over the replicas: {m:?}"
+    );
+    assert_eq!(m.get("db3"), Some(&6), "{m:?}");
+    // Writes through the reader port fail on read-only replicas.
+    let err = through(&bed, 6034, "INSERT INTO app.r VALUES (2)").unwrap_err();
+    assert!(
+        err.contains("read-only") || err.contains("read_only"),
+        "{err}"
+    );
+    let e = bed.router_endpoints().unwrap();
+    assert_eq!(e["manager_reachable"], true, "{e:#}");
+}
+
+#[test]
+fn lagging_replica_leaves_the_pool_and_returns_and_master_takes_reads_when_none_fit() {
+    let bed = router_bed("max_lag: 1s");
+    through(
+        &bed,
+        6033,
+        "CREATE TABLE app.l (id INT AUTO_INCREMENT PRIMARY KEY)",
+    )
+    .unwrap();
+    bed.sql("db3", "STOP SLAVE SQL_THREAD").unwrap();
+    wait_until(Duration::from_secs(10), "db3 out of the pool", || {
+        let e = bed.router_endpoints()?;
+        Ok(e["readers"].as_array().is_some_and(|r| {
+            r.iter()
+                .any(|x| x["name"] == "db3" && x["in_pool"] == false)
+        }))
+    })
+    .unwrap();
+    let m = spread(&bed, 6);
+    assert_eq!(m.get("db2"), Some(&6), "{m:?}");
+    bed.sql("db3", "START SLAVE SQL_THREAD").unwrap();
+    wait_until(Duration::from_secs(15), "db3 back in the pool", || {
+        let e = bed.router_endpoints()?;
+        Ok(e["readers"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x["name"] == "db3" && x["in_pool"] == true)))
+    })
+    .unwrap();
+    let m = spread(&bed, 6);
+    assert!(m.get("db3").is_some_and(|n| *n >= 2), "{m:?}");
+    // No replica fits: reads go to the master.
+    bed.sql("db2", "STOP SLAVE SQL_THREAD").unwrap();
+    bed.sql("db3", "STOP SLAVE SQL_THREAD").unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "reads fall back to the master",
+        || Ok(through(&bed, 6034, "SELECT @@hostname").is_ok_and(|h| h == "db1")),
+    )
+    .unwrap();
+}
+
+#[test]
+fn writers_through_the_router_follow_a_failover_and_a_switchover() {
+    let bed = router_bed("");
+    let writer = bed.start_writer_with(&bed.gateway, 6033, 2000).unwrap();
+    writer.wait_acks(50, Duration::from_secs(20)).unwrap();
+    bed.kill_mysqld("db1").unwrap();
+    let mut new_master = String::new();
+    wait_until(Duration::from_secs(30), "failover", || {
+        let st = bed.status()?;
+        new_master = st["master"].as_str().unwrap_or("").to_string();
+        Ok(!new_master.is_empty() && new_master != "db1" && st["in_progress"].is_null())
+    })
+    .unwrap();
+    writer.wait_acks(30, Duration::from_secs(20)).unwrap();
+    let target = if new_master == "db2" { "db3" } else { "db2" };
+    let out = bed.myha(&["switchover", "--to", target]).unwrap();
+    assert!(
+        out.status.success(),
+        "{}\nhistory:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&bed.myha(&["history"]).unwrap().stdout)
+    );
+    writer.wait_acks(30, Duration::from_secs(20)).unwrap();
+    let log = writer.stop();
+    let present: std::collections::BTreeSet<u64> = bed
+        .sql(target, "SELECT id FROM app.seq")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let missing: Vec<u64> = log
+        .acks
+        .iter()
+        .map(|a| a.0)
+        .filter(|i| !present.contains(i))
+        .collect();
+    assert!(missing.is_empty(), "acknowledged rows missing: {missing:?}");
+    // After the switchover the former master (now a replica) holds exactly
+    // what the new master had: no write went to it after the epoch changed.
+    wait_until(Duration::from_secs(10), "old master caught up", || {
+        Ok(bed.sql(&new_master, "SELECT @@gtid_binlog_state")?
+            == bed.sql(target, "SELECT @@gtid_binlog_state")?)
+    })
+    .unwrap();
+    let (gap, _) = log.longest_gap();
+    eprintln!("longest write gap through the router: {gap} ms");
+}
+
+#[test]
+fn router_survives_the_manager_stopping_and_coming_back() {
+    let mut bed = router_bed("");
+    bed.stop_manager();
+    wait_until(Duration::from_secs(20), "router notices", || {
+        Ok(bed.router_endpoints()?["manager_reachable"] == false)
+    })
+    .unwrap();
+    // The last known topology still serves both ports.
+    assert_eq!(through(&bed, 6033, "SELECT @@hostname").unwrap(), "db1");
+    assert!(through(&bed, 6034, "SELECT @@hostname")
+        .unwrap()
+        .starts_with("db"));
+    bed.start_manager().unwrap();
+    wait_until(Duration::from_secs(20), "router follows again", || {
+        Ok(bed.router_endpoints()?["manager_reachable"] == true)
+    })
+    .unwrap();
+}
