@@ -601,6 +601,11 @@ impl Bed {
         Ok(())
     }
 
+    /// The router process's pid, if it runs.
+    pub fn router_pid(&self) -> Option<u32> {
+        self.router.as_ref().map(Child::id)
+    }
+
     /// The router's discovery answer.
     pub fn router_endpoints(&self) -> Result<serde_json::Value> {
         let out = run(Command::new("curl").args([

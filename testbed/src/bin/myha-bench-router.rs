@@ -1,0 +1,254 @@
+//! `bench/router`: sysbench through myha's router, through HAProxy (TCP
+//! mode, equivalent configuration) and direct to the server, side by side
+//! and alternating, on one bed. All three reach the master (the writer
+//! path): the comparison is the proxies' own cost. Prints throughput,
+//! p95/p99 latency (from sysbench's histogram), the proxy's CPU seconds
+//! per 1,000 queries, and the ratios.
+//!
+//! `myha-bench-router --myha-bin PATH [--seconds N] [--rounds N]`
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use myha_testbed::{Bed, BedError, BedOptions, Result};
+
+fn arg(args: &[String], flag: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// CPU seconds (user + system) used so far by a process.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some((_, tail)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = tail.split_whitespace().collect();
+    // Fields 14 and 15 of stat (utime, stime) are 12 and 13 after ')'.
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+#[derive(Debug, Default, Clone)]
+struct Run {
+    qps: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    queries: f64,
+    cpu_s: f64,
+}
+
+fn sysbench(
+    test: &str,
+    host: &str,
+    port: u16,
+    threads: u32,
+    seconds: u32,
+    prepare: bool,
+) -> Result<String> {
+    let mut cmd = Command::new("sysbench");
+    cmd.args([
+        test,
+        &format!("--mysql-host={host}"),
+        &format!("--mysql-port={port}"),
+        "--mysql-user=app",
+        "--mysql-password=myha-app-pw",
+        "--mysql-db=sbtest",
+        "--tables=4",
+        "--table-size=10000",
+        &format!("--threads={threads}"),
+        &format!("--time={seconds}"),
+        "--histogram=on",
+        "--percentile=99",
+        "--db-ps-mode=disable",
+    ]);
+    cmd.arg(if prepare { "prepare" } else { "run" });
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| BedError::Other(format!("sysbench: {e}")))?;
+    if !out.status.success() {
+        return Err(BedError::Other(format!(
+            "sysbench failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Throughput and percentiles from sysbench's report and histogram.
+fn parse(out: &str) -> Run {
+    let mut run = Run::default();
+    let mut hist: Vec<(f64, f64)> = Vec::new();
+    for line in out.lines() {
+        let l = line.trim();
+        if l.starts_with("queries:") {
+            // queries:   123456 (12345.67 per sec.)
+            let mut it = l.split_whitespace();
+            run.queries = it.nth(1).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            run.qps = l
+                .split('(')
+                .nth(1)
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+        }
+        // histogram lines: "   0.250 |****   123"
+        if let Some((value, rest)) = l.split_once('|') {
+            if let (Ok(v), Some(Ok(c))) = (
+                value.trim().parse::<f64>(),
+                rest.split_whitespace().last().map(str::parse::<f64>),
+            ) {
+                hist.push((v, c));
+            }
+        }
+    }
+    let total: f64 = hist.iter().map(|h| h.1).sum();
+    let pct = |p: f64| {
+        let mut acc = 0.0;
+        for (v, c) in &hist {
+            acc += c;
+            if acc >= total * p {
+                return *v;
+            }
+        }
+        0.0
+    };
+    run.p95_ms = pct(0.95);
+    run.p99_ms = pct(0.99);
+    run
+}
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(bin) = arg(&args, "--myha-bin") else {
+        eprintln!("usage: myha-bench-router --myha-bin PATH [--seconds N] [--rounds N]");
+        return std::process::ExitCode::from(2);
+    };
+    let seconds: u32 = arg(&args, "--seconds")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let rounds: u32 = arg(&args, "--rounds")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    match bench(&bin, seconds, rounds) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench failed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+struct Haproxy(Child);
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn bench(bin: &str, seconds: u32, rounds: u32) -> Result<()> {
+    let mut opts = BedOptions::new(bin);
+    opts.router = true;
+    let mut bed = Bed::start(opts)?;
+    bed.wait_ready(Duration::from_secs(30))?;
+    let master = bed.host("db1")?.ip.clone();
+    let gw = bed.gateway.clone();
+    // HAProxy in TCP mode, the equivalent of the router's writer port.
+    let cfg = bed.dir.join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n\
+             listen writer\n  bind {gw}:6043\n  option tcp-check\n  server db1 {master}:3306 check inter 1s\n"
+        ),
+    )
+    .map_err(|e| BedError::Other(e.to_string()))?;
+    let haproxy = Haproxy(
+        Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| BedError::Other(format!("haproxy: {e}")))?,
+    );
+    let router_pid = bed
+        .router_pid()
+        .ok_or_else(|| BedError::Other("no router".into()))?;
+    std::thread::sleep(Duration::from_secs(2));
+    sysbench("oltp_read_only", &master, 3306, 4, 1, true)?;
+    let targets: [(&str, &str, u16, Option<u32>); 3] = [
+        ("direct", master.as_str(), 3306, None),
+        ("myha", gw.as_str(), 6033, Some(router_pid)),
+        ("haproxy", gw.as_str(), 6043, Some(haproxy.0.id())),
+    ];
+    println!("# myha router benchmark: sysbench 1.0 through the writer path, {seconds} s per run, {rounds} round(s), alternating");
+    println!(
+        "{:<18} {:>4} {:<8} {:>10} {:>9} {:>9} {:>14}",
+        "workload", "thr", "target", "qps", "p95 ms", "p99 ms", "cpu s/1k q"
+    );
+    for test in ["oltp_point_select", "oltp_read_only"] {
+        for threads in [8u32, 64] {
+            let mut acc: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
+            for _ in 0..rounds {
+                for (name, host, port, pid) in &targets {
+                    let before = pid.map_or(0.0, cpu_seconds);
+                    let out = sysbench(test, host, *port, threads, seconds, false)?;
+                    let mut r = parse(&out);
+                    r.cpu_s = pid.map_or(0.0, |p| cpu_seconds(p) - before);
+                    acc.entry(name).or_default().push(r);
+                }
+            }
+            let avg = |v: &[Run], f: fn(&Run) -> f64| {
+                v.iter().map(f).sum::<f64>() / v.len().max(1) as f64
+            };
+            let mut qps = BTreeMap::new();
+            for (name, runs) in &acc {
+                let q = avg(runs, |r| r.qps);
+                let cpu_per_k = avg(runs, |r| {
+                    if r.queries > 0.0 {
+                        r.cpu_s / r.queries * 1000.0
+                    } else {
+                        0.0
+                    }
+                });
+                qps.insert(*name, q);
+                println!(
+                    "{:<18} {:>4} {:<8} {:>10.0} {:>9.2} {:>9.2} {:>14}",
+                    test,
+                    threads,
+                    name,
+                    q,
+                    avg(runs, |r| r.p95_ms),
+                    avg(runs, |r| r.p99_ms),
+                    if *name == "direct" {
+                        "-".to_string()
+                    } else {
+                        format!("{cpu_per_k:.4}")
+                    }
+                );
+            }
+            let get = |n: &str| qps.get(n).copied().unwrap_or(0.0);
+            println!(
+                "{:<18} {:>4} ratios: myha/haproxy {:.2}x, myha/direct {:.2}x, haproxy/direct {:.2}x",
+                test,
+                threads,
+                get("myha") / get("haproxy").max(1.0),
+                get("myha") / get("direct").max(1.0),
+                get("haproxy") / get("direct").max(1.0)
+            );
+        }
+    }
+    drop(haproxy);
+    bed.stop_manager();
+    Ok(())
+}
