@@ -233,10 +233,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The router relays bytes: one thread without work stealing costs less
+    // CPU per query than a pool that moves tasks between cores. MYHA_ROUTER_THREADS
+    // overrides (0 = one per core).
+    let router_threads = std::env::var("MYHA_ROUTER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1);
+    let built = if matches!(cli.command, Command::Router { .. }) && router_threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if matches!(cli.command, Command::Router { .. }) && router_threads > 1 {
+            b.worker_threads(router_threads);
+        }
+        b.enable_all().build()
+    };
+    let runtime = match built {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("myha: cannot start the runtime: {e}");
