@@ -241,7 +241,9 @@ fn main() -> ExitCode {
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(1);
     let built = if matches!(cli.command, Command::Router { .. }) && router_threads == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
         let mut b = tokio::runtime::Builder::new_multi_thread();
         if matches!(cli.command, Command::Router { .. }) && router_threads > 1 {

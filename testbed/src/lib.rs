@@ -750,6 +750,9 @@ impl Bed {
         let pid = self.manager.as_ref().map(Child::id);
         // Dropping a Child neither kills nor waits for it.
         self.manager = None;
+        if let Some(r) = self.router.take() {
+            let _ = std::fs::write(self.dir.join("router.pid"), r.id().to_string());
+        }
         pid
     }
 }

@@ -21,8 +21,10 @@ fn arg_value(args: &[String], flag: &str) -> Option<String> {
 }
 
 fn down(dir: &std::path::Path) {
-    if let Ok(pid) = std::fs::read_to_string(dir.join("manager.pid")) {
-        let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+    for f in ["manager.pid", "router.pid"] {
+        if let Ok(pid) = std::fs::read_to_string(dir.join(f)) {
+            let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+        }
     }
     let _ = std::process::Command::new("sh")
         .arg("-c")
@@ -59,6 +61,8 @@ fn main() -> ExitCode {
             opts.name = Some(NAME.into());
             opts.dir = Some(dir.clone());
             opts.image_with_agent = arg_value(&args, "--image");
+            opts.vip = true;
+            opts.router = true;
             match Bed::start(opts) {
                 Ok(bed) => {
                     let config = bed.config_path.clone();
