@@ -613,28 +613,9 @@ pub async fn failover(
     if let Err(e) = finished {
         run.record("finish", "failed", e.to_string(), None);
     }
-    run.hook(
-        "post_failover",
-        Some(&old_master),
-        Some(&candidate),
-        epoch,
-        "",
-    )
-    .await;
-    let status = if run.problems.is_empty() {
-        "completed"
-    } else {
-        "completed_with_errors"
-    };
-    run.record(
-        "finish",
-        "ok",
-        format!(
-            "{status} in {} ms: {old_master} -> {candidate}, epoch {epoch}",
-            started.elapsed().as_millis()
-        ),
-        Some(started),
-    );
+    let status = run
+        .conclude("post_failover", &old_master, &candidate, epoch, started)
+        .await;
     report(run, status, Some(candidate), epoch, Some(choice), lost)
 }
 
@@ -1063,6 +1044,34 @@ pub(crate) async fn repoint_all(
 }
 
 impl Run<'_> {
+    /// The end of a completed operation: the post hook, then the `finish`
+    /// step; returns `completed` or `completed_with_errors`.
+    pub(crate) async fn conclude(
+        &mut self,
+        post_hook: &str,
+        old: &str,
+        new: &str,
+        epoch: u64,
+        started: Instant,
+    ) -> &'static str {
+        self.hook(post_hook, Some(old), Some(new), epoch, "").await;
+        let status = if self.problems.is_empty() {
+            "completed"
+        } else {
+            "completed_with_errors"
+        };
+        self.record(
+            "finish",
+            "ok",
+            format!(
+                "{status} in {} ms: {old} -> {new}, epoch {epoch}",
+                started.elapsed().as_millis()
+            ),
+            Some(started),
+        );
+        status
+    }
+
     pub(crate) fn record_all(&mut self, steps: impl IntoIterator<Item = Step>) {
         for st in steps {
             self.record_at(st.at_ms, st.step, st.status, st.detail, st.duration_ms);

@@ -292,28 +292,9 @@ pub async fn switchover(
         }
     }
     let _ = topo.update_durable(&cluster.name, |s| s.in_progress = None);
-    run.hook(
-        "post_switchover",
-        Some(&old_master),
-        Some(&target),
-        epoch,
-        "",
-    )
-    .await;
-    let status = if run.problems.is_empty() {
-        "completed"
-    } else {
-        "completed_with_errors"
-    };
-    run.record(
-        "finish",
-        "ok",
-        format!(
-            "{status} in {} ms: {old_master} -> {target}, epoch {epoch}",
-            started.elapsed().as_millis()
-        ),
-        Some(started),
-    );
+    let status = run
+        .conclude("post_switchover", &old_master, &target, epoch, started)
+        .await;
     finish(run, status, Some(target), epoch)
 }
 
