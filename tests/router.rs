@@ -150,6 +150,19 @@ fn writers_through_the_router_follow_a_failover_and_a_switchover() {
     .unwrap();
     writer.wait_acks(30, Duration::from_secs(20)).unwrap();
     let target = if new_master == "db2" { "db3" } else { "db2" };
+    let master_ip = bed.host(&new_master).unwrap().ip.clone();
+    wait_server(
+        &bed,
+        target,
+        Duration::from_secs(10),
+        "target replicates from the new master",
+        |s| {
+            s["replicates_from"]
+                .as_str()
+                .is_some_and(|r| r.starts_with(&master_ip))
+                && s["io_running"] == "running"
+        },
+    );
     let out = bed.myha(&["switchover", "--to", target]).unwrap();
     assert!(
         out.status.success(),

@@ -14,6 +14,10 @@ use crate::failover::{
 use crate::state::unix_ms;
 use crate::store::{Event, Operation, Phase};
 
+/// Longer than an agent interval plus a report: facts newer than this wait
+/// postdate the request.
+const FRESH_FACTS_WAIT: Duration = Duration::from_millis(800);
+
 /// Transactions open longer than this on the master are listed.
 const LONG_TRX_SECS: u64 = 1;
 
@@ -62,23 +66,34 @@ pub async fn switchover(
             duration_ms: started.elapsed().as_millis() as u64,
         };
 
-    // Pre-checks, all at once.
+    // Pre-checks, all at once. Facts may be one agent interval old: right
+    // after a topology change (a failover just repointed the target), a
+    // failing pre-check is run once more on facts newer than the request.
     let t = Instant::now();
-    let Some(snapshot) = topo.snapshot(&cluster.name) else {
-        run.problems.push("unknown cluster".into());
-        return finish(run, "refused", None, durable.epoch);
+    let mut attempt = 0;
+    let plan = loop {
+        let Some(snapshot) = topo.snapshot(&cluster.name) else {
+            run.problems.push("unknown cluster".into());
+            return finish(run, "refused", None, durable.epoch);
+        };
+        let durable = topo.durable(&cluster.name).unwrap_or_default();
+        let analysis = analyse_now(ctx, cluster);
+        let choice = candidate_choice(topo, cluster, &snapshot, &old_master, req.to);
+        let plan = precheck(&SwitchoverInput {
+            snapshot: &snapshot,
+            master: durable.master.as_deref(),
+            verdict: analysis.as_ref().map(|a| a.verdict),
+            operation_in_progress: durable.in_progress.as_ref().map(|o| o.id.as_str()),
+            requested: req.to,
+            choice: &choice,
+            max_lag_seconds: cluster.max_lag.as_secs_f64(),
+        });
+        attempt += 1;
+        if plan.problems.is_empty() || attempt > 1 {
+            break plan;
+        }
+        tokio::time::sleep(FRESH_FACTS_WAIT).await;
     };
-    let analysis = analyse_now(ctx, cluster);
-    let choice = candidate_choice(topo, cluster, &snapshot, &old_master, req.to);
-    let plan = precheck(&SwitchoverInput {
-        snapshot: &snapshot,
-        master: durable.master.as_deref(),
-        verdict: analysis.as_ref().map(|a| a.verdict),
-        operation_in_progress: durable.in_progress.as_ref().map(|o| o.id.as_str()),
-        requested: req.to,
-        choice: &choice,
-        max_lag_seconds: cluster.max_lag.as_secs_f64(),
-    });
     let mut long_trx = Vec::new();
     if let Some(mut old) = run.server(&old_master) {
         long_trx = old
