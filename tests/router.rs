@@ -215,3 +215,110 @@ fn router_survives_the_manager_stopping_and_coming_back() {
     })
     .unwrap();
 }
+
+#[test]
+fn weighted_least_connections_and_address_hash_strategies() {
+    // Weighted: db2 weight 3, db3 weight 1.
+    let bed = {
+        let mut opts = options();
+        opts.router = true;
+        let bed = Bed::start(opts).expect("start bed");
+        let cfg = std::fs::read_to_string(&bed.config_path).unwrap();
+        let cfg = cfg
+            .replace(
+                "writer_hold_timeout: 10s }",
+                "writer_hold_timeout: 10s, strategy: weighted }",
+            )
+            .replacen(
+                "  - name: db2\n    cluster: bed\n",
+                "  - name: db2\n    cluster: bed\n    weight: 3\n",
+                1,
+            );
+        std::fs::write(&bed.config_path, cfg).unwrap();
+        let mut bed = bed;
+        bed.start_manager().unwrap();
+        bed.start_router().unwrap();
+        wait_healthy(&bed, Duration::from_secs(30));
+        bed
+    };
+    wait_until(Duration::from_secs(15), "both replicas in the pool", || {
+        let e = bed.router_endpoints()?;
+        Ok(e["readers"]
+            .as_array()
+            .is_some_and(|r| r.iter().filter(|x| x["in_pool"] == true).count() == 2))
+    })
+    .unwrap();
+    let m = spread(&bed, 16);
+    assert_eq!(
+        (m.get("db2"), m.get("db3")),
+        (Some(&12), Some(&4)),
+        "weights 3:1 over 16 connections: {m:?}"
+    );
+
+    // Address hash: one client always lands on the same replica.
+    let cfg = std::fs::read_to_string(&bed.config_path)
+        .unwrap()
+        .replace("strategy: weighted", "strategy: address_hash");
+    std::fs::write(&bed.config_path, cfg).unwrap();
+    let mut bed = bed;
+    bed.start_router().unwrap();
+    wait_until(Duration::from_secs(15), "router back", || {
+        let e = bed.router_endpoints()?;
+        Ok(e["readers"]
+            .as_array()
+            .is_some_and(|r| r.iter().filter(|x| x["in_pool"] == true).count() == 2))
+    })
+    .unwrap();
+    let m = spread(&bed, 8);
+    assert_eq!(m.len(), 1, "sticky by client address: {m:?}");
+
+    // Least connections: with a long query holding db-A, the next goes to db-B.
+    let cfg = std::fs::read_to_string(&bed.config_path)
+        .unwrap()
+        .replace("strategy: address_hash", "strategy: least_connections");
+    std::fs::write(&bed.config_path, cfg).unwrap();
+    bed.start_router().unwrap();
+    wait_until(Duration::from_secs(15), "router back", || {
+        let e = bed.router_endpoints()?;
+        Ok(e["readers"]
+            .as_array()
+            .is_some_and(|r| r.iter().filter(|x| x["in_pool"] == true).count() == 2))
+    })
+    .unwrap();
+    let gw = bed.gateway.clone();
+    let holder = std::thread::spawn(move || {
+        Command::new("mariadb")
+            .args([
+                "-h",
+                &gw,
+                "-P",
+                "6034",
+                "-uapp",
+                "-pmyha-app-pw",
+                "-N",
+                "-B",
+                "-e",
+                "SELECT @@hostname, SLEEP(3)",
+            ])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .unwrap_or_default()
+    });
+    wait_until(Duration::from_secs(5), "one reader connection open", || {
+        let e = bed.router_endpoints()?;
+        Ok(e["readers"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x["connections"] == 1)))
+    })
+    .unwrap();
+    let other = through(&bed, 6034, "SELECT @@hostname").unwrap();
+    let held = holder.join().unwrap();
+    assert!(!held.is_empty());
+    assert_ne!(other, held, "least connections must avoid the busy replica");
+}
