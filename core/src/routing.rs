@@ -18,6 +18,10 @@ pub struct Backend {
     /// mysqld up, host reachable, and (for replicas) both threads running
     /// without error.
     pub healthy: bool,
+    /// mysqld is known down (its agent says so): connections to it are
+    /// cut. A server merely not known healthy (a late report) is drained.
+    #[serde(default)]
+    pub down: bool,
     pub lag_seconds: Option<f64>,
     pub weight: u32,
 }
@@ -73,6 +77,7 @@ pub fn backend(v: &ServerView, weight: u32) -> Backend {
         address: v.address.clone(),
         role: v.role,
         healthy: v.mysqld_up == Some(true) && replication_ok,
+        down: v.mysqld_up == Some(false),
         lag_seconds: v.lag_seconds,
         weight,
     }
@@ -207,6 +212,7 @@ mod tests {
             address: "x:3306".into(),
             role: Role::Replica,
             healthy: true,
+            down: false,
             lag_seconds: Some(0.2),
             weight: 1,
         };

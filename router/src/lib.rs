@@ -43,8 +43,9 @@ struct BackendState {
     fit_since: Option<Instant>,
     /// Live connections through this router.
     connections: Arc<AtomicU64>,
-    /// Bumped when the backend goes down: connections of an older
-    /// generation are cut (a lagging replica's are only drained).
+    /// Bumped when the backend's mysqld is known down: connections of an
+    /// older generation are cut (a lagging or late-reporting replica's are
+    /// only drained).
     generation: u64,
 }
 
@@ -93,7 +94,7 @@ impl Shared {
                     }
                 } else {
                     st.fit_since = None;
-                    if !b.healthy {
+                    if b.down {
                         st.generation += 1;
                     }
                 }

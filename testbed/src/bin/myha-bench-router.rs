@@ -161,6 +161,8 @@ fn bench(bin: &str, seconds: u32, rounds: u32) -> Result<()> {
     let mut bed = Bed::start(opts)?;
     bed.wait_ready(Duration::from_secs(30))?;
     let master = bed.host("db1")?.ip.clone();
+    let r2 = bed.host("db2")?.ip.clone();
+    let r3 = bed.host("db3")?.ip.clone();
     let gw = bed.gateway.clone();
     // HAProxy in TCP mode, the equivalent of the router's writer port.
     let cfg = bed.dir.join("haproxy.cfg");
@@ -168,7 +170,8 @@ fn bench(bin: &str, seconds: u32, rounds: u32) -> Result<()> {
         &cfg,
         format!(
             "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n\
-             listen writer\n  bind {gw}:6043\n  option tcp-check\n  server db1 {master}:3306 check inter 1s\n"
+             listen writer\n  bind {gw}:6043\n  option tcp-check\n  server db1 {master}:3306 check inter 1s\n\
+             listen reader\n  bind {gw}:6044\n  balance roundrobin\n  option tcp-check\n  server db2 {r2}:3306 check inter 1s\n  server db3 {r3}:3306 check inter 1s\n"
         ),
     )
     .map_err(|e| BedError::Other(e.to_string()))?;
@@ -186,59 +189,67 @@ fn bench(bin: &str, seconds: u32, rounds: u32) -> Result<()> {
         .ok_or_else(|| BedError::Other("no router".into()))?;
     std::thread::sleep(Duration::from_secs(2));
     sysbench("oltp_read_only", &master, 3306, 4, 1, true)?;
-    let targets: [(&str, &str, u16, Option<u32>); 3] = [
+    let writer_path: [(&str, &str, u16, Option<u32>); 3] = [
         ("direct", master.as_str(), 3306, None),
         ("myha", gw.as_str(), 6033, Some(router_pid)),
         ("haproxy", gw.as_str(), 6043, Some(haproxy.0.id())),
+    ];
+    // Reads: direct to one replica; both proxies balance over two.
+    let reader_path: [(&str, &str, u16, Option<u32>); 3] = [
+        ("direct", r2.as_str(), 3306, None),
+        ("myha", gw.as_str(), 6034, Some(router_pid)),
+        ("haproxy", gw.as_str(), 6044, Some(haproxy.0.id())),
     ];
     println!("# myha router benchmark: sysbench 1.0 through the writer path, {seconds} s per run, {rounds} round(s), alternating");
     println!(
         "{:<18} {:>4} {:<8} {:>10} {:>9} {:>9} {:>14}",
         "workload", "thr", "target", "qps", "p95 ms", "p99 ms", "cpu s/1k q"
     );
-    for test in ["oltp_point_select", "oltp_read_only"] {
-        for threads in [8u32, 64] {
-            let mut acc: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
-            for _ in 0..rounds {
-                for (name, host, port, pid) in &targets {
-                    let before = pid.map_or(0.0, cpu_seconds);
-                    let out = sysbench(test, host, *port, threads, seconds, false)?;
-                    let mut r = parse(&out);
-                    r.cpu_s = pid.map_or(0.0, |p| cpu_seconds(p) - before);
-                    acc.entry(name).or_default().push(r);
+    for (path, targets) in [("writer", &writer_path), ("reader", &reader_path)] {
+        println!("## {path} path");
+        for test in ["oltp_point_select", "oltp_read_only"] {
+            for threads in [8u32, 64] {
+                let mut acc: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
+                for _ in 0..rounds {
+                    for (name, host, port, pid) in targets.iter() {
+                        let before = pid.map_or(0.0, cpu_seconds);
+                        let out = sysbench(test, host, *port, threads, seconds, false)?;
+                        let mut r = parse(&out);
+                        r.cpu_s = pid.map_or(0.0, |p| cpu_seconds(p) - before);
+                        acc.entry(name).or_default().push(r);
+                    }
                 }
-            }
-            let avg = |v: &[Run], f: fn(&Run) -> f64| {
-                v.iter().map(f).sum::<f64>() / v.len().max(1) as f64
-            };
-            let mut qps = BTreeMap::new();
-            for (name, runs) in &acc {
-                let q = avg(runs, |r| r.qps);
-                let cpu_per_k = avg(runs, |r| {
-                    if r.queries > 0.0 {
-                        r.cpu_s / r.queries * 1000.0
-                    } else {
-                        0.0
-                    }
-                });
-                qps.insert(*name, q);
+                let avg = |v: &[Run], f: fn(&Run) -> f64| {
+                    v.iter().map(f).sum::<f64>() / v.len().max(1) as f64
+                };
+                let mut qps = BTreeMap::new();
+                for (name, runs) in &acc {
+                    let q = avg(runs, |r| r.qps);
+                    let cpu_per_k = avg(runs, |r| {
+                        if r.queries > 0.0 {
+                            r.cpu_s / r.queries * 1000.0
+                        } else {
+                            0.0
+                        }
+                    });
+                    qps.insert(*name, q);
+                    println!(
+                        "{:<18} {:>4} {:<8} {:>10.0} {:>9.2} {:>9.2} {:>14}",
+                        test,
+                        threads,
+                        name,
+                        q,
+                        avg(runs, |r| r.p95_ms),
+                        avg(runs, |r| r.p99_ms),
+                        if *name == "direct" {
+                            "-".to_string()
+                        } else {
+                            format!("{cpu_per_k:.4}")
+                        }
+                    );
+                }
+                let get = |n: &str| qps.get(n).copied().unwrap_or(0.0);
                 println!(
-                    "{:<18} {:>4} {:<8} {:>10.0} {:>9.2} {:>9.2} {:>14}",
-                    test,
-                    threads,
-                    name,
-                    q,
-                    avg(runs, |r| r.p95_ms),
-                    avg(runs, |r| r.p99_ms),
-                    if *name == "direct" {
-                        "-".to_string()
-                    } else {
-                        format!("{cpu_per_k:.4}")
-                    }
-                );
-            }
-            let get = |n: &str| qps.get(n).copied().unwrap_or(0.0);
-            println!(
                 "{:<18} {:>4} ratios: myha/haproxy {:.2}x, myha/direct {:.2}x, haproxy/direct {:.2}x",
                 test,
                 threads,
@@ -246,6 +257,7 @@ fn bench(bin: &str, seconds: u32, rounds: u32) -> Result<()> {
                 get("myha") / get("direct").max(1.0),
                 get("haproxy") / get("direct").max(1.0)
             );
+            }
         }
     }
     drop(haproxy);
