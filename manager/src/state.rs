@@ -304,7 +304,7 @@ impl Topology {
                     s.role = Role::Diverged;
                     s.diverged_gtids = extra.clone();
                     snap.problems.push(format!(
-                        "{}: diverged, it has {} the master lacks: kept read-only and out; `myha rejoin {} --force` discards them (see docs/failover.md, "Rejoin")",
+                        "{}: diverged, it has {} the master lacks: kept read-only and out; `myha rejoin {} --force` discards them (see docs/failover.md, section Rejoin)",
                         s.name,
                         extra.join(","),
                         s.name
