@@ -217,13 +217,7 @@ pub(crate) async fn run(
         connect: cfg.connect_timeout,
         query: cfg.query_timeout,
     };
-    let endpoint = Endpoint {
-        host: shared.host.address.clone(),
-        port: shared.host.port,
-        user: cluster.admin.user.clone(),
-        password: cluster.admin.password.expose().to_string(),
-    };
-    let mut db = Db::new(endpoint, timeouts);
+    let mut db = shared.local_db();
     let opts = FactsOptions {
         flavor: cluster.flavor,
         heartbeat_table: cluster.heartbeat_table.clone(),

@@ -73,8 +73,6 @@ enum ReplicaView {
     Unrelated,
     /// It still reaches the master (probe ok, or IO thread receiving).
     SeesMaster,
-    /// It cannot reach the master, but not yet for the whole window.
-    LostRecently,
     /// It has not reached the master for the whole window.
     Confirms,
 }
@@ -99,15 +97,10 @@ fn replica_view(r: &ServerView, master: &ServerView, window_ms: u64) -> ReplicaV
     if view.probe_ok || io_receiving {
         return ReplicaView::SeesMaster;
     }
-    // The IO thread no longer connected, or idle beyond the window, and the
-    // direct probe failing: this replica testifies the master is gone.
-    let io_lost = view.io_thread != ThreadState::Running
-        || view.io_idle_ms.is_none_or(|idle| idle >= window_ms);
-    if io_lost {
-        ReplicaView::Confirms
-    } else {
-        ReplicaView::LostRecently
-    }
+    // The direct probe failing and the IO thread not receiving (stopped,
+    // connecting, or idle beyond the window): it testifies the master is
+    // gone. The window is counted on the manager's side too, below.
+    ReplicaView::Confirms
 }
 
 /// Analyse the master named `master` (the master of the current epoch).
@@ -197,7 +190,6 @@ pub fn analyze(
     // The replicas' testimony.
     let window = policy.master_down_after_ms;
     let mut witnesses = 0;
-    let mut confirming = 0;
     for r in snapshot.servers.iter().filter(|s| s.name != name) {
         let v = replica_view(r, m, window);
         match v {
@@ -209,13 +201,8 @@ pub fn analyze(
                 evidence.push(format!("{} still reaches {name}", r.name));
                 return done(Verdict::UnreachableFromManagerOnly, evidence);
             }
-            ReplicaView::LostRecently => {
-                witnesses += 1;
-                evidence.push(format!("{} lost {name} recently", r.name));
-            }
             ReplicaView::Confirms => {
                 witnesses += 1;
-                confirming += 1;
                 evidence.push(format!("{} confirms {name} unreachable", r.name));
             }
         }
@@ -224,7 +211,10 @@ pub fn analyze(
         evidence.push("no replica can confirm".into());
         return done(Verdict::Unconfirmable, evidence);
     }
-    if confirming == witnesses && failing_for >= window {
+    // Every reachable replica confirmed (one that still sees the master
+    // returned above); the manager's own probe must have failed for the
+    // whole window.
+    if failing_for >= window {
         return done(Verdict::DeadMaster, evidence);
     }
     done(Verdict::Suspect, evidence)

@@ -107,8 +107,6 @@ pub struct CandidateServer {
 #[derive(Debug, Clone)]
 pub struct CandidateInput {
     pub old_master: String,
-    /// The old master's server_id / server_uuid, when known: GTIDs from it
-    /// are never errant.
     /// Every other configured server, in configuration order.
     pub servers: Vec<CandidateServer>,
     /// The last facts known of every configured server, the old master

@@ -137,6 +137,18 @@ async fn require_token(State(app): State<App>, req: Request, next: Next) -> Resp
     }
 }
 
+/// A `to` naming no host of the cluster is the caller's error.
+fn unknown_target(cluster: &myha_config::ClusterConfig, to: Option<&str>) -> Option<Response> {
+    let to = to?;
+    cluster.host(to).is_none().then(|| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("{to:?} is not a host of cluster {}\n", cluster.name),
+        )
+            .into_response()
+    })
+}
+
 fn not_found(name: &str) -> Response {
     (StatusCode::NOT_FOUND, format!("unknown cluster {name:?}\n")).into_response()
 }
@@ -196,14 +208,8 @@ async fn failover_now(
     let Some(analysis) = analyse_now(&app.ctx, &cluster) else {
         return not_found(&name);
     };
-    if let Some(to) = &req.to {
-        if cluster.host(to).is_none() {
-            return (
-                StatusCode::BAD_REQUEST,
-                format!("{to:?} is not a host of cluster {name}\n"),
-            )
-                .into_response();
-        }
+    if let Some(bad) = unknown_target(&cluster, req.to.as_deref()) {
+        return bad;
     }
     if !req.dry_run && !analysis.verdict.is_dead() {
         let why = match analysis.verdict {
@@ -255,14 +261,8 @@ async fn switchover_now(
     let Some(cluster) = app.config.cluster(&name).cloned() else {
         return not_found(&name);
     };
-    if let Some(to) = &req.to {
-        if cluster.host(to).is_none() {
-            return (
-                StatusCode::BAD_REQUEST,
-                format!("{to:?} is not a host of cluster {name}\n"),
-            )
-                .into_response();
-        }
+    if let Some(bad) = unknown_target(&cluster, req.to.as_deref()) {
+        return bad;
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
