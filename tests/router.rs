@@ -10,12 +10,16 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use myha_testbed::{wait_until, Bed};
+use myha_testbed::{open_greeted, raise_fd_limit, wait_until, Bed, BedOptions};
 
 fn router_bed(extra: &str) -> Bed {
     let mut opts = options();
-    opts.router = true;
     opts.cluster_yaml = extra.to_string();
+    router_bed_with(opts)
+}
+
+fn router_bed_with(mut opts: BedOptions) -> Bed {
+    opts.router = true;
     let bed = Bed::start(opts).expect("start bed");
     wait_healthy(&bed, Duration::from_secs(30));
     wait_until(
@@ -137,7 +141,22 @@ fn lagging_replica_leaves_the_pool_and_returns_and_master_takes_reads_when_none_
 
 #[test]
 fn writers_through_the_router_follow_a_failover_and_a_switchover() {
-    let bed = router_bed("");
+    let mut bed = router_bed("");
+    // This router busy-polls (docs/router.md): the same guarantees hold.
+    let cfg = std::fs::read_to_string(&bed.config_path).unwrap();
+    let cfg = cfg.replace(
+        "writer_hold_timeout: 10s }",
+        "writer_hold_timeout: 10s, busy_poll: 200us }",
+    );
+    assert!(cfg.contains("busy_poll: 200us"));
+    std::fs::write(&bed.config_path, cfg).unwrap();
+    bed.start_router().unwrap();
+    wait_until(
+        Duration::from_secs(15),
+        "busy-polling router has the writer",
+        || Ok(bed.router_endpoints()?["writer"]["name"] == "db1"),
+    )
+    .unwrap();
     let writer = bed.start_writer_with(&bed.gateway, 6033, 2000).unwrap();
     writer.wait_acks(50, Duration::from_secs(20)).unwrap();
     bed.kill_mysqld("db1").unwrap();
@@ -321,4 +340,69 @@ fn weighted_least_connections_and_address_hash_strategies() {
     let held = holder.join().unwrap();
     assert!(!held.is_empty());
     assert_ne!(other, held, "least connections must avoid the busy replica");
+}
+
+/// The router's metric `series` (name and labels), as a number.
+fn router_metric(bed: &Bed, series: &str) -> Option<u64> {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "3"])
+        .arg(format!("http://{}:6035/metrics", bed.gateway))
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// Thousands of concurrent connections on the router's one thread: 2,000
+/// clients hold connections through the writer port, each greeted by the
+/// master; the router counts them live, a query still goes through beside
+/// them, and the count falls back when they close.
+#[test]
+fn two_thousand_concurrent_connections_through_the_writer_port() {
+    const N: usize = 2000;
+    assert!(
+        raise_fd_limit() >= 2 * N as u64 + 100,
+        "this test needs an open-files limit above {}",
+        2 * N + 100
+    );
+    let mut opts = options();
+    // The clients stop at the greeting: the server must not drop them as
+    // unauthenticated (connect_timeout) while the test looks.
+    opts.mysqld_extra = format!("max_connections = {}\nconnect_timeout = 120", N + 200);
+    let bed = router_bed_with(opts);
+    let writer = format!("{}:6033", bed.gateway);
+    let (open, version) = open_greeted(&writer, N, Duration::from_secs(10)).unwrap();
+    assert_eq!(open.len(), N);
+    assert!(version.contains("MariaDB"), "greeting from {version:?}");
+    let active = "myha_router_active_connections{endpoint=\"writer\"}";
+    wait_until(
+        Duration::from_secs(10),
+        "router counts 2,000 live writer connections",
+        || Ok(router_metric(&bed, active) == Some(N as u64)),
+    )
+    .unwrap();
+    // The master holds them too, still at the handshake.
+    let held: usize = bed
+        .sql(
+            "db1",
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+             WHERE USER = 'unauthenticated user'",
+        )
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        held >= N,
+        "master holds {held} client connections, expected {N}"
+    );
+    assert_eq!(through(&bed, 6033, "SELECT @@hostname").unwrap(), "db1");
+    drop(open);
+    wait_until(
+        Duration::from_secs(20),
+        "live writer connections drop to 0",
+        || Ok(router_metric(&bed, active) == Some(0)),
+    )
+    .unwrap();
 }

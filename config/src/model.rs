@@ -49,6 +49,7 @@ pub mod defaults {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 6035);
     pub const FALLBACK_TO_MASTER: bool = true;
     pub const WRITER_HOLD_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const BUSY_POLL: Duration = Duration::ZERO;
 
     pub const MYSQL_PORT: u16 = 3306;
     pub const CANDIDATE_MASTER: bool = false;
@@ -299,6 +300,9 @@ pub struct RouterConfig {
     pub fallback_to_master: bool,
     /// How long new writer connections wait for a master during a failover.
     pub writer_hold_timeout: Duration,
+    /// Keep polling sockets this long after the last byte before sleeping
+    /// in epoll (zero: never busy-poll).
+    pub busy_poll: Duration,
 }
 
 impl Default for RouterConfig {
@@ -310,6 +314,7 @@ impl Default for RouterConfig {
             strategy: Strategy::default(),
             fallback_to_master: defaults::FALLBACK_TO_MASTER,
             writer_hold_timeout: defaults::WRITER_HOLD_TIMEOUT,
+            busy_poll: defaults::BUSY_POLL,
         }
     }
 }

@@ -100,6 +100,7 @@ pub(crate) struct RawRouter {
     pub strategy: Option<Spanned<crate::Strategy>>,
     pub fallback_to_master: Option<Spanned<bool>>,
     pub writer_hold_timeout: Option<Spanned<String>>,
+    pub busy_poll: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -310,7 +310,37 @@ fn empty_router_and_vip_arp_count_take_defaults() {
     assert_eq!(router.strategy, Strategy::RoundRobin);
     assert!(router.fallback_to_master);
     assert_eq!(router.writer_hold_timeout, Duration::from_secs(5));
+    assert_eq!(router.busy_poll, Duration::ZERO);
     assert_eq!(c.vip.as_ref().unwrap().arp_count, 3);
+}
+
+#[test]
+fn router_busy_poll_is_bounded_and_zero_turns_it_off() {
+    let get = |v: &str| {
+        ok(&with(
+            CLUSTER_END,
+            &format!("    router: {{ busy_poll: {v} }}"),
+        ))
+        .clusters[0]
+            .router
+            .as_ref()
+            .map(|r| r.busy_poll)
+    };
+    assert_eq!(get("200us"), Some(Duration::from_micros(200)));
+    assert_eq!(get("0s"), Some(Duration::ZERO));
+    assert_eq!(get("10ms"), Some(Duration::from_millis(10)));
+    assert_error(
+        &with(CLUSTER_END, "    router: { busy_poll: 50ms }"),
+        9,
+        26,
+        "`busy_poll` 50ms is too long: at most 10ms",
+    );
+    assert_error(
+        &with(CLUSTER_END, "    router: { busy_poll: often }"),
+        9,
+        26,
+        "`busy_poll`: invalid duration `often`",
+    );
 }
 
 #[test]

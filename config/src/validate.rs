@@ -419,6 +419,38 @@ impl Validator<'_> {
                 raw.writer_hold_timeout,
                 defaults::WRITER_HOLD_TIMEOUT,
             ),
+            busy_poll: self.busy_poll(raw.busy_poll),
+        }
+    }
+
+    /// `busy_poll`: zero turns it off; more than 10ms only burns CPU.
+    fn busy_poll(&mut self, raw: Option<Spanned<String>>) -> Duration {
+        const MAX: Duration = Duration::from_millis(10);
+        let Some(node) = raw else {
+            return defaults::BUSY_POLL;
+        };
+        match humantime::parse_duration(node.value.trim()) {
+            Ok(d) if d <= MAX => d,
+            Ok(d) => {
+                self.error(
+                    At::of(&node),
+                    format!(
+                        "`busy_poll` {} is too long: at most 10ms (0s turns it off)",
+                        humantime::format_duration(d)
+                    ),
+                );
+                defaults::BUSY_POLL
+            }
+            Err(err) => {
+                self.error(
+                    At::of(&node),
+                    format!(
+                        "`busy_poll`: invalid duration `{}` ({err}); write e.g. `200us`, `1ms` or `0s`",
+                        node.value
+                    ),
+                );
+                defaults::BUSY_POLL
+            }
         }
     }
 

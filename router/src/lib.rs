@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 
 use myha_config::{ClusterConfig, Config, RouterConfig, Strategy};
 use myha_core::routing::{fit_for_reads, pick, Candidate, Pick, RouterView};
-use tokio::io::copy_bidirectional;
+use tokio::io::{copy_bidirectional_with_sizes, AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 /// A replica returns to the reader pool only after this long healthy.
 const RISE: Duration = Duration::from_secs(2);
+/// Relay buffer per direction and connection (HAProxy's default bufsize).
+const RELAY_BUF: usize = 16 * 1024;
 /// Connecting to a backend.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -60,7 +62,15 @@ struct Shared {
     writer_total: AtomicU64,
     reader_total: AtomicU64,
     refused_total: AtomicU64,
+    /// Connections being relayed now: [writer, reader].
+    active: [AtomicU64; 2],
     started: Instant,
+    /// Bumped on every read that carried bytes: the busy-poll loop keeps
+    /// spinning while it moves.
+    activity: AtomicU64,
+    /// The busy-poll loop is parked: the next read wakes it.
+    spin_parked: AtomicBool,
+    wake_spinner: Notify,
 }
 
 impl Shared {
@@ -186,6 +196,7 @@ async fn serve_writer(shared: Arc<Shared>, mut client: TcpStream) {
         }
     };
     shared.writer_total.fetch_add(1, Ordering::Relaxed);
+    let _active = Active::new(&shared.active[0]);
     let _ = client.set_nodelay(true);
     let mut rx = shared.view.subscribe();
     // The connection lives while its master is the writer of the newest
@@ -204,7 +215,7 @@ async fn serve_writer(shared: Arc<Shared>, mut client: TcpStream) {
         }
     };
     tokio::select! {
-        _ = copy_bidirectional(&mut client, &mut backend) => {}
+        _ = relay(&shared, &mut client, &mut backend) => {}
         _ = moved => tracing::info!(old = %name, "master changed: closing a writer connection"),
     }
 }
@@ -260,6 +271,7 @@ async fn serve_reader(shared: Arc<Shared>, mut client: TcpStream, peer: SocketAd
         }
     };
     shared.reader_total.fetch_add(1, Ordering::Relaxed);
+    let _active = Active::new(&shared.active[1]);
     let _ = client.set_nodelay(true);
     if let Some(c) = &conns {
         c.fetch_add(1, Ordering::Relaxed);
@@ -282,7 +294,7 @@ async fn serve_reader(shared: Arc<Shared>, mut client: TcpStream, peer: SocketAd
         }
     };
     tokio::select! {
-        _ = copy_bidirectional(&mut client, &mut backend) => {}
+        _ = relay(&shared, &mut client, &mut backend) => {}
         _ = down => tracing::info!(backend = %name, "backend down: cutting a reader connection"),
     }
     if let Some(c) = &conns {
@@ -423,6 +435,12 @@ fn metrics(shared: &Shared) -> String {
         "myha_router_connections_total{{endpoint=\"reader\"}} {}\n",
         shared.reader_total.load(Ordering::Relaxed)
     ));
+    for (endpoint, active) in ["writer", "reader"].iter().zip(&shared.active) {
+        out.push_str(&format!(
+            "myha_router_active_connections{{endpoint=\"{endpoint}\"}} {}\n",
+            active.load(Ordering::Relaxed)
+        ));
+    }
     out.push_str(&format!(
         "myha_router_refused_total {}\n",
         shared.refused_total.load(Ordering::Relaxed)
@@ -459,6 +477,15 @@ pub async fn run(
             .await
             .map_err(|source| RouterError::Listen { addr, source })
     };
+    let (soft, hard) = raise_fd_limit();
+    if soft < 4096 {
+        tracing::warn!(
+            soft,
+            hard,
+            "the open-files limit allows fewer than 2,000 relayed connections \
+             (two descriptors each): raise LimitNOFILE / ulimit -n"
+        );
+    }
     let writer = bind(router.writer_listen).await?;
     let reader = bind(router.reader_listen).await?;
     let http = bind(router.http_listen).await?;
@@ -474,13 +501,20 @@ pub async fn run(
         writer_total: AtomicU64::new(0),
         reader_total: AtomicU64::new(0),
         refused_total: AtomicU64::new(0),
+        active: [AtomicU64::new(0), AtomicU64::new(0)],
         started: Instant::now(),
+        activity: AtomicU64::new(0),
+        spin_parked: AtomicBool::new(false),
+        wake_spinner: Notify::new(),
     });
     tracing::info!(cluster, writer = %router.writer_listen, reader = %router.reader_listen, http = %router.http_listen, "router started");
     let url = format!(
         "{}/v1/clusters/{cluster}/watch",
         config.manager.url.trim_end_matches('/')
     );
+    if let Some(budget) = busy_poll_budget(&router) {
+        tokio::spawn(busy_poll(Arc::clone(&shared), budget, shutdown.clone()));
+    }
     tokio::spawn(subscribe(
         Arc::clone(&shared),
         url,
@@ -539,4 +573,136 @@ pub async fn run(
         tracing::error!(error = %e, "router HTTP server failed");
     }
     Ok(())
+}
+
+/// Raises the soft open-files limit to the hard one (each relayed
+/// connection holds two descriptors; the usual soft default of 1,024 would
+/// cap the router near 500 connections). Returns the limits now in force.
+pub fn raise_fd_limit() -> (u64, u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return (0, 0);
+    };
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return (hard, hard);
+    }
+    (soft, hard)
+}
+
+/// Counts a relayed connection while it lives.
+struct Active<'a>(&'a AtomicU64);
+
+impl<'a> Active<'a> {
+    fn new(gauge: &'a AtomicU64) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Self(gauge)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Relays both directions until either side closes.
+async fn relay(shared: &Shared, client: &mut TcpStream, backend: &mut TcpStream) {
+    let mut a = Tracked::new(client, shared);
+    let mut b = Tracked::new(backend, shared);
+    let _ = copy_bidirectional_with_sizes(&mut a, &mut b, RELAY_BUF, RELAY_BUF).await;
+}
+
+fn busy_poll_budget(router: &RouterConfig) -> Option<Duration> {
+    // MYHA_ROUTER_BUSY_POLL_US overrides the configuration (benchmarks).
+    let budget = std::env::var("MYHA_ROUTER_BUSY_POLL_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(router.busy_poll, Duration::from_micros);
+    (!budget.is_zero()).then_some(budget)
+}
+
+/// Adaptive busy polling. While bytes are moving, the router does not
+/// sleep in epoll_wait between packets: it yields the CPU to whatever else
+/// is runnable (sched_yield) and polls its sockets again without blocking.
+/// A sender then never has to wake the router (no wake-up, no
+/// cross-CPU interrupt, no context switch back in), which on a busy host
+/// is most of what a relay costs. After `budget` without a byte it parks
+/// and the next read wakes it, so an idle router uses no CPU.
+async fn busy_poll(shared: Arc<Shared>, budget: Duration, shutdown: watch::Receiver<bool>) {
+    loop {
+        shared.spin_parked.store(true, Ordering::Release);
+        shared.wake_spinner.notified().await;
+        shared.spin_parked.store(false, Ordering::Release);
+        if *shutdown.borrow() {
+            return;
+        }
+        let mut seen = shared.activity.load(Ordering::Relaxed);
+        let mut quiet_since = Instant::now();
+        loop {
+            std::thread::yield_now();
+            tokio::task::yield_now().await;
+            let now = shared.activity.load(Ordering::Relaxed);
+            if now != seen {
+                seen = now;
+                quiet_since = Instant::now();
+            } else if quiet_since.elapsed() >= budget {
+                break;
+            }
+        }
+    }
+}
+
+/// A relayed socket that reports reads to the busy-poll loop.
+struct Tracked<'a> {
+    io: &'a mut TcpStream,
+    shared: &'a Shared,
+}
+
+impl<'a> Tracked<'a> {
+    fn new(io: &'a mut TcpStream, shared: &'a Shared) -> Self {
+        Self { io, shared }
+    }
+}
+
+impl AsyncRead for Tracked<'_> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut *this.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.shared.activity.fetch_add(1, Ordering::Relaxed);
+            if this.shared.spin_parked.load(Ordering::Acquire) {
+                this.shared.wake_spinner.notify_one();
+            }
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Tracked<'_> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut *self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.get_mut().io).poll_shutdown(cx)
+    }
 }

@@ -9,6 +9,7 @@
 //! removed by the next [`Bed::start`].
 #![forbid(unsafe_code)]
 
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -876,4 +877,66 @@ pub fn wait_until(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Raises this process's soft open-files limit to the hard one (a test
+/// that opens thousands of connections; the router does the same).
+pub fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
+        }
+        Ok((soft, _)) => soft,
+        Err(_) => 0,
+    }
+}
+
+/// Opens `n` connections to `addr` and reads the MySQL server greeting on
+/// each: proof that every one of them reached a server. Returns the open
+/// connections (closed when dropped) and the server version they saw.
+pub fn open_greeted(addr: &str, n: usize, timeout: Duration) -> Result<(Vec<TcpStream>, String)> {
+    use std::io::Read;
+    let sock: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| BedError::Other(format!("{addr}: {e}")))?;
+    let mut open = Vec::with_capacity(n);
+    let mut version = String::new();
+    for i in 0..n {
+        let fail = |what: &str, e: std::io::Error| {
+            BedError::Other(format!(
+                "connection {} of {n} to {addr}: {what}: {e}",
+                i + 1
+            ))
+        };
+        let mut s = TcpStream::connect_timeout(&sock, timeout).map_err(|e| fail("connect", e))?;
+        s.set_read_timeout(Some(timeout))
+            .map_err(|e| fail("set timeout", e))?;
+        let mut header = [0u8; 4];
+        s.read_exact(&mut header)
+            .map_err(|e| fail("greeting header", e))?;
+        let len =
+            usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload)
+            .map_err(|e| fail("greeting", e))?;
+        // Protocol 10 handshake; 0xff would be an error packet.
+        if payload.first() != Some(&10) {
+            return Err(BedError::Other(format!(
+                "connection {} of {n} to {addr}: not a server greeting: {}",
+                i + 1,
+                String::from_utf8_lossy(&payload)
+            )));
+        }
+        if version.is_empty() {
+            let end = payload.iter().skip(1).position(|b| *b == 0).unwrap_or(0);
+            version = String::from_utf8_lossy(&payload[1..1 + end]).into_owned();
+        }
+        open.push(s);
+    }
+    Ok((open, version))
 }

@@ -5,7 +5,9 @@
 //! p95/p99 latency (from sysbench's histogram), the proxy's CPU seconds
 //! per 1,000 queries, and the ratios.
 //!
-//! `myha-bench-router --myha-bin PATH [--seconds N] [--rounds N]`
+//! `myha-bench-router --myha-bin PATH [--seconds N] [--rounds N]
+//! [--paths writer,reader] [--tests oltp_point_select,oltp_read_only]
+//! [--threads 8,64]` (the filters default to every cell)
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -137,7 +139,21 @@ fn main() -> std::process::ExitCode {
     let rounds: u32 = arg(&args, "--rounds")
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
-    match bench(&bin, seconds, rounds) {
+    let list = |flag: &str, all: &[&str]| -> Vec<String> {
+        arg(&args, flag).map_or_else(
+            || all.iter().map(|s| s.to_string()).collect(),
+            |v| v.split(',').map(str::to_string).collect(),
+        )
+    };
+    let cells = Cells {
+        paths: list("--paths", &["writer", "reader"]),
+        tests: list("--tests", &["oltp_point_select", "oltp_read_only"]),
+        threads: list("--threads", &["8", "64"])
+            .iter()
+            .filter_map(|t| t.parse().ok())
+            .collect(),
+    };
+    match bench(&bin, seconds, rounds, &cells) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench failed: {e}");
@@ -146,16 +162,24 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-struct Haproxy(Child);
+/// Which cells of the table to run.
+struct Cells {
+    paths: Vec<String>,
+    tests: Vec<String>,
+    threads: Vec<u32>,
+}
 
-impl Drop for Haproxy {
+/// A proxy process of the benchmark, killed when dropped.
+struct Proxy(Child);
+
+impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
-fn bench(bin: &str, seconds: u32, rounds: u32) -> Result<()> {
+fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
     let mut opts = BedOptions::new(bin);
     opts.router = true;
     let mut bed = Bed::start(opts)?;
@@ -175,7 +199,7 @@ fn bench(bin: &str, seconds: u32, rounds: u32) -> Result<()> {
         ),
     )
     .map_err(|e| BedError::Other(e.to_string()))?;
-    let haproxy = Haproxy(
+    let haproxy = Proxy(
         Command::new("haproxy")
             .args(["-db", "-f"])
             .arg(&cfg)
@@ -187,17 +211,62 @@ fn bench(bin: &str, seconds: u32, rounds: u32) -> Result<()> {
     let router_pid = bed
         .router_pid()
         .ok_or_else(|| BedError::Other("no router".into()))?;
+    // A second router, same configuration but `busy_poll: 200us`, on
+    // ports 6133/6134/6135.
+    let yaml =
+        std::fs::read_to_string(&bed.config_path).map_err(|e| BedError::Other(e.to_string()))?;
+    let bp_yaml = yaml
+        .replace(":6033", ":6133")
+        .replace(":6034", ":6134")
+        .replace(":6035", ":6135")
+        .replace(
+            "writer_hold_timeout: 10s }",
+            "writer_hold_timeout: 10s, busy_poll: 200us }",
+        );
+    if !bp_yaml.contains("busy_poll: 200us") {
+        return Err(BedError::Other(
+            "cannot derive the busy-poll router's config".into(),
+        ));
+    }
+    let bp_cfg = bed.dir.join("myha-busy-poll.yaml");
+    std::fs::write(&bp_cfg, bp_yaml).map_err(|e| BedError::Other(e.to_string()))?;
+    let busy = Proxy(
+        Command::new(bin)
+            .args(["router", "--config"])
+            .arg(&bp_cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| BedError::Other(format!("myha router: {e}")))?,
+    );
+    myha_testbed::wait_until(
+        Duration::from_secs(20),
+        "busy-poll router has a writer",
+        || {
+            let out = Command::new("curl")
+                .args(["-s", "--max-time", "2"])
+                .arg(format!(
+                    "http://{gw}:6135/v1/clusters/{}/endpoints",
+                    myha_testbed::CLUSTER
+                ))
+                .output()
+                .map_err(|e| BedError::Other(e.to_string()))?;
+            Ok(String::from_utf8_lossy(&out.stdout).contains("\"writer\":{"))
+        },
+    )?;
     std::thread::sleep(Duration::from_secs(2));
     sysbench("oltp_read_only", &master, 3306, 4, 1, true)?;
-    let writer_path: [(&str, &str, u16, Option<u32>); 3] = [
+    let writer_path: [(&str, &str, u16, Option<u32>); 4] = [
         ("direct", master.as_str(), 3306, None),
         ("myha", gw.as_str(), 6033, Some(router_pid)),
+        ("myha-bp", gw.as_str(), 6133, Some(busy.0.id())),
         ("haproxy", gw.as_str(), 6043, Some(haproxy.0.id())),
     ];
     // Reads: direct to one replica; both proxies balance over two.
-    let reader_path: [(&str, &str, u16, Option<u32>); 3] = [
+    let reader_path: [(&str, &str, u16, Option<u32>); 4] = [
         ("direct", r2.as_str(), 3306, None),
         ("myha", gw.as_str(), 6034, Some(router_pid)),
+        ("myha-bp", gw.as_str(), 6134, Some(busy.0.id())),
         ("haproxy", gw.as_str(), 6044, Some(haproxy.0.id())),
     ];
     println!("# myha router benchmark: sysbench 1.0 through the writer path, {seconds} s per run, {rounds} round(s), alternating");
@@ -206,9 +275,12 @@ fn bench(bin: &str, seconds: u32, rounds: u32) -> Result<()> {
         "workload", "thr", "target", "qps", "p95 ms", "p99 ms", "cpu s/1k q"
     );
     for (path, targets) in [("writer", &writer_path), ("reader", &reader_path)] {
+        if !cells.paths.iter().any(|p| p == path) {
+            continue;
+        }
         println!("## {path} path");
-        for test in ["oltp_point_select", "oltp_read_only"] {
-            for threads in [8u32, 64] {
+        for test in cells.tests.iter().map(String::as_str) {
+            for &threads in &cells.threads {
                 let mut acc: BTreeMap<&str, Vec<Run>> = BTreeMap::new();
                 for _ in 0..rounds {
                     for (name, host, port, pid) in targets.iter() {
@@ -250,17 +322,20 @@ fn bench(bin: &str, seconds: u32, rounds: u32) -> Result<()> {
                 }
                 let get = |n: &str| qps.get(n).copied().unwrap_or(0.0);
                 println!(
-                "{:<18} {:>4} ratios: myha/haproxy {:.2}x, myha/direct {:.2}x, haproxy/direct {:.2}x",
+                "{:<18} {:>4} ratios: myha/haproxy {:.2}x, myha-bp/haproxy {:.2}x, myha/direct {:.2}x, myha-bp/direct {:.2}x, haproxy/direct {:.2}x",
                 test,
                 threads,
                 get("myha") / get("haproxy").max(1.0),
+                get("myha-bp") / get("haproxy").max(1.0),
                 get("myha") / get("direct").max(1.0),
+                get("myha-bp") / get("direct").max(1.0),
                 get("haproxy") / get("direct").max(1.0)
             );
             }
         }
     }
     drop(haproxy);
+    drop(busy);
     bed.stop_manager();
     Ok(())
 }
