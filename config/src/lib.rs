@@ -38,7 +38,7 @@ use serde_saphyr::Spanned;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     defaults, AgentConfig, ClusterConfig, Config, Credentials, Flavor, HooksConfig, HostConfig,
-    ManagerConfig, RouterConfig, Strategy, VipConfig,
+    ManagerConfig, Relay, RouterConfig, Strategy, VipConfig,
 };
 pub use secret::Secret;
 

@@ -286,6 +286,36 @@ impl fmt::Display for Strategy {
     }
 }
 
+/// How the router moves bytes between a client and its backend.
+/// YAML: `userspace`, `kernel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Relay {
+    /// The router reads and writes every byte (tokio, 16 KiB buffers).
+    #[default]
+    Userspace,
+    /// After the server's greeting, a BPF sockmap moves the bytes inside
+    /// the kernel (Linux 5.13+, root); falls back to `userspace` when the
+    /// kernel refuses.
+    Kernel,
+}
+
+impl Relay {
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Userspace => "userspace",
+            Self::Kernel => "kernel",
+        }
+    }
+}
+
+impl fmt::Display for Relay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// `router:` — the built-in TCP router in front of a cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouterConfig {
@@ -303,6 +333,8 @@ pub struct RouterConfig {
     /// Keep polling sockets this long after the last byte before sleeping
     /// in epoll (zero: never busy-poll).
     pub busy_poll: Duration,
+    /// Who moves the bytes of a relayed connection.
+    pub relay: Relay,
 }
 
 impl Default for RouterConfig {
@@ -315,6 +347,7 @@ impl Default for RouterConfig {
             fallback_to_master: defaults::FALLBACK_TO_MASTER,
             writer_hold_timeout: defaults::WRITER_HOLD_TIMEOUT,
             busy_poll: defaults::BUSY_POLL,
+            relay: Relay::default(),
         }
     }
 }

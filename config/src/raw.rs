@@ -101,6 +101,7 @@ pub(crate) struct RawRouter {
     pub fallback_to_master: Option<Spanned<bool>>,
     pub writer_hold_timeout: Option<Spanned<String>>,
     pub busy_poll: Option<Spanned<String>>,
+    pub relay: Option<Spanned<crate::Relay>>,
 }
 
 #[derive(Debug, Deserialize)]

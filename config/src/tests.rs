@@ -311,6 +311,7 @@ fn empty_router_and_vip_arp_count_take_defaults() {
     assert!(router.fallback_to_master);
     assert_eq!(router.writer_hold_timeout, Duration::from_secs(5));
     assert_eq!(router.busy_poll, Duration::ZERO);
+    assert_eq!(router.relay, crate::Relay::Userspace);
     assert_eq!(c.vip.as_ref().unwrap().arp_count, 3);
 }
 
@@ -464,7 +465,22 @@ fn wrong_types_are_located() {
         25,
         "unknown variant `random`",
     );
+    assert_error(
+        &with(CLUSTER_END, "    router: { relay: splice }"),
+        9,
+        22,
+        "unknown variant `splice`",
+    );
     assert_error(&with(HOST1_END, "    priority: [1]"), 13, 15, "");
+}
+
+#[test]
+fn router_relay_kernel_is_read() {
+    let c = &ok(&with(CLUSTER_END, "    router: { relay: kernel }")).clusters[0];
+    assert_eq!(
+        c.router.as_ref().map(|r| r.relay),
+        Some(crate::Relay::Kernel)
+    );
 }
 
 #[test]

@@ -420,6 +420,7 @@ impl Validator<'_> {
                 defaults::WRITER_HOLD_TIMEOUT,
             ),
             busy_poll: self.busy_poll(raw.busy_poll),
+            relay: raw.relay.map(|r| r.value).unwrap_or_default(),
         }
     }
 

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use myha_config::{ClusterConfig, Config, RouterConfig, Strategy};
+mod kernel;
+
+use myha_config::{ClusterConfig, Config, Relay, RouterConfig, Strategy};
 use myha_core::routing::{fit_for_reads, pick, Candidate, Pick, RouterView};
 use tokio::io::{copy_bidirectional_with_sizes, AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -71,6 +73,9 @@ struct Shared {
     /// The busy-poll loop is parked: the next read wakes it.
     spin_parked: AtomicBool,
     wake_spinner: Notify,
+    /// The kernel relay, when `relay: kernel` and the kernel agreed.
+    kernel_relay: Option<kernel::KernelRelay>,
+    kernel: kernel::KernelStats,
 }
 
 impl Shared {
@@ -181,13 +186,13 @@ async fn wait_for_writer(shared: &Shared) -> Option<(u64, String, String)> {
     }
 }
 
-async fn serve_writer(shared: Arc<Shared>, mut client: TcpStream) {
+async fn serve_writer(shared: Arc<Shared>, client: TcpStream) {
     let Some((epoch, name, addr)) = wait_for_writer(&shared).await else {
         shared.refused_total.fetch_add(1, Ordering::Relaxed);
         tracing::warn!("no writable master within the hold timeout: closing a writer connection");
         return;
     };
-    let mut backend = match connect(&addr).await {
+    let backend = match connect(&addr).await {
         Ok(b) => b,
         Err(e) => {
             shared.refused_total.fetch_add(1, Ordering::Relaxed);
@@ -215,12 +220,12 @@ async fn serve_writer(shared: Arc<Shared>, mut client: TcpStream) {
         }
     };
     tokio::select! {
-        _ = relay(&shared, &mut client, &mut backend) => {}
+        _ = relay(&shared, client, backend) => {}
         _ = moved => tracing::info!(old = %name, "master changed: closing a writer connection"),
     }
 }
 
-async fn serve_reader(shared: Arc<Shared>, mut client: TcpStream, peer: SocketAddr) {
+async fn serve_reader(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr) {
     let pool = shared.pool();
     let candidates: Vec<Candidate<'_>> = pool
         .iter()
@@ -262,7 +267,7 @@ async fn serve_reader(shared: Arc<Shared>, mut client: TcpStream, peer: SocketAd
             return;
         }
     };
-    let mut backend = match connect(&addr).await {
+    let backend = match connect(&addr).await {
         Ok(b) => b,
         Err(e) => {
             shared.refused_total.fetch_add(1, Ordering::Relaxed);
@@ -294,7 +299,7 @@ async fn serve_reader(shared: Arc<Shared>, mut client: TcpStream, peer: SocketAd
         }
     };
     tokio::select! {
-        _ = relay(&shared, &mut client, &mut backend) => {}
+        _ = relay(&shared, client, backend) => {}
         _ = down => tracing::info!(backend = %name, "backend down: cutting a reader connection"),
     }
     if let Some(c) = &conns {
@@ -442,6 +447,20 @@ fn metrics(shared: &Shared) -> String {
         ));
     }
     out.push_str(&format!(
+        "myha_router_kernel_relay {}\n",
+        u8::from(shared.kernel_relay.is_some())
+    ));
+    for (name, v) in [
+        ("connections", &shared.kernel.connections),
+        ("refused", &shared.kernel.refused),
+        ("fallback_bytes", &shared.kernel.fallback_bytes),
+    ] {
+        out.push_str(&format!(
+            "myha_router_kernel_{name}_total {}\n",
+            v.load(Ordering::Relaxed)
+        ));
+    }
+    out.push_str(&format!(
         "myha_router_refused_total {}\n",
         shared.refused_total.load(Ordering::Relaxed)
     ));
@@ -506,6 +525,8 @@ pub async fn run(
         activity: AtomicU64::new(0),
         spin_parked: AtomicBool::new(false),
         wake_spinner: Notify::new(),
+        kernel_relay: kernel_relay(&router),
+        kernel: kernel::KernelStats::default(),
     });
     tracing::info!(cluster, writer = %router.writer_listen, reader = %router.reader_listen, http = %router.http_listen, "router started");
     let url = format!(
@@ -605,10 +626,48 @@ impl Drop for Active<'_> {
     }
 }
 
-/// Relays both directions until either side closes.
-async fn relay(shared: &Shared, client: &mut TcpStream, backend: &mut TcpStream) {
-    let mut a = Tracked::new(client, shared);
-    let mut b = Tracked::new(backend, shared);
+/// Loads the kernel relay if the configuration asks for it; says why not
+/// when the kernel refuses (then every connection is relayed in user
+/// space).
+fn kernel_relay(router: &RouterConfig) -> Option<kernel::KernelRelay> {
+    if router.relay != Relay::Kernel {
+        return None;
+    }
+    match myha_sockmap::Splicer::new()
+        .map_err(|e| e.to_string())
+        .and_then(|s| {
+            kernel::KernelRelay::start(s).map_err(|e| format!("cannot watch relayed sockets: {e}"))
+        }) {
+        Ok(s) => {
+            tracing::info!("relay: kernel (BPF sockmap)");
+            Some(s)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "relay: kernel is unavailable here; relaying in user space");
+            None
+        }
+    }
+}
+
+/// Relays both directions until both sides have closed (or either fails).
+async fn relay(shared: &Shared, mut client: TcpStream, mut backend: TcpStream) {
+    if let Some(k) = &shared.kernel_relay {
+        match kernel::prepare(&k.splicer, &shared.kernel, &mut client, &mut backend).await {
+            Ok(kernel::Prepared::Spliced(s)) => {
+                if let Err(e) = kernel::relay(k, s, &shared.kernel, client, backend).await {
+                    tracing::debug!(error = %e, "kernel-relayed connection ended");
+                }
+                return;
+            }
+            Ok(kernel::Prepared::Refused) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "connection ended before the kernel relay began");
+                return;
+            }
+        }
+    }
+    let mut a = Tracked::new(&mut client, shared);
+    let mut b = Tracked::new(&mut backend, shared);
     let _ = copy_bidirectional_with_sizes(&mut a, &mut b, RELAY_BUF, RELAY_BUF).await;
 }
 
