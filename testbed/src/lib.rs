@@ -156,6 +156,8 @@ pub struct BedOptions {
     /// Configure and start a router on this machine (writer port 6033,
     /// reader 6034, HTTP 6035 on the bridge's address).
     pub router: bool,
+    /// More keys for the router's section, e.g. `", relay: kernel"`.
+    pub router_extra: String,
 }
 
 impl BedOptions {
@@ -172,6 +174,7 @@ impl BedOptions {
             image_with_agent: None,
             vip: false,
             router: false,
+            router_extra: String::new(),
         }
     }
 }
@@ -313,7 +316,8 @@ impl Bed {
         }
         if opts.router {
             yaml.push_str(&format!(
-                "    router: {{ writer_listen: {gw}:6033, reader_listen: {gw}:6034, http_listen: {gw}:6035, writer_hold_timeout: 10s }}\n",
+                "    router: {{ writer_listen: {gw}:6033, reader_listen: {gw}:6034, http_listen: {gw}:6035, writer_hold_timeout: 10s{} }}\n",
+                opts.router_extra,
                 gw = self.gateway
             ));
         }

@@ -3,7 +3,11 @@
 //! and alternating, on one bed. All three reach the master (the writer
 //! path): the comparison is the proxies' own cost. Prints throughput,
 //! p95/p99 latency (from sysbench's histogram), the proxy's CPU seconds
-//! per 1,000 queries, and the ratios.
+//! per 1,000 queries, the whole host's busy CPU seconds and context
+//! switches per query (the kernel relay's work is done by the kernel, in
+//! softirq and kworker time that no proxy process is charged for: the host
+//! columns count it), and the ratios. Targets: `direct`, `myha` (user-space
+//! relay), `myha-k` (`relay: kernel`, a second router process), `haproxy`.
 //!
 //! `myha-bench-router --myha-bin PATH [--seconds N] [--rounds N]
 //! [--paths writer,reader] [--tests oltp_point_select,oltp_read_only]
@@ -36,6 +40,33 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// The host's busy CPU seconds (all CPUs: user, nice, system, irq,
+/// softirq, steal) and context switches so far.
+fn host_counters() -> (f64, f64) {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return (0.0, 0.0);
+    };
+    let mut busy = 0.0;
+    let mut ctxt = 0.0;
+    for line in stat.lines() {
+        let mut f = line.split_whitespace();
+        match f.next() {
+            Some("cpu") => {
+                let v: Vec<f64> = f.filter_map(|x| x.parse().ok()).collect();
+                // user nice system idle iowait irq softirq steal
+                busy = [0, 1, 2, 5, 6, 7]
+                    .iter()
+                    .filter_map(|i| v.get(*i))
+                    .sum::<f64>()
+                    / 100.0;
+            }
+            Some("ctxt") => ctxt = f.next().and_then(|x| x.parse().ok()).unwrap_or(0.0),
+            _ => {}
+        }
+    }
+    (busy, ctxt)
+}
+
 #[derive(Debug, Default, Clone)]
 struct Run {
     qps: f64,
@@ -43,6 +74,8 @@ struct Run {
     p99_ms: f64,
     queries: f64,
     cpu_s: f64,
+    host_cpu_s: f64,
+    ctxt: f64,
 }
 
 fn sysbench(
@@ -211,8 +244,8 @@ fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
     let router_pid = bed
         .router_pid()
         .ok_or_else(|| BedError::Other("no router".into()))?;
-    // A second router, same configuration but `busy_poll: 200us`, on
-    // ports 6133/6134/6135.
+    // A second router, same configuration but `relay: kernel`, on ports
+    // 6133/6134/6135.
     let yaml =
         std::fs::read_to_string(&bed.config_path).map_err(|e| BedError::Other(e.to_string()))?;
     let bp_yaml = yaml
@@ -221,14 +254,14 @@ fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
         .replace(":6035", ":6135")
         .replace(
             "writer_hold_timeout: 10s }",
-            "writer_hold_timeout: 10s, busy_poll: 200us }",
+            "writer_hold_timeout: 10s, relay: kernel }",
         );
-    if !bp_yaml.contains("busy_poll: 200us") {
+    if !bp_yaml.contains("relay: kernel") {
         return Err(BedError::Other(
-            "cannot derive the busy-poll router's config".into(),
+            "cannot derive the kernel-relay router's config".into(),
         ));
     }
-    let bp_cfg = bed.dir.join("myha-busy-poll.yaml");
+    let bp_cfg = bed.dir.join("myha-kernel.yaml");
     std::fs::write(&bp_cfg, bp_yaml).map_err(|e| BedError::Other(e.to_string()))?;
     let busy = Proxy(
         Command::new(bin)
@@ -241,7 +274,7 @@ fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
     );
     myha_testbed::wait_until(
         Duration::from_secs(20),
-        "busy-poll router has a writer",
+        "kernel-relay router has a writer",
         || {
             let out = Command::new("curl")
                 .args(["-s", "--max-time", "2"])
@@ -254,25 +287,43 @@ fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
             Ok(String::from_utf8_lossy(&out.stdout).contains("\"writer\":{"))
         },
     )?;
+    let metrics = Command::new("curl")
+        .args(["-s", "--max-time", "2"])
+        .arg(format!("http://{gw}:6135/metrics"))
+        .output()
+        .map_err(|e| BedError::Other(e.to_string()))?;
+    if !String::from_utf8_lossy(&metrics.stdout).contains("myha_router_kernel_relay 1") {
+        return Err(BedError::Other(
+            "the second router is not relaying in the kernel (see its log)".into(),
+        ));
+    }
     std::thread::sleep(Duration::from_secs(2));
     sysbench("oltp_read_only", &master, 3306, 4, 1, true)?;
     let writer_path: [(&str, &str, u16, Option<u32>); 4] = [
         ("direct", master.as_str(), 3306, None),
         ("myha", gw.as_str(), 6033, Some(router_pid)),
-        ("myha-bp", gw.as_str(), 6133, Some(busy.0.id())),
+        ("myha-k", gw.as_str(), 6133, Some(busy.0.id())),
         ("haproxy", gw.as_str(), 6043, Some(haproxy.0.id())),
     ];
     // Reads: direct to one replica; both proxies balance over two.
     let reader_path: [(&str, &str, u16, Option<u32>); 4] = [
         ("direct", r2.as_str(), 3306, None),
         ("myha", gw.as_str(), 6034, Some(router_pid)),
-        ("myha-bp", gw.as_str(), 6134, Some(busy.0.id())),
+        ("myha-k", gw.as_str(), 6134, Some(busy.0.id())),
         ("haproxy", gw.as_str(), 6044, Some(haproxy.0.id())),
     ];
     println!("# myha router benchmark: sysbench 1.0 through the writer path, {seconds} s per run, {rounds} round(s), alternating");
     println!(
-        "{:<18} {:>4} {:<8} {:>10} {:>9} {:>9} {:>14}",
-        "workload", "thr", "target", "qps", "p95 ms", "p99 ms", "cpu s/1k q"
+        "{:<18} {:>4} {:<8} {:>10} {:>9} {:>9} {:>14} {:>14} {:>8}",
+        "workload",
+        "thr",
+        "target",
+        "qps",
+        "p95 ms",
+        "p99 ms",
+        "cpu s/1k q",
+        "host s/1k q",
+        "ctxt/q"
     );
     for (path, targets) in [("writer", &writer_path), ("reader", &reader_path)] {
         if !cells.paths.iter().any(|p| p == path) {
@@ -285,9 +336,13 @@ fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
                 for _ in 0..rounds {
                     for (name, host, port, pid) in targets.iter() {
                         let before = pid.map_or(0.0, cpu_seconds);
+                        let (host0, ctxt0) = host_counters();
                         let out = sysbench(test, host, *port, threads, seconds, false)?;
+                        let (host1, ctxt1) = host_counters();
                         let mut r = parse(&out);
                         r.cpu_s = pid.map_or(0.0, |p| cpu_seconds(p) - before);
+                        r.host_cpu_s = host1 - host0;
+                        r.ctxt = ctxt1 - ctxt0;
                         acc.entry(name).or_default().push(r);
                     }
                 }
@@ -304,9 +359,23 @@ fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
                             0.0
                         }
                     });
+                    let per_k = |f: fn(&Run) -> f64| {
+                        runs.iter()
+                            .map(|r| {
+                                if r.queries > 0.0 {
+                                    f(r) / r.queries
+                                } else {
+                                    0.0
+                                }
+                            })
+                            .sum::<f64>()
+                            / runs.len().max(1) as f64
+                    };
+                    let host_per_k = per_k(|r| r.host_cpu_s) * 1000.0;
+                    let ctxt_per_q = per_k(|r| r.ctxt);
                     qps.insert(*name, q);
                     println!(
-                        "{:<18} {:>4} {:<8} {:>10.0} {:>9.2} {:>9.2} {:>14}",
+                        "{:<18} {:>4} {:<8} {:>10.0} {:>9.2} {:>9.2} {:>14} {:>14.4} {:>8.2}",
                         test,
                         threads,
                         name,
@@ -317,18 +386,20 @@ fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
                             "-".to_string()
                         } else {
                             format!("{cpu_per_k:.4}")
-                        }
+                        },
+                        host_per_k,
+                        ctxt_per_q
                     );
                 }
                 let get = |n: &str| qps.get(n).copied().unwrap_or(0.0);
                 println!(
-                "{:<18} {:>4} ratios: myha/haproxy {:.2}x, myha-bp/haproxy {:.2}x, myha/direct {:.2}x, myha-bp/direct {:.2}x, haproxy/direct {:.2}x",
+                "{:<18} {:>4} ratios: myha/haproxy {:.2}x, myha-k/haproxy {:.2}x, myha/direct {:.2}x, myha-k/direct {:.2}x, haproxy/direct {:.2}x",
                 test,
                 threads,
                 get("myha") / get("haproxy").max(1.0),
-                get("myha-bp") / get("haproxy").max(1.0),
+                get("myha-k") / get("haproxy").max(1.0),
                 get("myha") / get("direct").max(1.0),
-                get("myha-bp") / get("direct").max(1.0),
+                get("myha-k") / get("direct").max(1.0),
                 get("haproxy") / get("direct").max(1.0)
             );
             }
