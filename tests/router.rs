@@ -206,7 +206,7 @@ fn writers_follow_a_failover_and_a_switchover(router_extra: &str) {
     assert!(missing.is_empty(), "acknowledged rows missing: {missing:?}");
     // After the switchover the former master (now a replica) holds exactly
     // what the new master had: no write went to it after the epoch changed.
-    wait_until(Duration::from_secs(10), "old master caught up", || {
+    wait_until(Duration::from_secs(30), "old master caught up", || {
         Ok(bed.sql(&new_master, "SELECT @@gtid_binlog_state")?
             == bed.sql(target, "SELECT @@gtid_binlog_state")?)
     })
