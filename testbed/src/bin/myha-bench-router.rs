@@ -248,7 +248,7 @@ fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
     // 6133/6134/6135.
     let yaml =
         std::fs::read_to_string(&bed.config_path).map_err(|e| BedError::Other(e.to_string()))?;
-    let bp_yaml = yaml
+    let k_yaml = yaml
         .replace(":6033", ":6133")
         .replace(":6034", ":6134")
         .replace(":6035", ":6135")
@@ -256,17 +256,17 @@ fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
             "writer_hold_timeout: 10s }",
             "writer_hold_timeout: 10s, relay: kernel }",
         );
-    if !bp_yaml.contains("relay: kernel") {
+    if !k_yaml.contains("relay: kernel") {
         return Err(BedError::Other(
             "cannot derive the kernel-relay router's config".into(),
         ));
     }
-    let bp_cfg = bed.dir.join("myha-kernel.yaml");
-    std::fs::write(&bp_cfg, bp_yaml).map_err(|e| BedError::Other(e.to_string()))?;
-    let busy = Proxy(
+    let k_cfg = bed.dir.join("myha-kernel.yaml");
+    std::fs::write(&k_cfg, k_yaml).map_err(|e| BedError::Other(e.to_string()))?;
+    let kernel_router = Proxy(
         Command::new(bin)
             .args(["router", "--config"])
-            .arg(&bp_cfg)
+            .arg(&k_cfg)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -302,14 +302,14 @@ fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
     let writer_path: [(&str, &str, u16, Option<u32>); 4] = [
         ("direct", master.as_str(), 3306, None),
         ("myha", gw.as_str(), 6033, Some(router_pid)),
-        ("myha-k", gw.as_str(), 6133, Some(busy.0.id())),
+        ("myha-k", gw.as_str(), 6133, Some(kernel_router.0.id())),
         ("haproxy", gw.as_str(), 6043, Some(haproxy.0.id())),
     ];
     // Reads: direct to one replica; both proxies balance over two.
     let reader_path: [(&str, &str, u16, Option<u32>); 4] = [
         ("direct", r2.as_str(), 3306, None),
         ("myha", gw.as_str(), 6034, Some(router_pid)),
-        ("myha-k", gw.as_str(), 6134, Some(busy.0.id())),
+        ("myha-k", gw.as_str(), 6134, Some(kernel_router.0.id())),
         ("haproxy", gw.as_str(), 6044, Some(haproxy.0.id())),
     ];
     println!("# myha router benchmark: sysbench 1.0 through the writer path, {seconds} s per run, {rounds} round(s), alternating");
@@ -406,7 +406,7 @@ fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
         }
     }
     drop(haproxy);
-    drop(busy);
+    drop(kernel_router);
     bed.stop_manager();
     Ok(())
 }
