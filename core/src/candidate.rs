@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::flavor::{Flavor, ThreadState};
 use crate::gtid::{GtidError, GtidKey, GtidSet, MariaBinlogState, MariaGtidPos, MysqlGtidSet};
-use crate::report::ServerFacts;
+use crate::report::{ServerFacts, HEARTBEAT_DOMAIN_BASE};
 use crate::topology::{Role, ServerView};
 
 /// The GTIDs a server has executed, flavor-neutral.
@@ -144,6 +144,20 @@ struct Scored<'a> {
     server: &'a CandidateServer,
     order: usize,
     set: GtidSet,
+    /// GTIDs outside myha's heartbeat domains: the application's data.
+    data: u64,
+}
+
+/// How many of `set`'s GTIDs are the application's, leaving out myha's
+/// own heartbeat domains (MariaDB). The master writes a heartbeat several
+/// times a second, so which replica has received the latest one changes
+/// from one sample to the next: ranking on it would make the choice flip
+/// between replicas holding the same data.
+fn data_count(set: &GtidSet) -> u64 {
+    set.iter()
+        .filter(|(k, _)| !matches!(k, GtidKey::Domain(d) if *d >= HEARTBEAT_DOMAIN_BASE))
+        .map(|(_, s)| s.count())
+        .sum()
 }
 
 /// Why a replica cannot serve even as a source of missing events, if so.
@@ -228,6 +242,7 @@ pub fn choose(input: &CandidateInput) -> CandidateChoice {
         usable.push(Scored {
             server: s,
             order,
+            data: data_count(&set),
             set,
         });
         let idx = usable.len() - 1;
@@ -266,17 +281,27 @@ pub fn choose(input: &CandidateInput) -> CandidateChoice {
         }
     }
 
-    // Most advanced first; ties: candidate_master, priority, config order.
-    let rank = |a: &Scored<'_>, b: &Scored<'_>| {
-        b.set
-            .count()
-            .cmp(&a.set.count())
-            .then(b.server.candidate_master.cmp(&a.server.candidate_master))
+    // Most application data first; ties: candidate_master, priority,
+    // config order. A candidate that lacks only heartbeats another replica
+    // has is still preferred by configuration; it catches up from that
+    // replica (most advanced over every GTID) before promotion, so the
+    // others can replicate from it afterwards.
+    let preference = |a: &Scored<'_>, b: &Scored<'_>| {
+        b.server
+            .candidate_master
+            .cmp(&a.server.candidate_master)
             .then(b.server.priority.cmp(&a.server.priority))
             .then(a.order.cmp(&b.order))
     };
+    let rank = |a: &Scored<'_>, b: &Scored<'_>| b.data.cmp(&a.data).then(preference(a, b));
+    let advanced = |a: &Scored<'_>, b: &Scored<'_>| {
+        b.set
+            .count()
+            .cmp(&a.set.count())
+            .then(preference(a, b))
+    };
     eligible.sort_by(|&a, &b| rank(&usable[a], &usable[b]));
-    let most_advanced = (0..usable.len()).min_by(|&a, &b| rank(&usable[a], &usable[b]));
+    let most_advanced = (0..usable.len()).min_by(|&a, &b| advanced(&usable[a], &usable[b]));
 
     let ranking: Vec<String> = eligible
         .iter()

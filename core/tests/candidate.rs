@@ -274,6 +274,60 @@ fn tie_broken_by_configuration_order() {
     assert_eq!(choice.ranking, names(&["db4", "db2", "db3"]));
 }
 
+/// A replica that has also received the dead master's heartbeats up to
+/// `1000000001-1-hb` (myha's heartbeat domain of server 1).
+fn replica_hb(server_id: u32, seq: u64, hb: u64) -> ServerFacts {
+    let mut f = replica(server_id, seq);
+    let pos = format!("0-1-{seq},1000000001-1-{hb}");
+    f.gtid_executed = pos.clone();
+    f.gtid_binlog_state = pos.clone();
+    f.gtid_slave_pos = pos.clone();
+    let r = repl_mut(&mut f);
+    r.retrieved_gtids = pos.clone();
+    r.executed_gtids = Some(pos);
+    f
+}
+
+#[test]
+fn a_lead_in_heartbeats_only_does_not_change_the_choice() {
+    // db3 has received one heartbeat more than db2: the same data. The
+    // choice stays with configuration order, and db2 catches up the
+    // heartbeat from db3 so that db3 can replicate from it afterwards.
+    let choice = choose(&input(vec![
+        cand("db2", replica_hb(2, 100, 6)),
+        cand("db3", replica_hb(3, 100, 7)),
+    ]));
+    assert_eq!(choice.chosen.as_deref(), Some("db2"));
+    assert_eq!(choice.ranking, names(&["db2", "db3"]));
+    assert_eq!(choice.most_advanced.as_deref(), Some("db3"));
+    assert_eq!(choice.catch_up_from.as_deref(), Some("db3"));
+    assert_eq!(choice.catch_up_gtids.as_deref(), Some("1000000001:7"));
+}
+
+#[test]
+fn a_lead_in_data_wins_over_a_lead_in_heartbeats() {
+    let choice = choose(&input(vec![
+        cand("db2", replica_hb(2, 100, 9)),
+        cand("db3", replica_hb(3, 101, 9)),
+        cand("db4", replica_hb(4, 99, 12)),
+    ]));
+    assert_eq!(choice.chosen.as_deref(), Some("db3"));
+    assert_eq!(choice.ranking, names(&["db3", "db2", "db4"]));
+}
+
+#[test]
+fn equal_heartbeats_and_data_need_no_catch_up() {
+    let mut inp = input(vec![
+        cand("db2", replica_hb(2, 100, 7)),
+        cand("db3", replica_hb(3, 100, 7)),
+    ]);
+    srv(&mut inp, "db3").priority = 1;
+    let choice = choose(&inp);
+    assert_eq!(choice.chosen.as_deref(), Some("db3"));
+    assert_eq!(choice.most_advanced.as_deref(), Some("db3"));
+    assert_eq!(choice.catch_up_from, None);
+}
+
 // ------------------------------------------------------------------ exclusions
 
 #[test]
