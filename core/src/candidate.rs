@@ -294,12 +294,8 @@ pub fn choose(input: &CandidateInput) -> CandidateChoice {
             .then(a.order.cmp(&b.order))
     };
     let rank = |a: &Scored<'_>, b: &Scored<'_>| b.data.cmp(&a.data).then(preference(a, b));
-    let advanced = |a: &Scored<'_>, b: &Scored<'_>| {
-        b.set
-            .count()
-            .cmp(&a.set.count())
-            .then(preference(a, b))
-    };
+    let advanced =
+        |a: &Scored<'_>, b: &Scored<'_>| b.set.count().cmp(&a.set.count()).then(preference(a, b));
     eligible.sort_by(|&a, &b| rank(&usable[a], &usable[b]));
     let most_advanced = (0..usable.len()).min_by(|&a, &b| advanced(&usable[a], &usable[b]));
 
