@@ -289,6 +289,113 @@ fn kernel_relay_serves_both_ports_and_passes_closes_on_in_order() {
 }
 
 #[test]
+fn stalled_replica_leaves_the_pool_without_its_connections_being_cut() {
+    stalled_replica_drains(router_bed(""));
+}
+
+#[test]
+fn stalled_replica_drains_through_the_kernel_relay_too() {
+    let mut opts = options();
+    opts.router_extra = ", relay: kernel".to_string();
+    stalled_replica_drains(router_bed_with(opts));
+}
+
+/// A replica whose mysqld stops answering but lives (SIGSTOP: what an
+/// overloaded or hung server looks like) leaves the reader pool, but a
+/// query already running on it through the router is not cut: it
+/// completes once the server answers again. Only a mysqld known gone has
+/// its connections cut (then the client sees the close at once).
+fn stalled_replica_drains(bed: Bed) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Child, Stdio};
+    let open_on = |want: &str| -> Option<(Child, BufReader<std::process::ChildStdout>)> {
+        for _ in 0..6 {
+            let mut child = Command::new("mariadb")
+                .args(["-h", &bed.gateway, "-P", "6034", "-uapp", "-pmyha-app-pw"])
+                .args(["-N", "-B", "--unbuffered", "--connect-timeout=5", "-e"])
+                .arg("SELECT @@hostname; SELECT SLEEP(3); SELECT @@hostname")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut out = BufReader::new(child.stdout.take().unwrap());
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            if line.trim() == want {
+                return Some((child, out));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        None
+    };
+    let (mut child, mut out) = open_on("db3").expect("a reader connection on db3");
+    bed.stall_mysqld("db3").unwrap();
+    let stalled = std::time::Instant::now();
+    // The agent's sample times out: the status says mysqld is not up and
+    // why (the situation that used to cut every reader connection).
+    wait_until(Duration::from_secs(15), "db3 reported not up", || {
+        let s = bed.server_status("db3")?;
+        Ok(s["mysqld_up"] == false && s["agent"]["mysqld_process"] == true)
+    })
+    .unwrap();
+    // Its role unknown while it answers nothing, it is listed as a reader
+    // no more, or listed out of the pool.
+    wait_until(Duration::from_secs(10), "db3 out of the pool", || {
+        let e = bed.router_endpoints()?;
+        Ok(e["readers"]
+            .as_array()
+            .is_some_and(|r| !r.iter().any(|x| x["name"] == "db3" && x["in_pool"] == true)))
+    })
+    .unwrap();
+    let m = spread(&bed, 4);
+    assert_eq!(m.get("db2"), Some(&4), "reads avoid the stalled db3: {m:?}");
+    // Past the point where the old rule cut connections, still stalled.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "client ended while db3 was stalled"
+    );
+    bed.resume_mysqld("db3").unwrap();
+    let held = stalled.elapsed();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        status.success(),
+        "the query on db3 was cut after {held:?}: {err}"
+    );
+    assert_eq!(
+        rest.split_whitespace().collect::<Vec<_>>(),
+        ["0", "db3"],
+        "{err}"
+    );
+    wait_until(Duration::from_secs(20), "db3 back in the pool", || {
+        let e = bed.router_endpoints()?;
+        Ok(e["readers"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x["name"] == "db3" && x["in_pool"] == true)))
+    })
+    .unwrap();
+    // A mysqld that is gone: the client hears of it at once.
+    let (mut child, _out) = open_on("db3").expect("a reader connection on db3");
+    bed.kill_mysqld("db3").unwrap();
+    wait_until(
+        Duration::from_secs(5),
+        "the client hears db3 is gone",
+        || {
+            Ok(child
+                .try_wait()
+                .map_err(|e| myha_testbed::BedError::Other(e.to_string()))?
+                .is_some())
+        },
+    )
+    .unwrap();
+}
+
+#[test]
 fn router_survives_the_manager_stopping_and_coming_back() {
     let mut bed = router_bed("");
     bed.stop_manager();

@@ -6,6 +6,7 @@ use std::hash::{Hash, Hasher};
 use serde::{Deserialize, Serialize};
 
 use crate::flavor::ThreadState;
+use crate::report::DownKind;
 use crate::topology::{Role, ServerView};
 
 /// One server as routers see it.
@@ -18,8 +19,12 @@ pub struct Backend {
     /// mysqld up, host reachable, and (for replicas) both threads running
     /// without error.
     pub healthy: bool,
-    /// mysqld is known down (its agent says so): connections to it are
-    /// cut. A server merely not known healthy (a late report) is drained.
+    /// mysqld is known down, not merely slow: its agent reports no mysqld
+    /// process, or connections to it are refused. Connections to it are
+    /// cut. A server merely not known healthy (a late report, or an agent
+    /// whose sample timed out because the server is overloaded) leaves the
+    /// pool and its connections drain: cutting them would turn a busy
+    /// replica's slow queries into errors.
     #[serde(default)]
     pub down: bool,
     pub lag_seconds: Option<f64>,
@@ -66,6 +71,13 @@ pub fn fit_for_reads(b: &Backend, max_lag_seconds: f64) -> bool {
         && b.lag_seconds.is_some_and(|l| l <= max_lag_seconds)
 }
 
+/// mysqld is gone, not just slow: the host's agent answers and finds no
+/// mysqld process, or nothing listens on its port.
+pub fn known_down(v: &ServerView) -> bool {
+    v.mysqld_up == Some(false)
+        && (v.agent.mysqld_process == Some(false) || v.agent.down_kind == Some(DownKind::Refused))
+}
+
 /// Build a backend from a status row.
 pub fn backend(v: &ServerView, weight: u32) -> Backend {
     let replication_ok = v.role != Role::Replica
@@ -77,7 +89,7 @@ pub fn backend(v: &ServerView, weight: u32) -> Backend {
         address: v.address.clone(),
         role: v.role,
         healthy: v.mysqld_up == Some(true) && replication_ok,
-        down: v.mysqld_up == Some(false),
+        down: known_down(v),
         lag_seconds: v.lag_seconds,
         weight,
     }
@@ -227,5 +239,81 @@ mod tests {
         b.healthy = true;
         b.role = Role::Master;
         assert!(!fit_for_reads(&b, 1.0));
+    }
+
+    fn down_view(agent_fresh: bool, process: Option<bool>, kind: Option<DownKind>) -> ServerView {
+        use crate::topology::{AgentView, ProbeView};
+        ServerView {
+            name: "db3".into(),
+            address: "db3:3306".into(),
+            role: Role::Unknown,
+            mysqld_up: if agent_fresh { Some(false) } else { None },
+            host_reachable: agent_fresh,
+            read_only: None,
+            gtid_position: None,
+            io_running: None,
+            sql_running: None,
+            last_error: None,
+            lag_seconds: None,
+            age_ms: None,
+            source: None,
+            replicates_from: None,
+            server_id: None,
+            errant: Vec::new(),
+            diverged_gtids: Vec::new(),
+            agent: AgentView {
+                reachable: agent_fresh,
+                last_report_age_ms: Some(if agent_fresh { 100 } else { 9_000 }),
+                mysqld_process: process,
+                down_kind: kind,
+                down_error: kind.map(|k| format!("{k:?}")),
+                master_view: None,
+                epoch_seen: Some(1),
+            },
+            manager_probe: ProbeView {
+                ok: false,
+                age_ms: Some(100),
+                failing_for_ms: Some(2_000),
+                latency_ms: None,
+                error: Some("timed out".into()),
+            },
+            facts: None,
+        }
+    }
+
+    #[test]
+    fn only_a_gone_mysqld_is_known_down() {
+        // Process gone, or nothing listens: down, cut its connections.
+        assert!(known_down(&down_view(
+            true,
+            Some(false),
+            Some(DownKind::Refused)
+        )));
+        assert!(known_down(&down_view(
+            true,
+            Some(false),
+            Some(DownKind::Timeout)
+        )));
+        assert!(known_down(&down_view(true, None, Some(DownKind::Refused))));
+        // Overloaded or stalled (the sample timed out, the process is
+        // there), rejecting us, or an unknown process state without a
+        // refusal: not down, only unfit; its connections drain.
+        for kind in [DownKind::Timeout, DownKind::Rejected, DownKind::Error] {
+            assert!(
+                !known_down(&down_view(true, Some(true), Some(kind))),
+                "{kind:?}"
+            );
+            assert!(!known_down(&down_view(true, None, Some(kind))), "{kind:?}");
+        }
+        // Agent silent: nothing is known.
+        assert!(!known_down(&down_view(
+            false,
+            Some(false),
+            Some(DownKind::Refused)
+        )));
+        let b = backend(&down_view(true, Some(true), Some(DownKind::Timeout)), 1);
+        assert!(!b.healthy && !b.down, "{b:?}");
+        let b = backend(&down_view(true, Some(false), Some(DownKind::Refused)), 1);
+        assert!(!b.healthy && b.down, "{b:?}");
     }
 }

@@ -681,6 +681,18 @@ impl Bed {
         self.exec(host, &["myha-mysqld", "kill"]).map(|_| ())
     }
 
+    /// SIGSTOP mysqld: the process stays, answers nothing (an overloaded
+    /// or hung server as its clients see it); `resume_mysqld` ends it.
+    pub fn stall_mysqld(&self, host: &str) -> Result<()> {
+        self.exec(host, &["sh", "-c", "kill -STOP $(pgrep -x mariadbd)"])
+            .map(|_| ())
+    }
+
+    pub fn resume_mysqld(&self, host: &str) -> Result<()> {
+        self.exec(host, &["sh", "-c", "kill -CONT $(pgrep -x mariadbd)"])
+            .map(|_| ())
+    }
+
     pub fn start_mysqld(&self, host: &str) -> Result<()> {
         self.exec(host, &["myha-mysqld", "start"]).map(|_| ())
     }

@@ -263,12 +263,17 @@ fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
     }
     let k_cfg = bed.dir.join("myha-kernel.yaml");
     std::fs::write(&k_cfg, k_yaml).map_err(|e| BedError::Other(e.to_string()))?;
+    let k_log = std::fs::File::create(bed.dir.join("router-kernel.log"))
+        .map_err(|e| BedError::Other(e.to_string()))?;
+    let k_err = k_log
+        .try_clone()
+        .map_err(|e| BedError::Other(e.to_string()))?;
     let kernel_router = Proxy(
         Command::new(bin)
             .args(["router", "--config"])
             .arg(&k_cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(k_log)
+            .stderr(k_err)
             .spawn()
             .map_err(|e| BedError::Other(format!("myha router: {e}")))?,
     );
@@ -337,7 +342,12 @@ fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
                     for (name, host, port, pid) in targets.iter() {
                         let before = pid.map_or(0.0, cpu_seconds);
                         let (host0, ctxt0) = host_counters();
-                        let out = sysbench(test, host, *port, threads, seconds, false)?;
+                        let out =
+                            sysbench(test, host, *port, threads, seconds, false).map_err(|e| {
+                                BedError::Other(format!(
+                                    "{path} path, {test}, {threads} threads, through {name}: {e}"
+                                ))
+                            })?;
                         let (host1, ctxt1) = host_counters();
                         let mut r = parse(&out);
                         r.cpu_s = pid.map_or(0.0, |p| cpu_seconds(p) - before);
