@@ -71,6 +71,14 @@ fn spread(bed: &Bed, n: usize) -> BTreeMap<String, usize> {
     m
 }
 
+/// Whether the router lists `name` as a reader in its pool.
+fn in_pool(bed: &Bed, name: &str) -> myha_testbed::Result<bool> {
+    let e = bed.router_endpoints()?;
+    Ok(e["readers"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|x| x["name"] == name && x["in_pool"] == true)))
+}
+
 #[test]
 fn writer_reaches_the_master_and_reads_spread_over_replicas() {
     let bed = router_bed("");
@@ -120,10 +128,7 @@ fn lagging_replica_leaves_the_pool_and_returns_and_master_takes_reads_when_none_
     assert_eq!(m.get("db2"), Some(&6), "{m:?}");
     bed.sql("db3", "START SLAVE SQL_THREAD").unwrap();
     wait_until(Duration::from_secs(15), "db3 back in the pool", || {
-        let e = bed.router_endpoints()?;
-        Ok(e["readers"]
-            .as_array()
-            .is_some_and(|r| r.iter().any(|x| x["name"] == "db3" && x["in_pool"] == true)))
+        in_pool(&bed, "db3")
     })
     .unwrap();
     let m = spread(&bed, 6);
@@ -342,10 +347,7 @@ fn stalled_replica_drains(bed: Bed) {
     // Its role unknown while it answers nothing, it is listed as a reader
     // no more, or listed out of the pool.
     wait_until(Duration::from_secs(10), "db3 out of the pool", || {
-        let e = bed.router_endpoints()?;
-        Ok(e["readers"]
-            .as_array()
-            .is_some_and(|r| !r.iter().any(|x| x["name"] == "db3" && x["in_pool"] == true)))
+        Ok(!in_pool(&bed, "db3")?)
     })
     .unwrap();
     let m = spread(&bed, 4);
@@ -373,10 +375,7 @@ fn stalled_replica_drains(bed: Bed) {
         "{err}"
     );
     wait_until(Duration::from_secs(20), "db3 back in the pool", || {
-        let e = bed.router_endpoints()?;
-        Ok(e["readers"]
-            .as_array()
-            .is_some_and(|r| r.iter().any(|x| x["name"] == "db3" && x["in_pool"] == true)))
+        in_pool(&bed, "db3")
     })
     .unwrap();
     // A mysqld that is gone: the client hears of it at once.
