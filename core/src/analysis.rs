@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::flavor::ThreadState;
-use crate::report::{DownKind, MasterView};
+use crate::report::MasterView;
 use crate::topology::{ClusterSnapshot, ServerView};
 
 /// The verdict on the master of a cluster.
@@ -146,9 +146,7 @@ pub fn analyze(
             ));
             return done(Verdict::UnreachableFromManagerOnly, evidence);
         }
-        let process_gone = m.agent.mysqld_process == Some(false);
-        let refused = m.agent.down_kind == Some(DownKind::Refused);
-        if process_gone || refused {
+        if m.agent.says_mysqld_gone() {
             evidence.push(format!(
                 "{name}'s agent: mysqld down ({}; process {})",
                 m.agent.down_error.as_deref().unwrap_or("no detail"),

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::flavor::{Flavor, ThreadState};
 use crate::gtid::{GtidError, GtidKey, GtidSet, MariaBinlogState, MariaGtidPos, MysqlGtidSet};
-use crate::report::{ServerFacts, HEARTBEAT_DOMAIN_BASE};
+use crate::report::{is_heartbeat_domain, ServerFacts};
 use crate::topology::{Role, ServerView};
 
 /// The GTIDs a server has executed, flavor-neutral.
@@ -155,7 +155,7 @@ struct Scored<'a> {
 /// between replicas holding the same data.
 fn data_count(set: &GtidSet) -> u64 {
     set.iter()
-        .filter(|(k, _)| !matches!(k, GtidKey::Domain(d) if *d >= HEARTBEAT_DOMAIN_BASE))
+        .filter(|(k, _)| !matches!(k, GtidKey::Domain(d) if is_heartbeat_domain(*d)))
         .map(|(_, s)| s.count())
         .sum()
 }

@@ -15,6 +15,11 @@ pub fn heartbeat_domain(server_id: u32) -> u32 {
 /// Domains from this value up are myha's heartbeat domains.
 pub const HEARTBEAT_DOMAIN_BASE: u32 = 1_000_000_000;
 
+/// Whether a MariaDB GTID domain is one of myha's heartbeat domains.
+pub fn is_heartbeat_domain(domain: u32) -> bool {
+    domain >= HEARTBEAT_DOMAIN_BASE
+}
+
 /// Facts read from a running mysqld in one sample.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerFacts {

@@ -6,7 +6,6 @@ use std::hash::{Hash, Hasher};
 use serde::{Deserialize, Serialize};
 
 use crate::flavor::ThreadState;
-use crate::report::DownKind;
 use crate::topology::{Role, ServerView};
 
 /// One server as routers see it.
@@ -74,8 +73,7 @@ pub fn fit_for_reads(b: &Backend, max_lag_seconds: f64) -> bool {
 /// mysqld is gone, not just slow: the host's agent answers and finds no
 /// mysqld process, or nothing listens on its port.
 pub fn known_down(v: &ServerView) -> bool {
-    v.mysqld_up == Some(false)
-        && (v.agent.mysqld_process == Some(false) || v.agent.down_kind == Some(DownKind::Refused))
+    v.mysqld_up == Some(false) && v.agent.says_mysqld_gone()
 }
 
 /// Build a backend from a status row.
@@ -154,6 +152,7 @@ pub fn pick<'a>(pool: &[Candidate<'a>], how: Pick) -> Option<&'a str> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::report::DownKind;
 
     fn cands() -> Vec<Candidate<'static>> {
         vec![

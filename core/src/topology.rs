@@ -70,6 +70,15 @@ pub struct AgentView {
     pub epoch_seen: Option<u64>,
 }
 
+impl AgentView {
+    /// The host's agent finds mysqld gone, not just slow: no mysqld
+    /// process, or nothing listens on its port. (A timed-out sample means
+    /// overloaded or hung, and says nothing of the kind.)
+    pub fn says_mysqld_gone(&self) -> bool {
+        self.mysqld_process == Some(false) || self.down_kind == Some(DownKind::Refused)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeView {
     pub ok: bool,
