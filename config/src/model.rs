@@ -287,7 +287,7 @@ impl fmt::Display for Strategy {
 }
 
 /// How the router moves bytes between a client and its backend.
-/// YAML: `userspace`, `kernel`.
+/// YAML: `userspace`, `kernel`, `nat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Relay {
@@ -298,6 +298,12 @@ pub enum Relay {
     /// the kernel (Linux 5.13+, root); falls back to `userspace` when the
     /// kernel refuses.
     Kernel,
+    /// The kernel forwards new connections to the chosen backend by
+    /// destination NAT (nftables, LVS-NAT style); the router only writes the
+    /// rules, and serves in user space whatever the rules do not take
+    /// (held writer connections, `least_connections` reads). IPv4, root;
+    /// falls back to `userspace` when nftables is unavailable.
+    Nat,
 }
 
 impl Relay {
@@ -306,6 +312,7 @@ impl Relay {
         match self {
             Self::Userspace => "userspace",
             Self::Kernel => "kernel",
+            Self::Nat => "nat",
         }
     }
 }

@@ -484,6 +484,36 @@ fn router_relay_kernel_is_read() {
 }
 
 #[test]
+fn router_relay_nat_is_read_and_refuses_loopback_and_ipv6_listeners() {
+    let c = &ok(&with(
+        CLUSTER_END,
+        "    router: { relay: nat, writer_listen: 10.0.0.1:6033, reader_listen: 0.0.0.0:6034 }",
+    ))
+    .clusters[0];
+    assert_eq!(c.router.as_ref().map(|r| r.relay), Some(crate::Relay::Nat));
+    // The kernel would not forward connections made to loopback.
+    assert_error(
+        &with(
+            CLUSTER_END,
+            "    router: { relay: nat, reader_listen: 127.0.0.1:6034 }",
+        ),
+        9,
+        22,
+        "`relay: nat` cannot forward connections made to a loopback address \
+         (listen on an address the backends can reach): `reader_listen` is 127.0.0.1:6034",
+    );
+    assert_error(
+        &with(
+            CLUSTER_END,
+            "    router: { relay: nat, writer_listen: \"[::1]:6033\", reader_listen: 10.0.0.1:6034 }",
+        ),
+        9,
+        22,
+        "`relay: nat` forwards IPv4 only: `writer_listen` is [::1]:6033",
+    );
+}
+
+#[test]
 fn syntax_error_is_located() {
     assert_error(
         &with(CLUSTER_END, "    max_lag: \"unclosed"),

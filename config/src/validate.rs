@@ -17,7 +17,7 @@ use crate::raw::{
 };
 use crate::{
     AgentConfig, ClusterConfig, Config, ConfigError, ConfigErrors, Credentials, HooksConfig,
-    HostConfig, ManagerConfig, RouterConfig, Secret, VipConfig,
+    HostConfig, ManagerConfig, Relay, RouterConfig, Secret, VipConfig,
 };
 
 /// Validates a parsed file. `path` is used in messages and to resolve
@@ -407,6 +407,15 @@ impl Validator<'_> {
                 );
             }
         }
+        let relay = raw.relay.as_ref().map_or(Relay::default(), |r| r.value);
+        if relay == Relay::Nat {
+            let relay_at = At::value_or(&raw.relay, at);
+            for (key, addr, _) in &listeners[..2] {
+                if let Some(why) = nat_refuses(*addr) {
+                    self.error(relay_at, format!("`relay: nat` {why}: `{key}` is {addr}"));
+                }
+            }
+        }
         let [(_, writer_listen, _), (_, reader_listen, _), (_, http_listen, _)] = listeners;
         RouterConfig {
             writer_listen,
@@ -420,7 +429,7 @@ impl Validator<'_> {
                 defaults::WRITER_HOLD_TIMEOUT,
             ),
             busy_poll: self.busy_poll(raw.busy_poll),
-            relay: raw.relay.map(|r| r.value).unwrap_or_default(),
+            relay,
         }
     }
 
@@ -958,4 +967,18 @@ fn is_host_name(s: &str) -> bool {
 /// A Linux network interface name (e.g. `eth0`, `ens3:1`, `bond0.100`).
 fn is_interface_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 15 && !s.chars().any(|c| c.is_whitespace() || c == '/')
+}
+
+/// Why `relay: nat` cannot serve a listener, if it cannot: the rules are
+/// IPv4 (`table ip`), and the kernel will not forward a connection whose
+/// source is a loopback address to a backend on another interface.
+fn nat_refuses(addr: SocketAddr) -> Option<&'static str> {
+    match addr {
+        SocketAddr::V6(_) => Some("forwards IPv4 only"),
+        SocketAddr::V4(a) if a.ip().is_loopback() => Some(
+            "cannot forward connections made to a loopback address \
+             (listen on an address the backends can reach)",
+        ),
+        SocketAddr::V4(_) => None,
+    }
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod kernel;
+mod nat;
 
 use myha_config::{ClusterConfig, Config, Relay, RouterConfig, Strategy};
 use myha_core::routing::{fit_for_reads, pick, Candidate, Pick, RouterView};
@@ -76,6 +77,10 @@ struct Shared {
     /// The kernel relay, when `relay: kernel` and the kernel agreed.
     kernel_relay: Option<kernel::KernelRelay>,
     kernel: kernel::KernelStats,
+    /// `relay: nat`: the last rewrite of the table succeeded.
+    nat_active: AtomicBool,
+    nat_applies: AtomicU64,
+    nat_errors: AtomicU64,
 }
 
 impl Shared {
@@ -418,7 +423,19 @@ fn endpoints(shared: &Shared) -> serde_json::Value {
         })).collect::<Vec<_>>()).unwrap_or_default(),
         "manager_reachable": shared.manager_ok.load(Ordering::Relaxed),
         "view_age_ms": age,
+        "relay": relay_in_effect(shared),
     })
+}
+
+/// Who moves the bytes of new connections now.
+fn relay_in_effect(shared: &Shared) -> &'static str {
+    if shared.nat_active.load(Ordering::Relaxed) {
+        "nat"
+    } else if shared.kernel_relay.is_some() {
+        "kernel"
+    } else {
+        "userspace"
+    }
 }
 
 fn metrics(shared: &Shared) -> String {
@@ -457,6 +474,19 @@ fn metrics(shared: &Shared) -> String {
     ] {
         out.push_str(&format!(
             "myha_router_kernel_{name}_total {}\n",
+            v.load(Ordering::Relaxed)
+        ));
+    }
+    out.push_str(&format!(
+        "myha_router_nat {}\n",
+        u8::from(shared.nat_active.load(Ordering::Relaxed))
+    ));
+    for (name, v) in [
+        ("applies", &shared.nat_applies),
+        ("errors", &shared.nat_errors),
+    ] {
+        out.push_str(&format!(
+            "myha_router_nat_{name}_total {}\n",
             v.load(Ordering::Relaxed)
         ));
     }
@@ -527,6 +557,9 @@ pub async fn run(
         wake_spinner: Notify::new(),
         kernel_relay: kernel_relay(&router),
         kernel: kernel::KernelStats::default(),
+        nat_active: AtomicBool::new(false),
+        nat_applies: AtomicU64::new(0),
+        nat_errors: AtomicU64::new(0),
     });
     tracing::info!(cluster, writer = %router.writer_listen, reader = %router.reader_listen, http = %router.http_listen, "router started");
     let url = format!(
@@ -536,6 +569,20 @@ pub async fn run(
     if let Some(budget) = busy_poll_budget(&router) {
         tokio::spawn(busy_poll(Arc::clone(&shared), budget, shutdown.clone()));
     }
+    let nat_task = if router.relay == Relay::Nat {
+        match nat::Nat::start(router.writer_listen, router.reader_listen).await {
+            Ok(n) => {
+                tracing::info!(table = %n.table, "relay: nat (nftables)");
+                Some(tokio::spawn(nat_loop(Arc::clone(&shared), n, shutdown.clone())))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "relay: nat is unavailable here; relaying in user space");
+                None
+            }
+        }
+    } else {
+        None
+    };
     tokio::spawn(subscribe(
         Arc::clone(&shared),
         url,
@@ -593,7 +640,114 @@ pub async fn run(
     if let Err(e) = served {
         tracing::error!(error = %e, "router HTTP server failed");
     }
+    if let Some(task) = nat_task {
+        // It deletes its table on shutdown; the rules expire anyway.
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     Ok(())
+}
+
+/// What the kernel should do now (`relay: nat`). `live_writer` carries the
+/// master whose forwarded connections live, across views of one epoch
+/// that name no writer: as in user space, a connection lives while the
+/// view is of its epoch or names its master.
+fn nat_plan(shared: &Shared, live_writer: &mut Option<(u64, std::net::SocketAddrV4)>) -> nat::Plan {
+    let view = shared.view.borrow().clone();
+    let Some(view) = view else {
+        return nat::Plan {
+            writer: None,
+            writer_live: None,
+            readers: Vec::new(),
+            spread: nat::Spread::Sequence,
+            reader_live: Vec::new(),
+        };
+    };
+    let writer_addr = view.writer.as_ref().and_then(|w| nat::literal(&w.address));
+    match (writer_addr, *live_writer) {
+        (Some(w), _) => *live_writer = Some((view.epoch, w)),
+        (None, Some((epoch, _))) if epoch != view.epoch => *live_writer = None,
+        _ => {}
+    }
+    let writer = if view.changing { None } else { writer_addr };
+    let pool = shared.pool();
+    let entries: Vec<(&str, &str, u32)> = pool
+        .iter()
+        .map(|(n, a, w, _, _)| (n.as_str(), a.as_str(), *w))
+        .collect();
+    let (readers, spread) = if entries.is_empty() {
+        let fallback = if shared.router.fallback_to_master { writer_addr } else { None };
+        (fallback.into_iter().collect(), nat::Spread::Sequence)
+    } else {
+        nat::reader_entries(&entries, shared.router.strategy)
+            .unwrap_or((Vec::new(), nat::Spread::Sequence))
+    };
+    // Reader connections are cut only when their server is known down
+    // (the master serves reads as the fallback).
+    let reader_live = view
+        .servers
+        .iter()
+        .filter(|b| !b.down)
+        .filter_map(|b| nat::literal(&b.address))
+        .chain(writer_addr)
+        .collect();
+    nat::Plan {
+        writer,
+        writer_live: live_writer.map(|(_, a)| a),
+        readers,
+        spread,
+        reader_live,
+    }
+}
+
+/// Keeps the kernel's rules in step with the view (`relay: nat`): on every
+/// change at once, every [`nat::REFRESH`] anyway (the rules expire), and
+/// often enough for a replica's return after its rise time to take effect.
+async fn nat_loop(shared: Arc<Shared>, nat: nat::Nat, mut shutdown: watch::Receiver<bool>) {
+    let mut rx = shared.view.subscribe();
+    let mut live_writer = None;
+    let mut last: Option<(nat::Plan, Instant)> = None;
+    let mut failing = false;
+    loop {
+        let plan = nat_plan(&shared, &mut live_writer);
+        let due = last
+            .as_ref()
+            .is_none_or(|(p, at)| *p != plan || at.elapsed() >= nat::REFRESH);
+        if due {
+            match nat.apply(&plan).await {
+                Ok(()) => {
+                    if failing || last.is_none() {
+                        tracing::info!(table = %nat.table, "relay: nat rules in place");
+                    }
+                    failing = false;
+                    shared.nat_active.store(true, Ordering::Relaxed);
+                    shared.nat_applies.fetch_add(1, Ordering::Relaxed);
+                    if last.as_ref().is_none_or(|(p, _)| *p != plan) {
+                        tracing::debug!(?plan, "relay: nat rules changed");
+                    }
+                    last = Some((plan, Instant::now()));
+                }
+                Err(e) => {
+                    shared.nat_errors.fetch_add(1, Ordering::Relaxed);
+                    if !failing {
+                        tracing::error!(error = %e, "relay: nat cannot update its rules; they expire \
+                            within {:?} and connections are then served in user space", nat::TTL);
+                    }
+                    failing = true;
+                    shared.nat_active.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+        tokio::select! {
+            _ = rx.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+    }
+    match nat.remove().await {
+        Ok(()) => tracing::info!(table = %nat.table, "relay: nat rules removed"),
+        Err(e) => tracing::warn!(error = %e, "relay: nat could not remove its rules; they expire on their own"),
+    }
+    shared.nat_active.store(false, Ordering::Relaxed);
 }
 
 /// Raises the soft open-files limit to the hard one (each relayed

@@ -1,0 +1,543 @@
+//! `relay: nat`: the kernel forwards new connections to their backend by
+//! destination NAT, as LVS-NAT or kube-proxy do; the router decides and
+//! writes the rules, and moves no byte of a forwarded connection.
+//!
+//! The router owns one nftables table (`myha_router_<ip>_<port>`, named
+//! after its writer listener). Every change of the view, and every second
+//! anyway, it replaces the whole table in one atomic transaction:
+//!
+//! - `dnat_local` (output) and `dnat_remote` (prerouting) send the SYN of a
+//!   new connection to a listener's address to the chosen backend: the
+//!   writer port to the master, the reader port over the pool
+//!   (`numgen inc` for round-robin and weighted, `jhash ip saddr` for
+//!   address hash). Only new connections reach NAT chains: an established
+//!   connection keeps its backend (conntrack holds the binding), so a
+//!   replica leaving the pool is drained, as in user space.
+//! - When no rule takes a SYN (the master is changing, there is no master,
+//!   the reader pool is empty with no fallback, `least_connections`, a
+//!   loopback client of a wildcard listener), it reaches the router's own
+//!   listening socket and is served in user space: a held writer
+//!   connection is held exactly as without NAT.
+//! - `masq` masquerades forwarded connections, so a backend answers
+//!   through this host even when the client is elsewhere.
+//! - `cut_*` (output, input, forward) answer with a TCP reset every packet
+//!   of a forwarded connection whose backend is no longer live: on the
+//!   writer port, any server but the master of the newest epoch; on the
+//!   reader port, a server known down. No byte reaches the old master after
+//!   the epoch changed, in either direction.
+//! - Dead man's switch: the listener ports are in a set whose elements
+//!   expire after [`TTL`], and so are the live backends. A router that dies
+//!   stops refreshing them: within `TTL` new connections are refused (no
+//!   listener) and forwarded ones are reset, as if the router's own sockets
+//!   had closed. No rule can outlive its router and send writes to a master
+//!   the manager has since replaced. A router that starts deletes the table
+//!   a dead one left.
+//!
+//! The rules are plain text handed to `nft -f -` (the nftables package);
+//! building them is a pure function, tested below.
+
+use std::fmt::Write as _;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::process::Stdio;
+use std::time::Duration;
+
+use myha_config::Strategy;
+use myha_core::routing::{pick, Candidate, Pick};
+use tokio::io::AsyncWriteExt;
+
+/// Rules and live sets expire this long after the router's last refresh.
+pub(crate) const TTL: Duration = Duration::from_secs(4);
+/// The router rewrites its table at least this often.
+pub(crate) const REFRESH: Duration = Duration::from_secs(1);
+/// One run of `nft`.
+const NFT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Entries of a weighted reader map, at most.
+const MAX_SLOTS: u64 = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NatError {
+    #[error("cannot run nft (install the nftables package): {0}")]
+    Spawn(std::io::Error),
+    #[error("nft did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("nft refused the rules: {0}")]
+    Refused(String),
+}
+
+/// How new reader connections are spread over the map's entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Spread {
+    /// `numgen inc`: the next entry for each connection.
+    Sequence,
+    /// `jhash ip saddr`: the same client address, the same entry.
+    ClientHash,
+}
+
+/// What the rules say now: a pure function of the view and the pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// New writer connections go here; `None`: to the router (held).
+    pub writer: Option<SocketAddrV4>,
+    /// Forwarded writer connections live while their backend is this.
+    pub writer_live: Option<SocketAddrV4>,
+    /// New reader connections are spread over these entries (a backend
+    /// may appear several times: its weight); empty: to the router.
+    pub readers: Vec<SocketAddrV4>,
+    pub spread: Spread,
+    /// Forwarded reader connections live while their backend is in here.
+    pub reader_live: Vec<SocketAddrV4>,
+}
+
+/// A backend's address as the rules need it: an IPv4 literal and a port.
+/// Names are left to the user-space path, which resolves them.
+pub(crate) fn literal(address: &str) -> Option<SocketAddrV4> {
+    match address.parse::<SocketAddr>().ok()? {
+        SocketAddr::V4(a) => Some(a),
+        SocketAddr::V6(_) => None,
+    }
+}
+
+/// The reader entries for `pool` (name, address, weight, in configuration
+/// order) under `strategy`: the same choices, in the same order, as the
+/// user-space path makes connection after connection. `None`: the kernel
+/// cannot apply the strategy (least connections needs the counts the
+/// router keeps), or a backend has no literal address.
+pub(crate) fn reader_entries(
+    pool: &[(&str, &str, u32)],
+    strategy: Strategy,
+) -> Option<(Vec<SocketAddrV4>, Spread)> {
+    let candidates: Vec<Candidate<'_>> = pool
+        .iter()
+        .map(|(name, _, weight)| Candidate {
+            name,
+            weight: *weight,
+            connections: 0,
+        })
+        .collect();
+    let address_of = |name: &str| {
+        pool.iter()
+            .find(|p| p.0 == name)
+            .and_then(|p| literal(p.1))
+    };
+    let (slots, spread, how): (u64, Spread, fn(u64) -> Pick) = match strategy {
+        Strategy::RoundRobin => (pool.len() as u64, Spread::Sequence, |counter| {
+            Pick::RoundRobin { counter }
+        }),
+        Strategy::AddressHash => (pool.len() as u64, Spread::ClientHash, |client| {
+            Pick::AddressHash { client }
+        }),
+        Strategy::Weighted => {
+            // The ring of the user-space path, scaled down to a map the
+            // kernel holds cheaply.
+            let weights = scaled_weights(pool.iter().map(|p| p.2));
+            let scaled: Vec<Candidate<'_>> = candidates
+                .iter()
+                .zip(&weights)
+                .map(|(c, w)| Candidate {
+                    weight: *w,
+                    ..c.clone()
+                })
+                .collect();
+            let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
+            let entries = (0..total)
+                .map(|counter| pick(&scaled, Pick::Weighted { counter }).and_then(address_of))
+                .collect::<Option<Vec<_>>>()?;
+            return Some((entries, Spread::Sequence));
+        }
+        Strategy::LeastConnections => return None,
+    };
+    let entries = (0..slots)
+        .map(|i| pick(&candidates, how(i)).and_then(address_of))
+        .collect::<Option<Vec<_>>>()?;
+    Some((entries, spread))
+}
+
+/// Weights reduced by their greatest common divisor, and scaled so that
+/// they sum to at most [`MAX_SLOTS`] (each at least 1).
+fn scaled_weights(weights: impl Iterator<Item = u32>) -> Vec<u32> {
+    let ws: Vec<u64> = weights.map(|w| u64::from(w.max(1))).collect();
+    let g = ws.iter().copied().fold(0, gcd).max(1);
+    let ws: Vec<u64> = ws.iter().map(|w| w / g).collect();
+    let total: u64 = ws.iter().sum();
+    ws.iter()
+        .map(|w| {
+            let w = if total > MAX_SLOTS {
+                (w * MAX_SLOTS / total).max(1)
+            } else {
+                *w
+            };
+            u32::try_from(w).unwrap_or(u32::MAX)
+        })
+        .collect()
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// The router's table name, after its writer listener.
+pub(crate) fn table_name(writer_listen: SocketAddrV4) -> String {
+    let ip = writer_listen.ip().to_string().replace('.', "_");
+    format!("myha_router_{ip}_{}", writer_listen.port())
+}
+
+/// Matches packets addressed to `listen`: its address, or any local
+/// non-loopback address for a wildcard listener.
+fn to_listener(listen: SocketAddrV4) -> String {
+    if listen.ip().is_unspecified() {
+        format!(
+            "fib daddr type local ip daddr != 127.0.0.0/8 tcp dport {}",
+            listen.port()
+        )
+    } else {
+        format!("ip daddr {} tcp dport {}", listen.ip(), listen.port())
+    }
+}
+
+/// Matches the packets of connections this table forwarded from `listen`.
+fn forwarded_from(listen: SocketAddrV4) -> String {
+    let mut m = format!(
+        "meta l4proto tcp ct status dnat ct original proto-dst {}",
+        listen.port()
+    );
+    if !listen.ip().is_unspecified() {
+        let _ = write!(m, " ct original ip daddr {}", listen.ip());
+    }
+    m
+}
+
+fn element(a: SocketAddrV4) -> String {
+    format!("{} . {}", a.ip(), a.port())
+}
+
+/// A named set of backends that expires unless refreshed.
+fn live_set(out: &mut String, name: &str, members: &[SocketAddrV4], ttl: u64) {
+    let _ = writeln!(
+        out,
+        "  set {name} {{ type ipv4_addr . inet_service; flags timeout;"
+    );
+    if !members.is_empty() {
+        let elements: Vec<String> = members
+            .iter()
+            .map(|m| format!("{} timeout {ttl}s", element(*m)))
+            .collect();
+        let _ = writeln!(out, "    elements = {{ {} }}", elements.join(", "));
+    }
+    out.push_str("  }\n");
+}
+
+/// The whole table, replacing any earlier one in the same transaction.
+pub(crate) fn ruleset(
+    table: &str,
+    writer_listen: SocketAddrV4,
+    reader_listen: SocketAddrV4,
+    plan: &Plan,
+    ttl: Duration,
+) -> String {
+    let ttl = ttl.as_secs().max(1);
+    let mut out = String::new();
+    let _ = writeln!(out, "table ip {table} {{}}\ndelete table ip {table}");
+    let _ = writeln!(out, "table ip {table} {{");
+    let _ = writeln!(
+        out,
+        "  set alive {{ type inet_service; flags timeout;\n    elements = {{ {} timeout {ttl}s, {} timeout {ttl}s }}\n  }}",
+        writer_listen.port(),
+        reader_listen.port()
+    );
+    live_set(
+        &mut out,
+        "writer_live",
+        &plan.writer_live.into_iter().collect::<Vec<_>>(),
+        ttl,
+    );
+    let mut reader_live = plan.reader_live.clone();
+    reader_live.sort();
+    reader_live.dedup();
+    live_set(&mut out, "reader_live", &reader_live, ttl);
+
+    // New connections: SYN without ACK, while the router is alive.
+    let mut dnat = Vec::new();
+    let syn = "tcp dport @alive tcp flags & (syn|ack) == syn";
+    if let Some(w) = plan.writer {
+        dnat.push(format!(
+            "{} {syn} dnat to {}:{}",
+            to_listener(writer_listen),
+            w.ip(),
+            w.port()
+        ));
+    }
+    match plan.readers.as_slice() {
+        [] => {}
+        [one] => dnat.push(format!(
+            "{} {syn} dnat to {}:{}",
+            to_listener(reader_listen),
+            one.ip(),
+            one.port()
+        )),
+        many => {
+            let selector = match plan.spread {
+                Spread::Sequence => "numgen inc",
+                Spread::ClientHash => "jhash ip saddr",
+            };
+            let map: Vec<String> = many
+                .iter()
+                .enumerate()
+                .map(|(i, a)| format!("{i} : {}", element(*a)))
+                .collect();
+            dnat.push(format!(
+                "{} {syn} dnat to {selector} mod {} map {{ {} }}",
+                to_listener(reader_listen),
+                many.len(),
+                map.join(", ")
+            ));
+        }
+    }
+    for (chain, hook) in [("dnat_local", "output"), ("dnat_remote", "prerouting")] {
+        let _ = writeln!(
+            out,
+            "  chain {chain} {{\n    type nat hook {hook} priority -100; policy accept;"
+        );
+        for rule in &dnat {
+            let _ = writeln!(out, "    {rule}");
+        }
+        out.push_str("  }\n");
+    }
+    let _ = writeln!(
+        out,
+        "  chain masq {{\n    type nat hook postrouting priority 100; policy accept;\n    {} masquerade\n    {} masquerade\n  }}",
+        forwarded_from(writer_listen),
+        forwarded_from(reader_listen)
+    );
+    let backend = "ct reply ip saddr . ct reply proto-src";
+    for (chain, hook) in [
+        ("cut_local", "output"),
+        ("cut_in", "input"),
+        ("cut_forward", "forward"),
+    ] {
+        let _ = writeln!(
+            out,
+            "  chain {chain} {{\n    type filter hook {hook} priority 0; policy accept;\n    {} {backend} != @writer_live reject with tcp reset\n    {} {backend} != @reader_live reject with tcp reset\n  }}",
+            forwarded_from(writer_listen),
+            forwarded_from(reader_listen)
+        );
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// The router's nftables table.
+pub(crate) struct Nat {
+    pub table: String,
+    writer_listen: SocketAddrV4,
+    reader_listen: SocketAddrV4,
+}
+
+impl Nat {
+    /// `None` with the reason when the listeners are not IPv4 (the
+    /// configuration refuses that already) or nft cannot be run here.
+    pub async fn start(writer: SocketAddr, reader: SocketAddr) -> Result<Self, String> {
+        let (SocketAddr::V4(writer_listen), SocketAddr::V4(reader_listen)) = (writer, reader) else {
+            return Err("the listeners are not IPv4".into());
+        };
+        let nat = Self {
+            table: table_name(writer_listen),
+            writer_listen,
+            reader_listen,
+        };
+        nat.nft("list tables\n").await.map_err(|e| e.to_string())?;
+        Ok(nat)
+    }
+
+    /// Replaces the table with the rules of `plan`.
+    pub async fn apply(&self, plan: &Plan) -> Result<(), NatError> {
+        let rules = ruleset(
+            &self.table,
+            self.writer_listen,
+            self.reader_listen,
+            plan,
+            TTL,
+        );
+        self.nft(&rules).await
+    }
+
+    /// Deletes the table (the router is stopping).
+    pub async fn remove(&self) -> Result<(), NatError> {
+        let t = &self.table;
+        self.nft(&format!("table ip {t} {{}}\ndelete table ip {t}\n"))
+            .await
+    }
+
+    async fn nft(&self, script: &str) -> Result<(), NatError> {
+        let run = async {
+            let mut child = tokio::process::Command::new("nft")
+                .args(["-f", "-"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(NatError::Spawn)?;
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin
+                    .write_all(script.as_bytes())
+                    .await
+                    .map_err(NatError::Spawn)?;
+            }
+            let out = child.wait_with_output().await.map_err(NatError::Spawn)?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(NatError::Refused(
+                    String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                ))
+            }
+        };
+        tokio::time::timeout(NFT_TIMEOUT, run)
+            .await
+            .map_err(|_| NatError::Timeout(NFT_TIMEOUT))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn a(s: &str) -> SocketAddrV4 {
+        s.parse().unwrap()
+    }
+
+    const POOL: [(&str, &str, u32); 2] = [
+        ("db2", "10.0.0.12:3306", 1),
+        ("db3", "10.0.0.13:3306", 3),
+    ];
+
+    #[test]
+    fn round_robin_and_hash_list_each_backend_once_in_order() {
+        let (e, s) = reader_entries(&POOL, Strategy::RoundRobin).unwrap();
+        assert_eq!(e, vec![a("10.0.0.12:3306"), a("10.0.0.13:3306")]);
+        assert_eq!(s, Spread::Sequence);
+        let (e, s) = reader_entries(&POOL, Strategy::AddressHash).unwrap();
+        assert_eq!(e.len(), 2);
+        assert_eq!(s, Spread::ClientHash);
+    }
+
+    #[test]
+    fn weighted_repeats_backends_by_weight() {
+        let (e, s) = reader_entries(&POOL, Strategy::Weighted).unwrap();
+        assert_eq!(s, Spread::Sequence);
+        assert_eq!(e.iter().filter(|x| **x == a("10.0.0.12:3306")).count(), 1);
+        assert_eq!(e.iter().filter(|x| **x == a("10.0.0.13:3306")).count(), 3);
+        // Common factors and huge weights shrink to a small map.
+        assert_eq!(scaled_weights([10, 30].into_iter()), vec![1, 3]);
+        let big = scaled_weights([1_000_000, 3_000_001].into_iter());
+        assert!(big.iter().map(|w| u64::from(*w)).sum::<u64>() <= MAX_SLOTS);
+        assert!(big[1] > 2 * big[0]);
+        assert_eq!(scaled_weights([1, 100_000].into_iter())[0], 1);
+    }
+
+    #[test]
+    fn least_connections_and_names_stay_in_user_space() {
+        assert!(reader_entries(&POOL, Strategy::LeastConnections).is_none());
+        let named = [("db2", "db2.example:3306", 1)];
+        assert!(reader_entries(&named, Strategy::RoundRobin).is_none());
+        assert!(literal("[::1]:3306").is_none());
+        assert_eq!(literal("10.0.0.1:3306"), Some(a("10.0.0.1:3306")));
+    }
+
+    fn plan() -> Plan {
+        Plan {
+            writer: Some(a("10.0.0.11:3306")),
+            writer_live: Some(a("10.0.0.11:3306")),
+            readers: vec![a("10.0.0.12:3306"), a("10.0.0.13:3306")],
+            spread: Spread::Sequence,
+            reader_live: vec![a("10.0.0.13:3306"), a("10.0.0.12:3306"), a("10.0.0.12:3306")],
+        }
+    }
+
+    #[test]
+    fn ruleset_forwards_new_connections_and_cuts_stale_ones() {
+        let t = table_name(a("10.0.0.1:6033"));
+        assert_eq!(t, "myha_router_10_0_0_1_6033");
+        let r = ruleset(&t, a("10.0.0.1:6033"), a("10.0.0.1:6034"), &plan(), TTL);
+        // Replaces a leftover table atomically.
+        assert!(r.starts_with(
+            "table ip myha_router_10_0_0_1_6033 {}\ndelete table ip myha_router_10_0_0_1_6033\n"
+        ));
+        assert!(r.contains("ip daddr 10.0.0.1 tcp dport 6033 tcp dport @alive tcp flags & (syn|ack) == syn dnat to 10.0.0.11:3306"));
+        assert!(r.contains("dnat to numgen inc mod 2 map { 0 : 10.0.0.12 . 3306, 1 : 10.0.0.13 . 3306 }"));
+        assert!(r.contains("elements = { 6033 timeout 4s, 6034 timeout 4s }"));
+        assert!(r.contains("elements = { 10.0.0.11 . 3306 timeout 4s }"));
+        // Live members once each.
+        assert!(r.contains("elements = { 10.0.0.12 . 3306 timeout 4s, 10.0.0.13 . 3306 timeout 4s }"));
+        for hook in ["output", "input", "forward"] {
+            assert!(r.contains(&format!("type filter hook {hook} priority 0")));
+        }
+        assert_eq!(r.matches("!= @writer_live reject with tcp reset").count(), 3);
+        assert_eq!(r.matches("dnat to").count(), 4, "two rules, local and remote");
+    }
+
+    #[test]
+    fn ruleset_without_a_writer_leaves_new_writers_to_the_router() {
+        let mut p = plan();
+        p.writer = None;
+        p.writer_live = None;
+        p.readers = vec![a("10.0.0.12:3306")];
+        p.spread = Spread::ClientHash;
+        let r = ruleset("t", a("0.0.0.0:6033"), a("0.0.0.0:6034"), &p, TTL);
+        assert!(!r.contains("tcp dport 6033 tcp dport @alive"));
+        // No element: every forwarded writer connection is reset.
+        assert!(r.contains("set writer_live { type ipv4_addr . inet_service; flags timeout;\n  }"));
+        assert!(r.contains(
+            "fib daddr type local ip daddr != 127.0.0.0/8 tcp dport 6034 tcp dport @alive tcp flags & (syn|ack) == syn dnat to 10.0.0.12:3306"
+        ));
+        assert!(r.contains("meta l4proto tcp ct status dnat ct original proto-dst 6033 ct reply"));
+        p.readers = vec![a("10.0.0.12:3306"), a("10.0.0.13:3306")];
+        let r = ruleset("t", a("0.0.0.0:6033"), a("0.0.0.0:6034"), &p, TTL);
+        assert!(r.contains("dnat to jhash ip saddr mod 2 map"));
+    }
+
+    /// The kernel's own parser accepts every shape of table (`nft -c`
+    /// checks a ruleset without committing it; needs root and nftables).
+    #[test]
+    fn nft_accepts_the_rulesets() {
+        let mut shapes = vec![plan()];
+        let mut p = plan();
+        p.writer = None;
+        p.writer_live = None;
+        p.readers.clear();
+        p.reader_live.clear();
+        shapes.push(p);
+        let mut p = plan();
+        p.readers.truncate(1);
+        p.spread = Spread::ClientHash;
+        shapes.push(p);
+        let mut p = plan();
+        p.spread = Spread::ClientHash;
+        shapes.push(p);
+        for listen in ["10.0.0.1", "0.0.0.0"] {
+            for p in &shapes {
+                let w = a(&format!("{listen}:6033"));
+                let r = ruleset("myha_router_check", w, a(&format!("{listen}:6034")), p, TTL);
+                let mut child = std::process::Command::new("nft")
+                    .args(["-c", "-f", "-"])
+                    .stdin(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("nft (the nftables package) runs");
+                use std::io::Write as _;
+                child.stdin.take().unwrap().write_all(r.as_bytes()).unwrap();
+                let out = child.wait_with_output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "nft refused:\n{r}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+}
