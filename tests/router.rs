@@ -155,12 +155,20 @@ fn writers_through_the_kernel_relay_follow_a_failover_and_a_switchover() {
     writers_follow_a_failover_and_a_switchover(", relay: kernel");
 }
 
+#[test]
+fn writers_through_nat_follow_a_failover_and_a_switchover() {
+    writers_follow_a_failover_and_a_switchover(", relay: nat");
+}
+
 fn writers_follow_a_failover_and_a_switchover(router_extra: &str) {
     let mut opts = options();
     opts.router_extra = router_extra.to_string();
     let bed = router_bed_with(opts);
     if router_extra.contains("kernel") {
         assert_eq!(router_metric(&bed, "myha_router_kernel_relay"), Some(1));
+    }
+    if router_extra.contains("nat") {
+        assert_forwarded_by_the_kernel(&bed);
     }
     let writer = bed.start_writer_with(&bed.gateway, 6033, 2000).unwrap();
     writer.wait_acks(50, Duration::from_secs(20)).unwrap();
@@ -392,6 +400,186 @@ fn stalled_replica_drains(bed: Bed) {
         },
     )
     .unwrap();
+}
+
+#[test]
+fn stalled_replica_drains_through_nat_too() {
+    let bed = nat_bed();
+    stalled_replica_drains(bed);
+}
+
+fn nat_bed() -> Bed {
+    let mut opts = options();
+    opts.router_extra = ", relay: nat".to_string();
+    let bed = router_bed_with(opts);
+    wait_until(Duration::from_secs(10), "nat rules in place", || {
+        Ok(router_metric(&bed, "myha_router_nat") == Some(1))
+    })
+    .unwrap();
+    bed
+}
+
+/// The nftables table of the bed's `relay: nat` router, if it exists.
+fn nat_table(bed: &Bed) -> Option<String> {
+    let name = format!("myha_router_{}_6033", bed.gateway.replace('.', "_"));
+    let out = Command::new("nft")
+        .args(["list", "table", "ip", &name])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Both ports answer, and the router's own listeners took none of those
+/// connections: the kernel forwarded them.
+fn assert_forwarded_by_the_kernel(bed: &Bed) {
+    let served = |endpoint: &str| {
+        router_metric(
+            bed,
+            &format!("myha_router_connections_total{{endpoint=\"{endpoint}\"}}"),
+        )
+        .unwrap()
+    };
+    let (w0, r0) = (served("writer"), served("reader"));
+    assert_eq!(through(bed, 6033, "SELECT @@hostname").unwrap(), "db1");
+    let m = spread(bed, 6);
+    assert_eq!(m.values().sum::<usize>(), 6);
+    assert_eq!((served("writer"), served("reader")), (w0, r0), "{m:?}");
+    assert_eq!(bed.router_endpoints().unwrap()["relay"], "nat");
+}
+
+/// A client held open through a port: queries go in on stdin, answers and
+/// errors come back. `--skip-reconnect`: a lost connection stays lost.
+struct Session {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Session {
+    fn open(bed: &Bed, port: u16) -> Session {
+        use std::process::Stdio;
+        // `timeout`: a hung client ends (without the error asserted on).
+        let mut child = Command::new("timeout")
+            .args(["30", "mariadb", "-h", &bed.gateway, "-P", &port.to_string()])
+            .args(["-uapp", "-pmyha-app-pw", "-N", "-B", "--unbuffered"])
+            .args(["--skip-reconnect", "--connect-timeout=5"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        Session { child, stdin, out }
+    }
+
+    /// One statement; its first output line, or the client's error.
+    fn query(&mut self, sql: &str) -> Result<String, String> {
+        use std::io::{BufRead, Read, Write};
+        let sent = writeln!(self.stdin, "{sql};").and_then(|()| self.stdin.flush());
+        let mut line = String::new();
+        match (sent, self.out.read_line(&mut line)) {
+            (Ok(()), Ok(n)) if n > 0 => Ok(line.trim().to_string()),
+            _ => {
+                let _ = self.child.wait();
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                Err(err.trim().to_string())
+            }
+        }
+    }
+}
+
+/// `relay: nat`: when the master changes, a connection the kernel
+/// forwarded to the old master is reset at its next packet. Here the old
+/// master is partitioned away, so the manager cannot kill its sessions and
+/// nothing of the network would ever answer: without the reset the client
+/// would hang (its statement retransmitted into the void). New
+/// connections reach the new master, forwarded too.
+#[test]
+fn nat_resets_connections_to_a_partitioned_old_master_after_failover() {
+    let bed = nat_bed();
+    assert_forwarded_by_the_kernel(&bed);
+    let mut old = Session::open(&bed, 6033);
+    assert_eq!(old.query("SELECT @@hostname").unwrap(), "db1");
+    bed.partition("db1").unwrap();
+    let mut new_master = String::new();
+    wait_until(Duration::from_secs(40), "failover", || {
+        let st = bed.status()?;
+        new_master = st["master"].as_str().unwrap_or("").to_string();
+        Ok(!new_master.is_empty() && new_master != "db1" && st["in_progress"].is_null())
+    })
+    .unwrap();
+    wait_until(Duration::from_secs(10), "router follows", || {
+        Ok(bed.router_endpoints()?["writer"]["name"] == new_master.as_str())
+    })
+    .unwrap();
+    let asked = std::time::Instant::now();
+    let err = old
+        .query("SELECT @@hostname")
+        .expect_err("the connection to the old master must be reset");
+    assert!(
+        err.contains("Lost connection") || err.contains("gone away"),
+        "the connection was not reset after {:?}: {err:?}",
+        asked.elapsed()
+    );
+    assert_forwarded_by_the_kernel_to(&bed, &new_master);
+    bed.heal("db1").unwrap();
+}
+
+fn assert_forwarded_by_the_kernel_to(bed: &Bed, master: &str) {
+    let before = router_metric(bed, "myha_router_connections_total{endpoint=\"writer\"}");
+    assert_eq!(through(bed, 6033, "SELECT @@hostname").unwrap(), master);
+    assert_eq!(
+        router_metric(bed, "myha_router_connections_total{endpoint=\"writer\"}"),
+        before
+    );
+}
+
+/// `relay: nat`: the rules cannot outlive their router. Killed (no
+/// clean-up), its table stays but expires: new connections are refused
+/// and forwarded ones reset, as if the router's sockets had closed; a new
+/// router replaces the table. Stopped properly, it removes it.
+#[test]
+fn nat_rules_expire_when_the_router_dies_and_go_when_it_stops() {
+    let mut bed = nat_bed();
+    let mut open = Session::open(&bed, 6033);
+    assert_eq!(open.query("SELECT @@hostname").unwrap(), "db1");
+    bed.kill_router();
+    let killed = std::time::Instant::now();
+    wait_until(Duration::from_secs(15), "new connections refused", || {
+        Ok(through(&bed, 6033, "SELECT 1").is_err())
+    })
+    .unwrap();
+    let refused_after = killed.elapsed();
+    assert!(
+        nat_table(&bed).is_some(),
+        "a killed router cannot remove its table"
+    );
+    let err = open
+        .query("SELECT @@hostname")
+        .expect_err("forwarded connection reset");
+    assert!(
+        err.contains("Lost connection") || err.contains("gone away"),
+        "{err}"
+    );
+    eprintln!("rules expired {refused_after:?} after the router was killed");
+    bed.start_router().unwrap();
+    wait_until(Duration::from_secs(15), "a new router forwards", || {
+        Ok(router_metric(&bed, "myha_router_nat") == Some(1)
+            && through(&bed, 6033, "SELECT @@hostname").as_deref() == Ok("db1"))
+    })
+    .unwrap();
+    assert_forwarded_by_the_kernel_to(&bed, "db1");
+    bed.stop_router();
+    assert!(
+        nat_table(&bed).is_none(),
+        "a stopped router removes its table"
+    );
 }
 
 #[test]

@@ -573,7 +573,11 @@ pub async fn run(
         match nat::Nat::start(router.writer_listen, router.reader_listen).await {
             Ok(n) => {
                 tracing::info!(table = %n.table, "relay: nat (nftables)");
-                Some(tokio::spawn(nat_loop(Arc::clone(&shared), n, shutdown.clone())))
+                Some(tokio::spawn(nat_loop(
+                    Arc::clone(&shared),
+                    n,
+                    shutdown.clone(),
+                )))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "relay: nat is unavailable here; relaying in user space");
@@ -675,7 +679,11 @@ fn nat_plan(shared: &Shared, live_writer: &mut Option<(u64, std::net::SocketAddr
         .map(|(n, a, w, _, _)| (n.as_str(), a.as_str(), *w))
         .collect();
     let (readers, spread) = if entries.is_empty() {
-        let fallback = if shared.router.fallback_to_master { writer_addr } else { None };
+        let fallback = if shared.router.fallback_to_master {
+            writer_addr
+        } else {
+            None
+        };
         (fallback.into_iter().collect(), nat::Spread::Sequence)
     } else {
         nat::reader_entries(&entries, shared.router.strategy)
@@ -745,7 +753,9 @@ async fn nat_loop(shared: Arc<Shared>, nat: nat::Nat, mut shutdown: watch::Recei
     }
     match nat.remove().await {
         Ok(()) => tracing::info!(table = %nat.table, "relay: nat rules removed"),
-        Err(e) => tracing::warn!(error = %e, "relay: nat could not remove its rules; they expire on their own"),
+        Err(e) => {
+            tracing::warn!(error = %e, "relay: nat could not remove its rules; they expire on their own")
+        }
     }
     shared.nat_active.store(false, Ordering::Relaxed);
 }

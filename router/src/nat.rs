@@ -114,11 +114,7 @@ pub(crate) fn reader_entries(
             connections: 0,
         })
         .collect();
-    let address_of = |name: &str| {
-        pool.iter()
-            .find(|p| p.0 == name)
-            .and_then(|p| literal(p.1))
-    };
+    let address_of = |name: &str| pool.iter().find(|p| p.0 == name).and_then(|p| literal(p.1));
     let (slots, spread, how): (u64, Spread, fn(u64) -> Pick) = match strategy {
         Strategy::RoundRobin => (pool.len() as u64, Spread::Sequence, |counter| {
             Pick::RoundRobin { counter }
@@ -133,10 +129,7 @@ pub(crate) fn reader_entries(
             let scaled: Vec<Candidate<'_>> = candidates
                 .iter()
                 .zip(&weights)
-                .map(|(c, w)| Candidate {
-                    weight: *w,
-                    ..c.clone()
-                })
+                .map(|(c, w)| Candidate { weight: *w, ..*c })
                 .collect();
             let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
             let entries = (0..total)
@@ -312,18 +305,35 @@ pub(crate) fn ruleset(
         forwarded_from(writer_listen),
         forwarded_from(reader_listen)
     );
-    let backend = "ct reply ip saddr . ct reply proto-src";
-    for (chain, hook) in [
-        ("cut_local", "output"),
-        ("cut_in", "input"),
-        ("cut_forward", "forward"),
+    // At filter priority the packets still carry the backend's address:
+    // as destination on the way to it (DNAT is done), as source on the
+    // way back (undone only at srcnat priority).
+    let to_backend = "ct direction original ip daddr . tcp dport";
+    let from_backend = "ct direction reply ip saddr . tcp sport";
+    for (chain, hook, directions) in [
+        ("cut_local", "output", &[to_backend][..]),
+        ("cut_in", "input", &[from_backend][..]),
+        ("cut_forward", "forward", &[to_backend, from_backend][..]),
     ] {
         let _ = writeln!(
             out,
-            "  chain {chain} {{\n    type filter hook {hook} priority 0; policy accept;\n    {} {backend} != @writer_live reject with tcp reset\n    {} {backend} != @reader_live reject with tcp reset\n  }}",
-            forwarded_from(writer_listen),
-            forwarded_from(reader_listen)
+            "  chain {chain} {{\n    type filter hook {hook} priority 0; policy accept;"
         );
+        for backend in directions {
+            for (listen, live) in [
+                (writer_listen, "writer_live"),
+                (reader_listen, "reader_live"),
+            ] {
+                // Resets pass: ours come back through input already
+                // translated, and any reset only ends what must end.
+                let _ = writeln!(
+                    out,
+                    "    {} tcp flags & rst == 0 {backend} != @{live} reject with tcp reset",
+                    forwarded_from(listen)
+                );
+            }
+        }
+        out.push_str("  }\n");
     }
     out.push_str("}\n");
     out
@@ -340,7 +350,8 @@ impl Nat {
     /// `None` with the reason when the listeners are not IPv4 (the
     /// configuration refuses that already) or nft cannot be run here.
     pub async fn start(writer: SocketAddr, reader: SocketAddr) -> Result<Self, String> {
-        let (SocketAddr::V4(writer_listen), SocketAddr::V4(reader_listen)) = (writer, reader) else {
+        let (SocketAddr::V4(writer_listen), SocketAddr::V4(reader_listen)) = (writer, reader)
+        else {
             return Err("the listeners are not IPv4".into());
         };
         let nat = Self {
@@ -411,10 +422,8 @@ mod tests {
         s.parse().unwrap()
     }
 
-    const POOL: [(&str, &str, u32); 2] = [
-        ("db2", "10.0.0.12:3306", 1),
-        ("db3", "10.0.0.13:3306", 3),
-    ];
+    const POOL: [(&str, &str, u32); 2] =
+        [("db2", "10.0.0.12:3306", 1), ("db3", "10.0.0.13:3306", 3)];
 
     #[test]
     fn round_robin_and_hash_list_each_backend_once_in_order() {
@@ -455,7 +464,11 @@ mod tests {
             writer_live: Some(a("10.0.0.11:3306")),
             readers: vec![a("10.0.0.12:3306"), a("10.0.0.13:3306")],
             spread: Spread::Sequence,
-            reader_live: vec![a("10.0.0.13:3306"), a("10.0.0.12:3306"), a("10.0.0.12:3306")],
+            reader_live: vec![
+                a("10.0.0.13:3306"),
+                a("10.0.0.12:3306"),
+                a("10.0.0.12:3306"),
+            ],
         }
     }
 
@@ -469,16 +482,34 @@ mod tests {
             "table ip myha_router_10_0_0_1_6033 {}\ndelete table ip myha_router_10_0_0_1_6033\n"
         ));
         assert!(r.contains("ip daddr 10.0.0.1 tcp dport 6033 tcp dport @alive tcp flags & (syn|ack) == syn dnat to 10.0.0.11:3306"));
-        assert!(r.contains("dnat to numgen inc mod 2 map { 0 : 10.0.0.12 . 3306, 1 : 10.0.0.13 . 3306 }"));
+        assert!(r.contains(
+            "dnat to numgen inc mod 2 map { 0 : 10.0.0.12 . 3306, 1 : 10.0.0.13 . 3306 }"
+        ));
         assert!(r.contains("elements = { 6033 timeout 4s, 6034 timeout 4s }"));
         assert!(r.contains("elements = { 10.0.0.11 . 3306 timeout 4s }"));
         // Live members once each.
-        assert!(r.contains("elements = { 10.0.0.12 . 3306 timeout 4s, 10.0.0.13 . 3306 timeout 4s }"));
+        assert!(
+            r.contains("elements = { 10.0.0.12 . 3306 timeout 4s, 10.0.0.13 . 3306 timeout 4s }")
+        );
         for hook in ["output", "input", "forward"] {
             assert!(r.contains(&format!("type filter hook {hook} priority 0")));
         }
-        assert_eq!(r.matches("!= @writer_live reject with tcp reset").count(), 3);
-        assert_eq!(r.matches("dnat to").count(), 4, "two rules, local and remote");
+        // To the backend in output and forward, from it in input and
+        // forward.
+        assert_eq!(
+            r.matches("!= @writer_live reject with tcp reset").count(),
+            4
+        );
+        assert_eq!(
+            r.matches("rst == 0 ct direction original ip daddr . tcp dport != @reader_live")
+                .count(),
+            2
+        );
+        assert_eq!(
+            r.matches("dnat to").count(),
+            4,
+            "two rules, local and remote"
+        );
     }
 
     #[test]
@@ -495,7 +526,9 @@ mod tests {
         assert!(r.contains(
             "fib daddr type local ip daddr != 127.0.0.0/8 tcp dport 6034 tcp dport @alive tcp flags & (syn|ack) == syn dnat to 10.0.0.12:3306"
         ));
-        assert!(r.contains("meta l4proto tcp ct status dnat ct original proto-dst 6033 ct reply"));
+        assert!(r.contains(
+            "meta l4proto tcp ct status dnat ct original proto-dst 6033 tcp flags & rst == 0 ct direction reply ip saddr . tcp sport != @writer_live"
+        ));
         p.readers = vec![a("10.0.0.12:3306"), a("10.0.0.13:3306")];
         let r = ruleset("t", a("0.0.0.0:6033"), a("0.0.0.0:6034"), &p, TTL);
         assert!(r.contains("dnat to jhash ip saddr mod 2 map"));

@@ -579,10 +579,7 @@ impl Bed {
 
     /// Start the router on this machine.
     pub fn start_router(&mut self) -> Result<()> {
-        if let Some(mut c) = self.router.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.stop_router();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -604,6 +601,37 @@ impl Bed {
             })?;
         self.router = Some(child);
         Ok(())
+    }
+
+    /// Stop the router as an operator would (SIGTERM: it removes its
+    /// `relay: nat` rules), killing it if it takes more than 5 s.
+    pub fn stop_router(&mut self) {
+        let Some(mut c) = self.router.take() else {
+            return;
+        };
+        if let Ok(pid) = i32::try_from(c.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if matches!(c.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    /// SIGKILL the router: it gets no chance to clean up.
+    pub fn kill_router(&mut self) {
+        if let Some(mut c) = self.router.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// The router process's pid, if it runs.
@@ -777,10 +805,7 @@ impl Bed {
 impl Drop for Bed {
     fn drop(&mut self) {
         self.stop_manager();
-        if let Some(mut c) = self.router.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.stop_router();
         if self.keep {
             eprintln!("MYHA_KEEP_BED: leaving {} in place", self.prefix);
             return;
