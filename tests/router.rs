@@ -602,6 +602,63 @@ fn router_survives_the_manager_stopping_and_coming_back() {
     .unwrap();
 }
 
+/// `relay: nat` spreads as the user-space path does: weights 3:1 give
+/// 12 and 4 of 16 connections (the kernel's counter runs on across the
+/// router's refreshes), address hash keeps one client on one replica; the
+/// kernel forwarded every one of them.
+#[test]
+fn nat_spreads_reads_by_weight_and_by_client_address() {
+    let mut bed = {
+        let mut opts = options();
+        opts.router_extra = ", relay: nat, strategy: weighted".to_string();
+        opts.router = true;
+        let mut bed = Bed::start(opts).expect("start bed");
+        let cfg = std::fs::read_to_string(&bed.config_path).unwrap().replacen(
+            "  - name: db2\n    cluster: bed\n",
+            "  - name: db2\n    cluster: bed\n    weight: 3\n",
+            1,
+        );
+        std::fs::write(&bed.config_path, cfg).unwrap();
+        bed.start_manager().unwrap();
+        bed.start_router().unwrap();
+        wait_healthy(&bed, Duration::from_secs(30));
+        bed
+    };
+    for strategy in ["weighted", "address_hash"] {
+        if strategy != "weighted" {
+            let cfg = std::fs::read_to_string(&bed.config_path)
+                .unwrap()
+                .replace("strategy: weighted", &format!("strategy: {strategy}"));
+            std::fs::write(&bed.config_path, cfg).unwrap();
+            bed.start_router().unwrap();
+        }
+        wait_until(Duration::from_secs(15), "both replicas in the pool", || {
+            Ok(in_pool(&bed, "db2")?
+                && in_pool(&bed, "db3")?
+                && router_metric(&bed, "myha_router_nat") == Some(1))
+        })
+        .unwrap();
+        let served = || router_metric(&bed, "myha_router_connections_total{endpoint=\"reader\"}");
+        let before = served();
+        // Across more than one refresh of the rules.
+        let mut m = spread(&bed, 8);
+        std::thread::sleep(Duration::from_millis(1500));
+        for (k, v) in spread(&bed, 8) {
+            *m.entry(k).or_insert(0) += v;
+        }
+        assert_eq!(served(), before, "the router itself took reads: {m:?}");
+        if strategy == "weighted" {
+            assert_eq!(
+                (m.get("db2"), m.get("db3")),
+                (Some(&12), Some(&4)),
+                "weights 3:1 over 16 connections: {m:?}"
+            );
+        } else {
+            assert_eq!(m.len(), 1, "sticky by client address: {m:?}");
+        }
+    }
+}
+
 #[test]
 fn weighted_least_connections_and_address_hash_strategies() {
     // Weighted: db2 weight 3, db3 weight 1.

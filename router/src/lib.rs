@@ -717,11 +717,19 @@ async fn nat_loop(shared: Arc<Shared>, nat: nat::Nat, mut shutdown: watch::Recei
     let mut failing = false;
     loop {
         let plan = nat_plan(&shared, &mut live_writer);
+        let changed = last.as_ref().is_none_or(|(p, _)| *p != plan);
         let due = last
             .as_ref()
-            .is_none_or(|(p, at)| *p != plan || at.elapsed() >= nat::REFRESH);
-        if due {
-            match nat.apply(&plan).await {
+            .is_none_or(|(_, at)| at.elapsed() >= nat::REFRESH);
+        if changed || due {
+            // A change rewrites the table; otherwise only the timeouts are
+            // renewed, so the rules keep their spread counters.
+            let done = if changed {
+                nat.apply(&plan).await
+            } else {
+                nat.refresh(&plan).await
+            };
+            match done {
                 Ok(()) => {
                     if failing || last.is_none() {
                         tracing::info!(table = %nat.table, "relay: nat rules in place");
@@ -729,7 +737,7 @@ async fn nat_loop(shared: Arc<Shared>, nat: nat::Nat, mut shutdown: watch::Recei
                     failing = false;
                     shared.nat_active.store(true, Ordering::Relaxed);
                     shared.nat_applies.fetch_add(1, Ordering::Relaxed);
-                    if last.as_ref().is_none_or(|(p, _)| *p != plan) {
+                    if changed {
                         tracing::debug!(?plan, "relay: nat rules changed");
                     }
                     last = Some((plan, Instant::now()));
@@ -741,6 +749,8 @@ async fn nat_loop(shared: Arc<Shared>, nat: nat::Nat, mut shutdown: watch::Recei
                             within {:?} and connections are then served in user space", nat::TTL);
                     }
                     failing = true;
+                    // Rewrite the whole table next time.
+                    last = None;
                     shared.nat_active.store(false, Ordering::Relaxed);
                 }
             }

@@ -207,20 +207,64 @@ fn element(a: SocketAddrV4) -> String {
     format!("{} . {}", a.ip(), a.port())
 }
 
-/// A named set of backends that expires unless refreshed.
-fn live_set(out: &mut String, name: &str, members: &[SocketAddrV4], ttl: u64) {
-    let _ = writeln!(
-        out,
-        "  set {name} {{ type ipv4_addr . inet_service; flags timeout;"
-    );
-    if !members.is_empty() {
-        let elements: Vec<String> = members
-            .iter()
-            .map(|m| format!("{} timeout {ttl}s", element(*m)))
-            .collect();
-        let _ = writeln!(out, "    elements = {{ {} }}", elements.join(", "));
+/// The elements of the three sets, with fresh timeouts. Written into the
+/// table by [`ruleset`], renewed alone by [`refresh`].
+fn set_elements(
+    writer_listen: SocketAddrV4,
+    reader_listen: SocketAddrV4,
+    plan: &Plan,
+) -> [(&'static str, Vec<String>); 3] {
+    let mut reader_live = plan.reader_live.clone();
+    reader_live.sort();
+    reader_live.dedup();
+    [
+        (
+            "alive",
+            vec![
+                writer_listen.port().to_string(),
+                reader_listen.port().to_string(),
+            ],
+        ),
+        (
+            "writer_live",
+            plan.writer_live.iter().map(|a| element(*a)).collect(),
+        ),
+        (
+            "reader_live",
+            reader_live.iter().map(|a| element(*a)).collect(),
+        ),
+    ]
+}
+
+/// Renews the timeouts of the table's sets without touching its rules
+/// (replacing a rule would restart its `numgen` count and skew the
+/// spread). Flushing and refilling a set in one transaction leaves no
+/// instant without its elements; adding an element that exists would not
+/// renew its timeout.
+pub(crate) fn refresh(
+    table: &str,
+    writer_listen: SocketAddrV4,
+    reader_listen: SocketAddrV4,
+    plan: &Plan,
+    ttl: Duration,
+) -> String {
+    let ttl = ttl.as_secs().max(1);
+    let mut out = String::new();
+    for (set, elements) in set_elements(writer_listen, reader_listen, plan) {
+        let _ = writeln!(out, "flush set ip {table} {set}");
+        if !elements.is_empty() {
+            let timed: Vec<String> = elements
+                .iter()
+                .map(|e| format!("{e} timeout {ttl}s"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "add element ip {table} {set} {{ {} }}",
+                timed.join(", ")
+            );
+        }
     }
-    out.push_str("  }\n");
+    out
 }
 
 /// The whole table, replacing any earlier one in the same transaction.
@@ -235,22 +279,22 @@ pub(crate) fn ruleset(
     let mut out = String::new();
     let _ = writeln!(out, "table ip {table} {{}}\ndelete table ip {table}");
     let _ = writeln!(out, "table ip {table} {{");
-    let _ = writeln!(
-        out,
-        "  set alive {{ type inet_service; flags timeout;\n    elements = {{ {} timeout {ttl}s, {} timeout {ttl}s }}\n  }}",
-        writer_listen.port(),
-        reader_listen.port()
-    );
-    live_set(
-        &mut out,
-        "writer_live",
-        &plan.writer_live.into_iter().collect::<Vec<_>>(),
-        ttl,
-    );
-    let mut reader_live = plan.reader_live.clone();
-    reader_live.sort();
-    reader_live.dedup();
-    live_set(&mut out, "reader_live", &reader_live, ttl);
+    for (set, elements) in set_elements(writer_listen, reader_listen, plan) {
+        let key = if set == "alive" {
+            "inet_service"
+        } else {
+            "ipv4_addr . inet_service"
+        };
+        let _ = writeln!(out, "  set {set} {{ type {key}; flags timeout;");
+        if !elements.is_empty() {
+            let timed: Vec<String> = elements
+                .iter()
+                .map(|e| format!("{e} timeout {ttl}s"))
+                .collect();
+            let _ = writeln!(out, "    elements = {{ {} }}", timed.join(", "));
+        }
+        out.push_str("  }\n");
+    }
 
     // New connections: SYN without ACK, while the router is alive.
     let mut dnat = Vec::new();
@@ -373,6 +417,18 @@ impl Nat {
             TTL,
         );
         self.nft(&rules).await
+    }
+
+    /// Renews the timeouts of the table `apply` wrote for `plan`.
+    pub async fn refresh(&self, plan: &Plan) -> Result<(), NatError> {
+        let script = refresh(
+            &self.table,
+            self.writer_listen,
+            self.reader_listen,
+            plan,
+            TTL,
+        );
+        self.nft(&script).await
     }
 
     /// Deletes the table (the router is stopping).
@@ -513,6 +569,21 @@ mod tests {
     }
 
     #[test]
+    fn refresh_renews_the_sets_and_leaves_the_rules() {
+        let mut p = plan();
+        p.writer_live = None;
+        let r = refresh("t", a("10.0.0.1:6033"), a("10.0.0.1:6034"), &p, TTL);
+        assert_eq!(
+            r,
+            "flush set ip t alive\n\
+             add element ip t alive { 6033 timeout 4s, 6034 timeout 4s }\n\
+             flush set ip t writer_live\n\
+             flush set ip t reader_live\n\
+             add element ip t reader_live { 10.0.0.12 . 3306 timeout 4s, 10.0.0.13 . 3306 timeout 4s }\n"
+        );
+    }
+
+    #[test]
     fn ruleset_without_a_writer_leaves_new_writers_to_the_router() {
         let mut p = plan();
         p.writer = None;
@@ -555,7 +626,8 @@ mod tests {
         for listen in ["10.0.0.1", "0.0.0.0"] {
             for p in &shapes {
                 let w = a(&format!("{listen}:6033"));
-                let r = ruleset("myha_router_check", w, a(&format!("{listen}:6034")), p, TTL);
+                let r = ruleset("myha_router_check", w, a(&format!("{listen}:6034")), p, TTL)
+                    + &refresh("myha_router_check", w, a(&format!("{listen}:6034")), p, TTL);
                 let mut child = std::process::Command::new("nft")
                     .args(["-c", "-f", "-"])
                     .stdin(Stdio::piped())
