@@ -7,7 +7,11 @@
 //! switches per query (the kernel relay's work is done by the kernel, in
 //! softirq and kworker time that no proxy process is charged for: the host
 //! columns count it), and the ratios. Targets: `direct`, `myha` (user-space
-//! relay), `myha-k` (`relay: kernel`, a second router process), `haproxy`.
+//! relay), `myha-k` (`relay: kernel`, a second router process), `myha-n`
+//! (`relay: nat`, a third: the kernel forwards by NAT, so the router
+//! process is charged almost nothing and only the host columns tell its
+//! cost), `haproxy`. Each cell ends with whether `myha-k` and `myha-n` meet
+//! the target against HAProxy.
 //!
 //! `myha-bench-router --myha-bin PATH [--seconds N] [--rounds N]
 //! [--paths writer,reader] [--tests oltp_point_select,oltp_read_only]
@@ -195,6 +199,14 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
 /// Which cells of the table to run.
 struct Cells {
     paths: Vec<String>,
@@ -207,9 +219,87 @@ struct Proxy(Child);
 
 impl Drop for Proxy {
     fn drop(&mut self) {
+        // SIGTERM first: a `relay: nat` router removes its rules.
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            for _ in 0..150 {
+                if matches!(self.0.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Another router process, the bed's configuration with `relay` and its
+/// ports moved up by `offset` (6033 + offset, ...); waits until it serves
+/// and relays as asked.
+fn spawn_router(bin: &str, bed: &Bed, relay: &str, offset: u16) -> Result<Proxy> {
+    let gw = &bed.gateway;
+    let yaml =
+        std::fs::read_to_string(&bed.config_path).map_err(|e| BedError::Other(e.to_string()))?;
+    let [w, r, h] = [6033, 6034, 6035].map(|p: u16| p + offset);
+    let derived = yaml
+        .replace(":6033", &format!(":{w}"))
+        .replace(":6034", &format!(":{r}"))
+        .replace(":6035", &format!(":{h}"))
+        .replace(
+            "writer_hold_timeout: 10s }",
+            &format!("writer_hold_timeout: 10s, relay: {relay} }}"),
+        );
+    if !derived.contains(&format!("relay: {relay}")) {
+        return Err(BedError::Other(format!(
+            "cannot derive the {relay}-relay router's config"
+        )));
+    }
+    let cfg = bed.dir.join(format!("myha-{relay}.yaml"));
+    std::fs::write(&cfg, derived).map_err(|e| BedError::Other(e.to_string()))?;
+    let log = std::fs::File::create(bed.dir.join(format!("router-{relay}.log")))
+        .map_err(|e| BedError::Other(e.to_string()))?;
+    let err = log
+        .try_clone()
+        .map_err(|e| BedError::Other(e.to_string()))?;
+    let router = Proxy(
+        Command::new(bin)
+            .args(["router", "--config"])
+            .arg(&cfg)
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| BedError::Other(format!("myha router: {e}")))?,
+    );
+    let curl = |path: &str| -> Result<String> {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "2"])
+            .arg(format!("http://{gw}:{h}{path}"))
+            .output()
+            .map_err(|e| BedError::Other(e.to_string()))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let metric = match relay {
+        "kernel" => "myha_router_kernel_relay 1",
+        _ => "myha_router_nat 1",
+    };
+    myha_testbed::wait_until(
+        Duration::from_secs(20),
+        &format!(
+            "the {relay}-relay router has a writer and relays as asked (see router-{relay}.log)"
+        ),
+        || {
+            Ok(
+                curl(&format!("/v1/clusters/{}/endpoints", myha_testbed::CLUSTER))?
+                    .contains("\"writer\":{")
+                    && curl("/metrics")?.contains(metric),
+            )
+        },
+    )?;
+    Ok(router)
 }
 
 fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
@@ -244,77 +334,25 @@ fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
     let router_pid = bed
         .router_pid()
         .ok_or_else(|| BedError::Other("no router".into()))?;
-    // A second router, same configuration but `relay: kernel`, on ports
-    // 6133/6134/6135.
-    let yaml =
-        std::fs::read_to_string(&bed.config_path).map_err(|e| BedError::Other(e.to_string()))?;
-    let k_yaml = yaml
-        .replace(":6033", ":6133")
-        .replace(":6034", ":6134")
-        .replace(":6035", ":6135")
-        .replace(
-            "writer_hold_timeout: 10s }",
-            "writer_hold_timeout: 10s, relay: kernel }",
-        );
-    if !k_yaml.contains("relay: kernel") {
-        return Err(BedError::Other(
-            "cannot derive the kernel-relay router's config".into(),
-        ));
-    }
-    let k_cfg = bed.dir.join("myha-kernel.yaml");
-    std::fs::write(&k_cfg, k_yaml).map_err(|e| BedError::Other(e.to_string()))?;
-    let k_log = std::fs::File::create(bed.dir.join("router-kernel.log"))
-        .map_err(|e| BedError::Other(e.to_string()))?;
-    let k_err = k_log
-        .try_clone()
-        .map_err(|e| BedError::Other(e.to_string()))?;
-    let kernel_router = Proxy(
-        Command::new(bin)
-            .args(["router", "--config"])
-            .arg(&k_cfg)
-            .stdout(k_log)
-            .stderr(k_err)
-            .spawn()
-            .map_err(|e| BedError::Other(format!("myha router: {e}")))?,
-    );
-    myha_testbed::wait_until(
-        Duration::from_secs(20),
-        "kernel-relay router has a writer",
-        || {
-            let out = Command::new("curl")
-                .args(["-s", "--max-time", "2"])
-                .arg(format!(
-                    "http://{gw}:6135/v1/clusters/{}/endpoints",
-                    myha_testbed::CLUSTER
-                ))
-                .output()
-                .map_err(|e| BedError::Other(e.to_string()))?;
-            Ok(String::from_utf8_lossy(&out.stdout).contains("\"writer\":{"))
-        },
-    )?;
-    let metrics = Command::new("curl")
-        .args(["-s", "--max-time", "2"])
-        .arg(format!("http://{gw}:6135/metrics"))
-        .output()
-        .map_err(|e| BedError::Other(e.to_string()))?;
-    if !String::from_utf8_lossy(&metrics.stdout).contains("myha_router_kernel_relay 1") {
-        return Err(BedError::Other(
-            "the second router is not relaying in the kernel (see its log)".into(),
-        ));
-    }
+    // Two more routers, same configuration: `relay: kernel` on ports
+    // 6133/6134/6135 and `relay: nat` on 6233/6234/6235.
+    let kernel_router = spawn_router(bin, &bed, "kernel", 100)?;
+    let nat_router = spawn_router(bin, &bed, "nat", 200)?;
     std::thread::sleep(Duration::from_secs(2));
     sysbench("oltp_read_only", &master, 3306, 4, 1, true)?;
-    let writer_path: [(&str, &str, u16, Option<u32>); 4] = [
+    let writer_path: [(&str, &str, u16, Option<u32>); 5] = [
         ("direct", master.as_str(), 3306, None),
         ("myha", gw.as_str(), 6033, Some(router_pid)),
         ("myha-k", gw.as_str(), 6133, Some(kernel_router.0.id())),
+        ("myha-n", gw.as_str(), 6233, Some(nat_router.0.id())),
         ("haproxy", gw.as_str(), 6043, Some(haproxy.0.id())),
     ];
     // Reads: direct to one replica; both proxies balance over two.
-    let reader_path: [(&str, &str, u16, Option<u32>); 4] = [
+    let reader_path: [(&str, &str, u16, Option<u32>); 5] = [
         ("direct", r2.as_str(), 3306, None),
         ("myha", gw.as_str(), 6034, Some(router_pid)),
         ("myha-k", gw.as_str(), 6134, Some(kernel_router.0.id())),
+        ("myha-n", gw.as_str(), 6234, Some(nat_router.0.id())),
         ("haproxy", gw.as_str(), 6044, Some(haproxy.0.id())),
     ];
     println!("# myha router benchmark: sysbench 1.0 through the writer path, {seconds} s per run, {rounds} round(s), alternating");
@@ -360,6 +398,8 @@ fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
                     v.iter().map(f).sum::<f64>() / v.len().max(1) as f64
                 };
                 let mut qps = BTreeMap::new();
+                let mut p99 = BTreeMap::new();
+                let mut host_k = BTreeMap::new();
                 for (name, runs) in &acc {
                     let q = avg(runs, |r| r.qps);
                     let cpu_per_k = avg(runs, |r| {
@@ -384,6 +424,8 @@ fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
                     let host_per_k = per_k(|r| r.host_cpu_s) * 1000.0;
                     let ctxt_per_q = per_k(|r| r.ctxt);
                     qps.insert(*name, q);
+                    p99.insert(*name, avg(runs, |r| r.p99_ms));
+                    host_k.insert(*name, host_per_k);
                     println!(
                         "{:<18} {:>4} {:<8} {:>10.0} {:>9.2} {:>9.2} {:>14} {:>14.4} {:>8.2}",
                         test,
@@ -402,21 +444,33 @@ fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
                     );
                 }
                 let get = |n: &str| qps.get(n).copied().unwrap_or(0.0);
-                println!(
-                "{:<18} {:>4} ratios: myha/haproxy {:.2}x, myha-k/haproxy {:.2}x, myha/direct {:.2}x, myha-k/direct {:.2}x, haproxy/direct {:.2}x",
-                test,
-                threads,
-                get("myha") / get("haproxy").max(1.0),
-                get("myha-k") / get("haproxy").max(1.0),
-                get("myha") / get("direct").max(1.0),
-                get("myha-k") / get("direct").max(1.0),
-                get("haproxy") / get("direct").max(1.0)
-            );
+                let mut line = format!("{test:<18} {threads:>4} ratios to haproxy:");
+                for n in ["myha", "myha-k", "myha-n"] {
+                    line.push_str(&format!(" {n} {:.2}x", get(n) / get("haproxy").max(1.0)));
+                }
+                line.push_str("; to direct:");
+                for n in ["myha", "myha-k", "myha-n", "haproxy"] {
+                    line.push_str(&format!(" {n} {:.2}x", get(n) / get("direct").max(1.0)));
+                }
+                println!("{line}");
+                // The target against HAProxy: throughput at least
+                // 1.2x, host CPU per query lower, p99 no worse.
+                let of = |m: &BTreeMap<&str, f64>, n: &str| m.get(n).copied().unwrap_or(f64::NAN);
+                for n in ["myha-k", "myha-n"] {
+                    let t = get(n) >= 1.2 * get("haproxy");
+                    let c = of(&host_k, n) < of(&host_k, "haproxy");
+                    let l = of(&p99, n) <= of(&p99, "haproxy");
+                    println!(
+                        "{test:<18} {threads:>4} target {n}: throughput>=1.2x {}, host cpu/q lower {}, p99 no worse {} => {}",
+                        yes(t), yes(c), yes(l), if t && c && l { "MET" } else { "NOT MET" }
+                    );
+                }
             }
         }
     }
     drop(haproxy);
     drop(kernel_router);
+    drop(nat_router);
     bed.stop_manager();
     Ok(())
 }
