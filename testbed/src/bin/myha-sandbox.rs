@@ -63,10 +63,10 @@ fn main() -> ExitCode {
             opts.image_with_agent = arg_value(&args, "--image");
             opts.vip = true;
             opts.router = true;
-            // The demo runs as root: its router relays in the kernel
-            // (docs/router.md); it says so in its log and falls back
-            // to user space where the kernel refuses.
-            opts.router_extra = ", relay: kernel".into();
+            // The demo runs as root: its router has the kernel forward
+            // connections by NAT (docs/router.md); it says so in its log
+            // and falls back to user space where nftables is missing.
+            opts.router_extra = ", relay: nat".into();
             match Bed::start(opts) {
                 Ok(bed) => {
                     let config = bed.config_path.clone();
