@@ -54,6 +54,7 @@ impl RouterView {
         for s in &self.servers {
             s.name.hash(&mut h);
             s.healthy.hash(&mut h);
+            s.down.hash(&mut h);
             s.lag_seconds.map(|l| (l * 10.0) as i64).hash(&mut h);
             (s.role as u8).hash(&mut h);
         }

@@ -716,6 +716,15 @@ async fn nat_loop(shared: Arc<Shared>, nat: nat::Nat, mut shutdown: watch::Recei
     let mut last: Option<(nat::Plan, Instant)> = None;
     let mut failing = false;
     loop {
+        // Nothing to write before the first view: a table a dead router
+        // left expires on its own, and its forwarded connections to a
+        // master still current survive a quick restart.
+        if shared.view.borrow().is_none() {
+            tokio::select! {
+                _ = rx.changed() => continue,
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+        }
         let plan = nat_plan(&shared, &mut live_writer);
         let changed = last.as_ref().is_none_or(|(p, _)| *p != plan);
         let due = last
@@ -723,7 +732,9 @@ async fn nat_loop(shared: Arc<Shared>, nat: nat::Nat, mut shutdown: watch::Recei
             .is_none_or(|(_, at)| at.elapsed() >= nat::REFRESH);
         if changed || due {
             // A change rewrites the table; otherwise only the timeouts are
-            // renewed, so the rules keep their spread counters.
+            // renewed, so the rules keep their spread counters. The
+            // timeouts run from before nft starts.
+            let started = Instant::now();
             let done = if changed {
                 nat.apply(&plan).await
             } else {
@@ -740,7 +751,7 @@ async fn nat_loop(shared: Arc<Shared>, nat: nat::Nat, mut shutdown: watch::Recei
                     if changed {
                         tracing::debug!(?plan, "relay: nat rules changed");
                     }
-                    last = Some((plan, Instant::now()));
+                    last = Some((plan, started));
                 }
                 Err(e) => {
                     shared.nat_errors.fetch_add(1, Ordering::Relaxed);
@@ -749,7 +760,12 @@ async fn nat_loop(shared: Arc<Shared>, nat: nat::Nat, mut shutdown: watch::Recei
                             within {:?} and connections are then served in user space", nat::TTL);
                     }
                     failing = true;
-                    // Rewrite the whole table next time.
+                    // The kernel may still forward by the rules before
+                    // this change: empty their sets now if it lets us,
+                    // and rewrite the whole table next time.
+                    if let Err(e) = nat.disarm().await {
+                        tracing::debug!(error = %e, "relay: nat could not empty its sets either");
+                    }
                     last = None;
                     shared.nat_active.store(false, Ordering::Relaxed);
                 }
@@ -761,10 +777,13 @@ async fn nat_loop(shared: Arc<Shared>, nat: nat::Nat, mut shutdown: watch::Recei
             _ = shutdown.wait_for(|s| *s) => break,
         }
     }
-    match nat.remove().await {
-        Ok(()) => tracing::info!(table = %nat.table, "relay: nat rules removed"),
+    match nat.retire().await {
+        Ok(()) => tracing::info!(
+            table = %nat.table,
+            "relay: nat retired: the table forwards nothing and resets what it forwarded"
+        ),
         Err(e) => {
-            tracing::warn!(error = %e, "relay: nat could not remove its rules; they expire on their own")
+            tracing::warn!(error = %e, "relay: nat could not retire its rules; they expire on their own")
         }
     }
     shared.nat_active.store(false, Ordering::Relaxed);

@@ -45,12 +45,14 @@ use myha_config::Strategy;
 use myha_core::routing::{pick, Candidate, Pick};
 use tokio::io::AsyncWriteExt;
 
-/// Rules and live sets expire this long after the router's last refresh.
-pub(crate) const TTL: Duration = Duration::from_secs(4);
-/// The router rewrites its table at least this often.
+/// Rules and live sets expire this long after the router's last refresh:
+/// room for a refresh period and two slow runs of `nft` before anything
+/// expires while the router lives.
+pub(crate) const TTL: Duration = Duration::from_secs(6);
+/// The router renews its table at least this often.
 pub(crate) const REFRESH: Duration = Duration::from_secs(1);
 /// One run of `nft`.
-const NFT_TIMEOUT: Duration = Duration::from_secs(3);
+const NFT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Entries of a weighted reader map, at most.
 const MAX_SLOTS: u64 = 1024;
 
@@ -92,6 +94,8 @@ pub(crate) struct Plan {
 /// Names are left to the user-space path, which resolves them.
 pub(crate) fn literal(address: &str) -> Option<SocketAddrV4> {
     match address.parse::<SocketAddr>().ok()? {
+        // The kernel will not forward a remote client to loopback.
+        SocketAddr::V4(a) if a.ip().is_loopback() => None,
         SocketAddr::V4(a) => Some(a),
         SocketAddr::V6(_) => None,
     }
@@ -268,18 +272,34 @@ pub(crate) fn refresh(
 }
 
 /// The whole table, replacing any earlier one in the same transaction.
+///
+/// `None` is the table a stopping router leaves: it forwards nothing new
+/// and resets every connection it forwarded (empty sets), as the router's
+/// own sockets would close; the next router replaces it. Deleting the
+/// table instead would leave forwarded connections translated by
+/// conntrack and unguarded, to a master that may be replaced meanwhile.
+/// `remote`: forward clients of other hosts too (the `prerouting` rules;
+/// only when this host forwards IPv4, else they are left to the router).
 pub(crate) fn ruleset(
     table: &str,
     writer_listen: SocketAddrV4,
     reader_listen: SocketAddrV4,
-    plan: &Plan,
+    plan: Option<&Plan>,
+    remote: bool,
     ttl: Duration,
 ) -> String {
     let ttl = ttl.as_secs().max(1);
     let mut out = String::new();
     let _ = writeln!(out, "table ip {table} {{}}\ndelete table ip {table}");
     let _ = writeln!(out, "table ip {table} {{");
-    for (set, elements) in set_elements(writer_listen, reader_listen, plan) {
+    let elements = plan.map(|p| set_elements(writer_listen, reader_listen, p));
+    for set in ["alive", "writer_live", "reader_live"] {
+        let elements = elements
+            .iter()
+            .flatten()
+            .find(|(name, _)| *name == set)
+            .map(|(_, e)| e.clone())
+            .unwrap_or_default();
         let key = if set == "alive" {
             "inet_service"
         } else {
@@ -296,6 +316,11 @@ pub(crate) fn ruleset(
         out.push_str("  }\n");
     }
 
+    let Some(plan) = plan else {
+        cut_chains(&mut out, writer_listen, reader_listen);
+        out.push_str("}\n");
+        return out;
+    };
     // New connections: SYN without ACK, while the router is alive.
     let mut dnat = Vec::new();
     let syn = "tcp dport @alive tcp flags & (syn|ack) == syn";
@@ -333,7 +358,12 @@ pub(crate) fn ruleset(
             ));
         }
     }
-    for (chain, hook) in [("dnat_local", "output"), ("dnat_remote", "prerouting")] {
+    let hooks: &[(&str, &str)] = if remote {
+        &[("dnat_local", "output"), ("dnat_remote", "prerouting")]
+    } else {
+        &[("dnat_local", "output")]
+    };
+    for (chain, hook) in hooks {
         let _ = writeln!(
             out,
             "  chain {chain} {{\n    type nat hook {hook} priority -100; policy accept;"
@@ -349,21 +379,30 @@ pub(crate) fn ruleset(
         forwarded_from(writer_listen),
         forwarded_from(reader_listen)
     );
-    // At filter priority the packets still carry the backend's address:
-    // as destination on the way to it (DNAT is done), as source on the
-    // way back (undone only at srcnat priority).
+    cut_chains(&mut out, writer_listen, reader_listen);
+    out.push_str("}\n");
+    out
+}
+
+/// Resets for forwarded connections whose backend is not live, in every
+/// hook a packet of theirs can cross. At filter priority the packets still
+/// carry the backend's address: as destination on the way to it (DNAT is
+/// done), as source on the way back (undone only at srcnat priority).
+/// Both directions in every hook: a backend on this very host is reached
+/// through input and answers through output.
+fn cut_chains(out: &mut String, writer_listen: SocketAddrV4, reader_listen: SocketAddrV4) {
     let to_backend = "ct direction original ip daddr . tcp dport";
     let from_backend = "ct direction reply ip saddr . tcp sport";
-    for (chain, hook, directions) in [
-        ("cut_local", "output", &[to_backend][..]),
-        ("cut_in", "input", &[from_backend][..]),
-        ("cut_forward", "forward", &[to_backend, from_backend][..]),
+    for (chain, hook) in [
+        ("cut_local", "output"),
+        ("cut_in", "input"),
+        ("cut_forward", "forward"),
     ] {
         let _ = writeln!(
             out,
             "  chain {chain} {{\n    type filter hook {hook} priority 0; policy accept;"
         );
-        for backend in directions {
+        for backend in [to_backend, from_backend] {
             for (listen, live) in [
                 (writer_listen, "writer_live"),
                 (reader_listen, "reader_live"),
@@ -379,8 +418,11 @@ pub(crate) fn ruleset(
         }
         out.push_str("  }\n");
     }
-    out.push_str("}\n");
-    out
+}
+
+/// Whether this host forwards IPv4 between interfaces.
+fn forwarding() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "1")
 }
 
 /// The router's nftables table.
@@ -407,16 +449,31 @@ impl Nat {
         Ok(nat)
     }
 
-    /// Replaces the table with the rules of `plan`.
+    /// Replaces the table with the rules of `plan`. Clients of other
+    /// hosts are forwarded only if this host forwards IPv4 (read each
+    /// time: it can change); otherwise they reach the router's sockets.
     pub async fn apply(&self, plan: &Plan) -> Result<(), NatError> {
         let rules = ruleset(
             &self.table,
             self.writer_listen,
             self.reader_listen,
-            plan,
+            Some(plan),
+            forwarding(),
             TTL,
         );
         self.nft(&rules).await
+    }
+
+    /// After a failed update the kernel may still forward by the rules
+    /// before it: empty the sets (new connections reach the router, the
+    /// forwarded ones are reset) rather than let them run on until they
+    /// expire.
+    pub async fn disarm(&self) -> Result<(), NatError> {
+        let t = &self.table;
+        self.nft(&format!(
+            "flush set ip {t} alive\nflush set ip {t} writer_live\nflush set ip {t} reader_live\n"
+        ))
+        .await
     }
 
     /// Renews the timeouts of the table `apply` wrote for `plan`.
@@ -431,11 +488,18 @@ impl Nat {
         self.nft(&script).await
     }
 
-    /// Deletes the table (the router is stopping).
-    pub async fn remove(&self) -> Result<(), NatError> {
-        let t = &self.table;
-        self.nft(&format!("table ip {t} {{}}\ndelete table ip {t}\n"))
-            .await
+    /// The router is stopping: leave the table that forwards nothing and
+    /// resets what it forwarded (see [`ruleset`]).
+    pub async fn retire(&self) -> Result<(), NatError> {
+        let rules = ruleset(
+            &self.table,
+            self.writer_listen,
+            self.reader_listen,
+            None,
+            false,
+            TTL,
+        );
+        self.nft(&rules).await
     }
 
     async fn nft(&self, script: &str) -> Result<(), NatError> {
@@ -511,6 +575,7 @@ mod tests {
         let named = [("db2", "db2.example:3306", 1)];
         assert!(reader_entries(&named, Strategy::RoundRobin).is_none());
         assert!(literal("[::1]:3306").is_none());
+        assert!(literal("127.0.0.1:3306").is_none(), "not forwardable");
         assert_eq!(literal("10.0.0.1:3306"), Some(a("10.0.0.1:3306")));
     }
 
@@ -532,7 +597,14 @@ mod tests {
     fn ruleset_forwards_new_connections_and_cuts_stale_ones() {
         let t = table_name(a("10.0.0.1:6033"));
         assert_eq!(t, "myha_router_10_0_0_1_6033");
-        let r = ruleset(&t, a("10.0.0.1:6033"), a("10.0.0.1:6034"), &plan(), TTL);
+        let r = ruleset(
+            &t,
+            a("10.0.0.1:6033"),
+            a("10.0.0.1:6034"),
+            Some(&plan()),
+            true,
+            TTL,
+        );
         // Replaces a leftover table atomically.
         assert!(r.starts_with(
             "table ip myha_router_10_0_0_1_6033 {}\ndelete table ip myha_router_10_0_0_1_6033\n"
@@ -541,31 +613,50 @@ mod tests {
         assert!(r.contains(
             "dnat to numgen inc mod 2 map { 0 : 10.0.0.12 . 3306, 1 : 10.0.0.13 . 3306 }"
         ));
-        assert!(r.contains("elements = { 6033 timeout 4s, 6034 timeout 4s }"));
-        assert!(r.contains("elements = { 10.0.0.11 . 3306 timeout 4s }"));
+        assert!(r.contains("elements = { 6033 timeout 6s, 6034 timeout 6s }"));
+        assert!(r.contains("elements = { 10.0.0.11 . 3306 timeout 6s }"));
         // Live members once each.
         assert!(
-            r.contains("elements = { 10.0.0.12 . 3306 timeout 4s, 10.0.0.13 . 3306 timeout 4s }")
+            r.contains("elements = { 10.0.0.12 . 3306 timeout 6s, 10.0.0.13 . 3306 timeout 6s }")
         );
         for hook in ["output", "input", "forward"] {
             assert!(r.contains(&format!("type filter hook {hook} priority 0")));
         }
-        // To the backend in output and forward, from it in input and
-        // forward.
+        // Both directions in each of the three hooks.
         assert_eq!(
             r.matches("!= @writer_live reject with tcp reset").count(),
-            4
+            6
         );
         assert_eq!(
             r.matches("rst == 0 ct direction original ip daddr . tcp dport != @reader_live")
                 .count(),
-            2
+            3
         );
         assert_eq!(
             r.matches("dnat to").count(),
             4,
             "two rules, local and remote"
         );
+        // A host that does not forward: local clients only.
+        let local = ruleset(
+            &t,
+            a("10.0.0.1:6033"),
+            a("10.0.0.1:6034"),
+            Some(&plan()),
+            false,
+            TTL,
+        );
+        assert!(!local.contains("prerouting"));
+        assert_eq!(local.matches("dnat to").count(), 2);
+    }
+
+    #[test]
+    fn a_retired_table_forwards_nothing_and_resets_what_it_forwarded() {
+        let r = ruleset("t", a("10.0.0.1:6033"), a("10.0.0.1:6034"), None, true, TTL);
+        assert!(!r.contains("dnat to"));
+        assert!(!r.contains("masquerade"));
+        assert!(!r.contains("elements"));
+        assert_eq!(r.matches("reject with tcp reset").count(), 12);
     }
 
     #[test]
@@ -576,10 +667,10 @@ mod tests {
         assert_eq!(
             r,
             "flush set ip t alive\n\
-             add element ip t alive { 6033 timeout 4s, 6034 timeout 4s }\n\
+             add element ip t alive { 6033 timeout 6s, 6034 timeout 6s }\n\
              flush set ip t writer_live\n\
              flush set ip t reader_live\n\
-             add element ip t reader_live { 10.0.0.12 . 3306 timeout 4s, 10.0.0.13 . 3306 timeout 4s }\n"
+             add element ip t reader_live { 10.0.0.12 . 3306 timeout 6s, 10.0.0.13 . 3306 timeout 6s }\n"
         );
     }
 
@@ -590,7 +681,14 @@ mod tests {
         p.writer_live = None;
         p.readers = vec![a("10.0.0.12:3306")];
         p.spread = Spread::ClientHash;
-        let r = ruleset("t", a("0.0.0.0:6033"), a("0.0.0.0:6034"), &p, TTL);
+        let r = ruleset(
+            "t",
+            a("0.0.0.0:6033"),
+            a("0.0.0.0:6034"),
+            Some(&p),
+            true,
+            TTL,
+        );
         assert!(!r.contains("tcp dport 6033 tcp dport @alive"));
         // No element: every forwarded writer connection is reset.
         assert!(r.contains("set writer_live { type ipv4_addr . inet_service; flags timeout;\n  }"));
@@ -601,7 +699,14 @@ mod tests {
             "meta l4proto tcp ct status dnat ct original proto-dst 6033 tcp flags & rst == 0 ct direction reply ip saddr . tcp sport != @writer_live"
         ));
         p.readers = vec![a("10.0.0.12:3306"), a("10.0.0.13:3306")];
-        let r = ruleset("t", a("0.0.0.0:6033"), a("0.0.0.0:6034"), &p, TTL);
+        let r = ruleset(
+            "t",
+            a("0.0.0.0:6033"),
+            a("0.0.0.0:6034"),
+            Some(&p),
+            true,
+            TTL,
+        );
         assert!(r.contains("dnat to jhash ip saddr mod 2 map"));
     }
 
@@ -626,8 +731,11 @@ mod tests {
         for listen in ["10.0.0.1", "0.0.0.0"] {
             for p in &shapes {
                 let w = a(&format!("{listen}:6033"));
-                let r = ruleset("myha_router_check", w, a(&format!("{listen}:6034")), p, TTL)
-                    + &refresh("myha_router_check", w, a(&format!("{listen}:6034")), p, TTL);
+                let r = a(&format!("{listen}:6034"));
+                let r = ruleset("myha_router_check", w, r, Some(p), true, TTL)
+                    + &refresh("myha_router_check", w, r, p, TTL)
+                    + &ruleset("myha_router_check", w, r, None, true, TTL)
+                    + &ruleset("myha_router_check", w, r, Some(p), false, TTL);
                 let mut child = std::process::Command::new("nft")
                     .args(["-c", "-f", "-"])
                     .stdin(Stdio::piped())

@@ -806,6 +806,17 @@ impl Drop for Bed {
     fn drop(&mut self) {
         self.stop_manager();
         self.stop_router();
+        // A `relay: nat` router leaves its retired table; the bed's
+        // network goes, so does the table.
+        let _ = Command::new("nft")
+            .args([
+                "delete",
+                "table",
+                "ip",
+                &format!("myha_router_{}_6033", self.gateway.replace('.', "_")),
+            ])
+            .stderr(Stdio::null())
+            .status();
         if self.keep {
             eprintln!("MYHA_KEEP_BED: leaving {} in place", self.prefix);
             return;

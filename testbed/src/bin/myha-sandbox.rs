@@ -26,6 +26,21 @@ fn down(dir: &std::path::Path) {
             let _ = std::process::Command::new("kill").arg(pid.trim()).status();
         }
     }
+    // The router (relay: nat) leaves a retired nftables table, named after
+    // its writer listener; it goes with the sandbox.
+    let config = std::fs::read_to_string(dir.join("myha.yaml")).unwrap_or_default();
+    if let Some(listen) = config
+        .split("writer_listen: ")
+        .nth(1)
+        .and_then(|r| r.split([',', ' ']).next())
+    {
+        let table = format!("myha_router_{}", listen.replace(['.', ':'], "_"));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let _ = std::process::Command::new("nft")
+            .args(["delete", "table", "ip", &table])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
     let _ = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!(
