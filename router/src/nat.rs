@@ -257,18 +257,23 @@ pub(crate) fn refresh(
     for (set, elements) in set_elements(writer_listen, reader_listen, plan) {
         let _ = writeln!(out, "flush set ip {table} {set}");
         if !elements.is_empty() {
-            let timed: Vec<String> = elements
-                .iter()
-                .map(|e| format!("{e} timeout {ttl}s"))
-                .collect();
             let _ = writeln!(
                 out,
                 "add element ip {table} {set} {{ {} }}",
-                timed.join(", ")
+                timed(&elements, ttl)
             );
         }
     }
     out
+}
+
+/// Set elements with their timeout, as nft lists them.
+fn timed(elements: &[String], ttl: u64) -> String {
+    let timed: Vec<String> = elements
+        .iter()
+        .map(|e| format!("{e} timeout {ttl}s"))
+        .collect();
+    timed.join(", ")
 }
 
 /// The whole table, replacing any earlier one in the same transaction.
@@ -307,11 +312,7 @@ pub(crate) fn ruleset(
         };
         let _ = writeln!(out, "  set {set} {{ type {key}; flags timeout;");
         if !elements.is_empty() {
-            let timed: Vec<String> = elements
-                .iter()
-                .map(|e| format!("{e} timeout {ttl}s"))
-                .collect();
-            let _ = writeln!(out, "    elements = {{ {} }}", timed.join(", "));
+            let _ = writeln!(out, "    elements = {{ {} }}", timed(&elements, ttl));
         }
         out.push_str("  }\n");
     }
@@ -681,14 +682,17 @@ mod tests {
         p.writer_live = None;
         p.readers = vec![a("10.0.0.12:3306")];
         p.spread = Spread::ClientHash;
-        let r = ruleset(
-            "t",
-            a("0.0.0.0:6033"),
-            a("0.0.0.0:6034"),
-            Some(&p),
-            true,
-            TTL,
-        );
+        let wildcard = |p: &Plan| {
+            ruleset(
+                "t",
+                a("0.0.0.0:6033"),
+                a("0.0.0.0:6034"),
+                Some(p),
+                true,
+                TTL,
+            )
+        };
+        let r = wildcard(&p);
         assert!(!r.contains("tcp dport 6033 tcp dport @alive"));
         // No element: every forwarded writer connection is reset.
         assert!(r.contains("set writer_live { type ipv4_addr . inet_service; flags timeout;\n  }"));
@@ -699,15 +703,7 @@ mod tests {
             "meta l4proto tcp ct status dnat ct original proto-dst 6033 tcp flags & rst == 0 ct direction reply ip saddr . tcp sport != @writer_live"
         ));
         p.readers = vec![a("10.0.0.12:3306"), a("10.0.0.13:3306")];
-        let r = ruleset(
-            "t",
-            a("0.0.0.0:6033"),
-            a("0.0.0.0:6034"),
-            Some(&p),
-            true,
-            TTL,
-        );
-        assert!(r.contains("dnat to jhash ip saddr mod 2 map"));
+        assert!(wildcard(&p).contains("dnat to jhash ip saddr mod 2 map"));
     }
 
     /// The kernel's own parser accepts every shape of table (`nft -c`
