@@ -226,11 +226,22 @@ fn writers_follow_a_failover_and_a_switchover(router_extra: &str) {
     assert!(missing.is_empty(), "acknowledged rows missing: {missing:?}");
     // After the switchover the former master (now a replica) holds exactly
     // what the new master had: no write went to it after the epoch changed.
-    wait_until(Duration::from_secs(30), "old master caught up", || {
+    let caught_up = wait_until(Duration::from_secs(30), "old master caught up", || {
         Ok(bed.sql(&new_master, "SELECT @@gtid_binlog_state")?
             == bed.sql(target, "SELECT @@gtid_binlog_state")?)
-    })
-    .unwrap();
+    });
+    if let Err(e) = caught_up {
+        let state = |h: &str| bed.sql(h, "SELECT @@gtid_binlog_state").unwrap_or_default();
+        panic!(
+            "{e}\n{new_master} (former master): {}\n{target} (master): {}\n\
+             {new_master} status: {}\nhistory:\n{}\nmanager log:\n{}",
+            state(&new_master),
+            state(target),
+            bed.server_status(&new_master).unwrap_or_default(),
+            String::from_utf8_lossy(&bed.myha(&["history"]).unwrap().stdout),
+            bed.manager_log()
+        );
+    }
     let (gap, _) = log.longest_gap();
     eprintln!("longest write gap through the router ({router_extra}): {gap} ms");
     if router_extra.contains("kernel") {

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::flavor::Flavor;
+use crate::flavor::{Flavor, ThreadState};
 use crate::gtid::MariaGtidPos;
 use crate::gtid::{GtidError, MariaBinlogState, MysqlGtidSet};
 use crate::report::{heartbeat_domain, ServerFacts};
@@ -45,6 +45,29 @@ pub fn extra_gtids(a: &ServerFacts, b: &ServerFacts) -> Result<Vec<String>, Gtid
             })
         }
     }
+}
+
+/// Whether `server` already replicates from the master at `host:port` and
+/// applies what it receives. A rejoin decided on an older report (one
+/// taken while a switchover had the server read-only and detached) then
+/// has nothing to do, and must not set its position: one read before its
+/// applier stopped would be stale, and under GTID strict mode the
+/// transactions applied since would be fetched again and refused.
+pub fn already_replicates_from(server: &ServerFacts, host: &str, port: u16) -> bool {
+    server.replication.as_ref().is_some_and(|r| {
+        r.source_host == host
+            && r.source_port == port
+            && r.sql_thread == ThreadState::Running
+            && r.io_thread != ThreadState::Stopped
+    })
+}
+
+/// Whether `server`'s applier or receiver runs: its executed GTIDs are
+/// still moving.
+pub fn replication_moving(server: &ServerFacts) -> bool {
+    server.replication.as_ref().is_some_and(|r| {
+        r.sql_thread != ThreadState::Stopped || r.io_thread != ThreadState::Stopped
+    })
 }
 
 /// Compare a returning server with the current master.

@@ -208,6 +208,15 @@ impl Server {
         Ok(())
     }
 
+    /// STOP SLAVE, both threads (bounded for an IO thread stuck
+    /// connecting).
+    pub async fn stop_replica(&mut self) -> Result<()> {
+        self.db
+            .query_with(self.flavor.stop_replica(), STOP_REPLICA_BOUND)
+            .await?;
+        Ok(())
+    }
+
     /// Stop the IO thread (bounded for a thread stuck connecting).
     pub async fn stop_io_thread(&mut self) -> Result<()> {
         self.db

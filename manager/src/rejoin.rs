@@ -3,7 +3,9 @@
 //! GTIDs are a subset of the master's, kept out as "diverged" otherwise.
 use myha_config::ClusterConfig;
 use myha_core::flavor::Flavor;
-use myha_core::rejoin::{common_position, rejoin_decision, RejoinDecision};
+use myha_core::rejoin::{
+    already_replicates_from, common_position, rejoin_decision, replication_moving, RejoinDecision,
+};
 
 use crate::actions::Server;
 use crate::detector::journal;
@@ -30,7 +32,20 @@ pub(crate) async fn rejoin(
     let master_cfg = cluster.host(&master).ok_or("master not configured")?;
     let mut server = Server::new(cluster, host_cfg, &ctx.manager);
     let mut master_srv = Server::new(cluster, master_cfg, &ctx.manager);
-    let facts = server.facts().await.map_err(|e| format!("{host}: {e}"))?;
+    let mut facts = server.facts().await.map_err(|e| format!("{host}: {e}"))?;
+    if already_replicates_from(&facts, &master_cfg.address, master_cfg.port) {
+        return Ok(format!(
+            "{host} already replicates from {master}: nothing to do"
+        ));
+    }
+    // Its position is read once nothing moves it any more.
+    if replication_moving(&facts) {
+        server
+            .stop_replica()
+            .await
+            .map_err(|e| format!("{host}: {e}"))?;
+        facts = server.facts().await.map_err(|e| format!("{host}: {e}"))?;
+    }
     let master_facts = master_srv
         .facts()
         .await
