@@ -513,6 +513,30 @@ impl Session {
         }
     }
 
+    /// Send a statement without waiting for its answer.
+    fn send(&mut self, sql: &str) {
+        use std::io::Write;
+        writeln!(self.stdin, "{sql};").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Wait up to `limit` for the client to end; its error output.
+    fn ended_within(&mut self, limit: Duration) -> Option<String> {
+        use std::io::Read;
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                return Some(err);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// One statement; its first output line, or the client's error.
     fn query(&mut self, sql: &str) -> Result<String, String> {
         use std::io::{BufRead, Read, Write};
@@ -536,20 +560,38 @@ impl Session {
 /// forwarded to the old master is reset at its next packet. Here the old
 /// master is partitioned away, so the manager cannot kill its sessions and
 /// nothing of the network would ever answer: without the reset the client
-/// would hang (its statement retransmitted into the void). New
-/// connections reach the new master, forwarded too.
+/// would hang (its statement retransmitted into the void). A client of
+/// this host blocked reading an answer (a long query in flight when the
+/// partition came) is closed as soon as the router sees the new master,
+/// without sending anything. New connections reach the new master,
+/// forwarded too.
 #[test]
 fn nat_resets_connections_to_a_partitioned_old_master_after_failover() {
     let bed = nat_bed();
     assert_forwarded_by_the_kernel(&bed);
     let mut old = Session::open(&bed, 6033);
     assert_eq!(old.query("SELECT @@hostname").unwrap(), "db1");
+    let mut blocked = Session::open(&bed, 6033);
+    assert_eq!(blocked.query("SELECT @@hostname").unwrap(), "db1");
+    blocked.send("SELECT SLEEP(25)");
+    // Running on db1 (the statement was delivered) before the partition.
+    wait_until(Duration::from_secs(10), "the long query runs on db1", || {
+        Ok(bed.sql("db1", "SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE 'SELECT SLEEP(25)%'")? == "1")
+    })
+    .unwrap();
     bed.partition("db1").unwrap();
     let new_master = wait_new_master(&bed, "db1", Duration::from_secs(40));
     wait_until(Duration::from_secs(10), "router follows", || {
         Ok(bed.router_endpoints()?["writer"]["name"] == new_master.as_str())
     })
     .unwrap();
+    let err = blocked
+        .ended_within(Duration::from_secs(5))
+        .expect("the client blocked on the old master is closed at once");
+    assert!(
+        err.contains("Lost connection") || err.contains("gone away") || err.contains("abort"),
+        "{err}"
+    );
     old.expect_reset("the connection to the old master");
     assert_forwarded_by_the_kernel_to(&bed, &new_master);
     bed.heal("db1").unwrap();

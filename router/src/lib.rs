@@ -751,6 +751,19 @@ async fn nat_loop(shared: Arc<Shared>, nat: nat::Nat, mut shutdown: watch::Recei
                     if changed {
                         tracing::debug!(?plan, "relay: nat rules changed");
                     }
+                    // The master changed: the reset rules are in place;
+                    // close this host's clients of the old one now.
+                    let before = last.as_ref().and_then(|(p, _)| p.writer_live);
+                    if let Some(old) = before.filter(|o| plan.writer_live != Some(*o)) {
+                        match nat.close_local_clients(old).await {
+                            Ok(n) => {
+                                tracing::info!(old = %old, closed = n, "master changed: closed this host's forwarded writer connections")
+                            }
+                            Err(e) => {
+                                tracing::warn!(old = %old, error = %e, "master changed: cannot close forwarded writer connections here; they are reset at their next packet")
+                            }
+                        }
+                    }
                     last = Some((plan, started));
                 }
                 Err(e) => {

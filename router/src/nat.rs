@@ -421,6 +421,65 @@ fn cut_chains(out: &mut String, writer_listen: SocketAddrV4, reader_listen: Sock
     }
 }
 
+/// The clients (address, port) of the connections `conntrack -L` lists,
+/// from each entry's original tuple (its first `src=` and `sport=`).
+pub(crate) fn conntrack_clients(listing: &str) -> Vec<(std::net::Ipv4Addr, u16)> {
+    listing
+        .lines()
+        .filter_map(|line| {
+            let field = |key: &str| {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(key))
+                    .map(str::to_string)
+            };
+            Some((field("src=")?.parse().ok()?, field("sport=")?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// An `ss` filter for the sockets of `clients` connected to `port`.
+pub(crate) fn ss_filter(clients: &[(std::net::Ipv4Addr, u16)], port: u16) -> Vec<String> {
+    let mut f = vec!["(".to_string()];
+    for (i, (ip, sport)) in clients.iter().enumerate() {
+        if i > 0 {
+            f.push("or".into());
+        }
+        f.push("src".into());
+        f.push(format!("{ip}:{sport}"));
+    }
+    f.extend([
+        ")".into(),
+        "and".into(),
+        "dport".into(),
+        "=".into(),
+        format!(":{port}"),
+    ]);
+    f
+}
+
+/// Runs a tool with a timeout; its standard output. (`ss -K` reports an
+/// "Invalid argument" from the kernel for sockets it could not destroy
+/// on stderr and still exits 0.)
+async fn run_tool(tool: &str, args: &[&str]) -> Result<String, NatError> {
+    let run = tokio::process::Command::new(tool)
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(NFT_TIMEOUT, run)
+        .await
+        .map_err(|_| NatError::Timeout(NFT_TIMEOUT))?
+        .map_err(NatError::Spawn)?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(NatError::Refused(format!(
+            "{tool}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
 /// Whether this host forwards IPv4 between interfaces.
 fn forwarding() -> bool {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "1")
@@ -503,6 +562,41 @@ impl Nat {
         self.nft(&rules).await
     }
 
+    /// Close at once, on this host, the client sockets of writer
+    /// connections the kernel forwarded to `old`: a client blocked reading
+    /// an answer from a master that vanished would otherwise hear of the
+    /// reset only at its next packet. Clients on other hosts cannot be
+    /// reached this way (the reset rules answer their next packet).
+    /// Returns how many sockets were closed.
+    pub async fn close_local_clients(&self, old: SocketAddrV4) -> Result<usize, NatError> {
+        let port = self.writer_listen.port().to_string();
+        let listing = run_tool(
+            "conntrack",
+            &[
+                "-L",
+                "-p",
+                "tcp",
+                "--orig-port-dst",
+                &port,
+                "--reply-src",
+                &old.ip().to_string(),
+                "--reply-port-src",
+                &old.port().to_string(),
+            ],
+        )
+        .await?;
+        let clients = conntrack_clients(&listing);
+        let mut closed = 0;
+        for chunk in clients.chunks(64) {
+            let filter = ss_filter(chunk, self.writer_listen.port());
+            let mut args = vec!["-K", "-t", "-H"];
+            args.extend(filter.iter().map(String::as_str));
+            let out = run_tool("ss", &args).await?;
+            closed += out.lines().filter(|l| !l.trim().is_empty()).count();
+        }
+        Ok(closed)
+    }
+
     async fn nft(&self, script: &str) -> Result<(), NatError> {
         let run = async {
             let mut child = tokio::process::Command::new("nft")
@@ -568,6 +662,25 @@ mod tests {
         assert!(big.iter().map(|w| u64::from(*w)).sum::<u64>() <= MAX_SLOTS);
         assert!(big[1] > 2 * big[0]);
         assert_eq!(scaled_weights([1, 100_000].into_iter())[0], 1);
+    }
+
+    #[test]
+    fn clients_are_read_from_conntrack_and_matched_by_ss() {
+        let listing = "tcp      6 431999 ESTABLISHED src=10.213.186.1 dst=10.213.186.1 sport=55126 dport=6033 src=10.213.186.12 dst=10.213.186.1 sport=3306 dport=55126 [ASSURED] mark=0 use=1\n\
+                       tcp      6 10 CLOSE src=10.0.0.7 dst=10.213.186.1 sport=40000 dport=6033 src=10.213.186.12 dst=10.213.186.1 sport=3306 dport=40000 mark=0 use=1\n\
+                       conntrack v1.4.7 (conntrack-tools): 2 flow entries have been shown.\n";
+        let clients = conntrack_clients(listing);
+        assert_eq!(
+            clients,
+            vec![
+                ("10.213.186.1".parse().unwrap(), 55126),
+                ("10.0.0.7".parse().unwrap(), 40000)
+            ]
+        );
+        assert_eq!(
+            ss_filter(&clients, 6033).join(" "),
+            "( src 10.213.186.1:55126 or src 10.0.0.7:40000 ) and dport = :6033"
+        );
     }
 
     #[test]
