@@ -80,6 +80,8 @@ struct Shared {
     /// `relay: nat`: the last rewrite of the table succeeded.
     nat_active: AtomicBool,
     nat_applies: AtomicU64,
+    /// Rewrites of the rules (a change of plan), a subset of the applies.
+    nat_rewrites: AtomicU64,
     nat_errors: AtomicU64,
 }
 
@@ -483,6 +485,7 @@ fn metrics(shared: &Shared) -> String {
     ));
     for (name, v) in [
         ("applies", &shared.nat_applies),
+        ("rewrites", &shared.nat_rewrites),
         ("errors", &shared.nat_errors),
     ] {
         out.push_str(&format!(
@@ -559,6 +562,7 @@ pub async fn run(
         kernel: kernel::KernelStats::default(),
         nat_active: AtomicBool::new(false),
         nat_applies: AtomicU64::new(0),
+        nat_rewrites: AtomicU64::new(0),
         nat_errors: AtomicU64::new(0),
     });
     tracing::info!(cluster, writer = %router.writer_listen, reader = %router.reader_listen, http = %router.http_listen, "router started");
@@ -749,6 +753,7 @@ async fn nat_loop(shared: Arc<Shared>, nat: nat::Nat, mut shutdown: watch::Recei
                     shared.nat_active.store(true, Ordering::Relaxed);
                     shared.nat_applies.fetch_add(1, Ordering::Relaxed);
                     if changed {
+                        shared.nat_rewrites.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(?plan, "relay: nat rules changed");
                     }
                     // The master changed: the reset rules are in place;
@@ -790,7 +795,13 @@ async fn nat_loop(shared: Arc<Shared>, nat: nat::Nat, mut shutdown: watch::Recei
             _ = shutdown.wait_for(|s| *s) => break,
         }
     }
-    match nat.retire().await {
+    let retired = nat.retire().await;
+    if retired.is_ok() {
+        if let Err(e) = nat.close_all_local_clients().await {
+            tracing::warn!(error = %e, "relay: nat cannot close its forwarded connections here; they are reset at their next packet");
+        }
+    }
+    match retired {
         Ok(()) => tracing::info!(
             table = %nat.table,
             "relay: nat retired: the table forwards nothing and resets what it forwarded"

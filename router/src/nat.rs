@@ -437,8 +437,12 @@ pub(crate) fn conntrack_clients(listing: &str) -> Vec<(std::net::Ipv4Addr, u16)>
         .collect()
 }
 
-/// An `ss` filter for the sockets of `clients` connected to `port`.
-pub(crate) fn ss_filter(clients: &[(std::net::Ipv4Addr, u16)], port: u16) -> Vec<String> {
+/// An `ss` filter for the sockets of `clients` connected to `listen` (its
+/// port, on any address for a wildcard listener).
+pub(crate) fn ss_filter(
+    clients: &[(std::net::Ipv4Addr, u16)],
+    listen: SocketAddrV4,
+) -> Vec<String> {
     let mut f = vec!["(".to_string()];
     for (i, (ip, sport)) in clients.iter().enumerate() {
         if i > 0 {
@@ -447,13 +451,12 @@ pub(crate) fn ss_filter(clients: &[(std::net::Ipv4Addr, u16)], port: u16) -> Vec
         f.push("src".into());
         f.push(format!("{ip}:{sport}"));
     }
-    f.extend([
-        ")".into(),
-        "and".into(),
-        "dport".into(),
-        "=".into(),
-        format!(":{port}"),
-    ]);
+    f.extend([")".into(), "and".into()]);
+    if listen.ip().is_unspecified() {
+        f.extend(["dport".into(), "=".into(), format!(":{}", listen.port())]);
+    } else {
+        f.extend(["dst".into(), listen.to_string()]);
+    }
     f
 }
 
@@ -569,26 +572,44 @@ impl Nat {
     /// reached this way (the reset rules answer their next packet).
     /// Returns how many sockets were closed.
     pub async fn close_local_clients(&self, old: SocketAddrV4) -> Result<usize, NatError> {
-        let port = self.writer_listen.port().to_string();
-        let listing = run_tool(
-            "conntrack",
-            &[
-                "-L",
-                "-p",
-                "tcp",
-                "--orig-port-dst",
-                &port,
-                "--reply-src",
-                &old.ip().to_string(),
-                "--reply-port-src",
-                &old.port().to_string(),
-            ],
+        let (ip, port) = (old.ip().to_string(), old.port().to_string());
+        self.close_forwarded(
+            self.writer_listen,
+            &["--reply-src", &ip, "--reply-port-src", &port],
         )
-        .await?;
+        .await
+    }
+
+    /// The router is stopping: close this host's clients of every
+    /// connection it had forwarded, on both ports, as the other relays'
+    /// sockets close with the router.
+    pub async fn close_all_local_clients(&self) -> Result<usize, NatError> {
+        let mut closed = 0;
+        for listen in [self.writer_listen, self.reader_listen] {
+            closed += self.close_forwarded(listen, &["--dst-nat"]).await?;
+        }
+        Ok(closed)
+    }
+
+    /// `ss -K` on this host's client sockets of the connections to
+    /// `listen` that `conntrack -L` lists with `filter`: this router's
+    /// only, when other routers listen on the same port elsewhere.
+    async fn close_forwarded(
+        &self,
+        listen: SocketAddrV4,
+        filter: &[&str],
+    ) -> Result<usize, NatError> {
+        let (ip, port) = (listen.ip().to_string(), listen.port().to_string());
+        let mut args = vec!["-L", "-p", "tcp", "--orig-port-dst", &port];
+        if !listen.ip().is_unspecified() {
+            args.extend(["--orig-dst", &ip]);
+        }
+        args.extend_from_slice(filter);
+        let listing = run_tool("conntrack", &args).await?;
         let clients = conntrack_clients(&listing);
         let mut closed = 0;
         for chunk in clients.chunks(64) {
-            let filter = ss_filter(chunk, self.writer_listen.port());
+            let filter = ss_filter(chunk, listen);
             let mut args = vec!["-K", "-t", "-H"];
             args.extend(filter.iter().map(String::as_str));
             let out = run_tool("ss", &args).await?;
@@ -678,8 +699,12 @@ mod tests {
             ]
         );
         assert_eq!(
-            ss_filter(&clients, 6033).join(" "),
-            "( src 10.213.186.1:55126 or src 10.0.0.7:40000 ) and dport = :6033"
+            ss_filter(&clients, a("10.213.186.1:6033")).join(" "),
+            "( src 10.213.186.1:55126 or src 10.0.0.7:40000 ) and dst 10.213.186.1:6033"
+        );
+        assert_eq!(
+            ss_filter(&clients[..1], a("0.0.0.0:6033")).join(" "),
+            "( src 10.213.186.1:55126 ) and dport = :6033"
         );
     }
 
