@@ -4,11 +4,13 @@
 //! sets a choice is taken over.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use myha_core::candidate::{
     choose, errant_gtids, executed_set, final_set, received_set, CandidateChoice, CandidateInput,
     CandidateServer, Exclusion,
 };
-use myha_core::flavor::{Flavor, GtidMode, ReplicationFilters, ReplicationStatus, ThreadState};
+use myha_core::flavor::{Flavor, GtidMode, ReplicationStatus, ThreadState};
 use myha_core::report::ServerFacts;
 use myha_core::topology::{role_of, AgentView, ProbeView, Role, ServerView};
 
@@ -22,56 +24,17 @@ const UUID4: &str = "44444444-4444-4444-4444-444444444444";
 /// A healthy writable MariaDB server that replicates from nobody, having
 /// executed `0-1-1..0-1-100` (all written by server 1).
 fn facts(server_id: u32) -> ServerFacts {
-    ServerFacts {
-        flavor: Flavor::Mariadb,
-        server_id,
-        version: "10.11.6-MariaDB-log".into(),
-        hostname: format!("db{server_id}"),
-        read_only: false,
-        super_read_only: false,
-        log_bin: true,
-        log_slave_updates: true,
-        binlog_format: "ROW".into(),
-        gtid_strict: true,
-        gtid_executed: "0-1-100".into(),
-        gtid_binlog_state: "0-1-100".into(),
-        gtid_slave_pos: String::new(),
-        server_uuid: String::new(),
-        replication: None,
-        heartbeat_lag_ms: None,
-        clock_unix_us: 1_700_000_000_000_000,
-        semi_sync_master: false,
-        semi_sync_slave: false,
-    }
+    common::facts(server_id)
 }
 
 /// A running GTID replication connection to `host:3306`, server_id 1.
 fn repl(host: &str) -> ReplicationStatus {
     ReplicationStatus {
-        connection_name: String::new(),
-        source_host: host.into(),
-        source_port: 3306,
-        source_user: "repl".into(),
-        source_server_id: Some(1),
         io_thread: ThreadState::Connecting,
-        sql_thread: ThreadState::Running,
         io_state: "Reconnecting after a failed master event read".into(),
-        sql_state: "Slave has read all relay log".into(),
         last_io_errno: 2003,
         last_io_error: "error reconnecting to master".into(),
-        last_sql_errno: 0,
-        last_sql_error: String::new(),
-        seconds_behind_source: Some(0),
-        gtid_mode: GtidMode::SlavePos,
-        retrieved_gtids: "0-1-100".into(),
-        executed_gtids: Some("0-1-100".into()),
-        source_log_file: "mysql-bin.000001".into(),
-        read_source_log_pos: 400,
-        relay_source_log_file: "mysql-bin.000001".into(),
-        exec_source_log_pos: 400,
-        relay_log_space: 1_000,
-        sql_delay: 0,
-        filters: ReplicationFilters::default(),
+        ..common::repl(host)
     }
 }
 

@@ -2,60 +2,26 @@
 //! alone; a moving applier is stopped before its position is read.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use myha_core::flavor::{Flavor, GtidMode, ReplicationFilters, ReplicationStatus, ThreadState};
+mod common;
+
+use myha_core::flavor::{ReplicationStatus, ThreadState};
 use myha_core::rejoin::{already_replicates_from, replication_moving};
 use myha_core::report::ServerFacts;
 
 fn facts(replication: Option<ReplicationStatus>) -> ServerFacts {
     ServerFacts {
-        flavor: Flavor::Mariadb,
-        server_id: 2,
-        version: "10.11.6-MariaDB-log".into(),
-        hostname: "db2".into(),
         read_only: true,
-        super_read_only: false,
-        log_bin: true,
-        log_slave_updates: true,
-        binlog_format: "ROW".into(),
-        gtid_strict: true,
-        gtid_executed: "0-3-187".into(),
-        gtid_binlog_state: "0-3-187".into(),
-        gtid_slave_pos: "0-3-187".into(),
-        server_uuid: String::new(),
         replication,
-        heartbeat_lag_ms: None,
-        clock_unix_us: 1_700_000_000_000_000,
-        semi_sync_master: false,
-        semi_sync_slave: false,
+        ..common::facts(2)
     }
 }
 
 fn repl(host: &str, port: u16, io: ThreadState, sql: ThreadState) -> ReplicationStatus {
     ReplicationStatus {
-        connection_name: String::new(),
-        source_host: host.into(),
         source_port: port,
-        source_user: "repl".into(),
-        source_server_id: Some(3),
         io_thread: io,
         sql_thread: sql,
-        io_state: String::new(),
-        sql_state: String::new(),
-        last_io_errno: 0,
-        last_io_error: String::new(),
-        last_sql_errno: 0,
-        last_sql_error: String::new(),
-        seconds_behind_source: Some(0),
-        gtid_mode: GtidMode::SlavePos,
-        retrieved_gtids: "0-3-187".into(),
-        executed_gtids: Some("0-3-187".into()),
-        source_log_file: "mysql-bin.000001".into(),
-        read_source_log_pos: 400,
-        relay_source_log_file: "mysql-bin.000001".into(),
-        exec_source_log_pos: 400,
-        relay_log_space: 1_000,
-        sql_delay: 0,
-        filters: ReplicationFilters::default(),
+        ..common::repl(host)
     }
 }
 

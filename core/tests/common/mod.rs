@@ -1,0 +1,61 @@
+//! Builders shared by the core's integration tests: a healthy MariaDB
+//! server's facts and a running replication connection.
+#![allow(dead_code)]
+
+use myha_core::flavor::{Flavor, GtidMode, ReplicationFilters, ReplicationStatus, ThreadState};
+use myha_core::report::ServerFacts;
+
+/// A healthy writable MariaDB server that replicates from nobody.
+pub fn facts(server_id: u32) -> ServerFacts {
+    ServerFacts {
+        flavor: Flavor::Mariadb,
+        server_id,
+        version: "10.11.6-MariaDB-log".into(),
+        hostname: format!("db{server_id}"),
+        read_only: false,
+        super_read_only: false,
+        log_bin: true,
+        log_slave_updates: true,
+        binlog_format: "ROW".into(),
+        gtid_strict: true,
+        gtid_executed: "0-1-100".into(),
+        gtid_binlog_state: "0-1-100".into(),
+        gtid_slave_pos: String::new(),
+        server_uuid: String::new(),
+        replication: None,
+        heartbeat_lag_ms: None,
+        clock_unix_us: 1_700_000_000_000_000,
+        semi_sync_master: false,
+        semi_sync_slave: false,
+    }
+}
+
+/// A running GTID replication connection to `host:3306`, server_id 1.
+pub fn repl(host: &str) -> ReplicationStatus {
+    ReplicationStatus {
+        connection_name: String::new(),
+        source_host: host.into(),
+        source_port: 3306,
+        source_user: "repl".into(),
+        source_server_id: Some(1),
+        io_thread: ThreadState::Running,
+        sql_thread: ThreadState::Running,
+        io_state: "Waiting for master to send event".into(),
+        sql_state: "Slave has read all relay log".into(),
+        last_io_errno: 0,
+        last_io_error: String::new(),
+        last_sql_errno: 0,
+        last_sql_error: String::new(),
+        seconds_behind_source: Some(0),
+        gtid_mode: GtidMode::SlavePos,
+        retrieved_gtids: "0-1-100".into(),
+        executed_gtids: Some("0-1-100".into()),
+        source_log_file: "mysql-bin.000001".into(),
+        read_source_log_pos: 400,
+        relay_source_log_file: "mysql-bin.000001".into(),
+        exec_source_log_pos: 400,
+        relay_log_space: 1_000,
+        sql_delay: 0,
+        filters: ReplicationFilters::default(),
+    }
+}
