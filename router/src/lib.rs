@@ -778,14 +778,19 @@ async fn nat_loop(shared: Arc<Shared>, nat: nat::Nat, mut shutdown: watch::Recei
                             within {:?} and connections are then served in user space", nat::TTL);
                     }
                     failing = true;
-                    // The kernel may still forward by the rules before
-                    // this change: empty their sets now if it lets us,
-                    // and rewrite the whole table next time.
-                    if let Err(e) = nat.disarm().await {
-                        tracing::debug!(error = %e, "relay: nat could not empty its sets either");
+                    if changed {
+                        // The kernel may still forward by the rules before
+                        // this change: empty their sets now if it lets
+                        // us, and rewrite the whole table next time.
+                        if let Err(e) = nat.disarm().await {
+                            tracing::debug!(error = %e, "relay: nat could not empty its sets either");
+                        }
+                        last = None;
+                        shared.nat_active.store(false, Ordering::Relaxed);
                     }
-                    last = None;
-                    shared.nat_active.store(false, Ordering::Relaxed);
+                    // A failed renewal leaves rules that are still right:
+                    // retried in 250 ms, they expire only if it keeps
+                    // failing for the TTL.
                 }
             }
         }
