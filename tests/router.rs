@@ -452,7 +452,7 @@ fn nat_bed() -> Bed {
 
 /// The nftables table of the bed's `relay: nat` router, if it exists.
 fn nat_table(bed: &Bed) -> Option<String> {
-    let name = format!("myha_router_{}_6033", bed.gateway.replace('.', "_"));
+    let name = myha_testbed::nat_table_name(&format!("{}:6033", bed.gateway));
     let out = Command::new("nft")
         .args(["list", "table", "ip", &name])
         .output()

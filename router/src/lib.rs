@@ -77,7 +77,7 @@ struct Shared {
     /// The kernel relay, when `relay: kernel` and the kernel agreed.
     kernel_relay: Option<kernel::KernelRelay>,
     kernel: kernel::KernelStats,
-    /// `relay: nat`: the last rewrite of the table succeeded.
+    /// `relay: nat`: the rules are in place (the last change applied).
     nat_active: AtomicBool,
     nat_applies: AtomicU64,
     /// Rewrites of the rules (a change of plan), a subset of the applies.
@@ -649,7 +649,7 @@ pub async fn run(
         tracing::error!(error = %e, "router HTTP server failed");
     }
     if let Some(task) = nat_task {
-        // It deletes its table on shutdown; the rules expire anyway.
+        // It retires its table on shutdown; the rules expire anyway.
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     Ok(())

@@ -211,19 +211,29 @@ fn element(a: SocketAddrV4) -> String {
     format!("{} . {}", a.ip(), a.port())
 }
 
-/// The elements of the three sets, with fresh timeouts. Written into the
-/// table by [`ruleset`], renewed alone by [`refresh`].
+/// The three sets: name, key type, and elements (without timeouts).
+/// Written into the table by [`ruleset`], renewed alone by [`refresh`];
+/// all empty for a retired table (`None`).
 fn set_elements(
     writer_listen: SocketAddrV4,
     reader_listen: SocketAddrV4,
-    plan: &Plan,
-) -> [(&'static str, Vec<String>); 3] {
+    plan: Option<&Plan>,
+) -> [(&'static str, &'static str, Vec<String>); 3] {
+    let backends = "ipv4_addr . inet_service";
+    let Some(plan) = plan else {
+        return [
+            ("alive", "inet_service", Vec::new()),
+            ("writer_live", backends, Vec::new()),
+            ("reader_live", backends, Vec::new()),
+        ];
+    };
     let mut reader_live = plan.reader_live.clone();
     reader_live.sort();
     reader_live.dedup();
     [
         (
             "alive",
+            "inet_service",
             vec![
                 writer_listen.port().to_string(),
                 reader_listen.port().to_string(),
@@ -231,10 +241,12 @@ fn set_elements(
         ),
         (
             "writer_live",
+            backends,
             plan.writer_live.iter().map(|a| element(*a)).collect(),
         ),
         (
             "reader_live",
+            backends,
             reader_live.iter().map(|a| element(*a)).collect(),
         ),
     ]
@@ -254,7 +266,7 @@ pub(crate) fn refresh(
 ) -> String {
     let ttl = ttl.as_secs().max(1);
     let mut out = String::new();
-    for (set, elements) in set_elements(writer_listen, reader_listen, plan) {
+    for (set, _, elements) in set_elements(writer_listen, reader_listen, Some(plan)) {
         let _ = writeln!(out, "flush set ip {table} {set}");
         if !elements.is_empty() {
             let _ = writeln!(
@@ -297,19 +309,7 @@ pub(crate) fn ruleset(
     let mut out = String::new();
     let _ = writeln!(out, "table ip {table} {{}}\ndelete table ip {table}");
     let _ = writeln!(out, "table ip {table} {{");
-    let elements = plan.map(|p| set_elements(writer_listen, reader_listen, p));
-    for set in ["alive", "writer_live", "reader_live"] {
-        let elements = elements
-            .iter()
-            .flatten()
-            .find(|(name, _)| *name == set)
-            .map(|(_, e)| e.clone())
-            .unwrap_or_default();
-        let key = if set == "alive" {
-            "inet_service"
-        } else {
-            "ipv4_addr . inet_service"
-        };
+    for (set, key, elements) in set_elements(writer_listen, reader_listen, plan) {
         let _ = writeln!(out, "  set {set} {{ type {key}; flags timeout;");
         if !elements.is_empty() {
             let _ = writeln!(out, "    elements = {{ {} }}", timed(&elements, ttl));

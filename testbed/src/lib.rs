@@ -603,27 +603,12 @@ impl Bed {
         Ok(())
     }
 
-    /// Stop the router as an operator would (SIGTERM: it removes its
+    /// Stop the router as an operator would (SIGTERM: it retires its
     /// `relay: nat` rules), killing it if it takes more than 5 s.
     pub fn stop_router(&mut self) {
-        let Some(mut c) = self.router.take() else {
-            return;
-        };
-        if let Ok(pid) = i32::try_from(c.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if matches!(c.try_wait(), Ok(Some(_))) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        if let Some(mut c) = self.router.take() {
+            terminate(&mut c);
         }
-        let _ = c.kill();
-        let _ = c.wait();
     }
 
     /// SIGKILL the router: it gets no chance to clean up.
@@ -802,21 +787,47 @@ impl Bed {
     }
 }
 
+/// SIGTERM `child` (a `relay: nat` router then retires its rules), SIGKILL
+/// if it has not ended within 5 s.
+pub fn terminate(child: &mut Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The nftables table of a `relay: nat` router whose writer listens on
+/// `writer_listen` (`ip:port`), named as `myha-router` names it.
+pub fn nat_table_name(writer_listen: &str) -> String {
+    format!("myha_router_{}", writer_listen.replace(['.', ':'], "_"))
+}
+
+/// Delete a router's retired table (its bed or sandbox is going away).
+pub fn delete_nat_table(writer_listen: &str) {
+    let _ = Command::new("nft")
+        .args(["delete", "table", "ip", &nat_table_name(writer_listen)])
+        .stderr(Stdio::null())
+        .status();
+}
+
 impl Drop for Bed {
     fn drop(&mut self) {
         self.stop_manager();
         self.stop_router();
         // A `relay: nat` router leaves its retired table; the bed's
         // network goes, so does the table.
-        let _ = Command::new("nft")
-            .args([
-                "delete",
-                "table",
-                "ip",
-                &format!("myha_router_{}_6033", self.gateway.replace('.', "_")),
-            ])
-            .stderr(Stdio::null())
-            .status();
+        delete_nat_table(&format!("{}:6033", self.gateway));
         if self.keep {
             eprintln!("MYHA_KEEP_BED: leaving {} in place", self.prefix);
             return;

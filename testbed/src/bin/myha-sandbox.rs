@@ -34,12 +34,8 @@ fn down(dir: &std::path::Path) {
         .nth(1)
         .and_then(|r| r.split([',', ' ']).next())
     {
-        let table = format!("myha_router_{}", listen.replace(['.', ':'], "_"));
         std::thread::sleep(std::time::Duration::from_millis(500));
-        let _ = std::process::Command::new("nft")
-            .args(["delete", "table", "ip", &table])
-            .stderr(std::process::Stdio::null())
-            .status();
+        myha_testbed::delete_nat_table(listen);
     }
     let _ = std::process::Command::new("sh")
         .arg("-c")
