@@ -232,10 +232,17 @@ pub(crate) async fn run(
         shutdown.clone(),
     ));
 
+    let (heartbeat_tx, heartbeat_rx) = watch::channel::<Option<u32>>(None);
+    tokio::spawn(heartbeat_loop(
+        Arc::clone(&shared),
+        heartbeat_rx,
+        cfg.interval,
+        shutdown.clone(),
+    ));
+
     let instance = rand_u64();
     let mut seq = 0u64;
     let mut io = IoActivity::default();
-    let mut heartbeat_failures = 0u32;
     // The seq of the first report that found the server writable.
     let mut writable_since_seq: Option<u64> = None;
     let mut vip_since_seq: Option<u64> = None;
@@ -245,6 +252,11 @@ pub(crate) async fn run(
         interface: v.interface.clone(),
         arp_count: v.arp_count,
     });
+    // Oversleeping this long means this host was frozen (VM pause, SIGSTOP,
+    // `docker pause`): long enough for the others to have promoted a new
+    // master meanwhile.
+    let freeze_after = cluster.master_down_after.max(Duration::from_millis(500));
+    let mut idle_since: Option<Instant> = None;
     let mut tick = interval(cfg.interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -253,6 +265,18 @@ pub(crate) async fn run(
             _ = shutdown.wait_for(|s| *s) => return,
         }
         let started = Instant::now();
+        // The monotonic clock runs on while the host is frozen: a wait far
+        // longer than the interval is a freeze this agent wakes up from.
+        let overslept = idle_since
+            .map(|t| t.elapsed().saturating_sub(cfg.interval))
+            .unwrap_or_default();
+        let resumed = overslept >= freeze_after;
+        if resumed {
+            tracing::warn!(
+                overslept_ms = overslept.as_millis() as u64,
+                "resumed after a freeze: fencing first, asking the manager after"
+            );
+        }
         let sampled_at_ms = unix_ms();
         let mysqld = match collect_facts(&mut db, &opts).await {
             Ok(facts) => MysqldStatus::Up {
@@ -271,9 +295,15 @@ pub(crate) async fn run(
         let mut fenced = false;
         if facts.is_some_and(|f| role_of(f) == Role::Master) {
             let since = *writable_since_seq.get_or_insert(seq + 1);
-            if let Some(reason) =
+            let reason = if resumed {
+                Some(format!(
+                    "resumed after {} ms frozen: another master may have been promoted meanwhile; the manager makes this one writable again if it is still the master",
+                    overslept.as_millis()
+                ))
+            } else {
                 fence_reason(&shared, &ack, since, started_at, self_fence_after).await
-            {
+            };
+            if let Some(reason) = reason {
                 match fence(&mut db, cluster.flavor).await {
                     Ok(killed) => {
                         tracing::warn!(%reason, killed, "fenced the local mysqld: read_only ON")
@@ -296,7 +326,7 @@ pub(crate) async fn run(
                 let other_master = ack.as_ref().is_some_and(|(a, _)| {
                     a.seq >= since && a.master.as_deref().is_some_and(|m| m != shared.host.name)
                 });
-                if fenced || other_master {
+                if fenced || resumed || other_master {
                     match crate::vip::remove(spec).await {
                         Ok(o) => {
                             tracing::warn!(detail = %o.detail, "removed the VIP: this host is not the master")
@@ -313,21 +343,17 @@ pub(crate) async fn run(
             .as_ref()
             .is_none_or(|(a, _)| a.master.as_deref().is_none_or(|m| m == shared.host.name));
 
-        // The master's agent writes the heartbeat replicas measure lag by.
-        if !fenced && me_master && facts.is_some_and(|f| role_of(f) == Role::Master) {
-            let server_id = facts.map_or(0, |f| f.server_id);
-            match heartbeat_write(&mut db, &cluster.heartbeat_table, cluster.flavor, server_id)
-                .await
-            {
-                Ok(()) => heartbeat_failures = 0,
-                Err(e) => {
-                    heartbeat_failures += 1;
-                    if heartbeat_failures == 1 || heartbeat_failures.is_multiple_of(100) {
-                        tracing::warn!(error = %e, "heartbeat write failed");
-                    }
-                }
-            }
-        }
+        // The master's agent writes the heartbeat replicas measure lag by,
+        // beside the sampling: a heartbeat waiting for a semi-sync
+        // acknowledgement must not delay the reports.
+        let writer = (!fenced && !resumed && me_master)
+            .then(|| facts.filter(|f| role_of(f) == Role::Master).map(|f| f.server_id))
+            .flatten();
+        heartbeat_tx.send_if_modified(|cur| {
+            let changed = *cur != writer;
+            *cur = writer;
+            changed
+        });
 
         // Point the master probe at this replica's source.
         let source = facts
@@ -397,6 +423,41 @@ pub(crate) async fn run(
         };
         *shared.last.lock().await = Some(report.clone());
         reports.send_replace(Some(report));
+        idle_since = Some(Instant::now());
+    }
+}
+
+/// Write the heartbeat every `every` while `writer` names this server's id
+/// (it is the master and not fenced), on a connection of its own.
+async fn heartbeat_loop(
+    shared: Arc<Shared>,
+    writer: watch::Receiver<Option<u32>>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let cluster = &shared.cluster;
+    let mut db = shared.local_db();
+    let mut failures = 0u32;
+    let mut tick = interval(every);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let Some(server_id) = *writer.borrow() else {
+            continue;
+        };
+        match heartbeat_write(&mut db, &cluster.heartbeat_table, cluster.flavor, server_id).await
+        {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures.is_multiple_of(100) {
+                    tracing::warn!(error = %e, "heartbeat write failed");
+                }
+            }
+        }
     }
 }
 

@@ -54,7 +54,23 @@ pub struct ServerFacts {
     pub clock_unix_us: i64,
     pub semi_sync_master: bool,
     pub semi_sync_slave: bool,
+    /// `rpl_semi_sync_master_timeout` (MySQL `rpl_semi_sync_source_timeout`)
+    /// in ms: after it, a master waiting for a semi-sync acknowledgement
+    /// falls back to asynchronous replication. myha sets it to
+    /// [`SEMI_SYNC_NO_FALLBACK_MS`] on the master; `None` when unknown.
+    #[serde(default)]
+    pub semi_sync_timeout_ms: Option<u64>,
 }
+
+/// The semi-sync timeout myha sets on a master: about 49 days, i.e. never.
+/// A master must not fall back to asynchronous replication on a timer (a
+/// master frozen or cut off would then acknowledge commits no replica
+/// has); only the manager degrades it, explicitly, under the current epoch.
+pub const SEMI_SYNC_NO_FALLBACK_MS: u64 = 4_294_967_295;
+
+/// Below this, `myha check` calls a master's semi-sync timeout a timer
+/// that may fall back while the master is frozen or cut off (one hour).
+pub const SEMI_SYNC_MIN_TIMEOUT_MS: u64 = 3_600_000;
 
 impl ServerFacts {
     /// A server that replicates (has a source configured).

@@ -320,6 +320,7 @@ fn variable_queries_name_their_columns() {
         "gtid_domain_id",
         "semi_sync_master",
         "semi_sync_slave",
+        "semi_sync_timeout_ms",
         "now_us",
     ];
     for flavor in [Flavor::Mariadb, Flavor::Mysql] {

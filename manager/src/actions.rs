@@ -79,13 +79,45 @@ impl Server {
 
     /// read_only OFF (and semi-sync master side on, if asked).
     pub async fn make_writable(&mut self, semi_sync: bool) -> Result<()> {
-        if semi_sync && self.flavor == Flavor::Mariadb {
+        if semi_sync {
+            self.semi_sync_on().await?;
+        }
+        let statements = self.flavor.set_read_only(false);
+        self.exec_all(&statements).await
+    }
+
+    /// Semi-sync master side on, without a fallback timer: a commit waits
+    /// for a replica's acknowledgement, even with no replica connected,
+    /// until one acknowledges or the manager degrades semi-sync (see
+    /// [`Server::semi_sync_off`]). MariaDB only (MySQL: left to its config).
+    pub async fn semi_sync_on(&mut self) -> Result<()> {
+        if self.flavor == Flavor::Mariadb {
+            self.db
+                .exec(&format!(
+                    "SET GLOBAL rpl_semi_sync_master_timeout = {}",
+                    myha_core::report::SEMI_SYNC_NO_FALLBACK_MS
+                ))
+                .await?;
+            self.db
+                .exec("SET GLOBAL rpl_semi_sync_master_wait_no_slave = ON")
+                .await?;
             self.db
                 .exec("SET GLOBAL rpl_semi_sync_master_enabled = ON")
                 .await?;
         }
-        let statements = self.flavor.set_read_only(false);
-        self.exec_all(&statements).await
+        Ok(())
+    }
+
+    /// Semi-sync master side off: commits waiting for an acknowledgement
+    /// are released and acknowledged. Only the manager decides this, for
+    /// the master of the current epoch, when no replica can acknowledge.
+    pub async fn semi_sync_off(&mut self) -> Result<()> {
+        if self.flavor == Flavor::Mariadb {
+            self.db
+                .exec("SET GLOBAL rpl_semi_sync_master_enabled = OFF")
+                .await?;
+        }
+        Ok(())
     }
 
     /// Wait until the server has executed `gtids` (flavor text).

@@ -4,7 +4,7 @@ use std::time::Duration;
 use myha_core::flavor::{default_connection_row, parse_bool_var, sql_string_literal, Flavor, Row};
 use myha_core::report::ServerFacts;
 
-use crate::{Db, DbError};
+use crate::{Db, DbError, Timeouts};
 
 /// What to read besides the fixed set of variables.
 #[derive(Debug, Clone)]
@@ -114,6 +114,7 @@ pub async fn collect_facts(db: &mut Db, opts: &FactsOptions) -> Result<ServerFac
         clock_unix_us,
         semi_sync_master: flag(&vars, "semi_sync_master"),
         semi_sync_slave: flag(&vars, "semi_sync_slave"),
+        semi_sync_timeout_ms: text(&vars, "semi_sync_timeout_ms").trim().parse().ok(),
     })
 }
 
@@ -206,24 +207,77 @@ pub async fn replication_grants(db: &mut Db, user: &str) -> Result<Option<Vec<St
     Ok(Some(grants))
 }
 
-/// Fence a server: read_only ON (super_read_only on MySQL), then kill every
-/// client session so no transaction in flight can still commit. Returns how
-/// many sessions were killed.
-pub async fn fence(db: &mut Db, flavor: Flavor) -> Result<usize, DbError> {
-    for s in flavor.set_read_only(true) {
-        db.exec(&s).await?;
-    }
+/// How long a fence may take: the `read_only` statement waits for the
+/// commits in flight, which the fence kills meanwhile.
+const FENCE_BOUND: Duration = Duration::from_secs(10);
+/// How often the fence kills client sessions while `read_only` waits.
+const FENCE_KILL_EVERY: Duration = Duration::from_millis(50);
+
+/// Kill every client session but this connection and `spare` (an id).
+async fn kill_clients(db: &mut Db, flavor: Flavor, spare: Option<i64>) -> Result<usize, DbError> {
     let sessions = db.query(flavor.kill_connections_query()).await?;
     let mut killed = 0;
     for row in sessions {
-        if let Some(Some(id)) = row.get("id") {
-            if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
-                // A session that ended meanwhile is not an error.
-                if db.exec(&format!("KILL CONNECTION {id}")).await.is_ok() {
-                    killed += 1;
-                }
+        let Some(Some(id)) = row.get("id") else {
+            continue;
+        };
+        let Ok(n) = id.parse::<i64>() else { continue };
+        if Some(n) == spare {
+            continue;
+        }
+        // A session that ended meanwhile is not an error.
+        if db.exec(&format!("KILL CONNECTION {n}")).await.is_ok() {
+            killed += 1;
+        }
+    }
+    Ok(killed)
+}
+
+/// Fence a server so that it acknowledges no commit from now on: read_only
+/// ON (super_read_only on MySQL) and every client session killed. Returns
+/// how many sessions were killed.
+///
+/// `SET GLOBAL read_only` waits for the commits in flight, and a commit
+/// waiting for a semi-sync acknowledgement that no replica will send (a
+/// master frozen or cut off while a new one was promoted) would hold it
+/// until the semi-sync timeout, after which the server acknowledges that
+/// commit without any replica having it. So the client sessions are killed
+/// first, and again every 50 ms on this connection while a second
+/// connection sets read_only, until it lands: a killed session's client
+/// gets an error, never an OK (its transaction may stay in this server's
+/// binary log, unacknowledged: see rejoin and reinstatement).
+pub async fn fence(db: &mut Db, flavor: Flavor) -> Result<usize, DbError> {
+    let mut ro = Db::new(
+        db.endpoint().clone(),
+        Timeouts {
+            connect: db.timeouts.connect,
+            query: FENCE_BOUND,
+        },
+    );
+    let ro_id = ro
+        .query_i64("SELECT CONNECTION_ID()", db.timeouts.query)
+        .await?;
+    let mut killed = kill_clients(db, flavor, ro_id).await?;
+    let statements = flavor.set_read_only(true);
+    let set = async move {
+        for s in &statements {
+            ro.exec(s).await?;
+        }
+        Ok::<(), DbError>(())
+    };
+    tokio::pin!(set);
+    loop {
+        tokio::select! {
+            res = &mut set => {
+                res?;
+                break;
+            }
+            () = tokio::time::sleep(FENCE_KILL_EVERY) => {
+                killed += kill_clients(db, flavor, ro_id).await?;
             }
         }
     }
+    // Sessions that connected while read_only was waiting.
+    killed += kill_clients(db, flavor, None).await?;
     Ok(killed)
 }

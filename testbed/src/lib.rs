@@ -833,8 +833,10 @@ impl Drop for Bed {
             return;
         }
         let client = format!("{}-client", self.prefix);
+        let app = format!("{}-app", self.prefix);
         let mut names: Vec<&str> = self.hosts.iter().map(|h| h.container.as_str()).collect();
         names.push(&client);
+        names.push(&app);
         let mut args = vec!["rm", "-f", "-v"];
         args.extend(names);
         let _ = docker(&args);
@@ -1002,4 +1004,1850 @@ pub fn open_greeted(addr: &str, n: usize, timeout: Duration) -> Result<(Vec<TcpS
         open.push(s);
     }
     Ok((open, version))
+}
+
+// ---------------------------------------------------------------------
+// Gray failures (issue 11): a sampler of writable servers and VIP
+// holders, patient writers that record every acknowledged id, the
+// asymmetric faults, and the fault campaign shared by `myha-chaos` and
+// `tests/chaos.rs`.
+// ---------------------------------------------------------------------
+
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+/// The table patient writers insert into (on the bed's `app` database).
+pub const PATIENT_TABLE: &str = "app.patient";
+
+/// How often the [`Sampler`] looks at every host.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long one host's answer may take within a sample.
+const SAMPLE_BUDGET: Duration = Duration::from_millis(80);
+
+/// A host whose state could not be read for this long, then answers,
+/// is "just resumed" for [`RESUME_GRACE`]: see [`SplitReport`].
+const RESUME_AFTER: Duration = Duration::from_secs(1);
+const RESUME_GRACE: Duration = Duration::from_millis(300);
+
+/// Every attempted insert of every patient writer of this process gets
+/// its own id: unique across writers, paths and faults.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The host pid of a running container's init, `None` when it is not
+/// running.
+fn container_pid(container: &str) -> Option<u32> {
+    docker(&["inspect", "-f", "{{.State.Pid}}", container])
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+}
+
+/// Move the calling thread into the network namespace of `pid`: its
+/// sockets then live there (loopback is the container's loopback, its
+/// iptables rules apply as to the container's own processes).
+fn enter_netns_of(pid: u32) -> Result<()> {
+    let path = format!("/proc/{pid}/ns/net");
+    let f = std::fs::File::open(&path).map_err(|e| BedError::Other(format!("{path}: {e}")))?;
+    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| BedError::Other(format!("setns {path}: {e}")))
+}
+
+/// Whether the cgroup of `pid` is frozen (`docker pause`); cgroup v1
+/// freezer or v2 `cgroup.events`.
+fn is_frozen(pid: u32) -> Option<bool> {
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    for line in cg.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(ctrl), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if ctrl.split(',').any(|c| c == "freezer") {
+            let s = std::fs::read_to_string(format!("/sys/fs/cgroup/freezer{path}/freezer.state"))
+                .ok()?;
+            return Some(s.trim() != "THAWED");
+        }
+    }
+    let path = cg.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let events = std::fs::read_to_string(format!("/sys/fs/cgroup{path}/cgroup.events")).ok()?;
+    Some(events.lines().any(|l| l.trim() == "frozen 1"))
+}
+
+/// Whether the network namespace of `pid` has `ip` as a local address
+/// (read from the kernel's FIB, no process spawned).
+fn holds_address(pid: u32, ip: &str) -> Option<bool> {
+    let trie = std::fs::read_to_string(format!("/proc/{pid}/net/fib_trie")).ok()?;
+    let needle = format!("|-- {ip}");
+    let mut in_leaf = false;
+    for line in trie.lines() {
+        let l = line.trim();
+        if l.starts_with('/') {
+            if in_leaf && l.starts_with("/32 host LOCAL") {
+                return Some(true);
+            }
+        } else {
+            in_leaf = l == needle;
+        }
+    }
+    Some(false)
+}
+
+/// One look at every host, taken at (nearly) the same instant.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub at: Instant,
+    /// `read_only = 0`, or `None` when mysqld did not answer in time (a
+    /// frozen or stopped server, a dead one): it cannot acknowledge either.
+    pub writable: Vec<Option<bool>>,
+    /// Holds the VIP, or `None` when the host is frozen or down.
+    pub vip: Vec<Option<bool>>,
+    /// The host just answered again after at least 1 s without an answer
+    /// (resumed from a freeze or a SIGSTOP): within 300 ms of that.
+    pub writable_resumed: Vec<bool>,
+    pub vip_resumed: Vec<bool>,
+}
+
+/// What the sampler saw over a time range.
+///
+/// A host that resumes from a freeze (`docker pause`, SIGSTOP of mysqld)
+/// answers with whatever state it froze in, at the same instant its agent
+/// resumes: no agent can fence a server before the server runs again. Two
+/// writable servers (or VIP holders) where one of them is within 300 ms of
+/// its first answer after ≥ 1 s of silence are counted apart
+/// (`*_resumed`), not as split-brain; everything else counts.
+#[derive(Debug, Clone, Default)]
+pub struct SplitReport {
+    pub samples: usize,
+    pub max_writable: usize,
+    pub max_vip: usize,
+    /// Samples with two or more writable servers.
+    pub split_writable: usize,
+    /// Samples with two or more hosts holding the VIP.
+    pub split_vip: usize,
+    pub resumed_writable: usize,
+    pub resumed_vip: usize,
+    /// The longest time between two samples, ms (proves the ≤ 100 ms).
+    pub max_interval_ms: u64,
+    /// Per host: samples without an answer from mysqld.
+    pub unanswered: Vec<(String, usize)>,
+    /// The first split samples, described.
+    pub episodes: Vec<String>,
+}
+
+impl SplitReport {
+    pub fn clean(&self) -> bool {
+        self.split_writable == 0 && self.split_vip == 0
+    }
+}
+
+impl std::fmt::Display for SplitReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} samples (max interval {} ms): max writable {}, max VIP holders {}, \
+             split samples: writable {}, VIP {} (just-resumed: writable {}, VIP {}); unanswered {:?}",
+            self.samples,
+            self.max_interval_ms,
+            self.max_writable,
+            self.max_vip,
+            self.split_writable,
+            self.split_vip,
+            self.resumed_writable,
+            self.resumed_vip,
+            self.unanswered
+        )?;
+        for e in &self.episodes {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+struct HostAnswer {
+    tick: u64,
+    idx: usize,
+    writable: Option<bool>,
+    vip: Option<bool>,
+}
+
+/// Samples every host every 100 ms: is mysqld writable (`@@read_only`,
+/// asked over the container's own loopback from a thread inside its
+/// network namespace, so partitions and iptables rules do not blind it),
+/// and does the host hold the VIP (the kernel's FIB of its namespace).
+#[derive(Debug)]
+pub struct Sampler {
+    hosts: Vec<String>,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    pub started: Instant,
+}
+
+impl Sampler {
+    pub fn start(bed: &Bed) -> Result<Sampler> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let (tick_tx, tick_rx) = tokio::sync::watch::channel(0u64);
+        let (ans_tx, ans_rx) = mpsc::channel::<HostAnswer>();
+        let mut threads = Vec::new();
+        let vip = bed.vip();
+        for (idx, h) in bed.hosts.iter().enumerate() {
+            let container = h.container.clone();
+            let vip = vip.clone();
+            let ticks = tick_rx.clone();
+            let out = ans_tx.clone();
+            let stop = stop.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("sample-{}", h.name))
+                .spawn(move || sample_host(&container, &vip, idx, ticks, &out, &stop))
+                .map_err(|e| BedError::Other(format!("sampler thread: {e}")))?;
+            threads.push(t);
+        }
+        drop(ans_tx);
+        let n = bed.hosts.len();
+        let all = samples.clone();
+        let stop2 = stop.clone();
+        let t = std::thread::Builder::new()
+            .name("sampler".into())
+            .spawn(move || coordinate(n, &tick_tx, &ans_rx, &all, &stop2))
+            .map_err(|e| BedError::Other(format!("sampler thread: {e}")))?;
+        threads.push(t);
+        Ok(Sampler {
+            hosts: bed.hosts.iter().map(|h| h.name.clone()).collect(),
+            samples,
+            stop,
+            threads,
+            started: Instant::now(),
+        })
+    }
+
+    /// Samples taken so far.
+    pub fn count(&self) -> usize {
+        lock(&self.samples).len()
+    }
+
+    /// Wait until at least one sample answered for every host.
+    pub fn wait_warm(&self, limit: Duration) -> Result<()> {
+        wait_until(limit, "sampler sees every host", || {
+            Ok(lock(&self.samples)
+                .iter()
+                .rev()
+                .take(5)
+                .any(|s| s.writable.iter().all(Option::is_some)))
+        })
+    }
+
+    /// Everything seen so far.
+    pub fn report(&self) -> SplitReport {
+        self.report_between(self.started, Instant::now() + Duration::from_secs(3600))
+    }
+
+    /// What was seen between `from` and `to`.
+    pub fn report_between(&self, from: Instant, to: Instant) -> SplitReport {
+        let samples = lock(&self.samples);
+        let mut r = SplitReport {
+            unanswered: self.hosts.iter().map(|h| (h.clone(), 0)).collect(),
+            ..SplitReport::default()
+        };
+        let mut prev: Option<Instant> = None;
+        let names = |flags: &[Option<bool>]| -> String {
+            flags
+                .iter()
+                .zip(&self.hosts)
+                .filter(|(f, _)| **f == Some(true))
+                .map(|(_, h)| h.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        for s in samples.iter().filter(|s| s.at >= from && s.at <= to) {
+            r.samples += 1;
+            if let Some(p) = prev {
+                r.max_interval_ms = r.max_interval_ms.max(ms(s.at.duration_since(p)));
+            }
+            prev = Some(s.at);
+            for (i, w) in s.writable.iter().enumerate() {
+                if w.is_none() {
+                    if let Some(u) = r.unanswered.get_mut(i) {
+                        u.1 += 1;
+                    }
+                }
+            }
+            let count = |flags: &[Option<bool>], resumed: &[bool]| -> (usize, usize) {
+                let all = flags.iter().filter(|f| **f == Some(true)).count();
+                let settled = flags
+                    .iter()
+                    .zip(resumed)
+                    .filter(|(f, r)| **f == Some(true) && !**r)
+                    .count();
+                (all, settled)
+            };
+            let (w_all, w_settled) = count(&s.writable, &s.writable_resumed);
+            let (v_all, v_settled) = count(&s.vip, &s.vip_resumed);
+            r.max_writable = r.max_writable.max(w_all);
+            r.max_vip = r.max_vip.max(v_all);
+            let at = s.at.duration_since(self.started).as_secs_f64();
+            if w_all >= 2 {
+                if w_settled >= 2 {
+                    r.split_writable += 1;
+                    if r.episodes.len() < 12 {
+                        r.episodes
+                            .push(format!("t+{at:.2}s writable: {}", names(&s.writable)));
+                    }
+                } else {
+                    r.resumed_writable += 1;
+                }
+            }
+            if v_all >= 2 {
+                if v_settled >= 2 {
+                    r.split_vip += 1;
+                    if r.episodes.len() < 12 {
+                        r.episodes
+                            .push(format!("t+{at:.2}s VIP held by: {}", names(&s.vip)));
+                    }
+                } else {
+                    r.resumed_vip += 1;
+                }
+            }
+        }
+        r
+    }
+
+    /// Stop sampling; what was seen.
+    pub fn stop(mut self) -> SplitReport {
+        self.halt();
+        self.report()
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The sampler's clock: every 100 ms, ask every host at once, collect the
+/// answers that come within the budget, record the sample.
+fn coordinate(
+    n: usize,
+    ticks: &tokio::sync::watch::Sender<u64>,
+    answers: &mpsc::Receiver<HostAnswer>,
+    samples: &Mutex<Vec<Sample>>,
+    stop: &AtomicBool,
+) {
+    let mut tick = 0u64;
+    let mut next = Instant::now();
+    // Per host: since when unanswered, and until when "just resumed".
+    let mut w_silent: Vec<Option<Instant>> = vec![None; n];
+    let mut v_silent: Vec<Option<Instant>> = vec![None; n];
+    let mut w_grace: Vec<Option<Instant>> = vec![None; n];
+    let mut v_grace: Vec<Option<Instant>> = vec![None; n];
+    while !stop.load(Ordering::SeqCst) {
+        tick += 1;
+        let at = Instant::now();
+        let _ = ticks.send(tick);
+        let deadline = at + SAMPLE_BUDGET + Duration::from_millis(5);
+        let mut writable = vec![None; n];
+        let mut vip = vec![None; n];
+        let mut got = 0;
+        while got < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match answers.recv_timeout(left) {
+                Ok(a) if a.tick == tick => {
+                    if let (Some(w), Some(v)) = (writable.get_mut(a.idx), vip.get_mut(a.idx)) {
+                        *w = a.writable;
+                        *v = a.vip;
+                    }
+                    got += 1;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        let now = Instant::now();
+        let track = |flags: &[Option<bool>],
+                     silent: &mut [Option<Instant>],
+                     grace: &mut [Option<Instant>]|
+         -> Vec<bool> {
+            flags
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    let (Some(s), Some(g)) = (silent.get_mut(i), grace.get_mut(i)) else {
+                        return false;
+                    };
+                    if f.is_none() {
+                        s.get_or_insert(at);
+                    } else if let Some(since) = s.take() {
+                        if at.duration_since(since) >= RESUME_AFTER {
+                            *g = Some(at + RESUME_GRACE);
+                        }
+                    }
+                    g.is_some_and(|g| at < g)
+                })
+                .collect()
+        };
+        let writable_resumed = track(&writable, &mut w_silent, &mut w_grace);
+        let vip_resumed = track(&vip, &mut v_silent, &mut v_grace);
+        lock(samples).push(Sample {
+            at,
+            writable,
+            vip,
+            writable_resumed,
+            vip_resumed,
+        });
+        next += SAMPLE_INTERVAL;
+        if next > now {
+            std::thread::sleep(next - now);
+        } else {
+            next = now;
+        }
+    }
+}
+
+/// One host's sampling thread: lives in the host's network namespace
+/// (re-entered when the container restarts with a new pid).
+fn sample_host(
+    container: &str,
+    vip: &str,
+    idx: usize,
+    mut ticks: tokio::sync::watch::Receiver<u64>,
+    out: &mpsc::Sender<HostAnswer>,
+    stop: &AtomicBool,
+) {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    rt.block_on(async move {
+        use mysql_async::prelude::Queryable;
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(3306)
+            .user(Some(ADMIN_USER))
+            .pass(Some(ADMIN_PASSWORD))
+            .prefer_socket(false)
+            .tcp_nodelay(true);
+        let mut pid: Option<u32> = None;
+        let mut in_netns: Option<u32> = None;
+        let mut resolved_at: Option<Instant> = None;
+        let mut conn: Option<mysql_async::Conn> = None;
+        while ticks.changed().await.is_ok() {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let tick = *ticks.borrow_and_update();
+            let mut answer = HostAnswer {
+                tick,
+                idx,
+                writable: None,
+                vip: None,
+            };
+            if pid.is_none_or(|p| !pid_alive(p))
+                && resolved_at.is_none_or(|t| t.elapsed() > Duration::from_secs(1))
+            {
+                resolved_at = Some(Instant::now());
+                pid = container_pid(container);
+            }
+            let Some(p) = pid.filter(|p| pid_alive(*p)) else {
+                let _ = out.send(answer);
+                continue;
+            };
+            if in_netns != Some(p) {
+                conn = None;
+                if enter_netns_of(p).is_err() {
+                    pid = None;
+                    let _ = out.send(answer);
+                    continue;
+                }
+                in_netns = Some(p);
+            }
+            if is_frozen(p) == Some(true) {
+                let _ = out.send(answer);
+                continue;
+            }
+            answer.vip = holds_address(p, vip);
+            let asked = tokio::time::timeout(SAMPLE_BUDGET, async {
+                if conn.is_none() {
+                    conn = Some(mysql_async::Conn::new(opts.clone()).await.map_err(|_| ())?);
+                }
+                match conn.as_mut() {
+                    Some(c) => c
+                        .query_first::<i64, _>("SELECT @@read_only")
+                        .await
+                        .map_err(|_| ()),
+                    None => Err(()),
+                }
+            })
+            .await;
+            match asked {
+                Ok(Ok(Some(ro))) => answer.writable = Some(ro == 0),
+                _ => conn = None,
+            }
+            let _ = out.send(answer);
+        }
+    });
+}
+
+/// How a [`PatientWriter`] writes.
+#[derive(Debug, Clone)]
+pub struct PatientOptions {
+    /// A name for reports ("vip", "router", "direct").
+    pub label: String,
+    /// The address the clients connect to: the master's own IP, the VIP,
+    /// the router's address.
+    pub host: String,
+    pub port: u16,
+    pub clients: usize,
+    /// How many of the clients keep their connection (an application's
+    /// pool), reconnecting only after an error; the others connect for
+    /// every insert.
+    pub persistent: usize,
+    /// The client's patience for a connect and for each INSERT (an
+    /// application's read timeout).
+    pub timeout: Duration,
+    /// Pause between two inserts of one client.
+    pub pace: Duration,
+    /// Run the clients inside this container's network namespace (an
+    /// application host on the bed's network); `None`: this machine.
+    pub netns_container: Option<String>,
+}
+
+impl PatientOptions {
+    pub fn new(label: &str, host: &str, port: u16) -> PatientOptions {
+        PatientOptions {
+            label: label.to_string(),
+            host: host.to_string(),
+            port,
+            clients: 5,
+            persistent: 5,
+            timeout: Duration::from_secs(60),
+            pace: Duration::from_millis(20),
+            netns_container: None,
+        }
+    }
+}
+
+/// One acknowledged insert.
+#[derive(Debug, Clone, Copy)]
+pub struct Ack {
+    pub id: u64,
+    pub client: usize,
+    pub sent: Instant,
+    pub acked: Instant,
+}
+
+#[derive(Debug, Default)]
+struct PatientShared {
+    acks: Vec<Ack>,
+    errors: usize,
+    last_error: Option<String>,
+}
+
+/// What a patient writer did.
+#[derive(Debug, Clone, Default)]
+pub struct PatientLog {
+    pub label: String,
+    pub acks: Vec<Ack>,
+    pub errors: usize,
+    pub last_error: Option<String>,
+}
+
+impl PatientLog {
+    pub fn acked_ids(&self) -> Vec<u64> {
+        self.acks.iter().map(|a| a.id).collect()
+    }
+}
+
+/// Clients that insert unique ids into [`PATIENT_TABLE`] one at a time
+/// (autocommit) with a long client timeout, and record every id the
+/// server acknowledged (OK received).
+#[derive(Debug)]
+pub struct PatientWriter {
+    pub label: String,
+    shared: Arc<Mutex<PatientShared>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl PatientWriter {
+    pub fn start(opts: PatientOptions) -> Result<PatientWriter> {
+        let netns_pid = match &opts.netns_container {
+            Some(c) => Some(
+                container_pid(c)
+                    .ok_or_else(|| BedError::Other(format!("container {c} is not running")))?,
+            ),
+            None => None,
+        };
+        let shared = Arc::new(Mutex::new(PatientShared::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for client in 0..opts.clients {
+            let opts = opts.clone();
+            let shared = shared.clone();
+            let stop = stop.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("{}-{client}", opts.label))
+                .spawn(move || {
+                    if let Some(pid) = netns_pid {
+                        if let Err(e) = enter_netns_of(pid) {
+                            lock(&shared).last_error = Some(e.to_string());
+                            return;
+                        }
+                    }
+                    patient_client(&opts, client, &shared, &stop);
+                })
+                .map_err(|e| BedError::Other(format!("writer thread: {e}")))?;
+            threads.push(t);
+        }
+        Ok(PatientWriter {
+            label: opts.label,
+            shared,
+            stop,
+            threads,
+        })
+    }
+
+    /// Every acknowledgement so far, in the order they came.
+    pub fn acks(&self) -> Vec<Ack> {
+        lock(&self.shared).acks.clone()
+    }
+
+    pub fn ack_count(&self) -> usize {
+        lock(&self.shared).acks.len()
+    }
+
+    pub fn acked_ids(&self) -> Vec<u64> {
+        lock(&self.shared).acks.iter().map(|a| a.id).collect()
+    }
+
+    pub fn errors(&self) -> usize {
+        lock(&self.shared).errors
+    }
+
+    /// Wait until `n` more inserts are acknowledged than now.
+    pub fn wait_acks(&self, n: usize, limit: Duration) -> Result<()> {
+        let base = self.ack_count();
+        wait_until(
+            limit,
+            &format!("{n} more acknowledged writes ({})", self.label),
+            || Ok(self.ack_count() >= base + n),
+        )
+        .map_err(|e| {
+            let last = lock(&self.shared).last_error.clone().unwrap_or_default();
+            BedError::Other(format!("{e}; last error: {last}"))
+        })
+    }
+
+    /// Stop: every client finishes the insert it has in flight (which may
+    /// take up to its timeout), then the log.
+    pub fn stop(mut self) -> PatientLog {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let s = lock(&self.shared);
+        PatientLog {
+            label: self.label.clone(),
+            acks: s.acks.clone(),
+            errors: s.errors,
+            last_error: s.last_error.clone(),
+        }
+    }
+}
+
+impl Drop for PatientWriter {
+    fn drop(&mut self) {
+        // No join: a client may wait up to its timeout.
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn patient_client(
+    opts: &PatientOptions,
+    client: usize,
+    shared: &Mutex<PatientShared>,
+    stop: &AtomicBool,
+) {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    let persistent = client < opts.persistent;
+    rt.block_on(async move {
+        use mysql_async::prelude::Queryable;
+        let my = mysql_async::OptsBuilder::default()
+            .ip_or_hostname(opts.host.clone())
+            .tcp_port(opts.port)
+            .user(Some(APP_USER))
+            .pass(Some(APP_PASSWORD))
+            .db_name(Some("app"))
+            .prefer_socket(false)
+            .tcp_nodelay(true);
+        let fail = |what: String| {
+            let mut s = lock(shared);
+            s.errors += 1;
+            s.last_error = Some(what);
+        };
+        let mut conn: Option<mysql_async::Conn> = None;
+        while !stop.load(Ordering::SeqCst) {
+            if conn.is_none() {
+                match tokio::time::timeout(opts.timeout, mysql_async::Conn::new(my.clone())).await {
+                    Ok(Ok(c)) => conn = Some(c),
+                    Ok(Err(e)) => {
+                        fail(format!("connect: {e}"));
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                    Err(_) => {
+                        fail("connect timeout".into());
+                        continue;
+                    }
+                }
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            let id = NEXT_ID.fetch_add(1, Ordering::SeqCst);
+            let sent = Instant::now();
+            let sql = format!("INSERT INTO {PATIENT_TABLE} (id, c) VALUES ({id}, {client})");
+            match tokio::time::timeout(opts.timeout, c.query_drop(sql)).await {
+                Ok(Ok(())) => {
+                    lock(shared).acks.push(Ack {
+                        id,
+                        client,
+                        sent,
+                        acked: Instant::now(),
+                    });
+                    if !persistent {
+                        if let Some(c) = conn.take() {
+                            let _ =
+                                tokio::time::timeout(Duration::from_secs(1), c.disconnect()).await;
+                        }
+                    }
+                    tokio::time::sleep(opts.pace).await;
+                }
+                Ok(Err(e)) => {
+                    fail(format!("insert {id}: {e}"));
+                    conn = None;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(_) => {
+                    fail(format!("insert {id}: timeout"));
+                    conn = None;
+                }
+            }
+        }
+    });
+}
+
+/// The ids of `ids` that are not in [`PATIENT_TABLE`] on `host`, waiting
+/// up to `limit` for them to arrive (replication).
+pub fn missing_acked(bed: &Bed, host: &str, ids: &[u64], limit: Duration) -> Result<Vec<u64>> {
+    let (Some(lo), Some(hi)) = (ids.iter().min(), ids.iter().max()) else {
+        return Ok(Vec::new());
+    };
+    let sql = format!("SELECT id FROM {PATIENT_TABLE} WHERE id BETWEEN {lo} AND {hi}");
+    let start = Instant::now();
+    loop {
+        let present: std::collections::HashSet<u64> = bed
+            .sql(host, &sql)?
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        let missing: Vec<u64> = ids
+            .iter()
+            .copied()
+            .filter(|i| !present.contains(i))
+            .collect();
+        if missing.is_empty() || start.elapsed() > limit {
+            return Ok(missing);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The longest time without an acknowledgement in `[from, to]`, in ms
+/// (from the last acknowledgement before `from`, and up to `to`).
+pub fn longest_silence(acks: &[Ack], from: Instant, to: Instant) -> u64 {
+    let mut times: Vec<Instant> = acks.iter().map(|a| a.acked).collect();
+    times.sort();
+    let mut prev = times
+        .iter()
+        .rev()
+        .find(|t| **t <= from)
+        .copied()
+        .unwrap_or(from);
+    let mut longest = 0;
+    for t in times.iter().filter(|t| **t > from && **t <= to) {
+        longest = longest.max(ms(t.duration_since(prev)));
+        prev = *t;
+    }
+    longest.max(ms(to.saturating_duration_since(prev)))
+}
+
+/// An application host: a container on the bed's network running no
+/// database, whose network namespace patient writers can use. Removed
+/// when dropped.
+#[derive(Debug)]
+pub struct AppHost {
+    pub container: String,
+    pub ip: String,
+}
+
+impl Drop for AppHost {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", &self.container]);
+    }
+}
+
+/// Where every server stands after a heal.
+#[derive(Debug, Clone, Default)]
+pub struct Strength {
+    /// The master of the current epoch, writable, no operation running.
+    pub master: Option<String>,
+    pub epoch: u64,
+    pub replicating: Vec<String>,
+    /// Servers shown `diverged`, with the GTIDs they hold that the master
+    /// lacks.
+    pub diverged: Vec<(String, Vec<String>)>,
+    /// Servers neither replicating from the master nor shown diverged:
+    /// name and what status says about them.
+    pub stranded: Vec<(String, String)>,
+    pub waited: Duration,
+}
+
+impl Strength {
+    pub fn full(&self) -> bool {
+        self.master.is_some() && self.stranded.is_empty() && self.diverged.is_empty()
+    }
+}
+
+impl Bed {
+    /// The address of the application host ([`Bed::start_app`]).
+    pub fn app_ip(&self) -> String {
+        format!("{}.201", self.gateway.trim_end_matches(".1"))
+    }
+
+    /// Start an application host on the bed's network (no mysqld).
+    pub fn start_app(&self) -> Result<AppHost> {
+        let name = format!("{}-app", self.prefix);
+        let _ = docker(&["rm", "-f", &name]);
+        let ip = self.app_ip();
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            &self.network,
+            "--ip",
+            &ip,
+            "--label",
+            &format!("{LABEL}={}", self.owner),
+            "--entrypoint",
+            "/bin/sleep",
+            IMAGE,
+            "infinity",
+        ])?;
+        Ok(AppHost {
+            container: name,
+            ip,
+        })
+    }
+
+    /// Create [`PATIENT_TABLE`] on `master` (replicated to the others).
+    pub fn ensure_patient_table(&self, master: &str) -> Result<()> {
+        self.sql(
+            master,
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {PATIENT_TABLE} (id BIGINT PRIMARY KEY, c INT, \
+                 at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))"
+            ),
+        )
+        .map(|_| ())
+    }
+
+    /// Cut the host off from the other database hosts only (the manager
+    /// and applications still reach it).
+    pub fn cut_from_replicas(&self, host: &str) -> Result<()> {
+        for other in self.hosts.iter().filter(|h| h.name != host) {
+            self.exec(
+                host,
+                &["iptables", "-I", "INPUT", "-s", &other.ip, "-j", "DROP"],
+            )?;
+            self.exec(
+                host,
+                &["iptables", "-I", "OUTPUT", "-d", &other.ip, "-j", "DROP"],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Drop every packet in and out of the host but loopback and the
+    /// given addresses (an application host that still reaches it while
+    /// the database network and the manager do not).
+    pub fn isolate_except(&self, host: &str, allowed: &[&str]) -> Result<()> {
+        self.partition(host)?;
+        for ip in allowed {
+            self.exec(host, &["iptables", "-I", "INPUT", "-s", ip, "-j", "ACCEPT"])?;
+            self.exec(
+                host,
+                &["iptables", "-I", "OUTPUT", "-d", ip, "-j", "ACCEPT"],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// `docker start` a killed host (its init starts mysqld and the agent).
+    pub fn start_container(&self, host: &str) -> Result<()> {
+        docker(&["start", &self.host(host)?.container]).map(|_| ())
+    }
+
+    /// (running, paused) of a host's container.
+    pub fn container_state(&self, host: &str) -> Result<(bool, bool)> {
+        let s = docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Running}} {{.State.Paused}}",
+            &self.host(host)?.container,
+        ])?;
+        let mut it = s.split_whitespace();
+        Ok((it.next() == Some("true"), it.next() == Some("true")))
+    }
+
+    /// Undo every fault of this file on every host: restart killed
+    /// containers, unpause, flush iptables, SIGCONT and (re)start mysqld,
+    /// start the manager if it is not running. Returns what it did.
+    pub fn heal_all(&mut self) -> Vec<String> {
+        let mut did = Vec::new();
+        for h in self.hosts.clone() {
+            let name = h.name.as_str();
+            match self.container_state(name) {
+                Ok((false, _)) => {
+                    did.push(format!("start {name}"));
+                    if let Err(e) = self.start_container(name) {
+                        did.push(format!("start {name}: {e}"));
+                    }
+                    // Its init starts mysqld and the agent.
+                    if let Err(e) = self.wait_mysqld(name, Duration::from_secs(60)) {
+                        did.push(format!("{name}: {e}"));
+                    }
+                    continue;
+                }
+                Ok((true, true)) => {
+                    did.push(format!("unpause {name}"));
+                    if let Err(e) = self.unpause(name) {
+                        did.push(format!("unpause {name}: {e}"));
+                    }
+                }
+                _ => {}
+            }
+            let _ = self.exec(name, &["iptables", "-F"]);
+            let _ = self.exec(
+                name,
+                &["sh", "-c", "p=$(pgrep -x mariadbd) && kill -CONT $p; true"],
+            );
+            match self.exec(name, &["myha-mysqld", "start"]) {
+                Ok(out) if out.contains("already running") => {}
+                Ok(_) => did.push(format!("start mysqld on {name}")),
+                Err(e) => did.push(format!("start mysqld on {name}: {e}")),
+            }
+        }
+        if self.manager.is_none() {
+            did.push("start manager".into());
+            if let Err(e) = self.start_manager() {
+                did.push(format!("start manager: {e}"));
+            }
+        }
+        did
+    }
+
+    /// (epoch, master of the epoch) on record.
+    pub fn epoch_master(&self) -> Result<(u64, Option<String>)> {
+        let st = self.status()?;
+        Ok((
+            st["epoch"].as_u64().unwrap_or(0),
+            st["epoch_master"].as_str().map(str::to_string),
+        ))
+    }
+
+    /// Wait until a failover away from `old` (epoch past `epoch`) is done:
+    /// the new master, or `None` after `limit`.
+    pub fn wait_failover(&self, old: &str, epoch: u64, limit: Duration) -> Option<String> {
+        let mut new = None;
+        let _ = wait_until(limit, "a new master", || {
+            let st = self.status()?;
+            let m = st["epoch_master"].as_str().unwrap_or_default();
+            let ok = st["epoch"].as_u64().is_some_and(|e| e > epoch)
+                && !m.is_empty()
+                && m != old
+                && st["master"] == m
+                && st["in_progress"].is_null();
+            if ok {
+                new = Some(m.to_string());
+            }
+            Ok(ok)
+        });
+        new
+    }
+
+    /// Where every server stands now.
+    pub fn strength(&self) -> Result<Strength> {
+        let st = self.status()?;
+        let mut s = Strength {
+            epoch: st["epoch"].as_u64().unwrap_or(0),
+            ..Strength::default()
+        };
+        let em = st["epoch_master"].as_str().map(str::to_string);
+        let master = em.filter(|m| st["master"] == m.as_str() && st["in_progress"].is_null());
+        let master_ip = master
+            .as_deref()
+            .and_then(|m| self.host(m).ok())
+            .map(|h| h.ip.clone());
+        let servers = st["servers"].as_array().cloned().unwrap_or_default();
+        for h in &self.hosts {
+            if master.as_deref() == Some(h.name.as_str()) {
+                continue;
+            }
+            let v = servers
+                .iter()
+                .find(|v| v["name"] == h.name.as_str())
+                .cloned()
+                .unwrap_or_default();
+            let from_master = master_ip.as_deref().is_some_and(|ip| {
+                v["replicates_from"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with(&format!("{ip}:")) || r == ip)
+            });
+            if v["role"] == "diverged" {
+                let gtids = v["diverged_gtids"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|g| g.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                s.diverged.push((h.name.clone(), gtids));
+            } else if v["role"] == "replica"
+                && v["io_running"] == "running"
+                && v["sql_running"] == "running"
+                && from_master
+            {
+                s.replicating.push(h.name.clone());
+            } else {
+                let refused = &st["rejoin_refused"][h.name.as_str()];
+                s.stranded.push((
+                    h.name.clone(),
+                    format!(
+                        "role {} io {} sql {} from {} mysqld_up {} last_error {}{}",
+                        v["role"],
+                        v["io_running"],
+                        v["sql_running"],
+                        v["replicates_from"],
+                        v["mysqld_up"],
+                        v["last_error"],
+                        if refused.is_null() {
+                            String::new()
+                        } else {
+                            format!(" rejoin_refused {refused}")
+                        }
+                    ),
+                ));
+            }
+        }
+        if master.is_none() {
+            s.stranded.push((
+                "(master)".into(),
+                format!(
+                    "no settled master: epoch_master {} master {} in_progress {}",
+                    st["epoch_master"], st["master"], st["in_progress"]
+                ),
+            ));
+        }
+        s.master = master;
+        Ok(s)
+    }
+
+    /// Wait until every server replicates from the master (or is shown
+    /// diverged), up to `limit`; where they stand then.
+    pub fn wait_full_strength(&self, limit: Duration) -> Strength {
+        let start = Instant::now();
+        let mut last = Strength::default();
+        let _ = wait_until(limit, "every server replicating", || {
+            last = self.strength()?;
+            Ok(last.master.is_some() && last.stranded.is_empty())
+        });
+        last.waited = start.elapsed();
+        last
+    }
+
+    /// Everything worth printing when a test fails: status, history,
+    /// check, the manager's log.
+    pub fn diagnostics(&self) -> String {
+        let out = |args: &[&str]| {
+            self.myha(args)
+                .map(|o| {
+                    format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    )
+                })
+                .unwrap_or_else(|e| e.to_string())
+        };
+        let log = std::fs::read_to_string(self.dir.join("manager.log"))
+            .map(|s| {
+                let lines: Vec<&str> = s.lines().collect();
+                lines[lines.len().saturating_sub(120)..].join("\n")
+            })
+            .unwrap_or_default();
+        format!(
+            "==== myha status --json\n{}\n==== myha history\n{}\n==== myha check\n{}\n==== manager log (tail)\n{log}",
+            out(&["status", "--json"]),
+            out(&["history"]),
+            out(&["check"]),
+        )
+    }
+}
+
+/// The fault campaign of issue 11: random faults with a printed seed on
+/// one bed, writers through the VIP and the router (and, per fault, on
+/// the master's own address) from an application host, every fault
+/// healed and checked. Used by `myha-chaos` (`bench/chaos`) and
+/// `tests/chaos.rs`.
+pub mod chaos {
+    use super::*;
+
+    /// A kind of fault.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum Kind {
+        /// SIGKILL of the master's mysqld; restarted at the heal.
+        MysqldKill,
+        /// SIGSTOP of the master's mysqld alone for 1–6 s, then SIGCONT.
+        MysqldStop,
+        /// `docker pause` of the whole master for 1 s up to `pause_max`.
+        Pause,
+        /// Control: `docker pause` of the master for 300 ms (below detection).
+        ShortPause,
+        /// `docker kill` of the master's host, `docker start` at the heal.
+        HostKill,
+        /// Full partition of the master until the failover, 2 s more.
+        Partition,
+        /// Control: the master cut off from the manager only, 5 s.
+        CutManager,
+        /// The master cut off from the replicas only, 5 s.
+        CutReplicas,
+        /// The master cut off from the replicas and the manager while the
+        /// application host still reaches it.
+        CutReplicasAndManager,
+        /// Control: full partition of one replica, 5 s.
+        ReplicaPartition,
+        /// mysqld kill, then the manager killed (SIGKILL) 0–2.5 s later
+        /// (somewhere in the failover), restarted 1 s after.
+        ManagerKillInFailover,
+        /// A replica's SQL thread stopped 2 s before the master's mysqld dies.
+        LaggingReplica,
+        /// A replica's mysqld killed, then the master's.
+        MasterDiesReplicaDown,
+    }
+
+    impl Kind {
+        pub const ALL: [Kind; 13] = [
+            Kind::MysqldKill,
+            Kind::MysqldStop,
+            Kind::Pause,
+            Kind::ShortPause,
+            Kind::HostKill,
+            Kind::Partition,
+            Kind::CutManager,
+            Kind::CutReplicas,
+            Kind::CutReplicasAndManager,
+            Kind::ReplicaPartition,
+            Kind::ManagerKillInFailover,
+            Kind::LaggingReplica,
+            Kind::MasterDiesReplicaDown,
+        ];
+
+        pub fn name(self) -> &'static str {
+            match self {
+                Kind::MysqldKill => "mysqld_kill",
+                Kind::MysqldStop => "mysqld_stop",
+                Kind::Pause => "pause",
+                Kind::ShortPause => "short_pause",
+                Kind::HostKill => "host_kill",
+                Kind::Partition => "partition",
+                Kind::CutManager => "cut_manager",
+                Kind::CutReplicas => "cut_replicas",
+                Kind::CutReplicasAndManager => "cut_replicas_manager",
+                Kind::ReplicaPartition => "replica_partition",
+                Kind::ManagerKillInFailover => "manager_kill",
+                Kind::LaggingReplica => "lagging_replica",
+                Kind::MasterDiesReplicaDown => "master_dies_replica_down",
+            }
+        }
+
+        pub fn parse(s: &str) -> Option<Kind> {
+            Kind::ALL.into_iter().find(|k| k.name() == s.trim())
+        }
+
+        /// Control cases: faults that must not fail over.
+        pub fn control(self) -> bool {
+            matches!(
+                self,
+                Kind::ShortPause | Kind::CutManager | Kind::ReplicaPartition
+            )
+        }
+    }
+
+    /// `kind,kind,...` (or `all`).
+    pub fn parse_kinds(list: &str) -> std::result::Result<Vec<Kind>, String> {
+        if list.trim() == "all" {
+            return Ok(Kind::ALL.to_vec());
+        }
+        list.split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| {
+                Kind::parse(s).ok_or_else(|| {
+                    format!(
+                        "unknown fault kind {s:?}; known: {}",
+                        Kind::ALL.map(Kind::name).join(",")
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// xorshift64*: small, seeded, reproducible.
+    #[derive(Debug, Clone)]
+    pub struct Rng(u64);
+
+    impl Rng {
+        pub fn new(seed: u64) -> Rng {
+            Rng((seed ^ 0x9E37_79B9_7F4A_7C15) | 1)
+        }
+
+        pub fn next_u64(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            self.0 = x;
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        /// Uniform in `0..n` (0 when `n` is 0).
+        pub fn below(&mut self, n: u64) -> u64 {
+            if n == 0 {
+                0
+            } else {
+                self.next_u64() % n
+            }
+        }
+
+        /// Uniform in `lo..=hi`.
+        pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+            lo + self.below(hi.saturating_sub(lo) + 1)
+        }
+    }
+
+    /// A seed from the clock, for runs without `--seed`.
+    pub fn clock_seed() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(11)
+    }
+
+    #[derive(Debug, Clone)]
+    pub struct Options {
+        pub myha_bin: PathBuf,
+        pub seed: u64,
+        pub faults: usize,
+        pub kinds: Vec<Kind>,
+        /// Longest `docker pause` of [`Kind::Pause`].
+        pub pause_max: Duration,
+        /// More keys for the router's section, e.g. `", relay: nat"`.
+        pub router_extra: String,
+        /// Print each fault's result as it ends.
+        pub verbose: bool,
+    }
+
+    impl Options {
+        pub fn new(myha_bin: impl Into<PathBuf>) -> Options {
+            Options {
+                myha_bin: myha_bin.into(),
+                seed: clock_seed(),
+                faults: 20,
+                kinds: Kind::ALL.to_vec(),
+                pause_max: Duration::from_secs(30),
+                router_extra: String::new(),
+                verbose: true,
+            }
+        }
+    }
+
+    /// What one fault did.
+    #[derive(Debug, Clone)]
+    pub struct FaultResult {
+        pub n: usize,
+        pub kind: Kind,
+        pub detail: String,
+        pub old_master: String,
+        pub new_master: Option<String>,
+        pub failed_over: bool,
+        pub vip_silence_ms: u64,
+        pub router_silence_ms: u64,
+        /// Acknowledged writes checked at this fault (all paths).
+        pub acked: usize,
+        pub lost: Vec<u64>,
+        pub split: SplitReport,
+        pub stranded: Vec<(String, String)>,
+        pub diverged: Vec<(String, Vec<String>)>,
+        pub false_failover: bool,
+        /// Seconds from the heal until every server replicated again.
+        pub heal_to_strength_s: f64,
+        /// A writable master of the current epoch after the heal (and any
+        /// rejoin by hand): without one the campaign cannot go on.
+        pub settled_master: bool,
+        /// What `myha rejoin` by hand did for stranded or diverged servers.
+        pub repaired: Vec<String>,
+        pub errors: Vec<String>,
+        pub secs: f64,
+    }
+
+    impl FaultResult {
+        pub fn bad(&self) -> bool {
+            !self.lost.is_empty()
+                || !self.split.clean()
+                || !self.stranded.is_empty()
+                || self.false_failover
+                || !self.errors.is_empty()
+        }
+
+        pub fn line(&self) -> String {
+            format!(
+                "#{:<3} {:<24} {:<28} master {}→{} silence vip {} ms router {} ms, acked {} lost {}, split w{} v{} (resumed w{} v{}), strength {:.1}s, stranded {:?}, diverged {:?}{}{}{} [{:.0}s]",
+                self.n,
+                self.kind.name(),
+                self.detail,
+                self.old_master,
+                self.new_master.as_deref().unwrap_or("?"),
+                self.vip_silence_ms,
+                self.router_silence_ms,
+                self.acked,
+                self.lost.len(),
+                self.split.split_writable,
+                self.split.split_vip,
+                self.split.resumed_writable,
+                self.split.resumed_vip,
+                self.heal_to_strength_s,
+                self.stranded,
+                self.diverged,
+                if self.false_failover { ", FALSE FAILOVER" } else { "" },
+                if self.repaired.is_empty() {
+                    String::new()
+                } else {
+                    format!(", by hand: {:?}", self.repaired)
+                },
+                if self.errors.is_empty() {
+                    String::new()
+                } else {
+                    format!(", errors {:?}", self.errors)
+                },
+                self.secs
+            )
+        }
+    }
+
+    /// The whole campaign.
+    #[derive(Debug, Clone, Default)]
+    pub struct Report {
+        pub seed: u64,
+        pub results: Vec<FaultResult>,
+        /// Acknowledged ids (every writer, every fault) missing from the
+        /// final master at the end.
+        pub final_lost: Vec<u64>,
+        pub total_acked: usize,
+        pub sampler: SplitReport,
+        /// Set when the campaign stopped early (the bed could not go on).
+        pub aborted: Option<String>,
+        pub diagnostics: String,
+    }
+
+    fn median(v: &mut [u64]) -> u64 {
+        v.sort_unstable();
+        v.get(v.len() / 2).copied().unwrap_or(0)
+    }
+
+    impl Report {
+        pub fn ok(&self) -> bool {
+            self.aborted.is_none()
+                && self.final_lost.is_empty()
+                && self.results.iter().all(|r| !r.bad())
+        }
+
+        /// The per-kind table.
+        pub fn table(&self) -> String {
+            let mut kinds: Vec<Kind> = self.results.iter().map(|r| r.kind).collect();
+            kinds.sort();
+            kinds.dedup();
+            let mut t = format!(
+                "seed {}: {} faults, {} acknowledged writes checked\n\
+                 {:<24} {:>4} {:>4} {:>15} {:>15} {:>6} {:>5} {:>6} {:>6} {:>8} {:>8} {:>6} {:>6}\n",
+                self.seed,
+                self.results.len(),
+                self.total_acked,
+                "fault",
+                "runs",
+                "f/o",
+                "vip med/max ms",
+                "rtr med/max ms",
+                "acked",
+                "lost",
+                "splitW",
+                "splitV",
+                "stranded",
+                "diverged",
+                "false",
+                "errors",
+            );
+            for k in kinds {
+                let rs: Vec<&FaultResult> = self.results.iter().filter(|r| r.kind == k).collect();
+                let mut vip: Vec<u64> = rs.iter().map(|r| r.vip_silence_ms).collect();
+                let mut rtr: Vec<u64> = rs.iter().map(|r| r.router_silence_ms).collect();
+                let vmax = vip.iter().copied().max().unwrap_or(0);
+                let rmax = rtr.iter().copied().max().unwrap_or(0);
+                t.push_str(&format!(
+                    "{:<24} {:>4} {:>4} {:>15} {:>15} {:>6} {:>5} {:>6} {:>6} {:>8} {:>8} {:>6} {:>6}\n",
+                    format!("{}{}", k.name(), if k.control() { " (ctl)" } else { "" }),
+                    rs.len(),
+                    rs.iter().filter(|r| r.failed_over).count(),
+                    format!("{}/{}", median(&mut vip), vmax),
+                    format!("{}/{}", median(&mut rtr), rmax),
+                    rs.iter().map(|r| r.acked).sum::<usize>(),
+                    rs.iter().map(|r| r.lost.len()).sum::<usize>(),
+                    rs.iter().map(|r| r.split.split_writable).sum::<usize>(),
+                    rs.iter().map(|r| r.split.split_vip).sum::<usize>(),
+                    rs.iter().map(|r| r.stranded.len()).sum::<usize>(),
+                    rs.iter().map(|r| r.diverged.len()).sum::<usize>(),
+                    rs.iter().filter(|r| r.false_failover).count(),
+                    rs.iter().map(|r| r.errors.len()).sum::<usize>(),
+                ));
+            }
+            let lost: usize = self.results.iter().map(|r| r.lost.len()).sum();
+            let split: usize = self
+                .results
+                .iter()
+                .map(|r| r.split.split_writable + r.split.split_vip)
+                .sum();
+            let stranded: usize = self.results.iter().map(|r| r.stranded.len()).sum();
+            let falses = self.results.iter().filter(|r| r.false_failover).count();
+            t.push_str(&format!(
+                "total: lost {lost} (final check: {} missing of {}), split samples {split}, stranded {stranded}, false failovers {falses}\n\
+                 sampler over the whole run: {}\n",
+                self.final_lost.len(),
+                self.total_acked,
+                self.sampler
+            ));
+            t.push_str(
+                "(the router runs on the manager's host: cutting the master off from the manager cuts it off from the router too)\n",
+            );
+            if let Some(a) = &self.aborted {
+                t.push_str(&format!("ABORTED: {a}\n"));
+            }
+            t
+        }
+    }
+
+    struct Run<'a> {
+        bed: &'a mut Bed,
+        app: &'a AppHost,
+        sampler: &'a Sampler,
+        vip_w: &'a PatientWriter,
+        router_w: &'a PatientWriter,
+        rng: Rng,
+        opts: &'a Options,
+        /// How many acks of each long-running writer were checked already.
+        vip_checked: usize,
+        router_checked: usize,
+    }
+
+    fn sleep(d: Duration) {
+        std::thread::sleep(d);
+    }
+
+    /// Run a campaign on a fresh bed.
+    pub fn run(opts: &Options) -> Result<Report> {
+        if opts.kinds.is_empty() {
+            return Err(BedError::Other("no fault kinds selected".into()));
+        }
+        let mut bo = BedOptions::new(&opts.myha_bin);
+        bo.vip = true;
+        bo.router = true;
+        bo.router_extra = opts.router_extra.clone();
+        // Anti-flapping short: a campaign fails over again and again.
+        bo.cluster_yaml = "failover_block_period: 1s".into();
+        let mut bed = Bed::start(bo)?;
+        bed.wait_ready(Duration::from_secs(60))?;
+        let s = bed.wait_full_strength(Duration::from_secs(60));
+        if !s.full() {
+            return Err(BedError::Other(format!(
+                "bed never healthy: {s:?}\n{}",
+                bed.diagnostics()
+            )));
+        }
+        bed.ensure_patient_table("db1")?;
+        let app = bed.start_app()?;
+        let sampler = Sampler::start(&bed)?;
+        sampler.wait_warm(Duration::from_secs(20))?;
+        let through = |label: &str, host: &str, port: u16| PatientOptions {
+            clients: 2,
+            persistent: 1,
+            pace: Duration::from_millis(25),
+            netns_container: Some(app.container.clone()),
+            ..PatientOptions::new(label, host, port)
+        };
+        let vip_w = PatientWriter::start(through("vip", &bed.vip(), 3306))?;
+        let router_w = PatientWriter::start(through("router", &bed.gateway, 6033))?;
+        vip_w.wait_acks(20, Duration::from_secs(30))?;
+        router_w.wait_acks(20, Duration::from_secs(30))?;
+        let mut report = Report {
+            seed: opts.seed,
+            ..Report::default()
+        };
+        let mut run = Run {
+            bed: &mut bed,
+            app: &app,
+            sampler: &sampler,
+            vip_w: &vip_w,
+            router_w: &router_w,
+            rng: Rng::new(opts.seed),
+            opts,
+            vip_checked: 0,
+            router_checked: 0,
+        };
+        let mut all_acked: Vec<u64> = Vec::new();
+        // Drawn from a deck: every kind once in a seeded order, then again,
+        // so that a short campaign still covers every kind selected.
+        let mut deck: Vec<Kind> = Vec::new();
+        for n in 1..=opts.faults {
+            if deck.is_empty() {
+                deck = opts.kinds.clone();
+                for i in (1..deck.len()).rev() {
+                    let j = run.rng.below(i as u64 + 1) as usize;
+                    deck.swap(i, j);
+                }
+            }
+            let Some(k) = deck.pop() else { break };
+            match run.fault(n, k, &mut all_acked) {
+                Ok(r) => {
+                    if opts.verbose {
+                        eprintln!("{}", r.line());
+                        if r.bad() {
+                            eprintln!("  {}", r.split);
+                        }
+                    }
+                    let no_master = !r.settled_master;
+                    report.results.push(r);
+                    if no_master {
+                        report.aborted = Some(format!("no master after fault #{n}"));
+                        break;
+                    }
+                }
+                Err(e) => {
+                    report.aborted = Some(format!("fault #{n} ({}): {e}", k.name()));
+                    break;
+                }
+            }
+        }
+        let vip_log = vip_w.stop();
+        let router_log = router_w.stop();
+        for l in [&vip_log, &router_log] {
+            all_acked.extend(l.acked_ids());
+        }
+        all_acked.sort_unstable();
+        all_acked.dedup();
+        report.total_acked = all_acked.len();
+        let master = bed.epoch_master().ok().and_then(|(_, m)| m);
+        match master {
+            Some(m) => {
+                report.final_lost = missing_acked(&bed, &m, &all_acked, Duration::from_secs(10))?;
+            }
+            None => {
+                report
+                    .aborted
+                    .get_or_insert_with(|| "no master at the end".into());
+            }
+        }
+        report.sampler = sampler.stop();
+        if !report.ok() {
+            report.diagnostics = bed.diagnostics();
+        }
+        drop(app);
+        Ok(report)
+    }
+
+    impl Run<'_> {
+        fn others(&self, master: &str) -> Vec<String> {
+            self.bed
+                .hosts
+                .iter()
+                .filter(|h| h.name != master)
+                .map(|h| h.name.clone())
+                .collect()
+        }
+
+        fn pick(&mut self, from: &[String]) -> String {
+            from.get(self.rng.below(from.len() as u64) as usize)
+                .cloned()
+                .unwrap_or_default()
+        }
+
+        /// Wait for a failover; an error noted if it does not come.
+        fn expect_failover(&self, m: &str, epoch: u64, errors: &mut Vec<String>) {
+            if self
+                .bed
+                .wait_failover(m, epoch, Duration::from_secs(30))
+                .is_none()
+            {
+                errors.push("no failover within 30 s".into());
+            }
+        }
+
+        fn fault(&mut self, n: usize, kind: Kind, all_acked: &mut Vec<u64>) -> Result<FaultResult> {
+            let started = Instant::now();
+            let (epoch0, m) = self.bed.epoch_master()?;
+            let m = m.ok_or_else(|| BedError::Other("no master on record".into()))?;
+            let m_ip = self.bed.host(&m)?.ip.clone();
+            let replicas = self.others(&m);
+            // Clients on the master's own address, from the app host.
+            let direct = PatientWriter::start(PatientOptions {
+                clients: 3,
+                persistent: 2,
+                pace: Duration::from_millis(30),
+                netns_container: Some(self.app.container.clone()),
+                ..PatientOptions::new("direct", &m_ip, 3306)
+            })?;
+            let _ = direct.wait_acks(5, Duration::from_secs(10));
+            let mut errors = Vec::new();
+            let mut lagging: Option<String> = None;
+            let t_fault = Instant::now();
+            let detail = match kind {
+                Kind::MysqldKill => {
+                    self.bed.kill_mysqld(&m)?;
+                    self.expect_failover(&m, epoch0, &mut errors);
+                    sleep(Duration::from_secs(1));
+                    String::new()
+                }
+                Kind::MysqldStop => {
+                    let d = self.rng.range(1000, 6000);
+                    self.bed.stall_mysqld(&m)?;
+                    sleep(Duration::from_millis(d));
+                    self.bed.resume_mysqld(&m)?;
+                    format!("{d} ms")
+                }
+                Kind::Pause => {
+                    let max = ms(self.opts.pause_max).max(1000);
+                    let d = self.rng.range(1000, max);
+                    self.bed.pause(&m)?;
+                    sleep(Duration::from_millis(d));
+                    self.bed.unpause(&m)?;
+                    format!("{d} ms")
+                }
+                Kind::ShortPause => {
+                    self.bed.pause(&m)?;
+                    sleep(Duration::from_millis(300));
+                    self.bed.unpause(&m)?;
+                    sleep(Duration::from_secs(4));
+                    "300 ms".into()
+                }
+                Kind::HostKill => {
+                    self.bed.kill_container(&m)?;
+                    self.expect_failover(&m, epoch0, &mut errors);
+                    String::new()
+                }
+                Kind::Partition => {
+                    self.bed.partition(&m)?;
+                    self.expect_failover(&m, epoch0, &mut errors);
+                    sleep(Duration::from_secs(2));
+                    String::new()
+                }
+                Kind::CutManager => {
+                    self.bed.cut_from_manager(&m)?;
+                    sleep(Duration::from_secs(5));
+                    "5 s".into()
+                }
+                Kind::CutReplicas => {
+                    self.bed.cut_from_replicas(&m)?;
+                    sleep(Duration::from_secs(5));
+                    "5 s".into()
+                }
+                Kind::CutReplicasAndManager => {
+                    let app_ip = self.app.ip.clone();
+                    self.bed.isolate_except(&m, &[app_ip.as_str()])?;
+                    self.expect_failover(&m, epoch0, &mut errors);
+                    sleep(Duration::from_secs(2));
+                    String::new()
+                }
+                Kind::ReplicaPartition => {
+                    let r = self.pick(&replicas);
+                    self.bed.partition(&r)?;
+                    sleep(Duration::from_secs(5));
+                    format!("{r}, 5 s")
+                }
+                Kind::ManagerKillInFailover => {
+                    let d = self.rng.range(0, 2500);
+                    self.bed.kill_mysqld(&m)?;
+                    sleep(Duration::from_millis(d));
+                    self.bed.stop_manager();
+                    sleep(Duration::from_secs(1));
+                    self.bed.start_manager()?;
+                    self.expect_failover(&m, epoch0, &mut errors);
+                    format!("manager killed at +{d} ms")
+                }
+                Kind::LaggingReplica => {
+                    let r = self.pick(&replicas);
+                    self.bed.sql(&r, "STOP SLAVE SQL_THREAD")?;
+                    sleep(Duration::from_secs(2));
+                    self.bed.kill_mysqld(&m)?;
+                    self.expect_failover(&m, epoch0, &mut errors);
+                    lagging = Some(r.clone());
+                    format!("{r} lagging")
+                }
+                Kind::MasterDiesReplicaDown => {
+                    let r = self.pick(&replicas);
+                    self.bed.kill_mysqld(&r)?;
+                    let _ = wait_until(Duration::from_secs(5), "replica seen down", || {
+                        Ok(self.bed.server_status(&r)?["mysqld_up"] != true)
+                    });
+                    self.bed.kill_mysqld(&m)?;
+                    self.expect_failover(&m, epoch0, &mut errors);
+                    format!("{r} down")
+                }
+            };
+            let t_heal = Instant::now();
+            let healed = self.bed.heal_all();
+            if let Some(r) = &lagging {
+                // Harmless when the failover's repoint restarted it.
+                let _ = self.bed.sql(r, "START SLAVE SQL_THREAD");
+            }
+            let mut strength = self.bed.wait_full_strength(Duration::from_secs(30));
+            let heal_to_strength_s = t_heal.elapsed().as_secs_f64();
+            // Stranded and diverged servers are recorded as such; then the
+            // operator's way (`myha rejoin`, `--force`) so that the
+            // campaign goes on at full strength.
+            let mut repaired = Vec::new();
+            let stuck: Vec<String> = strength
+                .stranded
+                .iter()
+                .map(|(h, _)| h.clone())
+                .chain(strength.diverged.iter().map(|(h, _)| h.clone()))
+                .filter(|h| !h.starts_with('('))
+                .collect();
+            if !stuck.is_empty() {
+                for h in &stuck {
+                    let plain = self
+                        .bed
+                        .myha(&["rejoin", h])
+                        .is_ok_and(|o| o.status.success());
+                    if !plain {
+                        let _ = self.bed.myha(&["rejoin", h, "--force"]);
+                    }
+                }
+                let again = self.bed.wait_full_strength(Duration::from_secs(20));
+                for h in &stuck {
+                    let back = again.replicating.contains(h);
+                    repaired.push(format!(
+                        "{h}: {}",
+                        if back {
+                            "rejoined by hand"
+                        } else {
+                            "STILL OUT"
+                        }
+                    ));
+                }
+                if again.master.is_none() {
+                    strength.master = None;
+                } else if strength.master.is_none() {
+                    strength.master = again.master.clone();
+                }
+            }
+            // Writes through the VIP and the router flow again.
+            if strength.master.is_some() {
+                for w in [self.vip_w, self.router_w] {
+                    if w.wait_acks(3, Duration::from_secs(30)).is_err() {
+                        errors.push(format!(
+                            "writes through the {} did not resume within 30 s of the heal",
+                            w.label
+                        ));
+                    }
+                }
+            }
+            let t_end = Instant::now();
+            let direct_log = direct.stop();
+            let (epoch1, final_master) = self.bed.epoch_master()?;
+            let failed_over = epoch1 != epoch0;
+            // Acknowledged writes: the direct clients' and what the
+            // long-running writers acknowledged since the last check.
+            let vip_acks = self.vip_w.acks();
+            let router_acks = self.router_w.acks();
+            let mut ids: Vec<u64> = direct_log.acked_ids();
+            ids.extend(vip_acks.iter().skip(self.vip_checked).map(|a| a.id));
+            ids.extend(router_acks.iter().skip(self.router_checked).map(|a| a.id));
+            self.vip_checked = vip_acks.len();
+            self.router_checked = router_acks.len();
+            all_acked.extend(direct_log.acked_ids());
+            let lost = match &final_master {
+                Some(fm) => missing_acked(self.bed, fm, &ids, Duration::from_secs(10))?,
+                None => {
+                    errors.push("no master to check acknowledged writes on".into());
+                    Vec::new()
+                }
+            };
+            if !healed.is_empty() && self.opts.verbose {
+                eprintln!("  heal: {}", healed.join("; "));
+            }
+            Ok(FaultResult {
+                n,
+                kind,
+                detail,
+                old_master: m,
+                new_master: final_master,
+                failed_over,
+                vip_silence_ms: longest_silence(&vip_acks, t_fault, t_end),
+                router_silence_ms: longest_silence(&router_acks, t_fault, t_end),
+                acked: ids.len(),
+                lost,
+                split: self.sampler.report_between(t_fault, t_end),
+                stranded: strength.stranded,
+                diverged: strength.diverged,
+                false_failover: kind.control() && failed_over,
+                heal_to_strength_s,
+                settled_master: strength.master.is_some(),
+                repaired,
+                errors,
+                secs: started.elapsed().as_secs_f64(),
+            })
+        }
+    }
 }

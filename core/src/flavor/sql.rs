@@ -257,7 +257,8 @@ impl Flavor {
     /// `log_slave_updates`, `binlog_format`, `gtid_strict` (MariaDB
     /// `gtid_strict_mode`; MySQL `gtid_mode = 'ON'`, 1/0), `gtid_mode`
     /// (MySQL), `gtid_domain_id` (MariaDB), `semi_sync_master`,
-    /// `semi_sync_slave`, `now_us` (server clock, integer microseconds
+    /// `semi_sync_slave`, `semi_sync_timeout_ms` (the master side's
+    /// fallback timer, `NULL` without the plugin), `now_us` (server clock, integer microseconds
     /// since the epoch).
     ///
     /// MySQL reads `log_replica_updates`/`log_slave_updates` and the
@@ -277,6 +278,7 @@ impl Flavor {
                  @@global.gtid_domain_id AS gtid_domain_id, \
                  @@global.rpl_semi_sync_master_enabled AS semi_sync_master, \
                  @@global.rpl_semi_sync_slave_enabled AS semi_sync_slave, \
+                 @@global.rpl_semi_sync_master_timeout AS semi_sync_timeout_ms, \
                  CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS UNSIGNED) AS now_us"
             }
             Flavor::Mysql => {
@@ -299,6 +301,10 @@ impl Flavor {
                  WHERE VARIABLE_NAME IN ('rpl_semi_sync_replica_enabled', \
                  'rpl_semi_sync_slave_enabled') ORDER BY VARIABLE_NAME LIMIT 1) \
                  AS semi_sync_slave, \
+                 (SELECT VARIABLE_VALUE FROM performance_schema.global_variables \
+                 WHERE VARIABLE_NAME IN ('rpl_semi_sync_source_timeout', \
+                 'rpl_semi_sync_master_timeout') ORDER BY VARIABLE_NAME DESC LIMIT 1) \
+                 AS semi_sync_timeout_ms, \
                  CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS UNSIGNED) AS now_us"
             }
         }

@@ -27,6 +27,7 @@ pub fn facts(server_id: u32) -> ServerFacts {
         clock_unix_us: 1_700_000_000_000_000,
         semi_sync_master: false,
         semi_sync_slave: false,
+        semi_sync_timeout_ms: None,
     }
 }
 

@@ -1,12 +1,22 @@
-//! `bench/failover`: repeated failovers under each fault, with a writer
-//! inserting through the VIP. Prints, per fault, the write-unavailability
-//! (last acknowledged insert before the fault to the first after it),
-//! the fault-to-promotion time from the manager's journal, acknowledged
-//! rows lost, and false failovers (control faults that must not fail over:
-//! a stall shorter than the detection window, the manager cut off from
-//! the master).
+//! `bench/failover`: repeated failovers under each fault, with writers
+//! inserting side by side through two paths: the VIP (from a client
+//! container on the bed's network) and the router's writer port (from this
+//! machine, where the router runs, as an application next to its router
+//! would). Prints, per trial, the write silence of each path (the longest
+//! gap between acknowledged inserts from just before the fault on); per
+//! fault, the median and max of each path, the router's difference to the
+//! VIP with the issue's target (router median <= VIP median + 50 ms), the
+//! fault-to-promotion time from the manager's journal, acknowledged rows
+//! lost (every path), and false failovers (control faults that must not
+//! fail over: a stall shorter than the detection window, the manager cut
+//! off from the master).
 //!
-//! `myha-bench-failover --myha-bin PATH [--trials N] [--faults a,b,...]`
+//! `myha-bench-failover --myha-bin PATH [--trials N] [--faults a,b,...] [--relays nat,userspace]`
+//! The first relay is the bed's router (the demo's `relay: nat` by
+//! default); each further one is a second router process of its own, on
+//! ports 6043.. (then 6053..), watching the same manager. The router, the
+//! manager and the router's writer share this machine: `manager_cutoff`
+//! (db1 cut off from this machine) cuts the router's path to db1 as well.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeSet;
@@ -22,6 +32,9 @@ const FAULTS: [&str; 6] = [
     "stall_500ms",
     "manager_cutoff",
 ];
+
+/// The faults that must not fail over.
+const CONTROLS: [&str; 2] = ["stall_500ms", "manager_cutoff"];
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -39,8 +52,12 @@ fn arg(args: &[String], flag: &str) -> Option<String> {
 #[derive(Default)]
 struct Stats {
     unavailable_ms: Vec<u64>,
+    /// Per relay, the write silence through the router.
+    router_ms: Vec<Vec<u64>>,
     promote_ms: Vec<u64>,
     lost: u64,
+    /// Per relay, acknowledged rows lost through the router.
+    router_lost: Vec<u64>,
     false_failovers: u64,
     failures: Vec<String>,
 }
@@ -55,14 +72,49 @@ fn epoch(bed: &Bed) -> BedResult<u64> {
     Ok(bed.status()?["epoch"].as_u64().unwrap_or(0))
 }
 
-fn one_trial(bin: &str, fault: &str, stats: &mut Stats) -> BedResult<()> {
+/// The longest silence between two acknowledged inserts in `acks` from
+/// just before the fault on (the writers acknowledge every few ms while
+/// the master answers; the fault takes effect a little after the command
+/// that inflicts it).
+fn silence(acks: &[(u64, u64)], t_fault: u64) -> u64 {
+    acks.windows(2)
+        .filter(|w| w[1].1 + 1000 >= t_fault)
+        .map(|w| w[1].1.saturating_sub(w[0].1))
+        .max()
+        .unwrap_or(0)
+}
+
+/// The acknowledged ids of `acks` missing from `table` on `host`.
+fn lost(bed: &Bed, host: &str, table: &str, acks: &[(u64, u64)]) -> BedResult<u64> {
+    let present: BTreeSet<u64> = bed
+        .sql(host, &format!("SELECT id FROM {table}"))?
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    Ok(acks.iter().filter(|a| !present.contains(&a.0)).count() as u64)
+}
+
+fn one_trial(
+    bin: &str,
+    fault: &str,
+    trial: usize,
+    relays: &[String],
+    stats: &mut Stats,
+) -> BedResult<()> {
     let mut opts = BedOptions::new(bin);
     opts.vip = true;
+    router_path::configure(&mut opts, relays);
     let bed = Bed::start(opts)?;
     bed.wait_ready(Duration::from_secs(30))?;
+    // Dropped before the bed: the extra routers end first.
+    let routers = router_path::Routers::start(&bed, relays)?;
     let before = epoch(&bed)?;
     let writer = bed.start_writer_with(&bed.vip(), 3306, 1000)?;
     writer.wait_acks(100, Duration::from_secs(30))?;
+    let port_writers = routers.start_writers(&bed)?;
+    for w in &port_writers {
+        w.wait_acks(100, Duration::from_secs(30))?;
+    }
     let t_fault = now_ms();
     let control = match fault {
         "mysqld_kill" => {
@@ -121,46 +173,68 @@ fn one_trial(bin: &str, fault: &str, stats: &mut Stats) -> BedResult<()> {
         m
     };
     writer.wait_acks(30, Duration::from_secs(30))?;
+    for w in &port_writers {
+        w.wait_acks(30, Duration::from_secs(30))?;
+    }
     let log = writer.stop();
-    // The outage is the longest silence between two acknowledged writes
-    // from just before the fault on (the writer acknowledges every few ms
-    // while the master answers; the fault takes effect a little after the
-    // command that inflicts it).
-    let gap = log
-        .acks
-        .windows(2)
-        .filter(|w| w[1].1 + 1000 >= t_fault)
-        .map(|w| w[1].1.saturating_sub(w[0].1))
-        .max()
-        .unwrap_or(0);
-    stats.unavailable_ms.push(gap);
-    let present: BTreeSet<u64> = bed
-        .sql(&new_master, "SELECT id FROM app.seq")?
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
+    let port_logs: Vec<router_path::PortLog> = port_writers.into_iter().map(|w| w.stop()).collect();
+    let gap = silence(&log.acks, t_fault);
+    let router_gaps: Vec<u64> = port_logs
+        .iter()
+        .map(|l| silence(&l.acks, t_fault))
         .collect();
-    stats.lost += log.acks.iter().filter(|a| !present.contains(&a.0)).count() as u64;
+    let vip_lost = lost(&bed, &new_master, "app.seq", &log.acks)?;
+    let mut router_lost = Vec::new();
+    for (r, l) in relays.iter().zip(&port_logs) {
+        router_lost.push(lost(&bed, &new_master, &router_path::table(r), &l.acks)?);
+    }
+    let mut promote = None;
     if !control {
         let out = bed.myha(&["history", "--json"])?;
         let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if let Some(at) = events
+        promote = events
             .as_array()
             .and_then(|a| {
                 a.iter()
                     .find(|e| e["step"] == "promote" && e["status"] == "ok")
             })
             .and_then(|e| e["at_ms"].as_u64())
-        {
-            stats.promote_ms.push(at.saturating_sub(t_fault));
-        }
+            .map(|at| at.saturating_sub(t_fault));
     }
+    let mut line = format!("  {fault} trial {trial}: VIP {gap} ms");
+    for (k, r) in relays.iter().enumerate() {
+        line.push_str(&format!(
+            ", router {r} {} ms ({:+})",
+            router_gaps[k],
+            router_gaps[k] as i64 - gap as i64
+        ));
+    }
+    if let Some(p) = promote {
+        line.push_str(&format!(", fault->promote {p} ms"));
+    }
+    let trial_lost = vip_lost + router_lost.iter().sum::<u64>();
+    if trial_lost > 0 {
+        line.push_str(&format!(", LOST {trial_lost}"));
+    }
+    println!("{line}");
+    // Recorded only once the whole trial has been measured, so that every
+    // path has a figure for the same trials.
+    stats.unavailable_ms.push(gap);
+    for (k, g) in router_gaps.into_iter().enumerate() {
+        stats.router_ms[k].push(g);
+        stats.router_lost[k] += router_lost[k];
+    }
+    stats.lost += vip_lost;
+    stats.promote_ms.extend(promote);
     Ok(())
 }
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let Some(bin) = arg(&args, "--myha-bin") else {
-        eprintln!("usage: myha-bench-failover --myha-bin PATH [--trials N] [--faults a,b]");
+        eprintln!(
+            "usage: myha-bench-failover --myha-bin PATH [--trials N] [--faults a,b] [--relays nat,userspace]"
+        );
         return std::process::ExitCode::from(2);
     };
     let trials: usize = arg(&args, "--trials")
@@ -169,44 +243,501 @@ fn main() -> std::process::ExitCode {
     let faults: Vec<String> = arg(&args, "--faults")
         .map(|f| f.split(',').map(str::to_string).collect())
         .unwrap_or_else(|| FAULTS.iter().map(|f| f.to_string()).collect());
-    println!("# myha failover benchmark: {trials} trial(s) per fault, writer through the VIP (client timeout 1 s)");
+    let relays = match router_path::relays(arg(&args, "--relays").as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     println!(
-        "{:<16} {:>6} {:>14} {:>11} {:>15} {:>5} {:>6} {:>7}",
-        "fault",
-        "trials",
-        "unavail med ms",
-        "unavail max",
-        "fault->promote",
-        "lost",
-        "false",
-        "errors"
+        "# myha failover benchmark: {trials} trial(s) per fault; writers through the VIP (client container) \
+         and through the router's writer port (this machine: {}), client timeout 1 s",
+        router_path::describe(&relays)
     );
+    let mut rows = Vec::new();
     let mut bad = false;
     for fault in &faults {
-        let mut stats = Stats::default();
+        let mut stats = Stats {
+            router_ms: vec![Vec::new(); relays.len()],
+            router_lost: vec![0; relays.len()],
+            ..Stats::default()
+        };
         for i in 0..trials {
-            if let Err(e) = one_trial(&bin, fault, &mut stats) {
+            if let Err(e) = one_trial(&bin, fault, i + 1, &relays, &mut stats) {
                 eprintln!("{fault} trial {}: {e}", i + 1);
                 stats.failures.push(e.to_string());
             }
         }
-        let fmt = |v: Option<u64>| v.map_or("-".to_string(), |x| x.to_string());
-        println!(
-            "{:<16} {:>6} {:>14} {:>11} {:>15} {:>5} {:>6} {:>7}",
+        bad |=
+            stats.lost > 0 || stats.router_lost.iter().any(|l| *l > 0) || stats.false_failovers > 0;
+        rows.push((fault.clone(), stats));
+    }
+    let fmt = |v: Option<u64>| v.map_or("-".to_string(), |x| x.to_string());
+    let mut head = format!(
+        "{:<16} {:>6} {:>14} {:>11}",
+        "fault", "trials", "VIP med ms", "VIP max"
+    );
+    for r in &relays {
+        head.push_str(&format!(" {:>16} {:>11}", format!("router {r} med"), "max"));
+    }
+    head.push_str(&format!(
+        " {:>15} {:>5} {:>6} {:>7}",
+        "fault->promote", "lost", "false", "errors"
+    ));
+    println!("{head}");
+    for (fault, stats) in &rows {
+        let mut row = format!(
+            "{:<16} {:>6} {:>14} {:>11}",
             fault,
-            trials,
+            stats.unavailable_ms.len(),
             fmt(median(&stats.unavailable_ms)),
             fmt(stats.unavailable_ms.iter().copied().max()),
+        );
+        for g in &stats.router_ms {
+            row.push_str(&format!(
+                " {:>16} {:>11}",
+                fmt(median(g)),
+                fmt(g.iter().copied().max())
+            ));
+        }
+        row.push_str(&format!(
+            " {:>15} {:>5} {:>6} {:>7}",
             fmt(median(&stats.promote_ms)),
-            stats.lost,
+            stats.lost + stats.router_lost.iter().sum::<u64>(),
             stats.false_failovers,
             stats.failures.len()
-        );
-        bad |= stats.lost > 0 || stats.false_failovers > 0;
+        ));
+        println!("{row}");
+    }
+    for (fault, stats) in &rows {
+        for (k, r) in relays.iter().enumerate() {
+            if let (Some(router), Some(vip)) =
+                (median(&stats.router_ms[k]), median(&stats.unavailable_ms))
+            {
+                if CONTROLS.contains(&fault.as_str()) {
+                    // No failover to publish: the target is not about these.
+                    println!(
+                        "control {fault} ({r}): router median {router} ms, VIP median {vip} ms \
+                         (router - VIP {:+} ms){}",
+                        router as i64 - vip as i64,
+                        if fault == "manager_cutoff" {
+                            "; the router and its writer are on this machine, which the cut separates from db1"
+                        } else {
+                            ""
+                        }
+                    );
+                } else {
+                    println!("{}", router_path::verdict(r, fault, router, vip));
+                }
+            }
+        }
     }
     if bad {
         std::process::ExitCode::FAILURE
     } else {
         std::process::ExitCode::SUCCESS
+    }
+}
+
+/// Writers through the router's writer port, run on this machine, and the
+/// routers they go through. (The same module is in
+/// `myha-bench-switchover.rs`: each bench binary is one file; not all of it
+/// is used here.)
+#[allow(dead_code)]
+mod router_path {
+    use std::process::{Child, Command, Stdio};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex, MutexGuard};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use myha_testbed::{
+        delete_nat_table, terminate, wait_until, Bed, BedError, BedOptions, Result, APP_PASSWORD,
+        APP_USER,
+    };
+    use mysql_async::prelude::Queryable;
+    use mysql_async::{Conn, OptsBuilder};
+
+    /// The issue's target: the router's median silence at most the VIP's
+    /// plus this.
+    pub const TARGET_MS: u64 = 50;
+
+    const RELAYS: [&str; 3] = ["nat", "userspace", "kernel"];
+
+    /// `--relays a,b`: the demo's `nat` and `userspace` by default.
+    pub fn relays(arg: Option<&str>) -> std::result::Result<Vec<String>, String> {
+        let list: Vec<String> = arg
+            .unwrap_or("nat,userspace")
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+            .collect();
+        if let Some(bad) = list.iter().find(|r| !RELAYS.contains(&r.as_str())) {
+            return Err(format!(
+                "unknown relay {bad} (one of {})",
+                RELAYS.join(", ")
+            ));
+        }
+        if list.is_empty() {
+            return Err("--relays names no relay".into());
+        }
+        let mut seen = list.clone();
+        seen.sort();
+        seen.dedup();
+        if seen.len() != list.len() {
+            return Err("--relays names a relay twice".into());
+        }
+        Ok(list)
+    }
+
+    pub fn describe(relays: &[String]) -> String {
+        relays
+            .iter()
+            .map(|r| format!("relay: {r}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The bed's own router (writer port 6033) runs the first relay.
+    pub fn configure(opts: &mut BedOptions, relays: &[String]) {
+        opts.router = true;
+        if let Some(first) = relays.first() {
+            opts.router_extra = format!(", relay: {first}");
+        }
+    }
+
+    /// The table the writer through `relay`'s router inserts into.
+    pub fn table(relay: &str) -> String {
+        format!("app.seq_{relay}")
+    }
+
+    /// The MET / NOT MET line for one path.
+    pub fn verdict(relay: &str, what: &str, router_median: u64, vip_median: u64) -> String {
+        let diff = router_median as i64 - vip_median as i64;
+        format!(
+            "target {what} ({relay}): router median {router_median} ms <= VIP median {vip_median} ms + {TARGET_MS} ms \
+             (router - VIP {diff:+} ms): {}",
+            if router_median <= vip_median + TARGET_MS {
+                "MET"
+            } else {
+                "NOT MET"
+            }
+        )
+    }
+
+    fn other(e: impl std::fmt::Display) -> BedError {
+        BedError::Other(e.to_string())
+    }
+
+    fn http_get(url: &str) -> Result<String> {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "3", url])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| BedError::Spawn {
+                cmd: format!("curl {url}"),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(BedError::Other(format!("curl {url}: {}", out.status)));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The routers of one bed: the bed's own (index 0, ports 6033-6035) and
+    /// one process per further relay (index k: ports 6033 + 10k ..).
+    pub struct Routers {
+        gateway: String,
+        relays: Vec<String>,
+        extra: Vec<Child>,
+    }
+
+    impl Routers {
+        pub fn writer_port(k: usize) -> u16 {
+            6033 + 10 * k as u16
+        }
+
+        fn http(&self, k: usize) -> String {
+            format!("http://{}:{}", self.gateway, Self::writer_port(k) + 2)
+        }
+
+        /// Start the further routers, then wait until every router sends
+        /// writes to db1 (and `relay: nat` has its rules in place).
+        pub fn start(bed: &Bed, relays: &[String]) -> Result<Routers> {
+            let mut routers = Routers {
+                gateway: bed.gateway.clone(),
+                relays: relays.to_vec(),
+                extra: Vec::new(),
+            };
+            let config = std::fs::read_to_string(&bed.config_path).map_err(other)?;
+            for (k, relay) in relays.iter().enumerate().skip(1) {
+                let port = Self::writer_port(k);
+                let line = format!(
+                    "    router: {{ writer_listen: {gw}:{port}, reader_listen: {gw}:{}, http_listen: {gw}:{}, \
+                     writer_hold_timeout: 10s, relay: {relay} }}",
+                    port + 1,
+                    port + 2,
+                    gw = bed.gateway
+                );
+                let mut replaced = 0;
+                let text: Vec<String> = config
+                    .lines()
+                    .map(|l| {
+                        if l.trim_start().starts_with("router:") {
+                            replaced += 1;
+                            line.clone()
+                        } else {
+                            l.to_string()
+                        }
+                    })
+                    .collect();
+                if replaced != 1 {
+                    return Err(BedError::Other(format!(
+                        "{}: expected one router section, found {replaced}",
+                        bed.config_path.display()
+                    )));
+                }
+                let path = bed.dir.join(format!("myha-router-{relay}.yaml"));
+                std::fs::write(&path, text.join("\n") + "\n").map_err(other)?;
+                let log = std::fs::File::create(bed.dir.join(format!("router-{relay}.log")))
+                    .map_err(other)?;
+                let err = log.try_clone().map_err(other)?;
+                let child = Command::new(&bed.myha_bin)
+                    .args(["router", "--config"])
+                    .arg(&path)
+                    .stdin(Stdio::null())
+                    .stdout(log)
+                    .stderr(err)
+                    .spawn()
+                    .map_err(|source| BedError::Spawn {
+                        cmd: format!("myha router ({relay})"),
+                        source,
+                    })?;
+                routers.extra.push(child);
+            }
+            for (k, relay) in relays.iter().enumerate() {
+                let url = routers.http(k);
+                wait_until(
+                    Duration::from_secs(20),
+                    &format!("the {relay} router sends writes to db1"),
+                    || {
+                        let e: serde_json::Value = serde_json::from_str(&http_get(&format!(
+                            "{url}/v1/clusters/{}/endpoints",
+                            myha_testbed::CLUSTER
+                        ))?)
+                        .map_err(other)?;
+                        let ready = match relay.as_str() {
+                            "nat" => routers.metric(k, "myha_router_nat") == Some(1),
+                            "kernel" => routers.metric(k, "myha_router_kernel_relay") == Some(1),
+                            _ => true,
+                        };
+                        Ok(e["writer"]["name"] == "db1" && ready)
+                    },
+                )?;
+            }
+            Ok(routers)
+        }
+
+        /// One series of router `k`'s `/metrics`.
+        pub fn metric(&self, k: usize, series: &str) -> Option<u64> {
+            http_get(&format!("{}/metrics", self.http(k)))
+                .ok()?
+                .lines()
+                .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        }
+
+        /// One writer per router, on this machine, each into a table of
+        /// its own (created on db1 first).
+        pub fn start_writers(&self, bed: &Bed) -> Result<Vec<PortWriter>> {
+            let mut writers = Vec::new();
+            for (k, relay) in self.relays.iter().enumerate() {
+                bed.sql(
+                    "db1",
+                    &format!(
+                        "CREATE TABLE IF NOT EXISTS {} (id BIGINT PRIMARY KEY, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))",
+                        table(relay)
+                    ),
+                )?;
+                writers.push(PortWriter::start(
+                    &self.gateway,
+                    Self::writer_port(k),
+                    &table(relay),
+                    Duration::from_secs(1),
+                )?);
+            }
+            Ok(writers)
+        }
+
+        /// How the writer's connections went through router `k`: the ones
+        /// its own socket took (held during a change, or relayed in user
+        /// space) against the writer's attempts; with `relay: nat` the
+        /// kernel forwarded the rest.
+        pub fn connections_note(&self, k: usize, log: &PortLog) -> String {
+            let taken = self.metric(k, "myha_router_connections_total{endpoint=\"writer\"}");
+            format!(
+                "writer connect attempts {} ({} established), taken by the router's own socket {}{}",
+                log.attempts,
+                log.connects,
+                taken.map_or("?".to_string(), |n| n.to_string()),
+                match (self.relays.get(k).map(String::as_str), taken) {
+                    (Some("nat"), Some(n)) => format!(
+                        ", forwarded by the kernel {}",
+                        log.attempts.saturating_sub(n)
+                    ),
+                    _ => String::new(),
+                }
+            )
+        }
+    }
+
+    impl Drop for Routers {
+        fn drop(&mut self) {
+            for (k, child) in self.extra.iter_mut().enumerate() {
+                terminate(child);
+                if self.relays.get(k + 1).is_some_and(|r| r == "nat") {
+                    delete_nat_table(&format!("{}:{}", self.gateway, Self::writer_port(k + 1)));
+                }
+            }
+        }
+    }
+
+    /// What a writer through a router port did.
+    #[derive(Debug, Default, Clone)]
+    pub struct PortLog {
+        /// (id, unix ms) of every acknowledged insert, in order.
+        pub acks: Vec<(u64, u64)>,
+        /// Connection attempts (a held one is given up after 500 ms).
+        pub attempts: u64,
+        /// Connections established.
+        pub connects: u64,
+    }
+
+    /// A continuous writer on this machine: the loop of `myha-writer`
+    /// (sequential ids, a duplicate key means the unacknowledged earlier
+    /// attempt committed, 500 ms connect timeout, its own query timeout,
+    /// 20 ms pause after an error) on a thread of its own.
+    pub struct PortWriter {
+        stop: Arc<AtomicBool>,
+        log: Arc<Mutex<PortLog>>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    fn now_ms() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default()
+    }
+
+    fn lock(log: &Mutex<PortLog>) -> MutexGuard<'_, PortLog> {
+        log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    impl PortWriter {
+        pub fn start(
+            host: &str,
+            port: u16,
+            table: &str,
+            query_timeout: Duration,
+        ) -> Result<PortWriter> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(other)?;
+            let opts = OptsBuilder::default()
+                .ip_or_hostname(host)
+                .tcp_port(port)
+                .user(Some(APP_USER))
+                .pass(Some(APP_PASSWORD))
+                .db_name(Some("app"))
+                .prefer_socket(false)
+                .tcp_nodelay(true);
+            let stop = Arc::new(AtomicBool::new(false));
+            let log = Arc::new(Mutex::new(PortLog::default()));
+            let (s, l, t) = (stop.clone(), log.clone(), table.to_string());
+            let thread = std::thread::Builder::new()
+                .name(format!("writer {host}:{port}"))
+                .spawn(move || rt.block_on(write_loop(opts, t, s, l, query_timeout)))
+                .map_err(other)?;
+            Ok(PortWriter {
+                stop,
+                log,
+                thread: Some(thread),
+            })
+        }
+
+        pub fn acks(&self) -> Vec<(u64, u64)> {
+            lock(&self.log).acks.clone()
+        }
+
+        /// Wait until the writer has at least `n` more acknowledgements.
+        pub fn wait_acks(&self, n: usize, limit: Duration) -> Result<()> {
+            let base = lock(&self.log).acks.len();
+            wait_until(limit, &format!("{n} more writes acknowledged"), || {
+                Ok(lock(&self.log).acks.len() >= base + n)
+            })
+        }
+
+        pub fn stop(mut self) -> PortLog {
+            self.halt();
+            lock(&self.log).clone()
+        }
+
+        fn halt(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    impl Drop for PortWriter {
+        fn drop(&mut self) {
+            self.halt();
+        }
+    }
+
+    async fn write_loop(
+        opts: OptsBuilder,
+        table: String,
+        stop: Arc<AtomicBool>,
+        log: Arc<Mutex<PortLog>>,
+        query_timeout: Duration,
+    ) {
+        let mut conn: Option<Conn> = None;
+        let mut id: u64 = 1;
+        while !stop.load(Ordering::Relaxed) {
+            if conn.is_none() {
+                lock(&log).attempts += 1;
+                match tokio::time::timeout(Duration::from_millis(500), Conn::new(opts.clone()))
+                    .await
+                {
+                    Ok(Ok(c)) => {
+                        conn = Some(c);
+                        lock(&log).connects += 1;
+                    }
+                    Ok(Err(_)) => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    Err(_) => continue,
+                }
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            let sql = format!("INSERT INTO {table} (id) VALUES ({id})");
+            match tokio::time::timeout(query_timeout, c.query_drop(sql)).await {
+                Ok(Ok(())) => {
+                    let at = now_ms();
+                    lock(&log).acks.push((id, at));
+                    id += 1;
+                }
+                Ok(Err(mysql_async::Error::Server(e))) if e.code == 1062 => id += 1,
+                Ok(Err(_)) => {
+                    conn = None;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(_) => conn = None,
+            }
+        }
     }
 }
