@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use myha_config::{ClusterConfig, Config};
-use myha_core::check::{check, CheckInput, CheckServer, Finding};
+use myha_core::check::{check, CheckInput, CheckServer, Finding, ManagerView};
 use myha_mysql::{collect_facts, replication_grants, Db, Endpoint, FactsOptions, Timeouts};
 
 const MAX_CLOCK_SKEW_MS: i64 = 1000;
@@ -75,7 +75,23 @@ async fn gather(config: &Config, cluster: &ClusterConfig) -> CheckInput {
         replication_user: cluster.replication.user.clone(),
         max_clock_skew_ms: MAX_CLOCK_SKEW_MS,
         servers,
+        manager: manager_view(config, &cluster.name).await,
     }
+}
+
+/// What the manager says of the cluster, when it answers: rejoin refusals
+/// and a degraded semi-sync. A manager that does not answer leaves these
+/// checks out (its own absence is not this command's finding).
+async fn manager_view(config: &Config, cluster: &str) -> Option<ManagerView> {
+    let client = crate::client::ManagerClient::new(config).ok()?;
+    let st: myha_manager::ClusterStatus = client
+        .get(&format!("/v1/clusters/{cluster}"))
+        .await
+        .ok()?;
+    Some(ManagerView {
+        rejoin_refused: st.rejoin_refused,
+        semi_sync_degraded: st.semi_sync_degraded,
+    })
 }
 
 pub async fn run(config: &Config, only: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {

@@ -50,6 +50,10 @@ struct Rails<'a> {
     last_failover_ms: Option<u64>,
     in_progress: Option<&'a myha_manager::Operation>,
     needs_rejoin: &'a [String],
+    /// Server -> why it was not rejoined (the last attempt's refusal).
+    rejoin_refused: &'a std::collections::BTreeMap<String, String>,
+    /// Why the manager degraded semi-sync to asynchronous, if it did.
+    semi_sync_degraded: Option<&'a str>,
 }
 
 fn json_cluster(st: &ClusterStatus) -> JsonCluster<'_> {
@@ -68,6 +72,8 @@ fn json_cluster(st: &ClusterStatus) -> JsonCluster<'_> {
             last_failover_ms: st.last_failover_ms,
             in_progress: st.in_progress.as_ref(),
             needs_rejoin: &st.needs_rejoin,
+            rejoin_refused: &st.rejoin_refused,
+            semi_sync_degraded: st.semi_sync_degraded.as_deref(),
         },
         servers: s
             .servers
@@ -158,6 +164,14 @@ pub fn render(st: &ClusterStatus) -> String {
     }
     for p in &s.problems {
         out.push_str(&format!("  ! {p}\n"));
+    }
+    for (host, why) in &st.rejoin_refused {
+        out.push_str(&format!("  ! {host} NOT rejoined: {why}\n"));
+    }
+    if let Some(why) = &st.semi_sync_degraded {
+        out.push_str(&format!(
+            "  ! semi-sync DEGRADED to asynchronous by the manager: {why}\n"
+        ));
     }
     if let Some(a) = &st.analysis {
         out.push_str(&format!(

@@ -37,6 +37,8 @@ pub mod defaults {
     pub const AUTO_REJOIN: bool = true;
     pub const FAILOVER_BLOCK_PERIOD: Duration = Duration::from_secs(600);
     pub const MASTER_DOWN_AFTER: Duration = Duration::from_secs(1);
+    pub const SEMI_SYNC_DEGRADE_AFTER: Duration = Duration::from_secs(10);
+    pub const AUTO_REINSTATE: bool = false;
 
     pub const ARP_COUNT: u32 = 3;
     pub const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -161,6 +163,15 @@ pub struct ClusterConfig {
     pub failover_block_period: Duration,
     /// How long evidence of a dead master must persist before failover.
     pub master_down_after: Duration,
+    /// The master's commits wait for a semi-sync acknowledgement; when no
+    /// replica has been able to acknowledge for this long (and the manager
+    /// reads the master, under the current epoch), the manager degrades
+    /// semi-sync to asynchronous, and restores it when a replica is back.
+    pub semi_sync_degrade_after: Duration,
+    /// Reinstate a diverged former master automatically when its extra
+    /// transactions were never acknowledged (saved, then undone by binlog
+    /// flashback), as `myha rejoin HOST --force` does.
+    pub auto_reinstate: bool,
     pub vip: Option<VipConfig>,
     pub hooks: HooksConfig,
     pub router: Option<RouterConfig>,

@@ -66,6 +66,8 @@ pub(crate) struct RawCluster {
     pub auto_rejoin: Option<Spanned<bool>>,
     pub failover_block_period: Option<Spanned<String>>,
     pub master_down_after: Option<Spanned<String>>,
+    pub semi_sync_degrade_after: Option<Spanned<String>>,
+    pub auto_reinstate: Option<Spanned<bool>>,
     pub vip: Option<Spanned<RawVip>>,
     pub hooks: Option<Spanned<RawHooks>>,
     pub router: Option<Spanned<RawRouter>>,

@@ -333,6 +333,12 @@ impl Validator<'_> {
                 raw.master_down_after,
                 defaults::MASTER_DOWN_AFTER,
             ),
+            semi_sync_degrade_after: self.duration(
+                "semi_sync_degrade_after",
+                raw.semi_sync_degrade_after,
+                defaults::SEMI_SYNC_DEGRADE_AFTER,
+            ),
+            auto_reinstate: flag(&raw.auto_reinstate, defaults::AUTO_REINSTATE),
             vip: raw.vip.map(|vip| self.vip(vip)),
             hooks: match raw.hooks {
                 Some(hooks) => self.hooks(hooks.value),

@@ -32,6 +32,16 @@ pub struct CheckInput {
     pub replication_user: String,
     pub max_clock_skew_ms: i64,
     pub servers: Vec<CheckServer>,
+    /// What the manager says, when it answers: server -> why it was not
+    /// rejoined; and why semi-sync was degraded, if it was.
+    pub manager: Option<ManagerView>,
+}
+
+/// The manager's view `check` adds to what it reads from the servers.
+#[derive(Debug, Clone, Default)]
+pub struct ManagerView {
+    pub rejoin_refused: std::collections::BTreeMap<String, String>,
+    pub semi_sync_degraded: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +110,69 @@ fn has_replication_grant(grants: &[String]) -> bool {
                 p == "REPLICATION SLAVE" || p == "REPLICATION REPLICA" || p == "ALL PRIVILEGES"
             })
     })
+}
+
+fn semi_sync_checks(
+    out: &mut Out,
+    input: &CheckInput,
+    master: Option<(&CheckServer, &ServerFacts)>,
+) {
+    let degraded = input
+        .manager
+        .as_ref()
+        .and_then(|m| m.semi_sync_degraded.clone());
+    if let Some((m, f)) = master {
+        if !f.semi_sync_master {
+            match &degraded {
+                Some(why) => out.fail(
+                    "semi_sync",
+                    Some(&m.name),
+                    format!("semi-sync degraded to asynchronous by the manager: {why}"),
+                    "bring a replica back: the manager restores semi-sync as soon as one replicates".into(),
+                ),
+                None => out.fail(
+                    "semi_sync",
+                    Some(&m.name),
+                    "the master does not wait for a replica's acknowledgement (rpl_semi_sync_master_enabled=OFF): a commit it acknowledges just before it dies, freezes or is cut off can be lost".into(),
+                    "SET GLOBAL rpl_semi_sync_master_enabled=ON on the master (myha keeps it on across failovers)".into(),
+                ),
+            }
+        } else {
+            match f.semi_sync_timeout_ms {
+                Some(t) if t < crate::report::SEMI_SYNC_MIN_TIMEOUT_MS => out.fail(
+                    "semi_sync_timeout",
+                    Some(&m.name),
+                    format!("rpl_semi_sync_master_timeout is {t} ms: after it, a master that is frozen or cut off acknowledges commits no replica has (the manager removes the timer from a master it reads)"),
+                    format!("rpl_semi_sync_master_timeout = {} in my.cnf of every server", crate::report::SEMI_SYNC_NO_FALLBACK_MS),
+                ),
+                _ => out.ok(
+                    "semi_sync",
+                    Some(&m.name),
+                    "semi-sync on, no fallback timer".into(),
+                ),
+            }
+        }
+    }
+    for s in &input.servers {
+        let Ok(f) = &s.facts else { continue };
+        if master.is_some_and(|(m, _)| m.name == s.name) {
+            continue;
+        }
+        if f.semi_sync_slave {
+            out.ok(
+                "semi_sync_replica",
+                Some(&s.name),
+                "acknowledges as a semi-sync replica".into(),
+            );
+        } else {
+            out.fail(
+                "semi_sync_replica",
+                Some(&s.name),
+                "rpl_semi_sync_slave_enabled=OFF: it never acknowledges, so the master's commits cannot count on it".into(),
+                "rpl_semi_sync_slave_enabled = ON in my.cnf of every server".into(),
+            );
+        }
+    }
 }
 
 /// Run every check; the result lists passed and failed findings in a
@@ -374,6 +447,24 @@ pub fn check(input: &CheckInput) -> Vec<Finding> {
                     "use the same replicate_* settings on every server".into(),
                 );
             }
+        }
+    }
+
+    // Lossless semi-sync (MariaDB): the master waits for a replica's
+    // acknowledgement with no fallback timer, every replica acknowledges.
+    if input.flavor == Flavor::Mariadb {
+        semi_sync_checks(&mut out, input, master);
+    }
+
+    // Servers the manager could not rejoin.
+    if let Some(m) = &input.manager {
+        for (server, why) in &m.rejoin_refused {
+            out.fail(
+                "rejoin",
+                Some(server),
+                format!("not rejoined: {why}"),
+                format!("see the reason; `myha rejoin {server}` (with `--force` where the reason says so)"),
+            );
         }
     }
 

@@ -14,3 +14,4 @@ pub mod report;
 pub mod routing;
 pub mod switchover;
 pub mod topology;
+pub mod upkeep;

@@ -20,6 +20,17 @@ fn replica(server_id: u32, host: &str) -> ServerFacts {
     ServerFacts {
         read_only: true,
         replication: Some(repl(host)),
+        semi_sync_slave: true,
+        ..facts(server_id)
+    }
+}
+
+/// The master: writable, semi-sync on without a fallback timer.
+fn master(server_id: u32) -> ServerFacts {
+    ServerFacts {
+        semi_sync_master: true,
+        semi_sync_slave: true,
+        semi_sync_timeout_ms: Some(myha_core::report::SEMI_SYNC_NO_FALLBACK_MS),
         ..facts(server_id)
     }
 }
@@ -44,11 +55,66 @@ fn healthy() -> CheckInput {
         replication_user: "repl".into(),
         max_clock_skew_ms: 500,
         servers: vec![
-            server("db1", facts(1)),
+            server("db1", master(1)),
             server("db2", replica(2, "db1")),
             server("db3", replica(3, "db1")),
         ],
+        manager: None,
     }
+}
+
+#[test]
+fn semi_sync_with_a_fallback_timer_fails() {
+    let mut input = healthy();
+    facts_of(&mut input, "db1").semi_sync_timeout_ms = Some(5000);
+    let f = failures(&input);
+    assert!(
+        f.iter()
+            .any(|f| f.check == "semi_sync_timeout" && f.server.as_deref() == Some("db1") && f.message.contains("5000 ms")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn semi_sync_off_on_the_master_fails_and_names_a_degrade() {
+    let mut input = healthy();
+    facts_of(&mut input, "db1").semi_sync_master = false;
+    let f = failures(&input);
+    assert!(f.iter().any(|f| f.check == "semi_sync" && f.message.contains("OFF")), "{f:?}");
+    input.manager = Some(myha_core::check::ManagerView {
+        semi_sync_degraded: Some("no replica could acknowledge".into()),
+        ..Default::default()
+    });
+    let f = failures(&input);
+    assert!(
+        f.iter().any(|f| f.check == "semi_sync" && f.message.contains("degraded") && f.message.contains("no replica could acknowledge")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn a_replica_without_semi_sync_fails() {
+    let mut input = healthy();
+    facts_of(&mut input, "db3").semi_sync_slave = false;
+    let f = failures(&input);
+    assert!(
+        f.iter().any(|f| f.check == "semi_sync_replica" && f.server.as_deref() == Some("db3")),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn a_rejoin_refusal_from_the_manager_fails_with_its_reason() {
+    let mut input = healthy();
+    let mut m = myha_core::check::ManagerView::default();
+    m.rejoin_refused
+        .insert("db1".into(), "db1 has diverged: it executed 0-1-9".into());
+    input.manager = Some(m);
+    let f = failures(&input);
+    assert!(
+        f.iter().any(|f| f.check == "rejoin" && f.server.as_deref() == Some("db1") && f.message.contains("0-1-9")),
+        "{f:?}"
+    );
 }
 
 fn srv<'a>(input: &'a mut CheckInput, name: &str) -> &'a mut CheckServer {
@@ -158,6 +224,9 @@ fn healthy_findings_in_stable_order() {
         id("replication_user", Some("db1")),
         id("replication_user", Some("db2")),
         id("replication_user", Some("db3")),
+        id("semi_sync", Some("db1")),
+        id("semi_sync_replica", Some("db2")),
+        id("semi_sync_replica", Some("db3")),
     ];
     assert_eq!(got, want);
 }

@@ -224,12 +224,26 @@ impl Server {
             .query_with(self.flavor.stop_replica(), STOP_REPLICA_BOUND)
             .await?;
         if self.flavor == Flavor::Mariadb {
-            self.db
-                .exec(&format!(
-                    "SET GLOBAL gtid_slave_pos = {}",
-                    myha_core::flavor::sql_string_literal(position)
-                ))
-                .await?;
+            let set = format!(
+                "SET GLOBAL gtid_slave_pos = {}",
+                myha_core::flavor::sql_string_literal(position)
+            );
+            match self.db.exec(&set).await {
+                // ER_MASTER_GTID_POS_CONFLICTS_WITH_BINLOG: under strict
+                // mode the position may not be behind this server's own
+                // binlog in any domain. The caller checked that its only
+                // GTIDs the master lacks are its own heartbeats (written
+                // while it was cut off, in a domain no other server
+                // writes): the position takes the master's there, set
+                // with strict mode off for this one statement.
+                Err(e) if e.server_code() == Some(1947) => {
+                    self.db.exec("SET GLOBAL gtid_strict_mode = OFF").await?;
+                    let res = self.db.exec(&set).await;
+                    self.db.exec("SET GLOBAL gtid_strict_mode = ON").await?;
+                    res?;
+                }
+                other => other?,
+            }
         }
         self.repoint(source, cluster, GtidMode::SlavePos).await
     }

@@ -45,6 +45,13 @@ pub struct ClusterStatus {
     pub last_failover_ms: Option<u64>,
     pub in_progress: Option<Operation>,
     pub needs_rejoin: Vec<String>,
+    /// Why each server that should rejoin has not: the last attempt's
+    /// refusal, and what would fix it.
+    #[serde(default)]
+    pub rejoin_refused: std::collections::BTreeMap<String, String>,
+    /// Semi-sync degraded to asynchronous by the manager, and why.
+    #[serde(default)]
+    pub semi_sync_degraded: Option<String>,
 }
 
 fn status_of(app: &App, name: &str) -> Option<ClusterStatus> {
@@ -64,6 +71,8 @@ fn status_of(app: &App, name: &str) -> Option<ClusterStatus> {
         last_failover_ms: durable.last_failover_ms,
         in_progress: durable.in_progress,
         needs_rejoin: durable.needs_rejoin,
+        rejoin_refused: topo.rejoin_refused(name),
+        semi_sync_degraded: durable.semi_sync_degraded,
         snapshot,
     })
 }
@@ -80,17 +89,35 @@ fn router_view(app: &App, name: &str) -> Option<myha_core::routing::RouterView> 
         .iter()
         .map(|v| backend(v, weight(&v.name)))
         .collect();
-    let writer = st
-        .epoch_master
-        .as_deref()
-        .and_then(|m| servers.iter().find(|b| b.name == m))
-        .filter(|b| b.healthy && b.role == myha_core::topology::Role::Master)
-        .cloned();
+    // A failover or switchover publishes its new master as soon as it is
+    // writable (before the VIP moves and the replicas are repointed): the
+    // manager has just made it so, ahead of the next report.
+    let published = st
+        .in_progress
+        .as_ref()
+        .filter(|op| op.phase >= crate::store::Phase::Writable)
+        .and_then(|op| op.new_master.clone())
+        .filter(|m| st.epoch_master.as_deref() == Some(m.as_str()));
+    let writer = match &published {
+        Some(m) => servers.iter().find(|b| &b.name == m).map(|b| {
+            let mut b = b.clone();
+            b.role = myha_core::topology::Role::Master;
+            b.healthy = true;
+            b.down = false;
+            b
+        }),
+        None => st
+            .epoch_master
+            .as_deref()
+            .and_then(|m| servers.iter().find(|b| b.name == m))
+            .filter(|b| b.healthy && b.role == myha_core::topology::Role::Master)
+            .cloned(),
+    };
     Some(myha_core::routing::RouterView {
         cluster: name.to_string(),
         epoch: st.snapshot.epoch,
         writer,
-        changing: st.in_progress.is_some(),
+        changing: st.in_progress.is_some() && published.is_none(),
         servers,
         max_lag_seconds: cluster.max_lag.as_secs_f64(),
     })

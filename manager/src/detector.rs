@@ -17,6 +17,11 @@ use crate::store::{Event, Phase};
 const TICK: Duration = Duration::from_millis(50);
 /// Pause between two attempts when a failover aborted (no candidate, hook).
 const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// Pause between two automatic rejoin attempts of one server.
+const REJOIN_RETRY: Duration = Duration::from_secs(3);
+/// How long the master of the current epoch must look needlessly fenced
+/// before the manager makes it writable again.
+const UNFENCE_AFTER: Duration = Duration::from_millis(1000);
 
 pub(crate) fn policy(cluster: &ClusterConfig) -> DetectionPolicy {
     DetectionPolicy {
@@ -70,6 +75,7 @@ pub(crate) async fn run(
         Default::default();
     // After an aborted failover, wait before trying again.
     let mut retry_at: Option<std::time::Instant> = None;
+    let mut upkeep = crate::upkeep::Tracker::default();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -150,14 +156,14 @@ pub(crate) async fn run(
             }) {
                 let due = rejoin_tried
                     .get(&s.name)
-                    .is_none_or(|t| t.elapsed() > Duration::from_secs(10));
+                    .is_none_or(|t| t.elapsed() > REJOIN_RETRY);
                 if due {
                     rejoin_tried.insert(s.name.clone(), std::time::Instant::now());
                     let (ctx, cluster, host) = (Arc::clone(&ctx), cluster.clone(), s.name.clone());
+                    // A refusal is recorded (status, check) and logged
+                    // when its reason changes, by rejoin() itself.
                     tokio::spawn(async move {
-                        if let Err(e) = crate::rejoin::rejoin(&ctx, &cluster, &host, false).await {
-                            tracing::info!(%host, reason = %e, "not rejoined");
-                        }
+                        let _ = crate::rejoin::rejoin(&ctx, &cluster, &host, false).await;
                     });
                 }
             }
@@ -165,6 +171,35 @@ pub(crate) async fn run(
 
         let analysis = analyze(&snapshot, durable.master.as_deref(), policy(&cluster));
         ctx.topology.set_analysis(&cluster.name, analysis.clone());
+
+        // Upkeep of a healthy master between operations.
+        if let Some(m) = durable.master.as_deref() {
+            upkeep.observe(&snapshot, m);
+            if analysis.verdict == Verdict::Healthy
+                && durable.in_progress.is_none()
+                && upkeep.due()
+            {
+                let input = myha_core::upkeep::UpkeepInput {
+                    master: m,
+                    semi_sync_degraded: durable.semi_sync_degraded.is_some(),
+                    no_acker_for_ms: upkeep.no_acker_for_ms(),
+                    degrade_after_ms: cluster.semi_sync_degrade_after.as_millis() as u64,
+                    fenced_for_ms: upkeep.fenced_for_ms(),
+                    unfence_after_ms: UNFENCE_AFTER.as_millis() as u64,
+                };
+                if let Some(action) = myha_core::upkeep::upkeep(&snapshot, &input) {
+                    let unfenced = matches!(action, myha_core::upkeep::Upkeep::Unfence { .. });
+                    crate::upkeep::execute(&ctx, &cluster, m, action).await;
+                    upkeep.acted();
+                    if unfenced {
+                        // The VIP goes back with it (its agent dropped it
+                        // when it fenced).
+                        vip_epoch = None;
+                        vip_tried = None;
+                    }
+                }
+            }
+        }
         if last_verdict != Some(analysis.verdict) {
             let status = if analysis.verdict.is_dead() {
                 "failed"

@@ -510,8 +510,19 @@ pub async fn failover(
     }
     let semi_sync = topo
         .last_known_facts(&cluster.name, &old_master)
-        .is_some_and(|(f, _)| f.semi_sync_master);
+        .is_some_and(|(f, _)| f.semi_sync_master)
+        || durable.semi_sync_degraded.is_some();
+    // Semi-sync is on before the first write: a commit the new master
+    // acknowledges is on a replica too. Unless no replica can acknowledge
+    // (then its commits would wait for the manager's degrade decision):
+    // that is decided here, explicitly, and journaled.
+    let ackers = ackers_after_repoint(&run, &snapshot, &old_master, &candidate);
+    let semi_now = semi_sync && !ackers.is_empty();
+    let degraded = (semi_sync && ackers.is_empty()).then(|| {
+        format!("no replica can acknowledge {candidate}'s commits (the others are down, not rejoined or diverged): semi-sync degraded to asynchronous until one replicates")
+    });
     let new_state = topo.update_durable(&cluster.name, |s| {
+        s.semi_sync_degraded = degraded.clone();
         s.epoch += 1;
         s.master = Some(candidate.clone());
         if let Some(op) = s.in_progress.as_mut() {
@@ -543,16 +554,27 @@ pub async fn failover(
         }
     };
     // Past this point there is no going back: finish and report.
-    // Semi-sync comes back once a replica replicates from the new master
-    // (see repoint_all): until then commits would only wait for the
-    // semi-sync timeout, replicas stuck on the dead master cannot ack.
-    match cand.make_writable(false).await {
-        Ok(()) => run.record(
-            "promote",
-            "ok",
-            format!("{candidate} is the master of epoch {epoch}, writable"),
-            Some(t),
-        ),
+    if let Some(why) = &degraded {
+        run.record("semi_sync", "degraded", why.clone(), None);
+    }
+    match cand.make_writable(semi_now).await {
+        Ok(()) => {
+            run.record(
+                "promote",
+                "ok",
+                format!(
+                    "{candidate} is the master of epoch {epoch}, writable{}",
+                    if semi_now {
+                        format!(", semi-sync on (acknowledged by {})", ackers.join(" or "))
+                    } else {
+                        String::new()
+                    }
+                ),
+                Some(t),
+            );
+            // Routers send writes to it from now on.
+            run.set_phase(Phase::Writable, None);
+        }
         Err(e) => run.record(
             "promote",
             "failed",
@@ -767,6 +789,34 @@ async fn abort<'a>(
     report(run, "aborted", None, epoch, choice, "none".into())
 }
 
+/// The replicas that will replicate from `new_master` once repointed
+/// (configured, not the old master, not waiting for rejoin or diverged,
+/// mysqld up): those that can acknowledge its commits.
+pub(crate) fn ackers_after_repoint(
+    run: &Run<'_>,
+    snapshot: &ClusterSnapshot,
+    old_master: &str,
+    new_master: &str,
+) -> Vec<String> {
+    let durable = run
+        .ctx
+        .topology
+        .durable(&run.cluster.name)
+        .unwrap_or_default();
+    run.cluster
+        .hosts
+        .iter()
+        .filter(|h| h.name != old_master && h.name != new_master)
+        .filter(|h| !durable.needs_rejoin.contains(&h.name) && !durable.diverged.contains_key(&h.name))
+        .filter(|h| {
+            snapshot
+                .server(&h.name)
+                .is_some_and(|v| v.mysqld_up == Some(true))
+        })
+        .map(|h| h.name.clone())
+        .collect()
+}
+
 /// Stop the IO thread of every replica but the candidate, in the
 /// background: one stuck connecting to the dead master makes STOP SLAVE
 /// wait up to slave_net_timeout, and that wait must not come after the
@@ -896,9 +946,10 @@ async fn catch_up(run: &Run<'_>, cand: &mut Server, source: &str) -> Result<Stri
     Ok(pos)
 }
 
-/// Put the VIP on the new master (gratuitous ARP moves the clients at
-/// once), then take it off the old host if its agent answers. Adding first
-/// keeps the address answering: the old host's mysqld is dead or fenced.
+/// Move the VIP: off the old host first if its agent answers, then onto
+/// the new master (address, then gratuitous ARP). Never two holders: an
+/// old host whose agent is silent (lost, frozen) drops the address itself
+/// when it fences or resumes.
 pub(crate) async fn move_vip(
     run: &Run<'_>,
     old_master: &str,
@@ -909,18 +960,11 @@ pub(crate) async fn move_vip(
     let Some(vip) = run.cluster.vip.as_ref() else {
         return steps;
     };
-    if let Some(new) = run.host(new_master) {
-        let t = Instant::now();
-        match run.ctx.agents.vip(new, vip, true).await {
-            Ok(v) => steps.push(step("vip_add", "ok", format!("{new_master}: {v}"), Some(t))),
-            Err(e) => steps.push(step("vip_add", "failed", e, Some(t))),
-        }
-    }
     if !old_agent_reachable {
         steps.push(step(
             "vip_remove",
             "skipped",
-            format!("{old_master}'s agent is silent: the new master's gratuitous ARP took the address over; the old host drops it when it fences itself"),
+            format!("{old_master}'s agent is silent: the new master's gratuitous ARP takes the address over; the old host drops it when it fences itself or resumes"),
             None,
         ));
     } else if let Some(old) = run.host(old_master) {
@@ -938,6 +982,13 @@ pub(crate) async fn move_vip(
                 format!("{e} (its agent drops the VIP when it learns the new epoch)"),
                 Some(t),
             )),
+        }
+    }
+    if let Some(new) = run.host(new_master) {
+        let t = Instant::now();
+        match run.ctx.agents.vip(new, vip, true).await {
+            Ok(v) => steps.push(step("vip_add", "ok", format!("{new_master}: {v}"), Some(t))),
+            Err(e) => steps.push(step("vip_add", "failed", e, Some(t))),
         }
     }
     steps

@@ -15,6 +15,7 @@ mod rejoin;
 pub mod state;
 pub mod store;
 pub mod switchover;
+mod upkeep;
 
 use std::sync::Arc;
 

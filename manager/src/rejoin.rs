@@ -14,7 +14,33 @@ use crate::failover::Context;
 /// Rejoin `host` to the master of the current epoch. `force` discards, on
 /// MariaDB, the GTIDs a diverged server has that the master lacks from its
 /// replication history (not their data changes). Returns what was done.
+/// A refusal is kept for `myha status` and `myha check`, and journaled
+/// when its reason changes (not at every attempt).
 pub(crate) async fn rejoin(
+    ctx: &Context,
+    cluster: &ClusterConfig,
+    host: &str,
+    force: bool,
+) -> Result<String, String> {
+    let res = attempt(ctx, cluster, host, force).await;
+    match &res {
+        Ok(_) => {
+            ctx.topology.set_rejoin_refused(&cluster.name, host, None);
+        }
+        Err(why) => {
+            if ctx
+                .topology
+                .set_rejoin_refused(&cluster.name, host, Some(why.clone()))
+            {
+                tracing::warn!(%host, reason = %why, "not rejoined");
+                journal(ctx, &cluster.name, "rejoin", "refused", format!("{host}: {why}"));
+            }
+        }
+    }
+    res
+}
+
+async fn attempt(
     ctx: &Context,
     cluster: &ClusterConfig,
     host: &str,

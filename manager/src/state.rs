@@ -45,6 +45,8 @@ struct ClusterInner {
     hosts: BTreeMap<String, HostEntry>,
     /// The detector's latest analysis.
     analysis: Option<myha_core::analysis::Analysis>,
+    /// Why each server that should rejoin did not, at the last attempt.
+    rejoin_refused: BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -113,6 +115,7 @@ impl Topology {
                         durable,
                         hosts,
                         analysis: None,
+                        rejoin_refused: BTreeMap::new(),
                     }),
                 },
             );
@@ -171,6 +174,28 @@ impl Topology {
         if let Some(e) = self.clusters.get(cluster) {
             e.write().analysis = Some(analysis);
         }
+    }
+
+    /// Record why `host` was not rejoined (`None`: it was, or needs not
+    /// be). Returns whether the reason changed, so callers log changes
+    /// only.
+    pub fn set_rejoin_refused(&self, cluster: &str, host: &str, why: Option<String>) -> bool {
+        let Some(e) = self.clusters.get(cluster) else {
+            return false;
+        };
+        let mut inner = e.write();
+        match why {
+            Some(w) => inner.rejoin_refused.insert(host.to_string(), w.clone()) != Some(w),
+            None => inner.rejoin_refused.remove(host).is_some(),
+        }
+    }
+
+    /// Why servers that should rejoin did not, by server.
+    pub fn rejoin_refused(&self, cluster: &str) -> BTreeMap<String, String> {
+        self.clusters
+            .get(cluster)
+            .map(|e| e.read().rejoin_refused.clone())
+            .unwrap_or_default()
     }
 
     pub fn analysis(&self, cluster: &str) -> Option<myha_core::analysis::Analysis> {

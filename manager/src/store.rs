@@ -45,6 +45,11 @@ pub struct ClusterState {
     /// lacks: server -> the extra GTIDs.
     #[serde(default)]
     pub diverged: std::collections::BTreeMap<String, Vec<String>>,
+    /// Semi-sync is wanted on this cluster's master but was degraded to
+    /// asynchronous by the manager, and why: no replica could acknowledge.
+    /// It comes back on as soon as a replica replicates from the master.
+    #[serde(default)]
+    pub semi_sync_degraded: Option<String>,
 }
 
 /// A multi-step operation under way.
@@ -67,6 +72,9 @@ pub enum Phase {
     CandidateChosen,
     Fenced,
     Promoted,
+    /// The new master is writable: routers send writes to it from now on,
+    /// before the VIP moves and the replicas are repointed.
+    Writable,
     Repointed,
     Done,
 }

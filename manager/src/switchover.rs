@@ -255,13 +255,19 @@ pub async fn switchover(
             return rollback(run, &old_master, &target, true, &e.to_string(), finish).await;
         }
     };
-    match cand.make_writable(false).await {
-        Ok(()) => run.record(
-            "promote",
-            "ok",
-            format!("{target} is the master of epoch {epoch}, writable"),
-            Some(t),
-        ),
+    // Semi-sync on before the first write (the old master, rejoining,
+    // and the other replicas acknowledge).
+    match cand.make_writable(old_semi_sync).await {
+        Ok(()) => {
+            run.record(
+                "promote",
+                "ok",
+                format!("{target} is the master of epoch {epoch}, writable"),
+                Some(t),
+            );
+            // Routers send writes to it from now on.
+            run.set_phase(Phase::Writable, None);
+        }
         Err(e) => run.record(
             "promote",
             "failed",
