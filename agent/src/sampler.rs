@@ -1,4 +1,5 @@
 //! The sampling loop, the master probe and the reporter.
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -11,6 +12,9 @@ use tokio::sync::watch;
 use tokio::time::{interval, MissedTickBehavior};
 
 use crate::Shared;
+
+/// How long a fence queued on a hung mysqld waits for it to answer.
+const QUEUED_FENCE_BOUND: Duration = Duration::from_secs(120);
 
 /// The manager's last answer and when it came.
 pub(crate) type LastAck = Option<(ReportAck, Instant)>;
@@ -211,7 +215,7 @@ pub(crate) async fn run(
     // An isolated master fences itself after this: well before the failover
     // the others run has promoted a new master and moved the VIP... plus the
     // time clients need to notice. Semi-sync must outlast it (see docs).
-    let self_fence_after = (shared.cluster.master_down_after * 2).max(Duration::from_secs(2));
+    let self_fence_after = shared.cluster.self_fence_after();
     let cluster = &shared.cluster;
     let timeouts = Timeouts {
         connect: cfg.connect_timeout,
@@ -240,6 +244,10 @@ pub(crate) async fn run(
         shutdown.clone(),
     ));
 
+    // The server was writable at its last successful sample, and a fence
+    // waiting for a hung mysqld is in flight.
+    let mut was_writable = false;
+    let queued_fence = Arc::new(AtomicBool::new(false));
     let instance = rand_u64();
     let mut seq = 0u64;
     let mut io = IoActivity::default();
@@ -314,8 +322,42 @@ pub(crate) async fn run(
                 }
                 fenced = true;
             }
-        } else {
+        } else if facts.is_none() && was_writable && !queued_fence.load(Ordering::SeqCst) {
+            // A hung mysqld (SIGSTOP, stalled) that was the master, while
+            // the manager names another: queue a fence on it now, so that
+            // it lands the moment mysqld answers again, ahead of anything
+            // it would otherwise acknowledge. A freeze of the whole host
+            // is handled on resume, above.
+            let other = ack
+                .as_ref()
+                .and_then(|(a, _)| a.master.clone())
+                .filter(|m| *m != shared.host.name);
+            if let Some(m) = other {
+                if mysqld_process_running() == Some(true) {
+                    queued_fence.store(true, Ordering::SeqCst);
+                    tracing::warn!(master = %m, "local mysqld not answering while {m} is the master: fence queued until it answers");
+                    let (shared, queued) = (Arc::clone(&shared), Arc::clone(&queued_fence));
+                    tokio::spawn(async move {
+                        let mut slow = Db::new(
+                            shared.local_db().endpoint().clone(),
+                            Timeouts {
+                                connect: QUEUED_FENCE_BOUND,
+                                query: QUEUED_FENCE_BOUND,
+                            },
+                        );
+                        match fence(&mut slow, shared.cluster.flavor).await {
+                            Ok(killed) => tracing::warn!(killed, "queued fence landed: read_only ON"),
+                            Err(e) => tracing::warn!(error = %e, "queued fence did not land"),
+                        }
+                        queued.store(false, Ordering::SeqCst);
+                    });
+                }
+            }
+        } else if facts.is_some() {
             writable_since_seq = None;
+        }
+        if let Some(f) = facts {
+            was_writable = role_of(f) == Role::Master;
         }
         // The VIP belongs to the master of the newest epoch only. Same rule
         // as above: act on an answer that post-dates seeing the VIP here.

@@ -184,6 +184,21 @@ impl ClusterConfig {
     pub fn host(&self, name: &str) -> Option<&HostConfig> {
         self.hosts.iter().find(|h| h.name == name)
     }
+
+    /// A writable master whose agent has had no answer from the manager
+    /// for this long, and reaches no other host of the cluster, fences
+    /// itself: `max(master_down_after, 1 s)`.
+    pub fn self_fence_after(&self) -> std::time::Duration {
+        self.master_down_after.max(std::time::Duration::from_secs(1))
+    }
+
+    /// How long after the manager last heard from an old master's agent a
+    /// failover may promote when it could fence the old master neither
+    /// directly nor through its agent: the self-fence delay, plus time for
+    /// that agent's sample, its peer check (300 ms) and the fence itself.
+    pub fn self_fenced_by(&self, agent_interval: std::time::Duration) -> std::time::Duration {
+        self.self_fence_after() + agent_interval + std::time::Duration::from_millis(750)
+    }
 }
 
 /// One entry of `hosts:`: a database server with its agent.

@@ -13,7 +13,14 @@ use crate::topology::{Role, ServerView};
 /// The GTIDs a server has executed, flavor-neutral.
 pub fn executed_set(f: &ServerFacts) -> Result<GtidSet, GtidError> {
     match f.flavor {
-        Flavor::Mariadb => Ok(MariaGtidPos::from_str(&f.gtid_executed)?.to_set()),
+        // A position set deliberately (a rejoin after RESET MASTER) lives
+        // in gtid_slave_pos until the domain's next event reaches the
+        // binlog: the server has executed both.
+        Flavor::Mariadb => {
+            let binlog = MariaGtidPos::from_str(&f.gtid_executed)?.to_set();
+            let slave = crate::flavor::normalize_gtid_text(&f.gtid_slave_pos);
+            Ok(binlog.union(&MariaGtidPos::from_str(&slave)?.to_set()))
+        }
         Flavor::Mysql => Ok(GtidSet::from(&MysqlGtidSet::from_str(&f.gtid_executed)?)),
     }
 }

@@ -163,6 +163,18 @@ fn gtids(s: &str) -> myha_core::gtid::GtidSet {
 // ------------------------------------------------------------------ ranking
 
 #[test]
+fn executed_includes_a_position_set_after_reset_master() {
+    // After `rejoin --force` (RESET MASTER, gtid_slave_pos set): the
+    // heartbeat domain is only in gtid_slave_pos until its next event.
+    let mut f = replica(2, 100);
+    f.gtid_executed = "0-1-100".into();
+    f.gtid_slave_pos = "0-1-90,1000000001-1-40".into();
+    let exec = myha_core::candidate::executed_set(&f).unwrap();
+    assert!(gtids("0:1-100,1000000001:1-40").is_subset(&exec), "{exec}");
+    assert!(!gtids("0:101").is_subset(&exec));
+}
+
+#[test]
 fn most_advanced_wins() {
     let choice = choose(&input(vec![
         cand("db2", replica(2, 98)),
@@ -338,6 +350,7 @@ fn sql_thread_stopped_with_unapplied_relay_log_excluded() {
     let f = facts_of(&mut inp, "db3");
     f.gtid_executed = "0-1-95".into();
     f.gtid_binlog_state = "0-1-95".into();
+    f.gtid_slave_pos = "0-1-95".into();
     let r = repl_mut(f);
     r.sql_thread = ThreadState::Stopped;
     r.seconds_behind_source = None;

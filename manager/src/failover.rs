@@ -46,6 +46,8 @@ pub struct FailoverReport {
 pub struct Context {
     pub topology: Arc<Topology>,
     pub manager: ManagerConfig,
+    /// The agents' sampling interval (`agent.interval`).
+    pub agent_interval: Duration,
     pub(crate) agents: AgentClient,
 }
 
@@ -481,7 +483,11 @@ pub async fn failover(
         fence_old_master(&run, &old_master, durable.epoch, agent_reachable),
         prepare
     );
+    let fenced_ok = fenced.iter().any(|s| s.step == "fence" && s.status == "ok");
     run.record_all(fenced.into_iter().chain(prepared));
+    if !fenced_ok && executed.is_ok() {
+        wait_for_self_fence(&mut run, &old_master).await;
+    }
     run.set_phase(Phase::Fenced, None);
     let executed = match executed {
         Ok(pos) => pos,
@@ -787,6 +793,52 @@ async fn abort<'a>(
     run.hook("on_failure", Some(old_master), None, epoch, why)
         .await;
     report(run, "aborted", None, epoch, choice, "none".into())
+}
+
+/// The old master could be fenced neither directly nor through its agent.
+/// If its agent is silent (host lost, frozen, or cut off from the manager
+/// and its peers while clients may still reach it), promotion waits until
+/// that agent has fenced itself: never two writable masters. An agent that
+/// answers fences its server as soon as it learns the new epoch (a mysqld
+/// that is gone comes back read-only; a hung one gets a fence queued).
+async fn wait_for_self_fence(run: &mut Run<'_>, old_master: &str) {
+    let Some(view) = run
+        .ctx
+        .topology
+        .snapshot(&run.cluster.name)
+        .and_then(|s| s.server(old_master).cloned())
+    else {
+        return;
+    };
+    if view.agent.reachable {
+        let why = if view.agent.says_mysqld_gone() {
+            "its mysqld is gone (it restarts read-only)"
+        } else {
+            "its agent answers and fences it as soon as it learns the new epoch (queued until a hung mysqld answers)"
+        };
+        run.record(
+            "fence_wait",
+            "skipped",
+            format!("{old_master}: {why}"),
+            None,
+        );
+        return;
+    }
+    let by = run.cluster.self_fenced_by(run.ctx.agent_interval);
+    let heard_ms = view.agent.last_report_age_ms.unwrap_or(0);
+    let wait = by.saturating_sub(Duration::from_millis(heard_ms));
+    let t = Instant::now();
+    tokio::time::sleep(wait).await;
+    run.record(
+        "fence_wait",
+        "ok",
+        format!(
+            "{old_master}'s agent last reported {heard_ms} ms before; a master isolated for {} ms fences itself: waited {} ms more before promoting",
+            run.cluster.self_fence_after().as_millis(),
+            wait.as_millis()
+        ),
+        Some(t),
+    );
 }
 
 /// The replicas that will replicate from `new_master` once repointed

@@ -58,6 +58,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     let ctx = Arc::new(failover::Context {
         topology: Arc::clone(&topology),
         manager: config.manager.clone(),
+        agent_interval: config.agent.interval,
         agents,
     });
     let listener = tokio::net::TcpListener::bind(config.manager.listen)
