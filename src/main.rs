@@ -106,9 +106,10 @@ enum Command {
         host: String,
         #[arg(long)]
         cluster: Option<String>,
-        /// MariaDB: discard the GTIDs a diverged server has that the master
-        /// lacks from its replication history (RESET MASTER; their data
-        /// changes stay). Salvage them first if they matter.
+        /// MariaDB: reinstate a diverged server: the transactions it has
+        /// that the master lacks are saved to a file under the manager's
+        /// state_dir, undone by binlog flashback, then it rejoins. Refused
+        /// (nothing changed) for DDL or statement-format DML.
         #[arg(long)]
         force: bool,
     },

@@ -85,6 +85,33 @@ fn assert_safe(bed: &Bed, sampler: &Sampler, from: Instant, writers: Vec<Patient
             missing.len()
         );
         if !missing.is_empty() {
+            for a in log.acks.iter().filter(|a| missing.contains(&a.id)) {
+                let on: Vec<String> = ["db1", "db2", "db3"]
+                    .iter()
+                    .map(|h| {
+                        let has = bed
+                            .sql(
+                                h,
+                                &format!("SELECT COUNT(*) FROM app.patient WHERE id = {}", a.id),
+                            )
+                            .map(|o| o.trim().to_string())
+                            .unwrap_or_else(|e| format!("? ({e})"));
+                        let state = bed
+                            .sql(h, "SELECT @@gtid_binlog_state")
+                            .map(|o| o.trim().to_string())
+                            .unwrap_or_default();
+                        format!("{h}: has {has}, binlog state {state}")
+                    })
+                    .collect();
+                eprintln!(
+                    "missing id {} (client {}): sent at {:+} ms, acked at {:+} ms after the fault; {}",
+                    a.id,
+                    a.client,
+                    a.sent.saturating_duration_since(from).as_millis() as i64,
+                    a.acked.saturating_duration_since(from).as_millis() as i64,
+                    on.join("; ")
+                );
+            }
             problems.push(format!(
                 "{} acknowledged writes through `{}` missing on the final master {master}: {missing:?}",
                 missing.len(),

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod lease;
 mod sampler;
 pub mod vip;
 

@@ -244,9 +244,25 @@ pub(crate) async fn run(
         shutdown.clone(),
     ));
 
+    // Oversleeping this long means this host was frozen (VM pause, SIGSTOP,
+    // `docker pause`): long enough for the others to have promoted a new
+    // master meanwhile.
+    let freeze_after = cluster.master_down_after.max(Duration::from_millis(500));
     // The server was writable at its last successful sample, and a fence
     // waiting for a hung mysqld is in flight.
     let mut was_writable = false;
+    // Its client sockets were closed since it was last writable.
+    let mut sockets_closed = true;
+    let (want_tx, want_rx) = watch::channel((crate::lease::Want::Unknown, 0u64));
+    let lease_frozen = Arc::new(AtomicBool::new(false));
+    tokio::spawn(crate::lease::keep(
+        crate::lease::Lease::new(shared.host.port, shared.cluster.self_fence_after()),
+        want_rx,
+        Arc::clone(&lease_frozen),
+        cfg.interval.min(Duration::from_millis(250)),
+        freeze_after,
+        shutdown.clone(),
+    ));
     let queued_fence = Arc::new(AtomicBool::new(false));
     let instance = rand_u64();
     let mut seq = 0u64;
@@ -260,10 +276,6 @@ pub(crate) async fn run(
         interface: v.interface.clone(),
         arp_count: v.arp_count,
     });
-    // Oversleeping this long means this host was frozen (VM pause, SIGSTOP,
-    // `docker pause`): long enough for the others to have promoted a new
-    // master meanwhile.
-    let freeze_after = cluster.master_down_after.max(Duration::from_millis(500));
     let mut idle_since: Option<Instant> = None;
     let mut tick = interval(cfg.interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -278,7 +290,7 @@ pub(crate) async fn run(
         let overslept = idle_since
             .map(|t| t.elapsed().saturating_sub(cfg.interval))
             .unwrap_or_default();
-        let resumed = overslept >= freeze_after;
+        let resumed = overslept >= freeze_after || lease_frozen.swap(false, Ordering::SeqCst);
         if resumed {
             tracing::warn!(
                 overslept_ms = overslept.as_millis() as u64,
@@ -312,12 +324,25 @@ pub(crate) async fn run(
                 fence_reason(&shared, &ack, since, started_at, self_fence_after).await
             };
             if let Some(reason) = reason {
+                // The lease is not renewed from now on.
+                want_tx.send_replace((crate::lease::Want::Hold, seq));
                 match fence(&mut db, cluster.flavor).await {
                     Ok(killed) => {
                         tracing::warn!(%reason, killed, "fenced the local mysqld: read_only ON")
                     }
                     Err(e) => {
                         tracing::error!(%reason, error = %e, "fencing the local mysqld failed")
+                    }
+                }
+                // Its clients' sockets, closed in the kernel while the VIP
+                // is still here: their resets reach the clients at once,
+                // and nothing mysqld queued is ever sent.
+                match crate::lease::close_client_sockets(shared.host.port, &shared.host.address)
+                    .await
+                {
+                    Ok(()) => sockets_closed = true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "closing the fenced server's client sockets")
                     }
                 }
                 fenced = true;
@@ -346,7 +371,9 @@ pub(crate) async fn run(
                             },
                         );
                         match fence(&mut slow, shared.cluster.flavor).await {
-                            Ok(killed) => tracing::warn!(killed, "queued fence landed: read_only ON"),
+                            Ok(killed) => {
+                                tracing::warn!(killed, "queued fence landed: read_only ON")
+                            }
                             Err(e) => tracing::warn!(error = %e, "queued fence did not land"),
                         }
                         queued.store(false, Ordering::SeqCst);
@@ -359,6 +386,57 @@ pub(crate) async fn run(
         if let Some(f) = facts {
             was_writable = role_of(f) == Role::Master;
         }
+
+        // The lease: renewed while this is the writable master of the
+        // newest epoch; once it is read-only again, its client sockets are
+        // closed in the kernel (nothing it held back is sent later), then
+        // the rule goes (replicas serve reads).
+        let me_master_now = ack
+            .as_ref()
+            .is_none_or(|(a, _)| a.master.as_deref().is_none_or(|m| m == shared.host.name));
+        let want = match facts {
+            Some(f) if role_of(f) == Role::Master => {
+                if !fenced {
+                    sockets_closed = false;
+                }
+                if !fenced && !resumed && me_master_now {
+                    crate::lease::Want::Serve
+                } else {
+                    crate::lease::Want::Hold
+                }
+            }
+            Some(f) if f.read_only && !queued_fence.load(Ordering::SeqCst) => {
+                if !sockets_closed {
+                    match crate::lease::close_client_sockets(shared.host.port, &shared.host.address)
+                        .await
+                    {
+                        Ok(()) => sockets_closed = true,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "closing the former master's client sockets")
+                        }
+                    }
+                }
+                if sockets_closed {
+                    crate::lease::Want::Release
+                } else {
+                    crate::lease::Want::Hold
+                }
+            }
+            Some(_) => crate::lease::Want::Hold,
+            None if was_writable => crate::lease::Want::Hold,
+            None => crate::lease::Want::Unknown,
+        };
+        let want = if want == crate::lease::Want::Hold || !me_master_now {
+            // Never renew for a server the manager does not name master.
+            if want == crate::lease::Want::Serve {
+                crate::lease::Want::Hold
+            } else {
+                want
+            }
+        } else {
+            want
+        };
+        want_tx.send_replace((want, seq + 1));
         // The VIP belongs to the master of the newest epoch only. Same rule
         // as above: act on an answer that post-dates seeing the VIP here.
         if let Some(spec) = vip_spec.as_ref() {
@@ -389,7 +467,11 @@ pub(crate) async fn run(
         // beside the sampling: a heartbeat waiting for a semi-sync
         // acknowledgement must not delay the reports.
         let writer = (!fenced && !resumed && me_master)
-            .then(|| facts.filter(|f| role_of(f) == Role::Master).map(|f| f.server_id))
+            .then(|| {
+                facts
+                    .filter(|f| role_of(f) == Role::Master)
+                    .map(|f| f.server_id)
+            })
             .flatten();
         heartbeat_tx.send_if_modified(|cur| {
             let changed = *cur != writer;
@@ -490,8 +572,7 @@ async fn heartbeat_loop(
         let Some(server_id) = *writer.borrow() else {
             continue;
         };
-        match heartbeat_write(&mut db, &cluster.heartbeat_table, cluster.flavor, server_id).await
-        {
+        match heartbeat_write(&mut db, &cluster.heartbeat_table, cluster.flavor, server_id).await {
             Ok(()) => failures = 0,
             Err(e) => {
                 failures += 1;

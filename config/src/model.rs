@@ -189,15 +189,19 @@ impl ClusterConfig {
     /// for this long, and reaches no other host of the cluster, fences
     /// itself: `max(master_down_after, 1 s)`.
     pub fn self_fence_after(&self) -> std::time::Duration {
-        self.master_down_after.max(std::time::Duration::from_secs(1))
+        self.master_down_after
+            .max(std::time::Duration::from_secs(1))
     }
 
     /// How long after the manager last heard from an old master's agent a
     /// failover may promote when it could fence the old master neither
     /// directly nor through its agent: the self-fence delay, plus time for
-    /// that agent's sample, its peer check (300 ms) and the fence itself.
+    /// that agent's sample, its peer check (300 ms) and the fence itself;
+    /// and past the end of the master's lease (renewed up to one agent
+    /// interval after its last report, for `self_fence_after` rounded up
+    /// to the next second).
     pub fn self_fenced_by(&self, agent_interval: std::time::Duration) -> std::time::Duration {
-        self.self_fence_after() + agent_interval + std::time::Duration::from_millis(750)
+        self.self_fence_after() + agent_interval + std::time::Duration::from_millis(1250)
     }
 }
 

@@ -9,6 +9,7 @@ pub mod candidate;
 pub mod check;
 pub mod flavor;
 pub mod gtid;
+pub mod reinstate;
 pub mod rejoin;
 pub mod report;
 pub mod routing;

@@ -69,8 +69,9 @@ fn semi_sync_with_a_fallback_timer_fails() {
     facts_of(&mut input, "db1").semi_sync_timeout_ms = Some(5000);
     let f = failures(&input);
     assert!(
-        f.iter()
-            .any(|f| f.check == "semi_sync_timeout" && f.server.as_deref() == Some("db1") && f.message.contains("5000 ms")),
+        f.iter().any(|f| f.check == "semi_sync_timeout"
+            && f.server.as_deref() == Some("db1")
+            && f.message.contains("5000 ms")),
         "{f:?}"
     );
 }
@@ -80,14 +81,20 @@ fn semi_sync_off_on_the_master_fails_and_names_a_degrade() {
     let mut input = healthy();
     facts_of(&mut input, "db1").semi_sync_master = false;
     let f = failures(&input);
-    assert!(f.iter().any(|f| f.check == "semi_sync" && f.message.contains("OFF")), "{f:?}");
+    assert!(
+        f.iter()
+            .any(|f| f.check == "semi_sync" && f.message.contains("OFF")),
+        "{f:?}"
+    );
     input.manager = Some(myha_core::check::ManagerView {
         semi_sync_degraded: Some("no replica could acknowledge".into()),
         ..Default::default()
     });
     let f = failures(&input);
     assert!(
-        f.iter().any(|f| f.check == "semi_sync" && f.message.contains("degraded") && f.message.contains("no replica could acknowledge")),
+        f.iter().any(|f| f.check == "semi_sync"
+            && f.message.contains("degraded")
+            && f.message.contains("no replica could acknowledge")),
         "{f:?}"
     );
 }
@@ -98,7 +105,8 @@ fn a_replica_without_semi_sync_fails() {
     facts_of(&mut input, "db3").semi_sync_slave = false;
     let f = failures(&input);
     assert!(
-        f.iter().any(|f| f.check == "semi_sync_replica" && f.server.as_deref() == Some("db3")),
+        f.iter()
+            .any(|f| f.check == "semi_sync_replica" && f.server.as_deref() == Some("db3")),
         "{f:?}"
     );
 }
@@ -112,7 +120,9 @@ fn a_rejoin_refusal_from_the_manager_fails_with_its_reason() {
     input.manager = Some(m);
     let f = failures(&input);
     assert!(
-        f.iter().any(|f| f.check == "rejoin" && f.server.as_deref() == Some("db1") && f.message.contains("0-1-9")),
+        f.iter().any(|f| f.check == "rejoin"
+            && f.server.as_deref() == Some("db1")
+            && f.message.contains("0-1-9")),
         "{f:?}"
     );
 }

@@ -175,9 +175,7 @@ pub(crate) async fn run(
         // Upkeep of a healthy master between operations.
         if let Some(m) = durable.master.as_deref() {
             upkeep.observe(&snapshot, m);
-            if analysis.verdict == Verdict::Healthy
-                && durable.in_progress.is_none()
-                && upkeep.due()
+            if analysis.verdict == Verdict::Healthy && durable.in_progress.is_none() && upkeep.due()
             {
                 let input = myha_core::upkeep::UpkeepInput {
                     master: m,

@@ -859,7 +859,9 @@ pub(crate) fn ackers_after_repoint(
         .hosts
         .iter()
         .filter(|h| h.name != old_master && h.name != new_master)
-        .filter(|h| !durable.needs_rejoin.contains(&h.name) && !durable.diverged.contains_key(&h.name))
+        .filter(|h| {
+            !durable.needs_rejoin.contains(&h.name) && !durable.diverged.contains_key(&h.name)
+        })
         .filter(|h| {
             snapshot
                 .server(&h.name)

@@ -11,6 +11,7 @@ mod detector;
 pub mod failover;
 mod hooks;
 mod probe;
+mod reinstate;
 mod rejoin;
 pub mod state;
 pub mod store;

@@ -4,16 +4,18 @@
 use myha_config::ClusterConfig;
 use myha_core::flavor::Flavor;
 use myha_core::rejoin::{
-    already_replicates_from, common_position, rejoin_decision, replication_moving, RejoinDecision,
+    already_replicates_from, rejoin_decision, replication_moving, RejoinDecision,
 };
 
 use crate::actions::Server;
 use crate::detector::journal;
 use crate::failover::Context;
 
-/// Rejoin `host` to the master of the current epoch. `force` discards, on
-/// MariaDB, the GTIDs a diverged server has that the master lacks from its
-/// replication history (not their data changes). Returns what was done.
+/// Rejoin `host` to the master of the current epoch. `force` reinstates,
+/// on MariaDB, a diverged server: the GTIDs it has that the master lacks
+/// are saved to a file and undone by binlog flashback (refused when
+/// flashback cannot undo them), then it rejoins (`crate::reinstate`).
+/// Returns what was done.
 /// A refusal is kept for `myha status` and `myha check`, and journaled
 /// when its reason changes (not at every attempt).
 pub(crate) async fn rejoin(
@@ -33,7 +35,13 @@ pub(crate) async fn rejoin(
                 .set_rejoin_refused(&cluster.name, host, Some(why.clone()))
             {
                 tracing::warn!(%host, reason = %why, "not rejoined");
-                journal(ctx, &cluster.name, "rejoin", "refused", format!("{host}: {why}"));
+                journal(
+                    ctx,
+                    &cluster.name,
+                    "rejoin",
+                    "refused",
+                    format!("{host}: {why}"),
+                );
             }
         }
     }
@@ -76,6 +84,13 @@ async fn attempt(
         .facts()
         .await
         .map_err(|e| format!("{master}: {e}"))?;
+    // A reinstatement an earlier attempt left half done is finished first
+    // (its flashback is never applied twice).
+    if let Some(done) =
+        crate::reinstate::resume(ctx, cluster, host, &mut server, master_cfg, &facts).await
+    {
+        return done;
+    }
     let decision = rejoin_decision(&facts, &master_facts).map_err(|e| e.to_string())?;
     match decision {
         RejoinDecision::Rejoin => {
@@ -96,6 +111,31 @@ async fn attempt(
             Ok(what)
         }
         RejoinDecision::Diverged { extra } if !force => {
+            // auto_reinstate: a former master (one the manager knows left
+            // the master's role) is reinstated as `--force` would.
+            let former_master = durable.needs_rejoin.iter().any(|n| n == host)
+                || durable.diverged.contains_key(host);
+            let mut not_reinstated = String::new();
+            if cluster.auto_reinstate && former_master && cluster.flavor == Flavor::Mariadb {
+                match crate::reinstate::reinstate(
+                    ctx,
+                    cluster,
+                    host_cfg,
+                    &mut server,
+                    master_cfg,
+                    &facts,
+                    &master_facts,
+                    "auto_reinstate",
+                )
+                .await
+                {
+                    Ok(done) => return Ok(done),
+                    // Changed midway: not marked diverged, so that the
+                    // next automatic attempt finishes it.
+                    Err(f) if f.changed => return Err(f.message),
+                    Err(f) => not_reinstated = format!(" auto_reinstate: {}.", f.message),
+                }
+            }
             let changed = topo
                 .durable(&cluster.name)
                 .is_none_or(|d| d.diverged.get(host) != Some(&extra));
@@ -112,9 +152,9 @@ async fn attempt(
                 );
             }
             Err(format!(
-                "{host} has diverged: it executed {} that the master {master} lacks. It stays read-only. \
-                 Salvage those transactions from its binary log (mariadb-binlog) if they matter, then \
-                 `myha rejoin {host} --force` to discard them from its replication history, or rebuild it from a backup",
+                "{host} has diverged: it executed {} that the master {master} lacks. It stays read-only.{not_reinstated} \
+                 `myha rejoin {host} --force` reinstates it (those transactions saved to a file, undone by binlog \
+                 flashback, then it rejoins), or rebuild it from a backup",
                 extra.join(",")
             ))
         }
@@ -122,26 +162,23 @@ async fn attempt(
             if cluster.flavor != Flavor::Mariadb {
                 return Err("rejoin --force is supported for MariaDB only: rebuild the MySQL server from a backup of the master".into());
             }
-            let common = common_position(&facts, &master_facts)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("{host} and {master} have no common GTID position: rebuild {host} from a backup"))?;
-            server
-                .reset_binlog()
-                .await
-                .map_err(|e| format!("{host}: RESET MASTER: {e}"))?;
-            server
-                .rejoin_as_replica(master_cfg, cluster, &common)
-                .await
-                .map_err(|e| format!("{host}: {e}"))?;
-            let _ = topo.update_durable(&cluster.name, |s| {
-                s.diverged.remove(host);
-            });
-            let what = format!(
-                "{host} forced to rejoin from {common}: {} discarded from its replication history (their data changes remain on {host})",
-                extra.join(",")
-            );
-            journal(ctx, &cluster.name, "rejoin", "ok", what.clone());
-            Ok(what)
+            // Reinstatement: its extra transactions ({extra}) saved to a
+            // file, undone by flashback, then it rejoins at the common
+            // position. Refused, with the reason, when flashback cannot
+            // undo them (DDL, statement-format DML).
+            tracing::info!(%host, extra = %extra.join(","), "reinstating");
+            crate::reinstate::reinstate(
+                ctx,
+                cluster,
+                host_cfg,
+                &mut server,
+                master_cfg,
+                &facts,
+                &master_facts,
+                "rejoin --force",
+            )
+            .await
+            .map_err(|f| f.message)
         }
     }
 }

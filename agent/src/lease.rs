@@ -1,0 +1,277 @@
+//! The master's lease, held in the kernel: mysqld's replies leave this host
+//! only while the agent keeps renewing a deadline in an iptables rule.
+//!
+//! A frozen host (VM pause, `docker pause`) resumes all its processes at
+//! once: mysqld may send OKs for commits it held before the freeze in the
+//! same instant the agent wakes up, before any fence can run, while a new
+//! master was promoted meanwhile. The kernel is not frozen: an `xt_time`
+//! rule whose `--datestop` the agent pushes forward every second drops
+//! every TCP segment mysqld sends from its port to another host once the
+//! deadline has passed. The agent renews it only while it is not frozen,
+//! its server is the writable master of the newest epoch it knows of, and
+//! it is not fencing; a failover promotes only after the lease has run
+//! out (see `ClusterConfig::self_fenced_by`).
+//!
+//! A fence then closes the server's client sockets in the kernel (`ss
+//! -K`), so that nothing it queued while the lease was out (an OK for a
+//! commit no replica has) is retransmitted later (the resets pass: they
+//! carry nothing), and a server that is no longer the master gets no rule
+//! at all (replicas serve reads).
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::process::Command;
+
+/// The chain holding the lease rules, jumped to from OUTPUT.
+const CHAIN: &str = "MYHA_LEASE";
+/// Upper bound of one iptables or ss run.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn run(tool: &str, args: &[&str]) -> Result<String, String> {
+    let mut cmd = Command::new(tool);
+    cmd.args(args).kill_on_drop(true);
+    match tokio::time::timeout(TOOL_TIMEOUT, cmd.output()).await {
+        Ok(Ok(out)) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).into()),
+        Ok(Ok(out)) => Err(format!(
+            "{tool} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Ok(Err(e)) => Err(format!("{tool}: {e}")),
+        Err(_) => Err(format!("{tool} timed out after {TOOL_TIMEOUT:?}")),
+    }
+}
+
+/// `secs` (Unix) as xt_time's `--datestop` (UTC).
+pub(crate) fn datestop(secs: u64) -> String {
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The lease of this host's mysqld port.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    port: String,
+    /// The `--datestop` second in force, when the rules are in place.
+    until: Option<u64>,
+    /// Whether the DROP rule is in place (this server is the master).
+    enforcing: bool,
+    ttl: Duration,
+}
+
+impl Lease {
+    pub(crate) fn new(port: u16, ttl: Duration) -> Lease {
+        Lease {
+            port: port.to_string(),
+            until: None,
+            enforcing: false,
+            ttl,
+        }
+    }
+
+    fn allow_rule(&self, until: u64) -> Vec<String> {
+        let stop = datestop(until);
+        [
+            "!",
+            "-o",
+            "lo",
+            "-p",
+            "tcp",
+            "--sport",
+            &self.port,
+            "-m",
+            "time",
+            "--datestop",
+            &stop,
+            "-j",
+            "RETURN",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn drop_rule(&self) -> Vec<String> {
+        // Resets pass: they carry nothing, and tell clients at once that
+        // the connection is gone (the fence closes them).
+        [
+            "!",
+            "-o",
+            "lo",
+            "-p",
+            "tcp",
+            "--sport",
+            &self.port,
+            "!",
+            "--tcp-flags",
+            "RST",
+            "RST",
+            "-j",
+            "DROP",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// Put the chain, the jump and both rules in place (after a flush of
+    /// the filter table by someone else, too).
+    async fn install(&mut self, until: u64) -> Result<(), String> {
+        let _ = run("iptables", &["-N", CHAIN]).await;
+        run("iptables", &["-F", CHAIN]).await?;
+        if run("iptables", &["-C", "OUTPUT", "-j", CHAIN])
+            .await
+            .is_err()
+        {
+            run("iptables", &["-I", "OUTPUT", "1", "-j", CHAIN]).await?;
+        }
+        let allow = self.allow_rule(until);
+        let mut args = vec!["-A", CHAIN];
+        args.extend(allow.iter().map(String::as_str));
+        run("iptables", &args).await?;
+        let drop = self.drop_rule();
+        let mut args = vec!["-A", CHAIN];
+        args.extend(drop.iter().map(String::as_str));
+        run("iptables", &args).await?;
+        self.enforcing = true;
+        self.until = Some(until);
+        Ok(())
+    }
+
+    /// Push the deadline to `ttl` from now (rounded up to the second:
+    /// the lease runs between `ttl` and `ttl + 1 s`). Only runs iptables
+    /// when the second changes.
+    pub(crate) async fn renew(&mut self) -> Result<(), String> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|e| e.to_string())?;
+        let until = (now + self.ttl).as_secs() + 1;
+        if self.enforcing && self.until == Some(until) {
+            return Ok(());
+        }
+        if self.enforcing {
+            let allow = self.allow_rule(until);
+            let mut args = vec!["-R", CHAIN, "1"];
+            args.extend(allow.iter().map(String::as_str));
+            // The chain may have been flushed meanwhile: put it back whole.
+            if run("iptables", &args).await.is_ok()
+                && run("iptables", &["-C", "OUTPUT", "-j", CHAIN])
+                    .await
+                    .is_ok()
+            {
+                self.until = Some(until);
+                return Ok(());
+            }
+        }
+        self.install(until).await
+    }
+
+    /// Stop enforcing: this server is not the master (replicas serve
+    /// reads). Call after [`close_client_sockets`] when it was fenced.
+    pub(crate) async fn release(&mut self) {
+        if !self.enforcing {
+            return;
+        }
+        match run("iptables", &["-F", CHAIN]).await {
+            Ok(_) => {
+                self.enforcing = false;
+                self.until = None;
+            }
+            Err(e) => tracing::warn!(error = %e, "releasing the lease"),
+        }
+    }
+}
+
+/// Close, in the kernel, every TCP socket of mysqld's port to another
+/// host (clients, replicas, the manager): whatever mysqld queued on them
+/// (an OK the lease held back) is discarded, never retransmitted.
+/// Connections from this host (the agent's own) are kept.
+pub(crate) async fn close_client_sockets(port: u16, own: &str) -> Result<(), String> {
+    let filter =
+        format!("( sport = :{port} ) and not ( dst 127.0.0.0/8 or dst {own} or dst [::1] )");
+    run("ss", &["-K", "-t", "-n", "state", "connected", &filter])
+        .await
+        .map(|_| ())
+}
+
+/// What the sampler wants of the lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Want {
+    /// Not known yet: leave things as they are.
+    Unknown,
+    /// The writable master of the newest epoch, not fencing: renew.
+    Serve,
+    /// A master that must not serve (fencing, or another is master):
+    /// let the lease run out.
+    Hold,
+    /// Not the master: no rule.
+    Release,
+}
+
+/// Renew the lease every `every` while the sampler's latest word (with its
+/// sample number) is `Serve`. A wait far longer than `every` is a freeze
+/// of this host: the lease is held until the sampler, told through
+/// `frozen`, has fenced and speaks again with a newer sample.
+pub(crate) async fn keep(
+    mut lease: Lease,
+    want: tokio::sync::watch::Receiver<(Want, u64)>,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    every: Duration,
+    freeze_after: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    use std::sync::atomic::Ordering;
+    let mut last = tokio::time::Instant::now();
+    let mut held_until_after: Option<u64> = None;
+    let mut failures = 0u32;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let (w, seq) = *want.borrow();
+        let overslept = last.elapsed().saturating_sub(every);
+        last = tokio::time::Instant::now();
+        if overslept >= freeze_after {
+            tracing::warn!(
+                overslept_ms = overslept.as_millis() as u64,
+                "lease keeper resumed after a freeze: the lease is held until the agent has fenced"
+            );
+            frozen.store(true, Ordering::SeqCst);
+            held_until_after = Some(seq);
+            continue;
+        }
+        if held_until_after.is_some_and(|s| seq <= s) {
+            continue;
+        }
+        held_until_after = None;
+        match w {
+            Want::Serve => match lease.renew().await {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || failures.is_multiple_of(100) {
+                        tracing::error!(error = %e, "renewing the lease failed: this master's replies stop when it runs out");
+                    }
+                }
+            },
+            Want::Release => lease.release().await,
+            Want::Hold | Want::Unknown => {}
+        }
+    }
+}
