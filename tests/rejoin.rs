@@ -84,8 +84,14 @@ fn old_master_with_a_local_write_is_diverged_and_kept_out_until_forced() {
         .unwrap();
     bed.partition("db1").unwrap();
     let new_master = wait_master_not(&bed, "db1");
-    // Written on the cut-off old master (root bypasses read_only).
-    bed.sql("db1", "INSERT INTO app.t VALUES (99)").unwrap();
+    // Written on the cut-off old master (root bypasses read_only; without
+    // semi-sync, which would hold the commit for a replica's
+    // acknowledgement that cannot come).
+    bed.sql(
+        "db1",
+        "SET GLOBAL rpl_semi_sync_master_enabled = OFF; INSERT INTO app.t VALUES (99)",
+    )
+    .unwrap();
     let local = bed.sql("db1", "SELECT @@gtid_binlog_pos").unwrap();
     bed.heal("db1").unwrap();
     let db1 = wait_server(

@@ -80,7 +80,7 @@ struct FenceRequest {
 /// Fence the local mysqld: read_only ON and client sessions killed.
 async fn fence(State(shared): State<Arc<Shared>>, Json(req): Json<FenceRequest>) -> Response {
     let mut db = shared.local_db();
-    match myha_mysql::fence(&mut db, shared.cluster.flavor).await {
+    match crate::lease::fence_host(&shared, &mut db).await {
         Ok(killed) => {
             tracing::warn!(epoch = req.epoch, master = %req.master, killed, "fenced by the manager");
             Json(serde_json::json!({ "fenced": true, "killed": killed })).into_response()

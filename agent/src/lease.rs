@@ -181,6 +181,23 @@ impl Lease {
         self.install(until).await
     }
 
+    /// End the lease now: only resets leave mysqld's port for other hosts
+    /// until the next renewal.
+    pub(crate) async fn expire_now(&mut self) -> Result<(), String> {
+        let _ = run("iptables", &["-N", CHAIN]).await;
+        run("iptables", &["-F", CHAIN]).await?;
+        if run("iptables", &["-C", "OUTPUT", "-j", CHAIN]).await.is_err() {
+            run("iptables", &["-I", "OUTPUT", "1", "-j", CHAIN]).await?;
+        }
+        let drop = self.drop_rule();
+        let mut args = vec!["-A", CHAIN];
+        args.extend(drop.iter().map(String::as_str));
+        run("iptables", &args).await?;
+        self.enforcing = true;
+        self.until = None;
+        Ok(())
+    }
+
     /// Stop enforcing: this server is not the master (replicas serve
     /// reads). Call after [`close_client_sockets`] when it was fenced.
     pub(crate) async fn release(&mut self) {
@@ -228,7 +245,7 @@ pub(crate) enum Want {
 /// of this host: the lease is held until the sampler, told through
 /// `frozen`, has fenced and speaks again with a newer sample.
 pub(crate) async fn keep(
-    mut lease: Lease,
+    lease: std::sync::Arc<tokio::sync::Mutex<Lease>>,
     want: tokio::sync::watch::Receiver<(Want, u64)>,
     frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
     every: Duration,
@@ -261,7 +278,7 @@ pub(crate) async fn keep(
         }
         held_until_after = None;
         match w {
-            Want::Serve => match lease.renew().await {
+            Want::Serve => match lease.lock().await.renew().await {
                 Ok(()) => failures = 0,
                 Err(e) => {
                     failures += 1;
@@ -270,8 +287,34 @@ pub(crate) async fn keep(
                     }
                 }
             },
-            Want::Release => lease.release().await,
+            Want::Release => lease.lock().await.release().await,
             Want::Hold | Want::Unknown => {}
         }
     }
+}
+
+/// Fence this host's mysqld so that no client hears of a commit from now
+/// on: the lease ends at once (only resets leave the port), the client
+/// sockets are closed in the kernel, then the SQL fence (sessions killed,
+/// read_only ON; a session killed while it waits for a semi-sync
+/// acknowledgement can otherwise still be answered OK), then the sockets
+/// opened meanwhile are closed too. Returns the sessions killed.
+pub(crate) async fn fence_host(
+    shared: &crate::Shared,
+    db: &mut myha_mysql::Db,
+) -> Result<usize, String> {
+    let port = shared.host.port;
+    let own = shared.host.address.as_str();
+    let mut lease = shared.lease.lock().await;
+    if let Err(e) = lease.expire_now().await {
+        tracing::error!(error = %e, "ending the lease before fencing");
+    }
+    if let Err(e) = close_client_sockets(port, own).await {
+        tracing::warn!(error = %e, "closing client sockets before fencing");
+    }
+    let killed = myha_mysql::fence(db, shared.cluster.flavor)
+        .await
+        .map_err(|e| e.to_string())?;
+    close_client_sockets(port, own).await?;
+    Ok(killed)
 }

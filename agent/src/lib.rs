@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) token: String,
     pub(crate) agent: myha_config::AgentConfig,
     pub(crate) last: Mutex<Option<AgentReport>>,
+    /// The master's lease on this host (see `lease`).
+    pub(crate) lease: Arc<Mutex<lease::Lease>>,
 }
 
 impl Shared {
@@ -71,12 +73,14 @@ pub async fn run(
         .find_host(host)
         .map(|(c, h)| (c.clone(), h.clone()))
         .ok_or_else(|| AgentError::UnknownHost(host.to_string()))?;
+    let fence_ttl = cluster.self_fence_after();
     let shared = Arc::new(Shared {
         cluster,
         host: host_cfg.clone(),
         token: config.manager.token.expose().to_string(),
         agent: config.agent.clone(),
         last: Mutex::new(None),
+        lease: Arc::new(Mutex::new(lease::Lease::new(host_cfg.port, fence_ttl))),
     });
     let addr = listen_override
         .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], host_cfg.agent_port)));

@@ -7,7 +7,7 @@ use myha_config::AgentConfig;
 use myha_core::flavor::ThreadState;
 use myha_core::report::{AgentReport, MasterView, MysqldStatus, ReportAck, ServerFacts};
 use myha_core::topology::{role_of, Role};
-use myha_mysql::{collect_facts, fence, heartbeat_write, Db, Endpoint, FactsOptions, Timeouts};
+use myha_mysql::{collect_facts, heartbeat_write, Db, Endpoint, FactsOptions, Timeouts};
 use tokio::sync::watch;
 use tokio::time::{interval, MissedTickBehavior};
 
@@ -256,7 +256,7 @@ pub(crate) async fn run(
     let (want_tx, want_rx) = watch::channel((crate::lease::Want::Unknown, 0u64));
     let lease_frozen = Arc::new(AtomicBool::new(false));
     tokio::spawn(crate::lease::keep(
-        crate::lease::Lease::new(shared.host.port, shared.cluster.self_fence_after()),
+        Arc::clone(&shared.lease),
         want_rx,
         Arc::clone(&lease_frozen),
         cfg.interval.min(Duration::from_millis(250)),
@@ -326,23 +326,16 @@ pub(crate) async fn run(
             if let Some(reason) = reason {
                 // The lease is not renewed from now on.
                 want_tx.send_replace((crate::lease::Want::Hold, seq));
-                match fence(&mut db, cluster.flavor).await {
+                // Its clients' sockets are closed in the kernel while the
+                // VIP is still here: their resets reach the clients at
+                // once, and nothing mysqld queued is ever sent.
+                match crate::lease::fence_host(&shared, &mut db).await {
                     Ok(killed) => {
+                        sockets_closed = true;
                         tracing::warn!(%reason, killed, "fenced the local mysqld: read_only ON")
                     }
                     Err(e) => {
                         tracing::error!(%reason, error = %e, "fencing the local mysqld failed")
-                    }
-                }
-                // Its clients' sockets, closed in the kernel while the VIP
-                // is still here: their resets reach the clients at once,
-                // and nothing mysqld queued is ever sent.
-                match crate::lease::close_client_sockets(shared.host.port, &shared.host.address)
-                    .await
-                {
-                    Ok(()) => sockets_closed = true,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "closing the fenced server's client sockets")
                     }
                 }
                 fenced = true;
@@ -370,7 +363,7 @@ pub(crate) async fn run(
                                 query: QUEUED_FENCE_BOUND,
                             },
                         );
-                        match fence(&mut slow, shared.cluster.flavor).await {
+                        match crate::lease::fence_host(&shared, &mut slow).await {
                             Ok(killed) => {
                                 tracing::warn!(killed, "queued fence landed: read_only ON")
                             }

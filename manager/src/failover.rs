@@ -923,8 +923,11 @@ pub(crate) fn step(
     }
 }
 
-/// Fence the old master wherever it can still be reached: directly, else
-/// through its agent. Runs beside the candidate's preparation.
+/// Fence the old master wherever it can still be reached: through its
+/// agent first (it ends the master's lease and closes the client sockets
+/// in the kernel before it kills sessions: a session killed while it waits
+/// for a semi-sync acknowledgement can otherwise still be answered OK),
+/// else directly. Runs beside the candidate's preparation.
 async fn fence_old_master(
     run: &Run<'_>,
     old_master: &str,
@@ -932,48 +935,50 @@ async fn fence_old_master(
     agent_reachable: bool,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
-    let t = Instant::now();
-    let mut direct = false;
-    if let Some(mut old) = run.server(old_master) {
-        match old.fence().await {
-            Ok(killed) => {
-                direct = true;
-                steps.push(step(
-                    "fence",
-                    "ok",
-                    format!(
-                        "{old_master}: read_only ON, {killed} session(s) killed (by the manager)"
-                    ),
-                    Some(t),
-                ));
-            }
-            Err(e) => steps.push(step(
-                "fence",
-                "skipped",
-                format!("{old_master} not reachable from the manager: {e}"),
-                Some(t),
-            )),
-        }
-    }
-    if !direct && !agent_reachable {
-        steps.push(step(
-            "fence",
-            "skipped",
-            format!("{old_master}'s agent is silent too: it fences itself when isolated and on its next contact with the manager"),
-            None,
-        ));
-    } else if !direct {
+    if agent_reachable {
         if let Some(h) = run.host(old_master) {
             let t = Instant::now();
             match run.ctx.agents.fence(h, epoch + 1, "").await {
-                Ok(v) => steps.push(step("fence", "ok", format!("{old_master} fenced by its agent: {v}"), Some(t))),
+                Ok(v) => {
+                    steps.push(step(
+                        "fence",
+                        "ok",
+                        format!("{old_master} fenced by its agent: {v}"),
+                        Some(t),
+                    ));
+                    return steps;
+                }
                 Err(e) => steps.push(step(
                     "fence",
                     "skipped",
-                    format!("{old_master}'s agent not reachable ({e}); it fences itself when isolated and on its next contact"),
+                    format!("{old_master}'s agent could not fence it ({e}); trying directly"),
                     Some(t),
                 )),
             }
+        }
+    }
+    let t = Instant::now();
+    if let Some(mut old) = run.server(old_master) {
+        match old.fence().await {
+            Ok(killed) => steps.push(step(
+                "fence",
+                "ok",
+                format!("{old_master}: read_only ON, {killed} session(s) killed (by the manager)"),
+                Some(t),
+            )),
+            Err(e) => steps.push(step(
+                "fence",
+                "skipped",
+                format!(
+                    "{old_master} not reachable from the manager either: {e}; {}",
+                    if agent_reachable {
+                        "its agent fences it as soon as it learns the new epoch"
+                    } else {
+                        "its agent is silent: it fences itself when isolated, and on resuming from a freeze"
+                    }
+                ),
+                Some(t),
+            )),
         }
     }
     steps
