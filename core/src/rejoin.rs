@@ -114,6 +114,33 @@ pub fn common_position(
     Ok(Some(out.join(",")))
 }
 
+/// The `gtid_binlog_state` of a server reinstated after RESET MASTER: its
+/// own state with the GTIDs the master lacks taken out (each domain and
+/// origin capped at the master's sequence, origins the master lacks
+/// dropped, myha's heartbeat domains too). Set right after
+/// RESET MASTER, it keeps the server's history comparable: without it,
+/// the transactions of every other origin would later look like
+/// something the server lacks, and any server that has them like it
+/// diverged. Each domain's newest entry comes last.
+pub fn common_binlog_state(server: &ServerFacts, master: &ServerFacts) -> Result<String, GtidError> {
+    let mine = MariaBinlogState::from_str(&server.gtid_binlog_state)?;
+    let theirs = MariaBinlogState::from_str(&master.gtid_binlog_state)?;
+    let mut kept: Vec<(u32, u64, u32)> = mine
+        .iter()
+        .filter_map(|g| {
+            theirs
+                .get(g.domain, g.server_id)
+                .map(|seq| (g.domain, seq.min(g.seq), g.server_id))
+        })
+        .collect();
+    kept.sort_unstable();
+    Ok(kept
+        .iter()
+        .map(|(d, seq, s)| format!("{d}-{s}-{seq}"))
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
 /// The replication position a returning MariaDB server resumes from: what
 /// it executed, except in its own heartbeat domain, where it takes the
 /// master's position (its last heartbeats may never have left it).

@@ -78,3 +78,29 @@ fn a_moving_replica_is_stopped_before_its_position_is_read() {
         assert!(replication_moving(&facts(Some(repl("h", 3306, io, sql)))));
     }
 }
+
+#[test]
+fn reinstated_binlog_state_keeps_the_shared_history_without_the_extras() {
+    // db1, the former master, holds 0-1-119 that db2 (the master) lacks;
+    // both share 0-1-118 and db2's own 0-2-40 is not on db1 yet.
+    let server = ServerFacts {
+        gtid_binlog_state: "0-2-30,0-1-119,1000000001-1-77".into(),
+        ..facts(None)
+    };
+    let master = ServerFacts {
+        gtid_binlog_state: "0-1-118,0-2-40,1000000001-1-70,1000000002-2-9".into(),
+        ..facts(None)
+    };
+    let state = myha_core::rejoin::common_binlog_state(&server, &master).unwrap();
+    // The domain's newest entry last; its heartbeats as far as the master
+    // has them.
+    assert_eq!(state, "0-2-30,0-1-118,1000000001-1-70");
+    // Nothing extra is left against the master.
+    let after = ServerFacts {
+        gtid_binlog_state: state,
+        ..facts(None)
+    };
+    assert!(myha_core::rejoin::extra_gtids(&after, &master)
+        .unwrap()
+        .is_empty());
+}

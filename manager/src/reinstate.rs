@@ -80,6 +80,10 @@ struct Marker {
     /// The files the transactions were saved to.
     saved: Vec<String>,
     at_ms: u64,
+    /// `gtid_binlog_state` set after RESET MASTER: the history the server
+    /// shares with the master (see `common_binlog_state`).
+    #[serde(default)]
+    common_state: String,
 }
 
 /// A `gtid_binlog_state` without myha's heartbeat domains (the agent may
@@ -292,6 +296,16 @@ async fn finish(
             .query_with("RESET MASTER", RESET_BOUND)
             .await
             .map_err(|e| pending(format!("RESET MASTER: {e}")))?;
+    }
+    if !marker.common_state.is_empty() {
+        server
+            .db
+            .exec(&format!(
+                "SET GLOBAL gtid_binlog_state = {}",
+                myha_core::flavor::sql_string_literal(&marker.common_state)
+            ))
+            .await
+            .map_err(|e| pending(format!("setting gtid_binlog_state after RESET MASTER: {e}")))?;
     }
     server
         .rejoin_as_replica(master_cfg, cluster, &marker.common)
@@ -556,6 +570,8 @@ pub(crate) async fn reinstate(
         binlog_state: facts.gtid_binlog_state.clone(),
         saved: saved.clone(),
         at_ms: unix_ms(),
+        common_state: myha_core::rejoin::common_binlog_state(facts, master_facts)
+            .unwrap_or_default(),
     };
     let marker_file = marker_path(ctx, &cluster.name, host);
     write_marker(&marker_file, &marker).map_err(|e| {

@@ -2771,7 +2771,15 @@ pub mod chaos {
                         .myha(&["rejoin", h])
                         .is_ok_and(|o| o.status.success());
                     if !plain {
-                        let _ = self.bed.myha(&["rejoin", h, "--force"]);
+                        match self.bed.myha(&["rejoin", h, "--force"]) {
+                            Ok(o) if o.status.success() => {}
+                            Ok(o) => eprintln!(
+                                "  rejoin {h} --force failed: {}{}",
+                                String::from_utf8_lossy(&o.stdout).trim(),
+                                String::from_utf8_lossy(&o.stderr).trim()
+                            ),
+                            Err(e) => eprintln!("  rejoin {h} --force: {e}"),
+                        }
                     }
                 }
                 let again = self.bed.wait_full_strength(Duration::from_secs(20));
