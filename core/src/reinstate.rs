@@ -44,6 +44,29 @@ impl ExtraRange {
         self.after.to_string()
     }
 
+    /// `--start-position` with every other domain of the server's binary
+    /// log at `binlog_pos` (its `gtid_binlog_pos`), so that nothing of
+    /// them is read: a binary log that does not start at the beginning of
+    /// every domain (after RESET MASTER and a `gtid_binlog_state` set, or
+    /// purged logs) refuses a start position that leaves a domain out.
+    pub fn start_position_beside(&self, binlog_pos: &str) -> String {
+        let mut out = vec![self.after.to_string()];
+        out.extend(
+            binlog_pos
+                .split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .filter(|g| {
+                    g.split('-')
+                        .next()
+                        .and_then(|d| d.parse::<u32>().ok())
+                        .is_some_and(|d| d != self.domain)
+                })
+                .map(str::to_string),
+        );
+        out.join(",")
+    }
+
     /// `--stop-position` (inclusive).
     pub fn stop_position(&self) -> String {
         self.last.to_string()

@@ -141,6 +141,24 @@ pub fn common_binlog_state(server: &ServerFacts, master: &ServerFacts) -> Result
         .join(","))
 }
 
+/// Where a MariaDB candidate starts replicating from `source` to catch up
+/// with it: per domain, its own position, or the source's where the
+/// candidate is ahead (a heartbeat the source never received; asking the
+/// source for a GTID it lacks stops replication with error 1236). What
+/// the candidate lacks is fetched, nothing is fetched twice.
+pub fn catch_up_position(candidate: &ServerFacts, source: &ServerFacts) -> Result<String, GtidError> {
+    let mine = MariaGtidPos::from_str(&candidate.gtid_executed)?;
+    let theirs = MariaGtidPos::from_str(&source.gtid_executed)?;
+    let pos: MariaGtidPos = mine
+        .iter()
+        .map(|g| match theirs.get(g.domain) {
+            Some(t) if t.seq < g.seq => *t,
+            _ => *g,
+        })
+        .collect();
+    Ok(pos.to_string())
+}
+
 /// The replication position a returning MariaDB server resumes from: what
 /// it executed, except in its own heartbeat domain, where it takes the
 /// master's position (its last heartbeats may never have left it).

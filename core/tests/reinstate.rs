@@ -291,6 +291,10 @@ fn ranges_start_at_the_common_gtid_and_skip_heartbeats() {
         }]
     );
     assert_eq!(ranges[0].start_position(), "0-1-3");
+    assert_eq!(
+        ranges[0].start_position_beside("0-1-6,1000000001-1-40"),
+        "0-1-3,1000000001-1-40"
+    );
     assert_eq!(ranges[0].stop_position(), "0-1-6");
     let trxs = parse_decoded(DECODED).unwrap();
     // 0-1-7 and 0-1-8 are outside the range.

@@ -104,3 +104,19 @@ fn reinstated_binlog_state_keeps_the_shared_history_without_the_extras() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn catch_up_never_asks_the_source_for_what_it_lacks() {
+    let cand = ServerFacts {
+        gtid_executed: "0-2-100,1000000002-2-50".into(),
+        ..facts(None)
+    };
+    let source = ServerFacts {
+        gtid_executed: "0-2-120,1000000002-2-48".into(),
+        ..facts(None)
+    };
+    assert_eq!(
+        myha_core::rejoin::catch_up_position(&cand, &source).unwrap(),
+        "0-2-100,1000000002-2-48"
+    );
+}

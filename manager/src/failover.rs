@@ -996,9 +996,20 @@ async fn catch_up(run: &Run<'_>, cand: &mut Server, source: &str) -> Result<Stri
         .apply_relay_log(CATCH_UP_BOUND)
         .await
         .map_err(|e| format!("{source} could not apply its relay log: {e}"))?;
-    cand.repoint(&src_host, run.cluster, GtidMode::SlavePos)
-        .await
-        .map_err(|e| format!("repointing {} to {source}: {e}", cand.name))?;
+    if run.cluster.flavor == myha_core::flavor::Flavor::Mariadb {
+        // Its position set deliberately: where it is ahead of the source
+        // (a later heartbeat), the source's.
+        let mine = cand.facts().await.map_err(|e| e.to_string())?;
+        let theirs = src.facts().await.map_err(|e| e.to_string())?;
+        let start = myha_core::rejoin::catch_up_position(&mine, &theirs).map_err(|e| e.to_string())?;
+        cand.rejoin_as_replica(&src_host, run.cluster, &start)
+            .await
+            .map_err(|e| format!("repointing {} to {source} from {start}: {e}", cand.name))?;
+    } else {
+        cand.repoint(&src_host, run.cluster, GtidMode::SlavePos)
+            .await
+            .map_err(|e| format!("repointing {} to {source}: {e}", cand.name))?;
+    }
     cand.wait_for_gtids(&pos, CATCH_UP_BOUND)
         .await
         .map_err(|e| e.to_string())?;

@@ -244,6 +244,7 @@ async fn read_range(
     host: &HostConfig,
     first_log: &str,
     range: &ExtraRange,
+    binlog_pos: &str,
     extra: &[&str],
 ) -> Result<String, String> {
     let mut args = vec![
@@ -251,7 +252,10 @@ async fn read_range(
         "--read-from-remote-server".to_string(),
         format!("--host={}", host.address),
         format!("--port={}", host.port),
-        format!("--start-position={}", range.start_position()),
+        format!(
+            "--start-position={}",
+            range.start_position_beside(binlog_pos)
+        ),
         format!("--stop-position={}", range.stop_position()),
         "--to-last-log".to_string(),
     ];
@@ -476,7 +480,7 @@ pub(crate) async fn reinstate(
     let mut decoded = String::new();
     for r in &ranges {
         let read =
-            |extra: &'static [&'static str]| read_range(&creds, host_cfg, &first_log, r, extra);
+            |extra: &'static [&'static str]| read_range(&creds, host_cfg, &first_log, r, &facts.gtid_executed, extra);
         replayable.push_str(
             &read(&["-v"])
                 .await
@@ -550,7 +554,14 @@ pub(crate) async fn reinstate(
     let mut outputs = Vec::new();
     for r in &ranges {
         outputs.push(
-            read_range(&creds, host_cfg, &first_log, r, &["--flashback"])
+            read_range(
+                &creds,
+                host_cfg,
+                &first_log,
+                r,
+                &facts.gtid_executed,
+                &["--flashback"],
+            )
                 .await
                 .map_err(|e| Failure::unchanged(host, e))?,
         );
