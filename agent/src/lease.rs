@@ -129,9 +129,9 @@ impl Lease {
         .collect()
     }
 
-    /// Put the chain, the jump and both rules in place (after a flush of
+    /// The chain, empty, jumped to from OUTPUT (put back after a flush of
     /// the filter table by someone else, too).
-    async fn install(&mut self, until: u64) -> Result<(), String> {
+    async fn empty_chain() -> Result<(), String> {
         let _ = run("iptables", &["-N", CHAIN]).await;
         run("iptables", &["-F", CHAIN]).await?;
         if run("iptables", &["-C", "OUTPUT", "-j", CHAIN])
@@ -140,16 +140,24 @@ impl Lease {
         {
             run("iptables", &["-I", "OUTPUT", "1", "-j", CHAIN]).await?;
         }
-        let allow = self.allow_rule(until);
+        Ok(())
+    }
+
+    async fn append(rule: &[String]) -> Result<(), String> {
         let mut args = vec!["-A", CHAIN];
-        args.extend(allow.iter().map(String::as_str));
-        run("iptables", &args).await?;
-        let drop = self.drop_rule();
-        let mut args = vec!["-A", CHAIN];
-        args.extend(drop.iter().map(String::as_str));
-        run("iptables", &args).await?;
+        args.extend(rule.iter().map(String::as_str));
+        run("iptables", &args).await.map(|_| ())
+    }
+
+    /// Both rules in place, the deadline at `until` (`None`: passed).
+    async fn install(&mut self, until: Option<u64>) -> Result<(), String> {
+        Lease::empty_chain().await?;
+        if let Some(u) = until {
+            Lease::append(&self.allow_rule(u)).await?;
+        }
+        Lease::append(&self.drop_rule()).await?;
         self.enforcing = true;
-        self.until = Some(until);
+        self.until = until;
         Ok(())
     }
 
@@ -178,24 +186,13 @@ impl Lease {
                 return Ok(());
             }
         }
-        self.install(until).await
+        self.install(Some(until)).await
     }
 
     /// End the lease now: only resets leave mysqld's port for other hosts
     /// until the next renewal.
     pub(crate) async fn expire_now(&mut self) -> Result<(), String> {
-        let _ = run("iptables", &["-N", CHAIN]).await;
-        run("iptables", &["-F", CHAIN]).await?;
-        if run("iptables", &["-C", "OUTPUT", "-j", CHAIN]).await.is_err() {
-            run("iptables", &["-I", "OUTPUT", "1", "-j", CHAIN]).await?;
-        }
-        let drop = self.drop_rule();
-        let mut args = vec!["-A", CHAIN];
-        args.extend(drop.iter().map(String::as_str));
-        run("iptables", &args).await?;
-        self.enforcing = true;
-        self.until = None;
-        Ok(())
+        self.install(None).await
     }
 
     /// Stop enforcing: this server is not the master (replicas serve
@@ -317,4 +314,30 @@ pub(crate) async fn fence_host(
         .map_err(|e| e.to_string())?;
     close_client_sockets(port, own).await?;
     Ok(killed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datestop_is_utc_civil_time() {
+        assert_eq!(datestop(0), "1970-01-01T00:00:00");
+        assert_eq!(datestop(951_782_400), "2000-02-29T00:00:00");
+        assert_eq!(datestop(1_796_136_499), "2026-12-01T14:48:19");
+        assert_eq!(datestop(4_102_444_800), "2100-01-01T00:00:00");
+    }
+
+    #[test]
+    fn rules_cover_the_port_to_other_hosts_and_let_resets_pass() {
+        let l = Lease::new(3307, Duration::from_secs(1));
+        assert_eq!(
+            l.allow_rule(0).join(" "),
+            "! -o lo -p tcp --sport 3307 -m time --datestop 1970-01-01T00:00:00 -j RETURN"
+        );
+        assert_eq!(
+            l.drop_rule().join(" "),
+            "! -o lo -p tcp --sport 3307 ! --tcp-flags RST RST -j DROP"
+        );
+    }
 }

@@ -122,7 +122,10 @@ pub fn common_position(
 /// the transactions of every other origin would later look like
 /// something the server lacks, and any server that has them like it
 /// diverged. Each domain's newest entry comes last.
-pub fn common_binlog_state(server: &ServerFacts, master: &ServerFacts) -> Result<String, GtidError> {
+pub fn common_binlog_state(
+    server: &ServerFacts,
+    master: &ServerFacts,
+) -> Result<String, GtidError> {
     let mine = MariaBinlogState::from_str(&server.gtid_binlog_state)?;
     let theirs = MariaBinlogState::from_str(&master.gtid_binlog_state)?;
     let mut kept: Vec<(u32, u64, u32)> = mine
@@ -146,7 +149,10 @@ pub fn common_binlog_state(server: &ServerFacts, master: &ServerFacts) -> Result
 /// candidate is ahead (a heartbeat the source never received; asking the
 /// source for a GTID it lacks stops replication with error 1236). What
 /// the candidate lacks is fetched, nothing is fetched twice.
-pub fn catch_up_position(candidate: &ServerFacts, source: &ServerFacts) -> Result<String, GtidError> {
+pub fn catch_up_position(
+    candidate: &ServerFacts,
+    source: &ServerFacts,
+) -> Result<String, GtidError> {
     let mine = MariaGtidPos::from_str(&candidate.gtid_executed)?;
     let theirs = MariaGtidPos::from_str(&source.gtid_executed)?;
     let pos: MariaGtidPos = mine

@@ -1001,7 +1001,8 @@ async fn catch_up(run: &Run<'_>, cand: &mut Server, source: &str) -> Result<Stri
         // (a later heartbeat), the source's.
         let mine = cand.facts().await.map_err(|e| e.to_string())?;
         let theirs = src.facts().await.map_err(|e| e.to_string())?;
-        let start = myha_core::rejoin::catch_up_position(&mine, &theirs).map_err(|e| e.to_string())?;
+        let start =
+            myha_core::rejoin::catch_up_position(&mine, &theirs).map_err(|e| e.to_string())?;
         cand.rejoin_as_replica(&src_host, run.cluster, &start)
             .await
             .map_err(|e| format!("repointing {} to {source} from {start}: {e}", cand.name))?;

@@ -479,8 +479,9 @@ pub(crate) async fn reinstate(
     let mut replayable = String::new();
     let mut decoded = String::new();
     for r in &ranges {
-        let read =
-            |extra: &'static [&'static str]| read_range(&creds, host_cfg, &first_log, r, &facts.gtid_executed, extra);
+        let read = |extra: &'static [&'static str]| {
+            read_range(&creds, host_cfg, &first_log, r, &facts.gtid_executed, extra)
+        };
         replayable.push_str(
             &read(&["-v"])
                 .await
@@ -562,8 +563,8 @@ pub(crate) async fn reinstate(
                 &facts.gtid_executed,
                 &["--flashback"],
             )
-                .await
-                .map_err(|e| Failure::unchanged(host, e))?,
+            .await
+            .map_err(|e| Failure::unchanged(host, e))?,
         );
     }
     let (script, rows) = atomic_flashback(&outputs).map_err(|e| Failure::unchanged(host, e))?;
