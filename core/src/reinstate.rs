@@ -44,15 +44,17 @@ impl ExtraRange {
         self.after.to_string()
     }
 
-    /// `--start-position` with every other domain of the server's binary
-    /// log at `binlog_pos` (its `gtid_binlog_pos`), so that nothing of
-    /// them is read: a binary log that does not start at the beginning of
-    /// every domain (after RESET MASTER and a `gtid_binlog_state` set, or
-    /// purged logs) refuses a start position that leaves a domain out.
-    pub fn start_position_beside(&self, binlog_pos: &str) -> String {
+    /// `--start-position` with every other domain at `initial`, the state
+    /// the server's first binary log starts from (`BINLOG_GTID_POS(first,
+    /// 4)`): a binary log that does not start at the beginning of every
+    /// domain (after RESET MASTER and a `gtid_binlog_state` set, or purged
+    /// logs) refuses a start position that leaves a domain out, and one
+    /// past the domain's events is never reached. Their events are left
+    /// out with `--do-domain-ids`.
+    pub fn start_position_beside(&self, initial: &str) -> String {
         let mut out = vec![self.after.to_string()];
         out.extend(
-            binlog_pos
+            initial
                 .split(',')
                 .map(str::trim)
                 .filter(|g| !g.is_empty())

@@ -244,7 +244,7 @@ async fn read_range(
     host: &HostConfig,
     first_log: &str,
     range: &ExtraRange,
-    binlog_pos: &str,
+    initial: &str,
     extra: &[&str],
 ) -> Result<String, String> {
     let mut args = vec![
@@ -252,10 +252,8 @@ async fn read_range(
         "--read-from-remote-server".to_string(),
         format!("--host={}", host.address),
         format!("--port={}", host.port),
-        format!(
-            "--start-position={}",
-            range.start_position_beside(binlog_pos)
-        ),
+        format!("--start-position={}", range.start_position_beside(initial)),
+        format!("--do-domain-ids={}", range.domain),
         format!("--stop-position={}", range.stop_position()),
         "--to-last-log".to_string(),
     ];
@@ -465,6 +463,20 @@ pub(crate) async fn reinstate(
         .first()
         .and_then(|r| r.get("Log_name").cloned().flatten())
         .ok_or_else(|| Failure::unchanged(host, "SHOW BINARY LOGS returned no binary log"))?;
+    // The GTID state the first binary log starts from (after a RESET
+    // MASTER with gtid_binlog_state set, or purged logs, not every domain
+    // starts at its beginning): the other domains are read from there and
+    // filtered out, or the server refuses the read.
+    let initial = server
+        .db
+        .query_first(&format!(
+            "SELECT BINLOG_GTID_POS({}, 4) AS pos",
+            myha_core::flavor::sql_string_literal(&first_log)
+        ))
+        .await
+        .map_err(|e| Failure::unchanged(host, format!("BINLOG_GTID_POS: {e}")))?
+        .and_then(|r| r.get("pos").cloned().flatten())
+        .unwrap_or_default();
     let creds = Credentials::write(&dir, cluster).map_err(|e| {
         Failure::unchanged(
             host,
@@ -480,7 +492,7 @@ pub(crate) async fn reinstate(
     let mut decoded = String::new();
     for r in &ranges {
         let read = |extra: &'static [&'static str]| {
-            read_range(&creds, host_cfg, &first_log, r, &facts.gtid_executed, extra)
+            read_range(&creds, host_cfg, &first_log, r, &initial, extra)
         };
         replayable.push_str(
             &read(&["-v"])
@@ -555,16 +567,9 @@ pub(crate) async fn reinstate(
     let mut outputs = Vec::new();
     for r in &ranges {
         outputs.push(
-            read_range(
-                &creds,
-                host_cfg,
-                &first_log,
-                r,
-                &facts.gtid_executed,
-                &["--flashback"],
-            )
-            .await
-            .map_err(|e| Failure::unchanged(host, e))?,
+            read_range(&creds, host_cfg, &first_log, r, &initial, &["--flashback"])
+                .await
+                .map_err(|e| Failure::unchanged(host, e))?,
         );
     }
     let (script, rows) = atomic_flashback(&outputs).map_err(|e| Failure::unchanged(host, e))?;
