@@ -211,16 +211,44 @@ impl Lease {
     }
 }
 
-/// Close, in the kernel, every TCP socket of mysqld's port to another
-/// host (clients, replicas, the manager): whatever mysqld queued on them
-/// (an OK the lease held back) is discarded, never retransmitted.
-/// Connections from this host (the agent's own) are kept.
+/// The peers (`ip:port`) of mysqld's sockets to other hosts that still
+/// hold data to send, from `ss -Htn state connected` output: what the
+/// lease held back (an OK for a commit no replica has).
+pub(crate) fn pending_peers(ss: &str, port: u16, own: &str) -> Vec<String> {
+    let local_suffix = format!(":{port}");
+    ss.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (send_q, local, peer) = match f.as_slice() {
+                [_state, _recv, send, local, peer, ..] => (*send, *local, *peer),
+                _ => return None,
+            };
+            let pending = send_q.parse::<u64>().is_ok_and(|n| n > 0);
+            let ip = peer.rsplit_once(':').map_or(peer, |(h, _)| h);
+            let ip = ip.trim_start_matches('[').trim_end_matches(']');
+            let local_host = ip == own || ip.starts_with("127.") || ip == "::1";
+            (pending && local.ends_with(&local_suffix) && !local_host).then(|| peer.to_string())
+        })
+        .collect()
+}
+
+/// Close, in the kernel, mysqld's sockets to other hosts that still hold
+/// data to send: what mysqld queued while the lease was out (an OK for a
+/// commit no replica has) is discarded, never retransmitted once the rule
+/// goes. Sockets with nothing pending are left to close normally, so that
+/// their clients hear of it (a reset sent while the host is cut off would
+/// be lost, and the client would wait for its own timeout).
 pub(crate) async fn close_client_sockets(port: u16, own: &str) -> Result<(), String> {
-    let filter =
-        format!("( sport = :{port} ) and not ( dst 127.0.0.0/8 or dst {own} or dst [::1] )");
-    run("ss", &["-K", "-t", "-n", "state", "connected", &filter])
-        .await
-        .map(|_| ())
+    let filter = format!("( sport = :{port} )");
+    let listing = run("ss", &["-H", "-t", "-n", "state", "connected", &filter]).await?;
+    for peer in pending_peers(&listing, port, own) {
+        let Some((ip, pport)) = peer.rsplit_once(':') else {
+            continue;
+        };
+        let kill = format!("( sport = :{port} and dport = :{pport} and dst {ip} )");
+        run("ss", &["-K", "-t", "-n", "state", "connected", &kill]).await?;
+    }
+    Ok(())
 }
 
 /// What the sampler wants of the lease.
@@ -319,6 +347,20 @@ pub(crate) async fn fence_host(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_sockets_with_data_pending_to_other_hosts_are_closed() {
+        let ss = "ESTAB 0 0 10.0.0.11:3306 10.0.0.201:40000\n\
+                  ESTAB 0 11 10.0.0.11:3306 10.0.0.201:40002\n\
+                  FIN-WAIT-1 0 52 10.0.0.100:3306 10.0.0.1:51000\n\
+                  ESTAB 0 9 10.0.0.11:3306 10.0.0.11:40100\n\
+                  ESTAB 0 9 127.0.0.1:3306 127.0.0.1:40200\n\
+                  ESTAB 0 7 10.0.0.11:45000 10.0.0.12:3306\n";
+        assert_eq!(
+            pending_peers(ss, 3306, "10.0.0.11"),
+            ["10.0.0.201:40002", "10.0.0.1:51000"]
+        );
+    }
 
     #[test]
     fn datestop_is_utc_civil_time() {

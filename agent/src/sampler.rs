@@ -331,7 +331,7 @@ pub(crate) async fn run(
                 // once, and nothing mysqld queued is ever sent.
                 match crate::lease::fence_host(&shared, &mut db).await {
                     Ok(killed) => {
-                        sockets_closed = true;
+                        sockets_closed = false;
                         tracing::warn!(%reason, killed, "fenced the local mysqld: read_only ON")
                     }
                     Err(e) => {
@@ -399,20 +399,23 @@ pub(crate) async fn run(
                 }
             }
             Some(f) if f.read_only && !queued_fence.load(Ordering::SeqCst) => {
-                if !sockets_closed {
-                    match crate::lease::close_client_sockets(shared.host.port, &shared.host.address)
-                        .await
-                    {
-                        Ok(()) => sockets_closed = true,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "closing the former master's client sockets")
-                        }
-                    }
-                }
+                // Released only once nothing mysqld queued while the
+                // lease was out can still leave (checked right before).
                 if sockets_closed {
                     crate::lease::Want::Release
                 } else {
-                    crate::lease::Want::Hold
+                    match crate::lease::close_client_sockets(shared.host.port, &shared.host.address)
+                        .await
+                    {
+                        Ok(()) => {
+                            sockets_closed = true;
+                            crate::lease::Want::Release
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "closing the former master's client sockets");
+                            crate::lease::Want::Hold
+                        }
+                    }
                 }
             }
             Some(_) => crate::lease::Want::Hold,
