@@ -319,11 +319,12 @@ pub(crate) async fn keep(
 }
 
 /// Fence this host's mysqld so that no client hears of a commit from now
-/// on: the lease ends at once (only resets leave the port), the client
-/// sockets are closed in the kernel, then the SQL fence (sessions killed,
-/// read_only ON; a session killed while it waits for a semi-sync
-/// acknowledgement can otherwise still be answered OK), then the sockets
-/// opened meanwhile are closed too. Returns the sessions killed.
+/// on: the lease ends at once (only resets leave the port), the sockets
+/// holding data mysqld queued meanwhile are closed in the kernel, then the
+/// SQL fence (sessions killed, read_only ON; a session killed while it
+/// waits for a semi-sync acknowledgement can otherwise still be answered
+/// OK), then, once the killed sessions have finished, what they queued is
+/// discarded the same way and the rule goes. Returns the sessions killed.
 pub(crate) async fn fence_host(
     shared: &crate::Shared,
     db: &mut myha_mysql::Db,
@@ -340,9 +341,19 @@ pub(crate) async fn fence_host(
     let killed = myha_mysql::fence(db, shared.cluster.flavor)
         .await
         .map_err(|e| e.to_string())?;
+    // Read-only now: nothing new commits. The killed sessions' threads
+    // finish meanwhile; what they still queued is discarded, then the rule
+    // goes, so that the closes (FIN) of the other sessions reach their
+    // clients at once instead of after TCP's backed-off retransmissions.
+    tokio::time::sleep(SETTLE).await;
     close_client_sockets(port, own).await?;
+    lease.release().await;
     Ok(killed)
 }
+
+/// How long a fence lets killed sessions finish before it looks for what
+/// they queued.
+const SETTLE: Duration = Duration::from_millis(300);
 
 #[cfg(test)]
 mod tests {
