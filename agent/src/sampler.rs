@@ -308,6 +308,20 @@ pub(crate) async fn run(
             },
         };
         let facts = mysqld.facts();
+        // Waking up from a freeze: the VIP goes first, before the fence
+        // (which waits for killed sessions): another host may hold it now.
+        if resumed {
+            if let Some(spec) = vip_spec.as_ref() {
+                if crate::vip::is_present(spec).await.unwrap_or(false) {
+                    match crate::vip::remove(spec).await {
+                        Ok(o) => {
+                            tracing::warn!(detail = %o.detail, "resumed after a freeze: removed the VIP")
+                        }
+                        Err(e) => tracing::error!(error = %e, "removing the VIP failed"),
+                    }
+                }
+            }
+        }
         let ack = epoch.borrow().clone();
 
         // A writable server that is not the master of the newest epoch, or
