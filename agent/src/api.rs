@@ -51,7 +51,7 @@ struct VipRequest {
 async fn vip(State(shared): State<Arc<Shared>>, Json(req): Json<VipRequest>) -> Response {
     let res = match req.op.as_str() {
         "add" => crate::vip::add(&req.spec).await,
-        "remove" => crate::vip::remove(&req.spec).await,
+        "remove" => crate::lease::drop_vip(&req.spec, shared.host.port).await,
         other => {
             return (
                 StatusCode::BAD_REQUEST,

@@ -313,7 +313,7 @@ pub(crate) async fn run(
         if resumed {
             if let Some(spec) = vip_spec.as_ref() {
                 if crate::vip::is_present(spec).await.unwrap_or(false) {
-                    match crate::vip::remove(spec).await {
+                    match crate::lease::drop_vip(spec, shared.host.port).await {
                         Ok(o) => {
                             tracing::warn!(detail = %o.detail, "resumed after a freeze: removed the VIP")
                         }
@@ -457,7 +457,7 @@ pub(crate) async fn run(
                     a.seq >= since && a.master.as_deref().is_some_and(|m| m != shared.host.name)
                 });
                 if fenced || resumed || other_master {
-                    match crate::vip::remove(spec).await {
+                    match crate::lease::drop_vip(spec, shared.host.port).await {
                         Ok(o) => {
                             tracing::warn!(detail = %o.detail, "removed the VIP: this host is not the master")
                         }
