@@ -341,19 +341,43 @@ pub(crate) async fn fence_host(
     let killed = myha_mysql::fence(db, shared.cluster.flavor)
         .await
         .map_err(|e| e.to_string())?;
-    // Read-only now: nothing new commits. The killed sessions' threads
-    // finish meanwhile; what they still queued is discarded, then the rule
+    // Read-only now: nothing new commits. Once the killed sessions'
+    // threads have ended, what they queued is discarded, then the rule
     // goes, so that the closes (FIN) of the other sessions reach their
     // clients at once instead of after TCP's backed-off retransmissions.
-    tokio::time::sleep(SETTLE).await;
-    close_client_sockets(port, own).await?;
-    lease.release().await;
+    // Threads still ending after the bound: the rule stays (the sampler
+    // releases it later, with the same check).
+    if killed_threads_ended(db).await {
+        close_client_sockets(port, own).await?;
+        lease.release().await;
+    }
     Ok(killed)
 }
 
-/// How long a fence lets killed sessions finish before it looks for what
-/// they queued.
-const SETTLE: Duration = Duration::from_millis(300);
+/// Wait (at most 5 s) until no killed session of the server is still
+/// ending: a thread killed while it waited for a semi-sync acknowledgement
+/// may still write an OK on its way out.
+pub(crate) async fn killed_threads_ended(db: &mut myha_mysql::Db) -> bool {
+    let started = tokio::time::Instant::now();
+    loop {
+        let n = db
+            .query_i64(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                 WHERE COMMAND = 'Killed' OR STATE LIKE '%semi-sync%ACK%'",
+                Duration::from_secs(2),
+            )
+            .await;
+        match n {
+            Ok(Some(0)) => {
+                // What they wrote last has reached the socket by now.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return true;
+            }
+            Ok(_) | Err(_) if started.elapsed() > Duration::from_secs(5) => return false,
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -148,8 +148,22 @@ pub(crate) async fn run(
         // subset of the master (in the background; every 10 s at most).
         if cluster.auto_rejoin && durable.in_progress.is_none() && snapshot.master == durable.master
         {
+            // Also a replica that came back replicating from a server that
+            // is no longer the master (it was down during a failover).
+            let master_addr = durable
+                .master
+                .as_deref()
+                .and_then(|m| cluster.host(m))
+                .map(|m| m.mysql_addr());
+            let from_old_master = |s: &myha_core::topology::ServerView| {
+                s.role == Role::Replica
+                    && s.replicates_from.as_deref().is_some_and(|src| {
+                        Some(src) != master_addr.as_deref()
+                            && cluster.hosts.iter().any(|h| h.mysql_addr() == src)
+                    })
+            };
             for s in snapshot.servers.iter().filter(|s| {
-                matches!(s.role, Role::NeedsRejoin | Role::Unknown)
+                (matches!(s.role, Role::NeedsRejoin | Role::Unknown) || from_old_master(s))
                     && s.mysqld_up == Some(true)
                     && s.read_only == Some(true)
                     && !durable.diverged.contains_key(&s.name)

@@ -302,10 +302,13 @@ async fn finish(
     if !marker.common_state.is_empty() {
         server
             .db
-            .exec(&format!(
-                "SET GLOBAL gtid_binlog_state = {}",
-                myha_core::flavor::sql_string_literal(&marker.common_state)
-            ))
+            .query_with(
+                &format!(
+                    "SET GLOBAL gtid_binlog_state = {}",
+                    myha_core::flavor::sql_string_literal(&marker.common_state)
+                ),
+                RESET_BOUND,
+            )
             .await
             .map_err(|e| pending(format!("setting gtid_binlog_state after RESET MASTER: {e}")))?;
     }
