@@ -192,6 +192,15 @@ impl Lease {
     /// End the lease now: only resets leave mysqld's port for other hosts
     /// until the next renewal.
     pub(crate) async fn expire_now(&mut self) -> Result<(), String> {
+        // In force: deleting the allow rule is one quick step (a fence
+        // after a freeze races the server's own replies).
+        if self.enforcing
+            && self.until.is_some()
+            && run("iptables", &["-D", CHAIN, "1"]).await.is_ok()
+        {
+            self.until = None;
+            return Ok(());
+        }
         self.install(None).await
     }
 
@@ -319,9 +328,8 @@ pub(crate) async fn keep(
 }
 
 /// Fence this host's mysqld so that no client hears of a commit from now
-/// on: the lease ends at once (only resets leave the port), the sockets
-/// holding data mysqld queued meanwhile are closed in the kernel, then the
-/// SQL fence (sessions killed, read_only ON; a session killed while it
+/// on: the lease ends at once (only resets leave the port), then the SQL
+/// fence (sessions killed, read_only ON; a session killed while it
 /// waits for a semi-sync acknowledgement can otherwise still be answered
 /// OK), then, once the killed sessions have finished, what they queued is
 /// discarded the same way and the rule goes. Returns the sessions killed.
@@ -334,9 +342,6 @@ pub(crate) async fn fence_host(
     let mut lease = shared.lease.lock().await;
     if let Err(e) = lease.expire_now().await {
         tracing::error!(error = %e, "ending the lease before fencing");
-    }
-    if let Err(e) = close_client_sockets(port, own).await {
-        tracing::warn!(error = %e, "closing client sockets before fencing");
     }
     let killed = myha_mysql::fence(db, shared.cluster.flavor)
         .await
