@@ -460,13 +460,34 @@ pub fn atomic_flashback(outputs: &[String]) -> Result<(String, usize), Reinstate
                 lines[off..].iter().map(|s| s.to_string()).collect(),
             ));
         }
+        // Where the transaction being read began in `body`, and the row
+        // events counted before it: a transaction the binary log ends
+        // with ROLLBACK (one cut short by a crash) never committed, so
+        // there is nothing of it to undo.
+        let (mut trx_body, mut trx_rows) = (body.len(), row_events);
         let mut j = on + 1;
         while j < off {
             let l = lines[j];
             let next = lines.get(j + 1).copied();
             match l {
-                "START TRANSACTION/*!*/;" | "BEGIN/*!*/;" | "COMMIT/*!*/;" => {}
-                "COMMIT" | "BEGIN" | "START TRANSACTION" if next == Some("/*!*/;") => {
+                "START TRANSACTION/*!*/;" | "BEGIN/*!*/;" => {
+                    (trx_body, trx_rows) = (body.len(), row_events);
+                }
+                "COMMIT/*!*/;" => {}
+                "BEGIN" | "START TRANSACTION" if next == Some("/*!*/;") => {
+                    (trx_body, trx_rows) = (body.len(), row_events);
+                    j += 1;
+                }
+                "COMMIT" if next == Some("/*!*/;") => {
+                    j += 1;
+                }
+                "ROLLBACK/*!*/;" => {
+                    body.truncate(trx_body);
+                    row_events = trx_rows;
+                }
+                "ROLLBACK" if next == Some("/*!*/;") => {
+                    body.truncate(trx_body);
+                    row_events = trx_rows;
                     j += 1;
                 }
                 _ => {

@@ -368,3 +368,25 @@ fn flashback_is_applied_as_one_transaction() {
     assert!(atomic_flashback(&[]).is_err());
     assert!(atomic_flashback(&["garbage".to_string()]).is_err());
 }
+
+#[test]
+fn a_transaction_the_binlog_ends_with_rollback_is_not_undone() {
+    // One reversed transaction that committed, then one cut short by a
+    // crash (the binary log ends it with ROLLBACK): only the first is
+    // undone.
+    let out = "HEAD\nDELIMITER /*!*/;\n\
+               START TRANSACTION/*!*/;\n\
+               #261201 14:35:00 server id 1  end_log_pos 900 CRC32 0x1 \tDelete_rows: table id 18 flags: STMT_END_F\n\
+               BINLOG 'AAA'/*!*/;\n\
+               COMMIT/*!*/;\n\
+               START TRANSACTION/*!*/;\n\
+               #261201 14:35:01 server id 1  end_log_pos 990 CRC32 0x2 \tDelete_rows: table id 18 flags: STMT_END_F\n\
+               BINLOG 'BBB'/*!*/;\n\
+               ROLLBACK/*!*/;\n\
+               DELIMITER ;\n# End of log file\n";
+    let (script, rows) = atomic_flashback(&[out.to_string()]).unwrap();
+    assert_eq!(rows, 1, "{script}");
+    assert!(script.contains("BINLOG 'AAA'"), "{script}");
+    assert!(!script.contains("BINLOG 'BBB'"), "{script}");
+    assert!(!script.contains("ROLLBACK"), "{script}");
+}
