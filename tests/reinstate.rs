@@ -19,22 +19,6 @@ fn bed_with(cluster_yaml: &str) -> Bed {
     bed
 }
 
-fn wait_master_not(bed: &Bed, old: &str) -> String {
-    let mut m = String::new();
-    wait_until(Duration::from_secs(30), "a new master", || {
-        let st = bed.status()?;
-        if let Some(x) = st["master"].as_str().filter(|x| *x != old) {
-            if st["in_progress"].is_null() {
-                m = x.to_string();
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", bed.manager_log()));
-    m
-}
-
 /// db1's GTID in domain 0 (its data domain; heartbeats have their own).
 fn domain0(bed: &Bed, host: &str) -> String {
     let pos = bed.sql(host, "SELECT @@gtid_binlog_pos").unwrap();
@@ -110,25 +94,6 @@ fn unacknowledged_write_on_db1(bed: &Bed, table: &str, id: u32) -> (String, Stri
     );
     bed.heal("db1").unwrap();
     (new_master, gtid)
-}
-
-fn wait_replicating_from(bed: &Bed, host: &str, master: &str, limit: Duration) {
-    let ip = bed.host(master).unwrap().ip.clone();
-    wait_server(
-        bed,
-        host,
-        limit,
-        &format!("{host} replicating from {master}"),
-        |s| {
-            s["role"] == "replica"
-                && s["read_only"] == true
-                && s["io_running"] == "running"
-                && s["sql_running"] == "running"
-                && s["replicates_from"]
-                    .as_str()
-                    .is_some_and(|r| r.starts_with(&ip))
-        },
-    );
 }
 
 fn saved_files(bed: &Bed) -> Vec<std::path::PathBuf> {

@@ -7,34 +7,12 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use myha_testbed::{wait_until, Bed};
+use myha_testbed::wait_until;
 use serde_json::Value;
-
-fn bed() -> Bed {
-    let bed = Bed::start(options()).expect("start bed");
-    wait_healthy(&bed, Duration::from_secs(30));
-    bed
-}
-
-fn wait_master_not(bed: &Bed, old: &str) -> String {
-    let mut m = String::new();
-    wait_until(Duration::from_secs(30), "a new master", || {
-        let st = bed.status()?;
-        if let Some(x) = st["master"].as_str().filter(|x| *x != old) {
-            if st["in_progress"].is_null() {
-                m = x.to_string();
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", bed.manager_log()));
-    m
-}
 
 #[test]
 fn restarted_old_master_rejoins_as_a_replica_when_it_is_a_subset() {
-    let bed = bed();
+    let bed = healthy_bed();
     bed.sql("db1", "CREATE TABLE app.t (id INT PRIMARY KEY)")
         .unwrap();
     bed.sql("db1", "INSERT INTO app.t VALUES (1),(2),(3)")
@@ -44,22 +22,7 @@ fn restarted_old_master_rejoins_as_a_replica_when_it_is_a_subset() {
     bed.sql(&new_master, "INSERT INTO app.t VALUES (4)")
         .unwrap();
     bed.start_mysqld("db1").unwrap();
-    let ip = bed.host(&new_master).unwrap().ip.clone();
-    wait_server(
-        &bed,
-        "db1",
-        Duration::from_secs(30),
-        "db1 rejoined as a replica",
-        |s: &Value| {
-            s["role"] == "replica"
-                && s["read_only"] == true
-                && s["io_running"] == "running"
-                && s["sql_running"] == "running"
-                && s["replicates_from"]
-                    .as_str()
-                    .is_some_and(|r| r.starts_with(&ip))
-        },
-    );
+    wait_replicating_from(&bed, "db1", &new_master, Duration::from_secs(30));
     wait_until(Duration::from_secs(10), "db1 caught up", || {
         Ok(bed.sql("db1", "SELECT COUNT(*) FROM app.t")? == "4")
     })
@@ -79,7 +42,7 @@ fn restarted_old_master_rejoins_as_a_replica_when_it_is_a_subset() {
 
 #[test]
 fn old_master_with_a_local_write_is_diverged_and_kept_out_until_forced() {
-    let bed = bed();
+    let bed = healthy_bed();
     bed.sql("db1", "CREATE TABLE app.t (id INT PRIMARY KEY)")
         .unwrap();
     bed.partition("db1").unwrap();
@@ -150,7 +113,7 @@ fn old_master_with_a_local_write_is_diverged_and_kept_out_until_forced() {
 
 #[test]
 fn errant_transaction_on_a_replica_is_shown_and_blocks_its_promotion() {
-    let bed = bed();
+    let bed = healthy_bed();
     // A local write on db3 (root bypasses read_only): server_id 3's GTID.
     bed.sql("db3", "CREATE DATABASE errant_here").unwrap();
     let st = {

@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod router_path;
+
 pub const IMAGE: &str = "myha/mariadb-host:10.11";
 pub const ADMIN_USER: &str = "myha";
 pub const ADMIN_PASSWORD: &str = "myha-admin-pw";
@@ -1169,6 +1171,30 @@ impl std::fmt::Display for SplitReport {
     }
 }
 
+/// Count one sample's `(all, settled)` writable servers (or VIP holders):
+/// two or more settled ones are a split (the first 12 splits of a report
+/// are described in `episodes`), two or more with a just-resumed one among
+/// them are counted apart.
+fn tally(
+    (all, settled): (usize, usize),
+    split: &mut usize,
+    resumed: &mut usize,
+    episodes: &mut Vec<String>,
+    episode: impl FnOnce() -> String,
+) {
+    if all < 2 {
+        return;
+    }
+    if settled >= 2 {
+        *split += 1;
+        if episodes.len() < 12 {
+            episodes.push(episode());
+        }
+    } else {
+        *resumed += 1;
+    }
+}
+
 struct HostAnswer {
     tick: u64,
     idx: usize,
@@ -1292,28 +1318,20 @@ impl Sampler {
             r.max_writable = r.max_writable.max(w_all);
             r.max_vip = r.max_vip.max(v_all);
             let at = s.at.duration_since(self.started).as_secs_f64();
-            if w_all >= 2 {
-                if w_settled >= 2 {
-                    r.split_writable += 1;
-                    if r.episodes.len() < 12 {
-                        r.episodes
-                            .push(format!("t+{at:.2}s writable: {}", names(&s.writable)));
-                    }
-                } else {
-                    r.resumed_writable += 1;
-                }
-            }
-            if v_all >= 2 {
-                if v_settled >= 2 {
-                    r.split_vip += 1;
-                    if r.episodes.len() < 12 {
-                        r.episodes
-                            .push(format!("t+{at:.2}s VIP held by: {}", names(&s.vip)));
-                    }
-                } else {
-                    r.resumed_vip += 1;
-                }
-            }
+            tally(
+                (w_all, w_settled),
+                &mut r.split_writable,
+                &mut r.resumed_writable,
+                &mut r.episodes,
+                || format!("t+{at:.2}s writable: {}", names(&s.writable)),
+            );
+            tally(
+                (v_all, v_settled),
+                &mut r.split_vip,
+                &mut r.resumed_vip,
+                &mut r.episodes,
+                || format!("t+{at:.2}s VIP held by: {}", names(&s.vip)),
+            );
         }
         r
     }

@@ -43,6 +43,24 @@ pub fn wait_healthy(bed: &Bed, limit: Duration) {
     }
 }
 
+/// Wait until the status shows a master other than `old` and no change
+/// in progress; returns the new master.
+pub fn wait_master_not(bed: &Bed, old: &str) -> String {
+    let mut m = String::new();
+    wait_until(Duration::from_secs(30), "a new master", || {
+        let st = bed.status()?;
+        if let Some(x) = st["master"].as_str().filter(|x| *x != old) {
+            if st["in_progress"].is_null() {
+                m = x.to_string();
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", bed.manager_log()));
+    m
+}
+
 /// Poll one server's status entry until `cond` holds; returns the entry.
 pub fn wait_server(
     bed: &Bed,
@@ -65,6 +83,27 @@ pub fn wait_server(
         );
     }
     last
+}
+
+/// Wait until `host` is a read-only replica of `master` with both replication
+/// threads running.
+pub fn wait_replicating_from(bed: &Bed, host: &str, master: &str, limit: Duration) {
+    let ip = bed.host(master).unwrap().ip.clone();
+    wait_server(
+        bed,
+        host,
+        limit,
+        &format!("{host} replicating from {master}"),
+        |s| {
+            s["role"] == "replica"
+                && s["read_only"] == true
+                && s["io_running"] == "running"
+                && s["sql_running"] == "running"
+                && s["replicates_from"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with(&ip))
+        },
+    );
 }
 
 /// The master's `gtid_binlog_pos` read directly.
