@@ -384,6 +384,22 @@ pub(crate) async fn killed_threads_ended(db: &mut myha_mysql::Db) -> bool {
     }
 }
 
+/// Take the VIP off this host, after closing in the kernel every socket of
+/// mysqld's port on it: their resets must leave with the VIP as source
+/// while it is still here (once it is gone, they could not be sent at all,
+/// and each client would wait for its own timeout), and nothing mysqld
+/// queued on them is ever sent.
+pub(crate) async fn drop_vip(
+    spec: &crate::vip::VipSpec,
+    port: u16,
+) -> Result<crate::vip::VipOutcome, crate::vip::VipError> {
+    let filter = format!("( sport = :{port} and src {} )", spec.address);
+    if let Err(e) = run("ss", &["-K", "-t", "-n", "state", "connected", &filter]).await {
+        tracing::warn!(error = %e, "closing the sockets on the VIP before removing it");
+    }
+    crate::vip::remove(spec).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,20 +438,4 @@ mod tests {
             "! -o lo -p tcp --sport 3307 ! --tcp-flags RST RST -j DROP"
         );
     }
-}
-
-/// Take the VIP off this host, after closing in the kernel every socket of
-/// mysqld's port on it: their resets must leave with the VIP as source
-/// while it is still here (once it is gone, they could not be sent at all,
-/// and each client would wait for its own timeout), and nothing mysqld
-/// queued on them is ever sent.
-pub(crate) async fn drop_vip(
-    spec: &crate::vip::VipSpec,
-    port: u16,
-) -> Result<crate::vip::VipOutcome, crate::vip::VipError> {
-    let filter = format!("( sport = :{port} and src {} )", spec.address);
-    if let Err(e) = run("ss", &["-K", "-t", "-n", "state", "connected", &filter]).await {
-        tracing::warn!(error = %e, "closing the sockets on the VIP before removing it");
-    }
-    crate::vip::remove(spec).await
 }
