@@ -38,6 +38,8 @@ pub struct UpkeepInput<'a> {
     pub master: &'a str,
     /// The cluster wants semi-sync but the manager degraded it.
     pub semi_sync_degraded: bool,
+    /// The cluster's masters run semi-sync (seen on before).
+    pub semi_sync_wanted: bool,
     /// Since how long (ms) no replica could acknowledge, counted by the
     /// caller from successive snapshots; `None` while one can.
     pub no_acker_for_ms: Option<u64>,
@@ -153,8 +155,19 @@ pub fn upkeep(snapshot: &ClusterSnapshot, input: &UpkeepInput<'_>) -> Option<Upk
                 ),
             });
         }
-    } else if input.semi_sync_degraded && !ackers.is_empty() {
+    } else if (input.semi_sync_degraded || input.semi_sync_wanted) && !ackers.is_empty() {
+        // Degraded by the manager, or off on a master that came back
+        // without it (restarted: my.cnf has it off): on again.
         return Some(Upkeep::RestoreSemiSync { replicas: ackers });
+    } else if input.semi_sync_wanted && !input.semi_sync_degraded {
+        // Off, wanted, and no replica to acknowledge: say so (the degrade
+        // is recorded, and undone as soon as a replica is back).
+        return Some(Upkeep::DegradeSemiSync {
+            reason: format!(
+                "{} runs without semi-sync (restarted?) and no replica can acknowledge its commits yet",
+                input.master
+            ),
+        });
     }
     None
 }

@@ -188,12 +188,22 @@ pub(crate) async fn run(
 
         // Upkeep of a healthy master between operations.
         if let Some(m) = durable.master.as_deref() {
+            let seen_on = snapshot
+                .server(m)
+                .and_then(|v| v.facts.as_ref())
+                .is_some_and(|f| f.semi_sync_master);
+            if seen_on && !durable.semi_sync_wanted {
+                let _ = ctx
+                    .topology
+                    .update_durable(&cluster.name, |s| s.semi_sync_wanted = true);
+            }
             upkeep.observe(&snapshot, m);
             if analysis.verdict == Verdict::Healthy && durable.in_progress.is_none() && upkeep.due()
             {
                 let input = myha_core::upkeep::UpkeepInput {
                     master: m,
                     semi_sync_degraded: durable.semi_sync_degraded.is_some(),
+                    semi_sync_wanted: durable.semi_sync_wanted,
                     no_acker_for_ms: upkeep.no_acker_for_ms(),
                     degrade_after_ms: cluster.semi_sync_degrade_after.as_millis() as u64,
                     fenced_for_ms: upkeep.fenced_for_ms(),

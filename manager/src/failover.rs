@@ -517,7 +517,8 @@ pub async fn failover(
     let semi_sync = topo
         .last_known_facts(&cluster.name, &old_master)
         .is_some_and(|(f, _)| f.semi_sync_master)
-        || durable.semi_sync_degraded.is_some();
+        || durable.semi_sync_degraded.is_some()
+        || durable.semi_sync_wanted;
     // Semi-sync is on before the first write: a commit the new master
     // acknowledges is on a replica too. Unless no replica can acknowledge
     // (then its commits would wait for the manager's degrade decision):

@@ -50,6 +50,12 @@ pub struct ClusterState {
     /// It comes back on as soon as a replica replicates from the master.
     #[serde(default)]
     pub semi_sync_degraded: Option<String>,
+    /// This cluster's masters run semi-sync: set the first time the
+    /// manager sees its master with semi-sync on, and kept, so that a
+    /// master that comes back without it (a restart reads my.cnf, where it
+    /// is off) gets it back.
+    #[serde(default)]
+    pub semi_sync_wanted: bool,
 }
 
 /// A multi-step operation under way.

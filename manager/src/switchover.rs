@@ -185,7 +185,8 @@ pub async fn switchover(
     };
     let old_semi_sync = topo
         .last_known_facts(&cluster.name, &old_master)
-        .is_some_and(|(f, _)| f.semi_sync_master);
+        .is_some_and(|(f, _)| f.semi_sync_master)
+        || durable.semi_sync_wanted;
 
     // 1. Old master read-only, its sessions killed.
     let t = Instant::now();

@@ -74,7 +74,14 @@ pub(crate) async fn execute(ctx: &Context, cluster: &ClusterConfig, master: &str
     let mut server = Server::new(cluster, host, &ctx.manager);
     let name = &cluster.name;
     match action {
-        Upkeep::Unfence { reason } => match server.make_writable(false).await {
+        Upkeep::Unfence { reason } => match server
+            .make_writable(
+                ctx.topology
+                    .durable(name)
+                    .is_some_and(|d| d.semi_sync_wanted && d.semi_sync_degraded.is_none()),
+            )
+            .await
+        {
             Ok(()) => journal(
                 ctx,
                 name,
