@@ -79,11 +79,34 @@ struct FenceRequest {
 
 /// Fence the local mysqld: read_only ON and client sessions killed.
 async fn fence(State(shared): State<Arc<Shared>>, Json(req): Json<FenceRequest>) -> Response {
+    let queued = || {
+        (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({
+                "fenced": false,
+                "queued": true,
+                "detail": "mysqld does not answer: its lease is over (only resets leave its port) and a fence is queued until it answers"
+            })),
+        )
+            .into_response()
+    };
+    if shared
+        .queued_fence
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return queued();
+    }
     let mut db = shared.local_db();
     match crate::lease::fence_host(&shared, &mut db).await {
         Ok(killed) => {
             tracing::warn!(epoch = req.epoch, master = %req.master, killed, "fenced by the manager");
             Json(serde_json::json!({ "fenced": true, "killed": killed })).into_response()
+        }
+        // A hung mysqld (its process is there): queue the fence.
+        Err(e) if crate::mysqld_process_running() == Some(true) => {
+            tracing::warn!(error = %e, "fence asked by the manager: mysqld does not answer, fence queued");
+            crate::lease::queue_fence(Arc::clone(&shared));
+            queued()
         }
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -1,5 +1,6 @@
 //! The master's lease, held in the kernel: mysqld's replies leave this host
-//! only while the agent keeps renewing a deadline in an iptables rule.
+//! only while the agent keeps renewing a deadline in an iptables rule (in
+//! the `mangle` table, ahead of any firewall's `filter` rules).
 //!
 //! A frozen host (VM pause, `docker pause`) resumes all its processes at
 //! once: mysqld may send OKs for commits it held before the freeze in the
@@ -39,6 +40,16 @@ async fn run(tool: &str, args: &[&str]) -> Result<String, String> {
         Ok(Err(e)) => Err(format!("{tool}: {e}")),
         Err(_) => Err(format!("{tool} timed out after {TOOL_TIMEOUT:?}")),
     }
+}
+
+/// iptables on the `mangle` table: its OUTPUT chain is traversed before
+/// `filter`'s, so that no ACCEPT rule of a firewall (inserted before ours)
+/// lets mysqld's replies bypass the lease, and a flush of `filter` leaves
+/// it in place.
+async fn ipt(args: &[&str]) -> Result<String, String> {
+    let mut all = vec!["-t", "mangle"];
+    all.extend_from_slice(args);
+    run("iptables", &all).await
 }
 
 /// `secs` (Unix) as xt_time's `--datestop` (UTC).
@@ -132,13 +143,10 @@ impl Lease {
     /// The chain, empty, jumped to from OUTPUT (put back after a flush of
     /// the filter table by someone else, too).
     async fn empty_chain() -> Result<(), String> {
-        let _ = run("iptables", &["-N", CHAIN]).await;
-        run("iptables", &["-F", CHAIN]).await?;
-        if run("iptables", &["-C", "OUTPUT", "-j", CHAIN])
-            .await
-            .is_err()
-        {
-            run("iptables", &["-I", "OUTPUT", "1", "-j", CHAIN]).await?;
+        let _ = ipt(&["-N", CHAIN]).await;
+        ipt(&["-F", CHAIN]).await?;
+        if ipt(&["-C", "OUTPUT", "-j", CHAIN]).await.is_err() {
+            ipt(&["-I", "OUTPUT", "1", "-j", CHAIN]).await?;
         }
         Ok(())
     }
@@ -146,7 +154,7 @@ impl Lease {
     async fn append(rule: &[String]) -> Result<(), String> {
         let mut args = vec!["-A", CHAIN];
         args.extend(rule.iter().map(String::as_str));
-        run("iptables", &args).await.map(|_| ())
+        ipt(&args).await.map(|_| ())
     }
 
     /// Both rules in place, the deadline at `until` (`None`: passed).
@@ -177,11 +185,7 @@ impl Lease {
             let mut args = vec!["-R", CHAIN, "1"];
             args.extend(allow.iter().map(String::as_str));
             // The chain may have been flushed meanwhile: put it back whole.
-            if run("iptables", &args).await.is_ok()
-                && run("iptables", &["-C", "OUTPUT", "-j", CHAIN])
-                    .await
-                    .is_ok()
-            {
+            if ipt(&args).await.is_ok() && ipt(&["-C", "OUTPUT", "-j", CHAIN]).await.is_ok() {
                 self.until = Some(until);
                 return Ok(());
             }
@@ -194,10 +198,7 @@ impl Lease {
     pub(crate) async fn expire_now(&mut self) -> Result<(), String> {
         // In force: deleting the allow rule is one quick step (a fence
         // after a freeze races the server's own replies).
-        if self.enforcing
-            && self.until.is_some()
-            && run("iptables", &["-D", CHAIN, "1"]).await.is_ok()
-        {
+        if self.enforcing && self.until.is_some() && ipt(&["-D", CHAIN, "1"]).await.is_ok() {
             self.until = None;
             return Ok(());
         }
@@ -210,7 +211,7 @@ impl Lease {
         if !self.enforcing {
             return;
         }
-        match run("iptables", &["-F", CHAIN]).await {
+        match ipt(&["-F", CHAIN]).await {
             Ok(_) => {
                 self.enforcing = false;
                 self.until = None;
@@ -398,6 +399,35 @@ pub(crate) async fn drop_vip(
         tracing::warn!(error = %e, "closing the sockets on the VIP before removing it");
     }
     crate::vip::remove(spec).await
+}
+
+/// How long a fence queued on a hung mysqld waits for it to answer.
+const QUEUED_FENCE_BOUND: Duration = Duration::from_secs(120);
+
+/// Queue a fence on a mysqld that does not answer (SIGSTOP, stalled): it
+/// lands the moment mysqld answers again, ahead of anything it would
+/// otherwise do; its lease ends at once. Returns false when one is already
+/// queued.
+pub(crate) fn queue_fence(shared: std::sync::Arc<crate::Shared>) -> bool {
+    use std::sync::atomic::Ordering;
+    if shared.queued_fence.swap(true, Ordering::SeqCst) {
+        return false;
+    }
+    tokio::spawn(async move {
+        let mut slow = myha_mysql::Db::new(
+            shared.local_db().endpoint().clone(),
+            myha_mysql::Timeouts {
+                connect: QUEUED_FENCE_BOUND,
+                query: QUEUED_FENCE_BOUND,
+            },
+        );
+        match fence_host(&shared, &mut slow).await {
+            Ok(killed) => tracing::warn!(killed, "queued fence landed: read_only ON"),
+            Err(e) => tracing::warn!(error = %e, "queued fence did not land"),
+        }
+        shared.queued_fence.store(false, Ordering::SeqCst);
+    });
+    true
 }
 
 #[cfg(test)]

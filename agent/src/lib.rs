@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     pub(crate) last: Mutex<Option<AgentReport>>,
     /// The master's lease on this host (see `lease`).
     pub(crate) lease: Arc<Mutex<lease::Lease>>,
+    /// A fence waiting for a hung mysqld to answer is in flight.
+    pub(crate) queued_fence: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Shared {
@@ -81,6 +83,7 @@ pub async fn run(
         agent: config.agent.clone(),
         last: Mutex::new(None),
         lease: Arc::new(Mutex::new(lease::Lease::new(host_cfg.port, fence_ttl))),
+        queued_fence: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     });
     let addr = listen_override
         .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], host_cfg.agent_port)));

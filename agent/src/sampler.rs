@@ -13,9 +13,6 @@ use tokio::time::{interval, MissedTickBehavior};
 
 use crate::Shared;
 
-/// How long a fence queued on a hung mysqld waits for it to answer.
-const QUEUED_FENCE_BOUND: Duration = Duration::from_secs(120);
-
 /// The manager's last answer and when it came.
 pub(crate) type LastAck = Option<(ReportAck, Instant)>;
 
@@ -263,7 +260,7 @@ pub(crate) async fn run(
         freeze_after,
         shutdown.clone(),
     ));
-    let queued_fence = Arc::new(AtomicBool::new(false));
+    let queued_fence = Arc::clone(&shared.queued_fence);
     let instance = rand_u64();
     let mut seq = 0u64;
     let mut io = IoActivity::default();
@@ -366,25 +363,8 @@ pub(crate) async fn run(
                 .filter(|m| *m != shared.host.name);
             if let Some(m) = other {
                 if mysqld_process_running() == Some(true) {
-                    queued_fence.store(true, Ordering::SeqCst);
                     tracing::warn!(master = %m, "local mysqld not answering while {m} is the master: fence queued until it answers");
-                    let (shared, queued) = (Arc::clone(&shared), Arc::clone(&queued_fence));
-                    tokio::spawn(async move {
-                        let mut slow = Db::new(
-                            shared.local_db().endpoint().clone(),
-                            Timeouts {
-                                connect: QUEUED_FENCE_BOUND,
-                                query: QUEUED_FENCE_BOUND,
-                            },
-                        );
-                        match crate::lease::fence_host(&shared, &mut slow).await {
-                            Ok(killed) => {
-                                tracing::warn!(killed, "queued fence landed: read_only ON")
-                            }
-                            Err(e) => tracing::warn!(error = %e, "queued fence did not land"),
-                        }
-                        queued.store(false, Ordering::SeqCst);
-                    });
+                    crate::lease::queue_fence(Arc::clone(&shared));
                 }
             }
         } else if facts.is_some() {

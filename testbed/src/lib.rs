@@ -2850,6 +2850,42 @@ pub mod chaos {
                     Vec::new()
                 }
             };
+            // Where each lost write went: which writer, when it was
+            // acknowledged, which servers have it.
+            for id in &lost {
+                let ack = direct_log
+                    .acks
+                    .iter()
+                    .map(|a| ("direct", a))
+                    .chain(vip_acks.iter().map(|a| ("vip", a)))
+                    .chain(router_acks.iter().map(|a| ("router", a)))
+                    .find(|(_, a)| a.id == *id);
+                let on: Vec<String> = ["db1", "db2", "db3"]
+                    .iter()
+                    .map(|h| {
+                        let has = self
+                            .bed
+                            .sql(
+                                h,
+                                &format!("SELECT COUNT(*) FROM {PATIENT_TABLE} WHERE id = {id}"),
+                            )
+                            .map(|o| o.trim().to_string())
+                            .unwrap_or_else(|e| format!("? ({e})"));
+                        format!("{h}: {has}")
+                    })
+                    .collect();
+                if let Some((w, a)) = ack {
+                    eprintln!(
+                        "  lost id {id} ({w} client {}): sent {:+} ms, acknowledged {:+} ms after the fault; {}",
+                        a.client,
+                        a.sent.saturating_duration_since(t_fault).as_millis() as i64
+                            - t_fault.saturating_duration_since(a.sent).as_millis() as i64,
+                        a.acked.saturating_duration_since(t_fault).as_millis() as i64
+                            - t_fault.saturating_duration_since(a.acked).as_millis() as i64,
+                        on.join(", ")
+                    );
+                }
+            }
             if !healed.is_empty() && self.opts.verbose {
                 eprintln!("  heal: {}", healed.join("; "));
             }
