@@ -12,7 +12,7 @@ use myha_core::candidate::{
 };
 use myha_core::flavor::{Flavor, GtidMode, ReplicationStatus, ThreadState};
 use myha_core::report::ServerFacts;
-use myha_core::topology::{role_of, AgentView, ProbeView, Role, ServerView};
+use myha_core::topology::{role_of, Role, ServerView};
 
 // ------------------------------------------------------------------ builders
 
@@ -87,22 +87,8 @@ fn view(name: &str, f: Option<ServerFacts>) -> ServerView {
         server_id: f.as_ref().map(|f| f.server_id),
         errant: Vec::new(),
         diverged_gtids: Vec::new(),
-        agent: AgentView {
-            reachable: true,
-            last_report_age_ms: Some(200),
-            mysqld_process: Some(true),
-            down_kind: None,
-            down_error: None,
-            master_view: None,
-            epoch_seen: Some(1),
-        },
-        manager_probe: ProbeView {
-            ok: true,
-            age_ms: Some(100),
-            failing_for_ms: None,
-            latency_ms: Some(0.5),
-            error: None,
-        },
+        agent: common::agent_ok(),
+        manager_probe: common::probe_ok(),
         facts: f,
     }
 }

@@ -7,7 +7,7 @@ mod common;
 
 use myha_core::flavor::ThreadState;
 use myha_core::report::{ServerFacts, SEMI_SYNC_NO_FALLBACK_MS};
-use myha_core::topology::{AgentView, ClusterSnapshot, ProbeView, Role, ServerView};
+use myha_core::topology::{ClusterSnapshot, Role, ServerView};
 use myha_core::upkeep::{acknowledging_replicas, looks_fenced, upkeep, Upkeep, UpkeepInput};
 
 fn view(name: &str, role: Role, facts: ServerFacts) -> ServerView {
@@ -29,22 +29,8 @@ fn view(name: &str, role: Role, facts: ServerFacts) -> ServerView {
         server_id: Some(facts.server_id),
         errant: Vec::new(),
         diverged_gtids: Vec::new(),
-        agent: AgentView {
-            reachable: true,
-            last_report_age_ms: Some(100),
-            mysqld_process: Some(true),
-            down_kind: None,
-            down_error: None,
-            master_view: None,
-            epoch_seen: Some(1),
-        },
-        manager_probe: ProbeView {
-            ok: true,
-            age_ms: Some(100),
-            failing_for_ms: None,
-            latency_ms: Some(0.5),
-            error: None,
-        },
+        agent: common::agent_ok(),
+        manager_probe: common::probe_ok(),
         facts: Some(facts),
     }
 }

@@ -60,3 +60,27 @@ pub fn repl(host: &str) -> ReplicationStatus {
         filters: ReplicationFilters::default(),
     }
 }
+
+/// An agent that reports on time and reads its mysqld.
+pub fn agent_ok() -> myha_core::topology::AgentView {
+    myha_core::topology::AgentView {
+        reachable: true,
+        last_report_age_ms: Some(200),
+        mysqld_process: Some(true),
+        down_kind: None,
+        down_error: None,
+        master_view: None,
+        epoch_seen: Some(1),
+    }
+}
+
+/// The manager's probe reading the server.
+pub fn probe_ok() -> myha_core::topology::ProbeView {
+    myha_core::topology::ProbeView {
+        ok: true,
+        age_ms: Some(100),
+        failing_for_ms: None,
+        latency_ms: Some(0.5),
+        error: None,
+    }
+}
