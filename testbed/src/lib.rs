@@ -94,8 +94,55 @@ fn pid_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// The PID of the test process a bed directory (`.../myha-t{pid}-{n}/...`)
+/// named in `text` belongs to.
+fn bed_owner(text: &str) -> Option<u32> {
+    let at = text.find("myha-t")? + "myha-t".len();
+    let digits: String = text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// Kill manager and router processes of beds whose test process is gone
+/// (a harness killed before it could stop them): they would go on probing
+/// the addresses of a network that no longer exists, and answer on a
+/// gateway address a new bed may be given.
+fn reap_stale_processes() {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_bed_daemon = args.first().is_some_and(|a| a.ends_with("/myha"))
+            && args.get(1).is_some_and(|a| a == "manager" || a == "router");
+        if !is_bed_daemon {
+            continue;
+        }
+        let owner = args.iter().find_map(|a| bed_owner(a));
+        if owner.is_some_and(|o| !pid_alive(o)) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
 /// Remove containers and networks of beds whose test process is gone.
 pub fn reap_stale() {
+    reap_stale_processes();
     let Ok(list) = docker(&[
         "ps",
         "-a",
