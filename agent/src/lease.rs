@@ -95,49 +95,23 @@ impl Lease {
         }
     }
 
+    /// Segments mysqld sends from its port to another host, then `tail`.
+    fn rule(&self, tail: &[&str]) -> Vec<String> {
+        ["!", "-o", "lo", "-p", "tcp", "--sport", &self.port]
+            .iter()
+            .chain(tail)
+            .map(|s| s.to_string())
+            .collect()
+    }
+
     fn allow_rule(&self, until: u64) -> Vec<String> {
-        let stop = datestop(until);
-        [
-            "!",
-            "-o",
-            "lo",
-            "-p",
-            "tcp",
-            "--sport",
-            &self.port,
-            "-m",
-            "time",
-            "--datestop",
-            &stop,
-            "-j",
-            "RETURN",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        self.rule(&["-m", "time", "--datestop", &datestop(until), "-j", "RETURN"])
     }
 
     fn drop_rule(&self) -> Vec<String> {
         // Resets pass: they carry nothing, and tell clients at once that
         // the connection is gone (the fence closes them).
-        [
-            "!",
-            "-o",
-            "lo",
-            "-p",
-            "tcp",
-            "--sport",
-            &self.port,
-            "!",
-            "--tcp-flags",
-            "RST",
-            "RST",
-            "-j",
-            "DROP",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        self.rule(&["!", "--tcp-flags", "RST", "RST", "-j", "DROP"])
     }
 
     /// The chain, empty, jumped to from OUTPUT (put back after a flush of

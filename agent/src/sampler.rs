@@ -378,6 +378,8 @@ pub(crate) async fn run(
         // newest epoch; once it is read-only again, its client sockets are
         // closed in the kernel (nothing it held back is sent later), then
         // the rule goes (replicas serve reads).
+        // The manager's latest answer names this server master (or there
+        // is none yet).
         let me_master_now = ack
             .as_ref()
             .is_none_or(|(a, _)| a.master.as_deref().is_none_or(|m| m == shared.host.name));
@@ -418,16 +420,6 @@ pub(crate) async fn run(
             None if was_writable => crate::lease::Want::Hold,
             None => crate::lease::Want::Unknown,
         };
-        let want = if want == crate::lease::Want::Hold || !me_master_now {
-            // Never renew for a server the manager does not name master.
-            if want == crate::lease::Want::Serve {
-                crate::lease::Want::Hold
-            } else {
-                want
-            }
-        } else {
-            want
-        };
         want_tx.send_replace((want, seq + 1));
         // The VIP belongs to the master of the newest epoch only. Same rule
         // as above: act on an answer that post-dates seeing the VIP here.
@@ -451,14 +443,10 @@ pub(crate) async fn run(
             }
         }
 
-        let me_master = ack
-            .as_ref()
-            .is_none_or(|(a, _)| a.master.as_deref().is_none_or(|m| m == shared.host.name));
-
         // The master's agent writes the heartbeat replicas measure lag by,
         // beside the sampling: a heartbeat waiting for a semi-sync
         // acknowledgement must not delay the reports.
-        let writer = (!fenced && !resumed && me_master)
+        let writer = (!fenced && !resumed && me_master_now)
             .then(|| {
                 facts
                     .filter(|f| role_of(f) == Role::Master)

@@ -3,12 +3,14 @@
 //! still reads is never declared dead.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use proptest::prelude::*;
 
 use myha_core::analysis::{analyze, Analysis, DetectionPolicy, Verdict};
 use myha_core::flavor::ThreadState;
 use myha_core::report::{DownKind, MasterView};
-use myha_core::topology::{AgentView, ClusterSnapshot, ProbeView, Role, ServerView};
+use myha_core::topology::{AgentView, ClusterSnapshot, Role, ServerView};
 
 // ------------------------------------------------------------------ builders
 
@@ -37,22 +39,8 @@ fn server(name: &str, role: Role) -> ServerView {
         server_id: None,
         errant: Vec::new(),
         diverged_gtids: Vec::new(),
-        agent: AgentView {
-            reachable: true,
-            last_report_age_ms: Some(200),
-            mysqld_process: Some(true),
-            down_kind: None,
-            down_error: None,
-            master_view: None,
-            epoch_seen: Some(1),
-        },
-        manager_probe: ProbeView {
-            ok: true,
-            age_ms: Some(100),
-            failing_for_ms: None,
-            latency_ms: Some(0.5),
-            error: None,
-        },
+        agent: common::agent_ok(),
+        manager_probe: common::probe_ok(),
         facts: None,
     }
 }

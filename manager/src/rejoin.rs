@@ -136,20 +136,15 @@ async fn attempt(
                     Err(f) => not_reinstated = format!(" auto_reinstate: {}.", f.message),
                 }
             }
-            let changed = topo
+            // Kept out; the refusal (with this reason) is journaled once by
+            // `rejoin()` when it changes.
+            if topo
                 .durable(&cluster.name)
-                .is_none_or(|d| d.diverged.get(host) != Some(&extra));
-            if changed {
+                .is_none_or(|d| d.diverged.get(host) != Some(&extra))
+            {
                 let _ = topo.update_durable(&cluster.name, |s| {
                     s.diverged.insert(host.to_string(), extra.clone());
                 });
-                journal(
-                    ctx,
-                    &cluster.name,
-                    "rejoin",
-                    "skipped",
-                    format!("{host} diverged: it has {} that {master} lacks; kept read-only and out of the cluster", extra.join(",")),
-                );
             }
             Err(format!(
                 "{host} has diverged: it executed {} that the master {master} lacks. It stays read-only.{not_reinstated} \
