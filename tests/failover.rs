@@ -501,8 +501,10 @@ fn hooks_see_the_failover_in_their_environment() {
     let ok_bed = failover_bed(&yaml);
     ok_bed.kill_mysqld("db1").unwrap();
     let new_master = wait_new_master(&ok_bed, "db1", Duration::from_secs(30));
+    // The shell creates the file before `sort` writes to it: wait for its
+    // content, not for the file.
     wait_until(Duration::from_secs(10), "post hook ran", || {
-        Ok(dir.join("post").exists())
+        Ok(std::fs::read_to_string(dir.join("post")).is_ok_and(|t| t.contains("MYHA_EVENT")))
     })
     .unwrap();
     let pre = std::fs::read_to_string(dir.join("pre")).unwrap();
