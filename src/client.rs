@@ -22,7 +22,7 @@ impl ManagerClient {
         Ok(ManagerClient {
             http,
             base: config.manager.url.trim_end_matches('/').to_string(),
-            token: config.manager.token.expose().to_string(),
+            token: config.token.expose().to_string(),
         })
     }
 

@@ -5,6 +5,7 @@ mod check;
 mod client;
 mod ops;
 mod status;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -113,6 +114,11 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Make or hash credentials for `access:` (no configuration needed).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// The journal of failovers and decisions, oldest first.
     History {
         #[arg(long)]
@@ -125,6 +131,19 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum TokenAction {
+    /// A new random token (256 bits) and its `token_sha256` for `access:`.
+    /// With --out the token goes to a new file (mode 0600) and only the
+    /// hash is printed.
+    New {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The `token_sha256` of the token read from standard input.
+    Hash,
+}
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MYHA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -134,8 +153,11 @@ fn init_tracing() {
         .init();
 }
 
-fn load_config(path: &std::path::Path) -> Result<myha_config::Config, ExitCode> {
-    myha_config::load(path).map_err(|errors| {
+fn load_config(
+    path: &std::path::Path,
+    role: &myha_config::Role,
+) -> Result<myha_config::Config, ExitCode> {
+    myha_config::load_as(path, role).map_err(|errors| {
         eprintln!("{errors}");
         eprintln!(
             "myha: configuration {} is invalid; nothing was started",
@@ -161,12 +183,45 @@ fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
     Ok(rx)
 }
 
+/// The process the configuration is loaded for: it decides which secrets
+/// are read (see docs/security.md).
+fn role_of(command: &Command, config_path: &std::path::Path) -> Result<myha_config::Role, ExitCode> {
+    use myha_config::Role;
+    Ok(match command {
+        Command::Agent { host, .. } => Role::Agent(host.clone()),
+        Command::Manager => Role::Manager,
+        Command::Router { cluster: Some(c) } => Role::Router(c.clone()),
+        Command::Router { cluster: None } => {
+            // The one cluster of the file: read it without any secret.
+            let config = load_config(config_path, &Role::Cli { database: false })
+                .or_else(|_| load_config(config_path, &Role::Manager))?;
+            match config.clusters.as_slice() {
+                [one] => Role::Router(one.name.clone()),
+                _ => {
+                    eprintln!("myha: the configuration has several clusters: name one with --cluster");
+                    return Err(ExitCode::from(2));
+                }
+            }
+        }
+        Command::Check { .. } => Role::Cli { database: true },
+        _ => Role::Cli { database: false },
+    })
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = match load_config(&cli.config) {
+    if let Command::Token { action } = &cli.command {
+        return token::run(action);
+    }
+    let role = match role_of(&cli.command, &cli.config) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    let config = match load_config(&cli.config, &role) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
     match cli.command {
+        Command::Token { .. } => Ok(ExitCode::SUCCESS),
         Command::Agent { host, listen } => {
             init_tracing();
             myha_agent::run(config, &host, listen, shutdown_signal()?).await?;

@@ -79,7 +79,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         cluster,
         host: host_cfg.clone(),
-        token: config.manager.token.expose().to_string(),
+        token: config.token.expose().to_string(),
         agent: config.agent.clone(),
         last: Mutex::new(None),
         lease: Arc::new(Mutex::new(lease::Lease::new(host_cfg.port, fence_ttl))),

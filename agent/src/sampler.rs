@@ -13,8 +13,73 @@ use tokio::time::{interval, MissedTickBehavior};
 
 use crate::Shared;
 
-/// The manager's last answer and when it came.
-pub(crate) type LastAck = Option<(ReportAck, Instant)>;
+/// What the reporter learned from the manager's answers (`None`: no
+/// answer yet).
+pub(crate) type LastAck = Option<Answers>;
+
+/// The manager's answers, as the reporter passes them to the sampler.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Answers {
+    /// The last answer that took a report in: only such an answer counts as
+    /// contact with the manager.
+    pub(crate) accepted: Option<Accepted>,
+    /// The instance of the last report the manager answered as stale (it
+    /// holds a report of that instance with a seq as high or higher, e.g.
+    /// forged): the sampler starts a new instance.
+    pub(crate) stale_instance: Option<u64>,
+}
+
+/// An answer that took a report in.
+#[derive(Debug, Clone)]
+pub(crate) struct Accepted {
+    pub(crate) ack: ReportAck,
+    /// When it came.
+    pub(crate) at: Instant,
+    /// The instance of the report it answers: its `seq` says nothing of
+    /// another instance's samples.
+    pub(crate) instance: u64,
+}
+
+/// The manager's last answer that took a report in, and when it came; its
+/// `seq` is 0 (post-dates nothing) unless it answers the current instance.
+type Contact = Option<(ReportAck, Instant)>;
+
+/// The contact the sampler of `instance` acts on.
+fn contact(answers: &LastAck, instance: u64) -> Contact {
+    let a = answers.as_ref()?.accepted.as_ref()?;
+    let mut ack = a.ack.clone();
+    if a.instance != instance {
+        ack.seq = 0;
+    }
+    Some((ack, a.at))
+}
+
+/// Take the manager's answer to a report of `instance`, received `at`. An
+/// answer that took the report in is contact (never going back to an older
+/// epoch: a delayed answer); one that did not is no contact, and marks
+/// `instance` stale.
+fn record_answer(last: &mut LastAck, ack: ReportAck, instance: u64, at: Instant) {
+    let answers = last.get_or_insert_with(Answers::default);
+    if !ack.accepted() {
+        answers.stale_instance = Some(instance);
+        return;
+    }
+    let older = answers
+        .accepted
+        .as_ref()
+        .is_some_and(|a| a.ack.epoch > ack.epoch);
+    if !older {
+        answers.accepted = Some(Accepted { ack, at, instance });
+    }
+}
+
+/// Whether the manager refused a report of `instance` as stale: the
+/// sampler must start a new instance to be heard again.
+fn stale(answers: &LastAck, instance: u64) -> bool {
+    answers
+        .as_ref()
+        .is_some_and(|a| a.stale_instance == Some(instance))
+}
 
 pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
@@ -171,7 +236,7 @@ async fn any_peer_reachable(shared: &Shared, limit: Duration) -> bool {
 /// so such an answer cannot be older than the promotion.
 async fn fence_reason(
     shared: &Shared,
-    ack: &LastAck,
+    ack: &Contact,
     conflict_seq: u64,
     started: Instant,
     self_fence_after: Duration,
@@ -261,8 +326,11 @@ pub(crate) async fn run(
         shutdown.clone(),
     ));
     let queued_fence = Arc::clone(&shared.queued_fence);
-    let instance = rand_u64();
+    let mut instance = rand_u64();
     let mut seq = 0u64;
+    // Added to `seq` for the lease's sample numbers, which must keep
+    // increasing when a new instance starts `seq` again from 1.
+    let mut lease_base = 0u64;
     let mut io = IoActivity::default();
     // The seq of the first report that found the server writable.
     let mut writable_since_seq: Option<u64> = None;
@@ -319,7 +387,26 @@ pub(crate) async fn run(
                 }
             }
         }
-        let ack = epoch.borrow().clone();
+        let answers = epoch.borrow().clone();
+        // The manager holds a report of this instance with a seq as high as
+        // ours or higher (a forged one, or a report from before a restart
+        // of its numbering): start a new instance, heard from its first
+        // report. Its answers' seqs say nothing of the old instance's
+        // samples, so the facts the agent acts against are seen again.
+        if stale(&answers, instance) {
+            let old = instance;
+            instance = rand_u64();
+            lease_base += seq;
+            seq = 0;
+            writable_since_seq = None;
+            vip_since_seq = None;
+            tracing::warn!(
+                old_instance = old,
+                instance,
+                "the manager holds a newer report of this agent's instance than it sent: starting a new instance"
+            );
+        }
+        let ack = contact(&answers, instance);
 
         // A writable server that is not the master of the newest epoch, or
         // that finds itself cut off from everyone, fences itself.
@@ -336,7 +423,7 @@ pub(crate) async fn run(
             };
             if let Some(reason) = reason {
                 // The lease is not renewed from now on.
-                want_tx.send_replace((crate::lease::Want::Hold, seq));
+                want_tx.send_replace((crate::lease::Want::Hold, lease_base + seq));
                 // Its clients' sockets are closed in the kernel while the
                 // VIP is still here: their resets reach the clients at
                 // once, and nothing mysqld queued is ever sent.
@@ -420,7 +507,7 @@ pub(crate) async fn run(
             None if was_writable => crate::lease::Want::Hold,
             None => crate::lease::Want::Unknown,
         };
-        want_tx.send_replace((want, seq + 1));
+        want_tx.send_replace((want, lease_base + seq + 1));
         // The VIP belongs to the master of the newest epoch only. Same rule
         // as above: act on an answer that post-dates seeing the VIP here.
         if let Some(spec) = vip_spec.as_ref() {
@@ -622,18 +709,28 @@ pub(crate) async fn report_loop(
             Err(e) => Err(e),
         };
         match ack {
+            Ok(ack) if !ack.accepted() => {
+                // Not taken in: no contact with the manager (the self-fence
+                // clock runs on); the sampler starts a new instance.
+                failures += 1;
+                if failures == 1 || failures.is_multiple_of(40) {
+                    tracing::warn!(
+                        instance = report.instance,
+                        seq = report.seq,
+                        failures,
+                        "the manager did not take the report in (it holds a newer one of this instance)"
+                    );
+                }
+                let instance = report.instance;
+                epoch.send_modify(|last| record_answer(last, ack, instance, Instant::now()));
+            }
             Ok(ack) => {
                 if failures > 0 {
                     tracing::info!(after = failures, "reporting to the manager again");
                 }
                 failures = 0;
-                // Never go back to an older epoch (a delayed answer).
-                epoch.send_modify(|last| {
-                    let older = last.as_ref().is_some_and(|(a, _)| a.epoch > ack.epoch);
-                    if !older {
-                        *last = Some((ack, Instant::now()));
-                    }
-                });
+                let instance = report.instance;
+                epoch.send_modify(|last| record_answer(last, ack, instance, Instant::now()));
             }
             Err(e) => {
                 failures += 1;
@@ -642,5 +739,65 @@ pub(crate) async fn report_loop(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use myha_core::report::AckStatus;
+
+    fn ack(epoch: u64, seq: u64, status: AckStatus) -> ReportAck {
+        ReportAck {
+            epoch,
+            master: Some("db2".into()),
+            seq,
+            status,
+        }
+    }
+
+    #[test]
+    fn a_stale_answer_is_no_contact_and_marks_the_instance() {
+        let t0 = Instant::now();
+        let mut last: LastAck = None;
+        record_answer(&mut last, ack(3, 5, AckStatus::Accepted), 11, t0);
+        let later = t0 + Duration::from_secs(1);
+        record_answer(&mut last, ack(4, 6, AckStatus::Stale), 11, later);
+        // Contact is still the accepted answer, from t0, epoch 3.
+        let (a, at) = contact(&last, 11).unwrap_or_else(|| panic!("contact"));
+        assert_eq!((a.epoch, a.seq, at), (3, 5, t0));
+        assert!(stale(&last, 11));
+        assert!(!stale(&last, 12));
+    }
+
+    #[test]
+    fn only_a_stale_answer_is_no_contact_at_all() {
+        let mut last: LastAck = None;
+        record_answer(&mut last, ack(3, 5, AckStatus::Stale), 11, Instant::now());
+        assert!(contact(&last, 11).is_none());
+        assert!(stale(&last, 11));
+    }
+
+    #[test]
+    fn an_answer_to_another_instance_post_dates_nothing() {
+        let t0 = Instant::now();
+        let mut last: LastAck = None;
+        record_answer(&mut last, ack(3, 900, AckStatus::Accepted), 11, t0);
+        // The sampler restarted as instance 12 (seq from 1): the old
+        // instance's seq 900 must not pass for an answer to its samples.
+        let (a, at) = contact(&last, 12).unwrap_or_else(|| panic!("contact"));
+        assert_eq!((a.seq, a.epoch, at), (0, 3, t0), "still contact, seq 0");
+        let (a, _) = contact(&last, 11).unwrap_or_else(|| panic!("contact"));
+        assert_eq!(a.seq, 900);
+    }
+
+    #[test]
+    fn an_older_epoch_is_not_taken_back() {
+        let t0 = Instant::now();
+        let mut last: LastAck = None;
+        record_answer(&mut last, ack(4, 5, AckStatus::Accepted), 11, t0);
+        record_answer(&mut last, ack(3, 6, AckStatus::Accepted), 11, t0);
+        let (a, _) = contact(&last, 11).unwrap_or_else(|| panic!("contact"));
+        assert_eq!((a.epoch, a.seq), (4, 5));
     }
 }

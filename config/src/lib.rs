@@ -22,6 +22,7 @@
 //! `docs/config.md`.
 #![forbid(unsafe_code)]
 
+mod access;
 mod error;
 mod model;
 mod raw;
@@ -35,23 +36,32 @@ use std::path::Path;
 
 use serde_saphyr::Spanned;
 
+pub use access::{Principal, Scope};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    defaults, AgentConfig, ClusterConfig, Config, Credentials, Flavor, HooksConfig, HostConfig,
-    ManagerConfig, Relay, RouterConfig, Strategy, VipConfig,
+    defaults, AccessEntry, AccessRole, AgentConfig, ClusterConfig, Config, Credentials, Flavor,
+    HooksConfig, HostConfig, ManagerConfig, MysqlTlsConfig, Relay, Role, RouterConfig, Strategy,
+    TlsConfig, TokenHash, VipConfig,
 };
 pub use secret::Secret;
 
-/// Loads and validates the configuration file at `path`, resolving `*_env`
-/// secrets from the process environment.
+/// Loads and validates the configuration file at `path` for the manager
+/// (see [`load_as`]).
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_as(path, &Role::Manager)
+}
+
+/// Loads and validates the configuration file at `path` for the process
+/// `role`, resolving the secrets that role needs (`*_env` from the process
+/// environment, `*_file` from files that only their owner may read).
+pub fn load_as(path: &Path, role: &Role) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|err| {
         ConfigError::whole_file(path, format!("cannot read configuration file: {err}"))
     })?;
-    load_str(&text, path, &|name| std::env::var(name).ok())
+    load_str_as(&text, path, &|name| std::env::var(name).ok(), role)
 }
 
-/// Parses and validates `text` as if read from `path`.
+/// Parses and validates `text` as if read from `path`, for the manager.
 ///
 /// `path` appears in error messages and anchors relative `*_file` and
 /// `state_dir` paths; `env` resolves `*_env` secrets (pass a closure over a
@@ -61,7 +71,17 @@ pub fn load_str(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
+    load_str_as(text, path, env, &Role::Manager)
+}
+
+/// [`load_str`] for the process `role`.
+pub fn load_str_as(
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    role: &Role,
+) -> Result<Config, ConfigErrors> {
     let raw: Spanned<raw::RawConfig> =
         serde_saphyr::from_str(text).map_err(|err| ConfigError::from_yaml(path, &err))?;
-    validate::validate(raw, path, env)
+    validate::validate(raw, path, env, role)
 }

@@ -52,6 +52,13 @@ pub mod defaults {
     pub const FALLBACK_TO_MASTER: bool = true;
     pub const WRITER_HOLD_TIMEOUT: Duration = Duration::from_secs(5);
     pub const BUSY_POLL: Duration = Duration::ZERO;
+    /// Open client connections per router listener (writer, reader).
+    pub const ROUTER_MAX_CONNECTIONS: u32 = 1000;
+    /// Open client connections per source address, per listener.
+    pub const ROUTER_MAX_CONNECTIONS_PER_SOURCE: u32 = 64;
+    /// A client must complete the MySQL handshake (its login answered)
+    /// within this long of connecting.
+    pub const ROUTER_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
     pub const MYSQL_PORT: u16 = 3306;
     pub const CANDIDATE_MASTER: bool = false;
@@ -68,6 +75,16 @@ pub struct Config {
     pub agent: AgentConfig,
     /// In file order.
     pub clusters: Vec<ClusterConfig>,
+    /// Credentials of operators, monitors and routers, by hash.
+    pub access: Vec<AccessEntry>,
+    /// TLS of every HTTP API (absent: plain HTTP).
+    pub tls: Option<TlsConfig>,
+    /// The process this configuration was loaded for.
+    pub role: Role,
+    /// This process's own bearer token: the manager's, an agent's (its
+    /// host's), a router's or the CLI's, as [`Config::role`] says. Only
+    /// the secrets a role needs are resolved; the others stay unloaded.
+    pub token: Secret,
 }
 
 impl Config {
@@ -92,6 +109,155 @@ impl Config {
     }
 }
 
+/// The process a configuration is loaded for: it decides which secrets
+/// are resolved (a router or a read-only CLI reads no database password)
+/// and which credential is the process's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// The manager: database passwords and the manager's token.
+    Manager,
+    /// The agent of this host: its cluster's admin password and the
+    /// host's own token.
+    Agent(String),
+    /// The router of this cluster: the router's token only.
+    Router(String),
+    /// The CLI. `database`: it reads the servers itself (`myha check`)
+    /// and needs the admin password.
+    Cli { database: bool },
+}
+
+/// What a credential in `access:` may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessRole {
+    /// The manager: the only one agents take fences and VIP moves from.
+    Manager,
+    /// The agent of one host (`host:`): it may report for that host only.
+    Agent,
+    /// Everything the CLI does: status, history, switchover, failover,
+    /// rejoin, acknowledging a failover.
+    Operator,
+    /// Read-only: status, history, the routing view.
+    Monitor,
+    /// The routing view only.
+    Router,
+}
+
+impl AccessRole {
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Manager => "manager",
+            Self::Agent => "agent",
+            Self::Operator => "operator",
+            Self::Monitor => "monitor",
+            Self::Router => "router",
+        }
+    }
+}
+
+impl fmt::Display for AccessRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The SHA-256 of a token: what a verifier keeps instead of the token.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl TokenHash {
+    /// Parses 64 hexadecimal digits (an optional `sha256:` prefix allowed).
+    pub fn parse(text: &str) -> Option<Self> {
+        let hex = text.trim();
+        let hex = hex.strip_prefix("sha256:").unwrap_or(hex);
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Self(out))
+    }
+
+    /// The hash of `token`.
+    pub fn of(token: &str) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest.as_ref());
+        Self(out)
+    }
+
+    /// Whether `token` hashes to this, compared in constant time.
+    pub fn matches(&self, token: &str) -> bool {
+        self.matches_hash(&Self::of(token))
+    }
+
+    /// Equality in constant time.
+    pub fn matches_hash(&self, other: &TokenHash) -> bool {
+        other
+            .0
+            .iter()
+            .zip(&self.0)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+
+    /// Lower-case hexadecimal.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}…", &self.to_hex()[..12])
+    }
+}
+
+/// One entry of `access:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessEntry {
+    /// Who holds it: shown in the journal of what it did.
+    pub name: String,
+    pub role: AccessRole,
+    /// With role `agent`: the host it speaks for.
+    pub host: Option<String>,
+    pub token_sha256: TokenHash,
+    /// Line and column of its hash in the file.
+    pub at: (u32, u32),
+}
+
+/// `tls:` — TLS of the manager's, the agents' and the routers' HTTP APIs,
+/// and of the clients that call them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The CA that signs the servers' certificates (and the clients', with
+    /// `client_auth`).
+    pub ca_file: PathBuf,
+    /// This process's certificate (servers; clients with `client_auth`).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Servers require a client certificate signed by `ca_file`.
+    pub client_auth: bool,
+}
+
+/// A cluster's `mysql_tls:` — TLS on myha's connections to the servers
+/// and on replication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MysqlTlsConfig {
+    /// CA that signs the servers' certificates (on the myha host).
+    pub ca_file: PathBuf,
+    /// Check that a server's certificate names the host's address.
+    pub verify_identity: bool,
+    /// Replicas connect to the master with TLS (`MASTER_SSL=1`).
+    pub replication: bool,
+    /// CA path on the database hosts: replicas verify the master's
+    /// certificate with it (`MASTER_SSL_CA`, `MASTER_SSL_VERIFY_SERVER_CERT`).
+    pub replication_ca: Option<String>,
+}
+
 /// `manager:` — the failover manager process.
 #[derive(Debug, Clone)]
 pub struct ManagerConfig {
@@ -99,8 +265,9 @@ pub struct ManagerConfig {
     pub listen: SocketAddr,
     /// URL agents use to reach the manager (no trailing `/`).
     pub url: String,
-    /// Shared bearer token between manager, agents and CLI.
-    pub token: Secret,
+    /// The hash of the manager's token: agents accept fences and VIP moves
+    /// only from its holder.
+    pub token_sha256: TokenHash,
     /// Where the manager keeps its durable state.
     pub state_dir: PathBuf,
     pub probe_interval: Duration,
@@ -175,6 +342,7 @@ pub struct ClusterConfig {
     pub vip: Option<VipConfig>,
     pub hooks: HooksConfig,
     pub router: Option<RouterConfig>,
+    pub mysql_tls: Option<MysqlTlsConfig>,
     /// Hosts whose `cluster:` names this cluster, in file order (never empty).
     pub hosts: Vec<HostConfig>,
 }
@@ -223,12 +391,22 @@ pub struct HostConfig {
     /// The router's weight for this server in the reader pool (strategy
     /// `weighted`); 0 keeps it out of the pool.
     pub weight: u32,
+    /// The hash of this host's agent token: the manager takes reports for
+    /// this host only from its holder.
+    pub token_sha256: TokenHash,
+    /// The agent's API is served over TLS (`tls:` is set).
+    pub tls: bool,
 }
 
 impl HostConfig {
-    /// `http://address:agent_port` (IPv6 addresses in brackets).
+    /// `http(s)://address:agent_port` (IPv6 addresses in brackets).
     pub fn agent_url(&self) -> String {
-        format!("http://{}:{}", self.bracketed_address(), self.agent_port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!(
+            "{scheme}://{}:{}",
+            self.bracketed_address(),
+            self.agent_port
+        )
     }
 
     /// `address:port` of the database server (IPv6 addresses in brackets).
@@ -372,6 +550,13 @@ pub struct RouterConfig {
     pub busy_poll: Duration,
     /// Who moves the bytes of a relayed connection.
     pub relay: Relay,
+    /// Open client connections per listener; more are refused at once.
+    pub max_connections: u32,
+    /// Open client connections from one source address per listener.
+    pub max_connections_per_source: u32,
+    /// A client that has not completed the MySQL handshake this long after
+    /// connecting is disconnected.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for RouterConfig {
@@ -385,11 +570,15 @@ impl Default for RouterConfig {
             writer_hold_timeout: defaults::WRITER_HOLD_TIMEOUT,
             busy_poll: defaults::BUSY_POLL,
             relay: Relay::default(),
+            max_connections: defaults::ROUTER_MAX_CONNECTIONS,
+            max_connections_per_source: defaults::ROUTER_MAX_CONNECTIONS_PER_SOURCE,
+            handshake_timeout: defaults::ROUTER_HANDSHAKE_TIMEOUT,
         }
     }
 }
 
-/// `http://<listen>`, the default manager URL.
-pub(crate) fn default_url(listen: SocketAddr) -> String {
-    format!("http://{listen}")
+/// `http(s)://<listen>`, the default manager URL.
+pub(crate) fn default_url(listen: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{listen}")
 }

@@ -21,6 +21,47 @@ pub(crate) struct RawConfig {
     pub agent: Option<Spanned<RawAgent>>,
     pub clusters: Option<Spanned<Vec<Spanned<RawCluster>>>>,
     pub hosts: Option<Spanned<Vec<Spanned<RawHost>>>>,
+    pub access: Option<Spanned<Vec<Spanned<RawAccess>>>>,
+    pub tls: Option<Spanned<RawTls>>,
+    pub cli: Option<Spanned<RawCli>>,
+}
+
+/// One entry of `access:`: a credential of an operator, a monitor or a
+/// router, known to the manager by its hash only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccess {
+    pub name: Option<Spanned<String>>,
+    pub role: Option<Spanned<crate::AccessRole>>,
+    pub host: Option<Spanned<String>>,
+    pub token_sha256: Option<Spanned<String>>,
+    pub token: Rejected,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub ca_file: Option<Spanned<String>>,
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
+    pub client_auth: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCli {
+    pub token: Rejected,
+    pub token_env: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMysqlTls {
+    pub ca_file: Option<Spanned<String>>,
+    pub verify_identity: Option<Spanned<bool>>,
+    pub replication: Option<Spanned<bool>>,
+    pub replication_ca: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -45,6 +86,9 @@ pub(crate) struct RawAgent {
     pub connect_timeout: Option<Spanned<String>>,
     pub query_timeout: Option<Spanned<String>>,
     pub report_timeout: Option<Spanned<String>>,
+    pub token: Rejected,
+    pub token_env: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +115,7 @@ pub(crate) struct RawCluster {
     pub vip: Option<Spanned<RawVip>>,
     pub hooks: Option<Spanned<RawHooks>>,
     pub router: Option<Spanned<RawRouter>>,
+    pub mysql_tls: Option<Spanned<RawMysqlTls>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +149,12 @@ pub(crate) struct RawRouter {
     pub writer_hold_timeout: Option<Spanned<String>>,
     pub busy_poll: Option<Spanned<String>>,
     pub relay: Option<Spanned<crate::Relay>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub max_connections_per_source: Option<Spanned<i64>>,
+    pub handshake_timeout: Option<Spanned<String>>,
+    pub token: Rejected,
+    pub token_env: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,4 +169,7 @@ pub(crate) struct RawHost {
     pub no_master: Option<Spanned<bool>>,
     pub priority: Option<Spanned<i32>>,
     pub weight: Option<Spanned<u32>>,
+    pub token: Rejected,
+    pub token_env: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
 }

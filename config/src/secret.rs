@@ -8,18 +8,38 @@ use std::fmt;
 /// [`Secret::expose`], so a secret cannot end up in a log line or an error by
 /// accident.
 #[derive(Clone)]
-pub struct Secret(String);
+pub struct Secret(Option<String>);
 
 impl Secret {
     /// Wraps a value.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(Some(value.into()))
     }
 
-    /// The secret value. Call it only where the value is actually needed
-    /// (connecting, authenticating), never for logging.
+    /// A secret this process's role does not need: it was not read.
+    pub fn unloaded() -> Self {
+        Self(None)
+    }
+
+    /// `self` if loaded, else `other`.
+    pub(crate) fn or(self, other: Secret) -> Secret {
+        if self.is_loaded() {
+            self
+        } else {
+            other
+        }
+    }
+
+    /// Whether the value was read (see [`crate::Role`]).
+    pub fn is_loaded(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The secret value (empty when it was not loaded for this process's
+    /// role). Call it only where the value is actually needed (connecting,
+    /// authenticating), never for logging.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.as_deref().unwrap_or("")
     }
 }
 

@@ -18,6 +18,7 @@ fn env(name: &str) -> Option<String> {
         "MYHA_TOKEN" => Some(TOKEN.to_owned()),
         "DB_PW" => Some(DB_PASSWORD.to_owned()),
         "REPL_PW" => Some(REPL_PASSWORD.to_owned()),
+        "AGENT_TOKEN" => Some("agent-tok".to_owned()),
         "EMPTY" => Some(String::new()),
         _ => None,
     }
@@ -41,7 +42,14 @@ hosts:
   - name: db2
     cluster: shop
     address: 10.0.0.12
+access:
+  - { name: manager, role: manager, token_sha256: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa }
+  - { name: db1, role: agent, host: db1, token_sha256: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb }
+  - { name: db2, role: agent, host: db2, token_sha256: cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc }
+agent:
+  token_env: AGENT_TOKEN
 ";
+const AGENT: &str = "agent:\n  token_env: AGENT_TOKEN\n";
 const MANAGER_END: usize = 2;
 const CLUSTER_END: usize = 8;
 const HOST1_END: usize = 12;
@@ -139,6 +147,8 @@ impl TempDir {
         let path = self.0.join(name);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, contents).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         path
     }
 }
@@ -159,7 +169,7 @@ fn base_loads_with_documented_defaults() {
     let m = &config.manager;
     assert_eq!(m.listen, "127.0.0.1:7070".parse::<SocketAddr>().unwrap());
     assert_eq!(m.url, "http://127.0.0.1:7070");
-    assert_eq!(m.token.expose(), TOKEN);
+    assert_eq!(config.token.expose(), TOKEN);
     assert_eq!(m.state_dir, Path::new("/var/lib/myha"));
     assert_eq!(m.probe_interval, Duration::from_millis(500));
     assert_eq!(m.connect_timeout, Duration::from_millis(500));
@@ -196,6 +206,8 @@ fn base_loads_with_documented_defaults() {
         no_master: false,
         priority: 0,
         weight: 1,
+        token_sha256: crate::TokenHash([0xbb; 32]),
+        tls: false,
     };
     assert_eq!(c.hosts[0], expected);
     assert_eq!(c.hosts.len(), 2);
@@ -218,6 +230,7 @@ agent:
   connect_timeout: 4s
   query_timeout: 5s
   report_timeout: 6s
+  token_env: MYHA_TOKEN
 clusters:
   - name: c-1.x_y
     flavor: mysql
@@ -254,8 +267,16 @@ hosts:
     candidate_master: true
     no_master: false
     priority: -5
+access:
+  - { name: m, role: manager, token_sha256: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa }
+  - { name: h1, role: agent, host: h1, token_sha256: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb }
+  - { name: ops, role: operator, token_sha256: sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc }
+cli:
+  token_env: MYHA_TOKEN
 ";
     let config = ok(yaml);
+    assert_eq!(config.access.len(), 3);
+    assert_eq!(config.access[2].role, crate::AccessRole::Operator);
     assert_eq!(
         config.manager.url, "http://10.1.1.1:9000",
         "trailing / removed"
@@ -287,7 +308,7 @@ hosts:
 
 #[test]
 fn agent_port_defaults_to_agent_section() {
-    let config = ok(&format!("{BASE}agent:\n  port: 9100\n"));
+    let config = ok(&format!("{BASE}  port: 9100\n"));
     assert_eq!(config.clusters[0].hosts[0].agent_port, 9100);
     assert_eq!(
         config.clusters[0].hosts[0].agent_url(),
@@ -348,6 +369,7 @@ fn router_busy_poll_is_bounded_and_zero_turns_it_off() {
 fn hosts_keep_file_order_per_cluster() {
     let yaml = "\
 manager: { token_env: MYHA_TOKEN }
+agent: { token_env: MYHA_TOKEN }
 clusters:
   - { name: a, user: u, password_env: DB_PW, replication_user: r, replication_password_env: REPL_PW }
   - { name: b, user: u, password_env: DB_PW, replication_user: r, replication_password_env: REPL_PW }
@@ -356,6 +378,12 @@ hosts:
   - { name: a1, cluster: a, address: 10.0.0.1 }
   - { name: b1, cluster: b, address: 10.0.0.3 }
   - { name: a2, cluster: a, address: 10.0.0.2 }
+access:
+  - { name: m, role: manager, token_sha256: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa }
+  - { name: a1, role: agent, host: a1, token_sha256: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb }
+  - { name: a2, role: agent, host: a2, token_sha256: cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc }
+  - { name: b1, role: agent, host: b1, token_sha256: dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd }
+  - { name: b2, role: agent, host: b2, token_sha256: eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee }
 ";
     let config = ok(yaml);
     let names = |c: &str| -> Vec<String> {
@@ -412,8 +440,8 @@ fn unknown_keys_in_every_section() {
         "unknown field `lisen`",
     );
     assert_error(
-        &format!("{BASE}agent:\n  intervall: 1s\n"),
-        17,
+        &format!("{BASE}  intervall: 1s\n"),
+        22,
         3,
         "unknown field `intervall`",
     );
@@ -423,7 +451,7 @@ fn unknown_keys_in_every_section() {
         5,
         "unknown field `prio`",
     );
-    assert_error(&format!("{BASE}extra: 1\n"), 16, 1, "unknown field `extra`");
+    assert_error(&format!("{BASE}extra: 1\n"), 22, 1, "unknown field `extra`");
     assert_error(
         &with(CLUSTER_END, "    vip: { address: 10.0.0.1/8, iface: eth0 }"),
         9,
@@ -672,9 +700,9 @@ fn address_and_port_are_unique() {
         "host `db2` has the same address and port (10.0.0.11:3306) as host `db1` (line 10)",
     );
     // Same address, other port: fine.
-    ok(&format!(
-        "{}    port: 3307\n",
-        replace("address: 10.0.0.12", "address: 10.0.0.11")
+    ok(&replace(
+        "address: 10.0.0.12",
+        "address: 10.0.0.11\n    port: 3307",
     ));
 }
 
@@ -693,8 +721,8 @@ fn ports_are_non_zero_and_in_range() {
         "got 70000",
     );
     assert_error(
-        &format!("{BASE}agent:\n  port: 0\n"),
-        17,
+        &format!("{BASE}  port: 0\n"),
+        22,
         9,
         "`port` must be a port number",
     );
@@ -857,7 +885,7 @@ fn file_secret_resolves_relative_to_config_and_trims_newline() {
     );
     let config = load_str(&yaml, &dir.0.join("myha.yaml"), &env).unwrap();
     assert_eq!(config.clusters[0].admin.password.expose(), "file-secret");
-    assert_eq!(config.manager.token.expose(), "file-secret-token");
+    assert_eq!(config.token.expose(), "file-secret-token");
 }
 
 #[test]
@@ -895,7 +923,7 @@ fn secrets_never_appear_in_errors() {
     // Secrets resolve fine here, and many other things are wrong; `errors()`
     // checks that none of the resolved values (nor the inline one) shows up.
     let yaml = format!(
-        "{}agent:\n  interval: 1ms\n",
+        "{}  interval: 1ms\n",
         with(
             CLUSTER_END,
             "    max_lag: 0s\n    replication_password: hunter2"
@@ -946,8 +974,8 @@ fn bad_durations() {
         "`writer_hold_timeout` must be greater than 0",
     );
     assert_error(
-        &format!("{BASE}agent:\n  report_timeout: x\n"),
-        17,
+        &format!("{BASE}  report_timeout: x\n"),
+        22,
         19,
         "invalid duration",
     );
@@ -956,15 +984,13 @@ fn bad_durations() {
 #[test]
 fn agent_interval_at_least_10ms() {
     assert_error(
-        &format!("{BASE}agent:\n  interval: 9ms\n"),
-        17,
+        &format!("{BASE}  interval: 9ms\n"),
+        22,
         13,
-        "`interval` must be at least 10ms",
+        "`interval` 9ms is too short: it must be from 10ms to 10s",
     );
     // interval may exceed query_timeout.
-    let config = ok(&format!(
-        "{BASE}agent:\n  interval: 5s\n  query_timeout: 1s\n"
-    ));
+    let config = ok(&format!("{BASE}  interval: 5s\n  query_timeout: 1s\n"));
     assert_eq!(config.agent.interval, Duration::from_secs(5));
 }
 
@@ -1129,7 +1155,9 @@ hosts:
             (11, 22),
             (12, 14),
             (13, 11),
+            (19, 5),
             (22, 11),
+            (23, 5),
             (23, 11),
             (24, 14),
             (27, 16),
@@ -1208,4 +1236,237 @@ fn docs_mention_every_key() {
             "docs/config.md does not document `{key}`"
         );
     }
+}
+
+// ---- identities, secrets, bounds (security) ----------------------------
+
+fn load_file(path: &Path, role: &crate::Role) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).unwrap();
+    crate::load_str_as(&text, path, &env, role)
+}
+
+fn load_as(yaml: &str, role: &crate::Role) -> Result<Config, ConfigErrors> {
+    crate::load_str_as(yaml, Path::new("myha.yaml"), &env, role)
+}
+
+#[test]
+fn each_role_resolves_only_its_secrets() {
+    let yaml = format!("{BASE}cli:\n  token_env: CLI_TOKEN\n").replace(
+        "address: 10.0.0.11\n",
+        "address: 10.0.0.11\n    token_env: DB1_TOKEN\n",
+    );
+    let env = |name: &str| match name {
+        "CLI_TOKEN" => Some("cli-tok".to_owned()),
+        "DB1_TOKEN" => Some("db1-tok".to_owned()),
+        other => env(other),
+    };
+    let load =
+        |role: crate::Role| crate::load_str_as(&yaml, Path::new("myha.yaml"), &env, &role).unwrap();
+    let m = load(crate::Role::Manager);
+    assert_eq!(m.token.expose(), TOKEN);
+    assert_eq!(m.clusters[0].admin.password.expose(), DB_PASSWORD);
+    assert_eq!(m.clusters[0].replication.password.expose(), REPL_PASSWORD);
+
+    let a = load(crate::Role::Agent("db1".into()));
+    assert_eq!(a.token.expose(), "db1-tok");
+    assert_eq!(a.clusters[0].admin.password.expose(), DB_PASSWORD);
+    assert!(!a.clusters[0].replication.password.is_loaded());
+
+    let c = load(crate::Role::Cli { database: false });
+    assert_eq!(c.token.expose(), "cli-tok");
+    assert!(!c.clusters[0].admin.password.is_loaded());
+    assert!(!c.clusters[0].replication.password.is_loaded());
+
+    let check = load(crate::Role::Cli { database: true });
+    assert_eq!(check.clusters[0].admin.password.expose(), DB_PASSWORD);
+
+    // db2 has no token of its own: the `agent:` default (a path each host
+    // holds its own token at) is its.
+    let db2 = load(crate::Role::Agent("db2".into()));
+    assert_eq!(db2.token.expose(), "agent-tok");
+}
+
+#[test]
+fn a_router_needs_no_database_password() {
+    // No password reference at all: the router does not care, the manager does.
+    let yaml = format!("{BASE}")
+        .replace(
+            "    password_env: DB_PW\n",
+            "    password_file: /nonexistent/pw\n",
+        )
+        .replace(
+            "    replication_password_env: REPL_PW\n",
+            "    replication_password_env: REPL_PW\n    router: { token_env: ROUTER_TOKEN }\n",
+        );
+    let env = |name: &str| (name == "ROUTER_TOKEN").then(|| "r-tok".to_owned());
+    let r = crate::load_str_as(
+        &yaml,
+        Path::new("myha.yaml"),
+        &env,
+        &crate::Role::Router("shop".into()),
+    )
+    .unwrap();
+    assert_eq!(r.token.expose(), "r-tok");
+    assert!(load_as(&yaml, &crate::Role::Manager).is_err());
+}
+
+#[test]
+fn credentials_are_hashes_bound_to_hosts() {
+    let config = ok(BASE);
+    assert_eq!(config.manager.token_sha256, crate::TokenHash([0xaa; 32]));
+    assert_eq!(
+        config.clusters[0].hosts[1].token_sha256,
+        crate::TokenHash([0xcc; 32])
+    );
+    let t = crate::TokenHash::of("hello");
+    assert!(t.matches("hello") && !t.matches("hellp"));
+    assert_eq!(
+        t.to_hex(),
+        "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    );
+
+    // A host without an agent credential; a credential for no host; a token
+    // pasted where its hash belongs (not echoed).
+    let yaml = BASE
+        .replace(
+            &format!(
+                "  - {{ name: db2, role: agent, host: db2, token_sha256: {} }}\n",
+                "c".repeat(64)
+            ),
+            "",
+        )
+        .replace(AGENT, "")
+        + "  - { name: x, role: agent, host: db9, token_sha256: hunter2 }\n";
+    let errs = load(&yaml).unwrap_err().to_string();
+    assert!(
+        errs.contains("no agent credential for host(s) db2"),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("`token_sha256` must be 64 hexadecimal digits"),
+        "{errs}"
+    );
+    assert!(!errs.contains("hunter2"), "{errs}");
+    // Two managers; a host bound twice; role agent without host.
+    let yaml = format!(
+        "{}  - {{ name: m2, role: manager, token_sha256: {d} }}\n  - {{ name: y, role: agent, host: db1, token_sha256: {e} }}\n  - {{ name: z, role: agent, token_sha256: {f} }}\n{AGENT}",
+        BASE.strip_suffix(AGENT).unwrap(),
+        d = "d".repeat(64),
+        e = "e".repeat(64),
+        f = "f".repeat(64)
+    );
+    let errs = load(&yaml).unwrap_err().to_string();
+    assert!(
+        errs.contains("more than one entry with role `manager`"),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("host `db1` has two agent credentials"),
+        "{errs}"
+    );
+    assert!(errs.contains("role `agent` but no `host`"), "{errs}");
+}
+
+#[test]
+fn absurd_durations_are_refused_with_their_location() {
+    for (key, section, value) in [
+        ("interval", "agent", "500000000000y"),
+        ("probe_interval", "manager", "100y"),
+        ("report_timeout", "agent", "1ns"),
+        ("connect_timeout", "manager", "1ns"),
+    ] {
+        let yaml = if section == "manager" {
+            with(MANAGER_END, &format!("  {key}: {value}"))
+        } else {
+            format!("{BASE}  {key}: {value}\n")
+        };
+        let errs = load(&yaml).unwrap_err();
+        assert_eq!(errs.0.len(), 1, "{key}: {errs}");
+        let message = &errs.0[0].message;
+        assert!(
+            message.contains(&format!("`{key}` {value} is too")),
+            "{message}"
+        );
+    }
+    for key in [
+        "master_down_after",
+        "semi_sync_degrade_after",
+        "max_lag",
+        "failover_block_period",
+    ] {
+        let errs = load(&with(CLUSTER_END, &format!("    {key}: 500000000000y"))).unwrap_err();
+        assert_eq!(
+            (errs.0[0].line, errs.0[0].column),
+            (9, 7 + key.len() as u32),
+            "{errs}"
+        );
+        assert!(errs.0[0].message.contains("is too long"), "{errs}");
+    }
+    let errs = load(&with(
+        CLUSTER_END,
+        "    router: { writer_hold_timeout: 500000000000y, handshake_timeout: 1ns }",
+    ))
+    .unwrap_err();
+    assert_eq!(errs.0.len(), 2, "{errs}");
+}
+
+#[test]
+fn secret_files_must_be_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("perm");
+    let token = dir.write("token", "t0k\n");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let yaml = replace("token_env: MYHA_TOKEN", "token_file: token");
+    let path = dir.write("myha.yaml", &yaml);
+    let errs = load_file(&path, &crate::Role::Manager)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errs.contains("is accessible to group or others (mode 0640)"),
+        "{errs}"
+    );
+    assert!(errs.contains(":2:15:"), "{errs}");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(
+        load_file(&path, &crate::Role::Manager)
+            .unwrap()
+            .token
+            .expose(),
+        "t0k"
+    );
+}
+
+#[test]
+fn tls_makes_urls_https_and_needs_a_certificate_to_serve() {
+    let dir = TempDir::new("tls");
+    dir.write("ca.pem", "x");
+    dir.write("cert.pem", "x");
+    dir.write("key.pem", "x");
+    let yaml =
+        format!("{BASE}tls: {{ ca_file: ca.pem, cert_file: cert.pem, key_file: key.pem }}\n");
+    let path = dir.write("myha.yaml", &yaml);
+    let config = load_file(&path, &crate::Role::Manager).unwrap();
+    assert_eq!(config.manager.url, "https://127.0.0.1:7070");
+    assert_eq!(
+        config.clusters[0].hosts[0].agent_url(),
+        "https://10.0.0.11:7071"
+    );
+    // http:// with TLS is refused.
+    let yaml2 = with(MANAGER_END, "  url: http://10.0.0.1:7070")
+        + "tls: { ca_file: ca.pem, cert_file: cert.pem, key_file: key.pem }\n";
+    let path2 = dir.write("b.yaml", &yaml2);
+    let errs = load_file(&path2, &crate::Role::Manager)
+        .unwrap_err()
+        .to_string();
+    assert!(errs.contains("must start with `https://`"), "{errs}");
+    // The manager without a certificate cannot serve; the CLI can go without.
+    let yaml3 = format!("{BASE}tls: {{ ca_file: ca.pem }}\n");
+    let path3 = dir.write("c.yaml", &yaml3);
+    assert!(load_file(&path3, &crate::Role::Manager)
+        .unwrap_err()
+        .to_string()
+        .contains("missing `cert_file`"));
+    let cli = yaml3 + "cli: { token_env: MYHA_TOKEN }\n";
+    let path4 = dir.write("d.yaml", &cli);
+    load_file(&path4, &crate::Role::Cli { database: false }).unwrap();
 }

@@ -13,11 +13,13 @@ use serde_saphyr::Spanned;
 use crate::error::line_column;
 use crate::model::{default_url, defaults};
 use crate::raw::{
-    RawAgent, RawCluster, RawConfig, RawHooks, RawHost, RawManager, RawRouter, RawVip, Rejected,
+    RawAccess, RawAgent, RawCli, RawCluster, RawConfig, RawHooks, RawHost, RawManager, RawMysqlTls,
+    RawRouter, RawTls, RawVip, Rejected,
 };
 use crate::{
-    AgentConfig, ClusterConfig, Config, ConfigError, ConfigErrors, Credentials, HooksConfig,
-    HostConfig, ManagerConfig, Relay, RouterConfig, Secret, VipConfig,
+    AccessEntry, AgentConfig, ClusterConfig, Config, ConfigError, ConfigErrors, Credentials,
+    HooksConfig, HostConfig, ManagerConfig, MysqlTlsConfig, Relay, Role, RouterConfig, Secret,
+    TlsConfig, TokenHash, VipConfig,
 };
 
 /// Validates a parsed file. `path` is used in messages and to resolve
@@ -26,11 +28,14 @@ pub(crate) fn validate(
     raw: Spanned<RawConfig>,
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+    role: &Role,
 ) -> Result<Config, ConfigErrors> {
     let mut validator = Validator {
         file: path,
         dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         env,
+        role,
+        agent_cluster: None,
         errors: Vec::new(),
     };
     let config = validator.config(raw);
@@ -100,6 +105,8 @@ struct Name {
 struct ClusterDraft {
     config: ClusterConfig,
     name: Option<Name>,
+    /// The router's own token, resolved for [`Role::Router`] of this cluster.
+    router_token: Secret,
 }
 
 struct Validator<'a> {
@@ -107,6 +114,10 @@ struct Validator<'a> {
     /// Directory of the configuration file, for relative paths.
     dir: PathBuf,
     env: &'a dyn Fn(&str) -> Option<String>,
+    /// The process the file is loaded for: which secrets to resolve.
+    role: &'a Role,
+    /// With [`Role::Agent`]: the cluster of the agent's host.
+    agent_cluster: Option<String>,
     errors: Vec<ConfigError>,
 }
 
@@ -131,35 +142,88 @@ impl Validator<'_> {
             agent,
             clusters,
             hosts,
+            access,
+            tls,
+            cli,
         } = raw.value;
 
-        // A missing `manager:` is reported as its missing token, at the root.
-        let manager = match manager {
-            Some(node) => self.manager(At::of(&node), node.value),
-            None => self.manager(root, RawManager::default()),
+        if let Role::Agent(me) = self.role {
+            self.agent_cluster = hosts.as_ref().and_then(|list| {
+                list.value
+                    .iter()
+                    .find(|h| h.value.name.as_ref().is_some_and(|n| &n.value == me))
+                    .and_then(|h| h.value.cluster.as_ref().map(|c| c.value.clone()))
+            });
+        }
+        let tls = tls.map(|node| self.tls(node));
+        // A missing `manager:` is reported as its missing keys, at the root.
+        let (manager, manager_token) = match manager {
+            Some(node) => self.manager(At::of(&node), node.value, tls.is_some()),
+            None => self.manager(root, RawManager::default(), tls.is_some()),
         };
-        let agent = match agent {
+        let (agent, agent_token) = match agent {
             Some(node) => self.agent(node.value),
-            None => AgentConfig::default(),
+            None => (
+                AgentConfig::default(),
+                RawSecret {
+                    inline: None,
+                    env: None,
+                    file: None,
+                },
+            ),
         };
-        let mut clusters = self.clusters(root, clusters);
-        self.hosts(hosts, &agent, &mut clusters);
+        let (mut clusters, router_token) = self.clusters(root, clusters);
+        let (host_token, host_names) =
+            self.hosts(hosts, &agent, agent_token, tls.is_some(), &mut clusters);
+        let mut manager = manager;
+        let access_at = access.as_ref().map_or(root, At::of);
+        let access = self.access(access);
+        self.bind_access(access_at, &access, &host_names, &mut manager, &mut clusters);
+        let cli_token = match cli {
+            Some(node) => {
+                let at = At::of(&node);
+                self.cli(at, node.value)
+            }
+            None => self.cli(root, RawCli::default()),
+        };
+        let token = match self.role {
+            Role::Manager => manager_token,
+            Role::Agent(_) => host_token,
+            Role::Router(_) => router_token,
+            Role::Cli { .. } => cli_token,
+        };
 
         Config {
             path: self.file.to_path_buf(),
             manager,
             agent,
             clusters: clusters.into_iter().map(|c| c.config).collect(),
+            access,
+            tls,
+            role: self.role.clone(),
+            token,
+        }
+    }
+
+    /// Whether this process resolves the database passwords of `cluster`.
+    fn wants_db_passwords(&self, cluster: Option<&str>, replication: bool) -> bool {
+        match self.role {
+            Role::Manager => true,
+            Role::Cli { database } => *database,
+            Role::Agent(_) => {
+                !replication && cluster.is_some() && self.agent_cluster.as_deref() == cluster
+            }
+            Role::Router(_) => false,
         }
     }
 
     // ---- sections -------------------------------------------------------
 
-    fn manager(&mut self, at: At, raw: RawManager) -> ManagerConfig {
+    fn manager(&mut self, at: At, raw: RawManager, tls: bool) -> (ManagerConfig, Secret) {
         let listen_at = At::value_or(&raw.listen, at);
         let listen = self.socket_addr("listen", raw.listen, defaults::MANAGER_LISTEN);
         let url = match raw.url {
-            Some(url) => self.url(url),
+            Some(url) => self.url(url, tls),
             None => {
                 if listen.ip().is_unspecified() {
                     self.error(
@@ -171,7 +235,7 @@ impl Validator<'_> {
                         ),
                     );
                 }
-                default_url(listen)
+                default_url(listen, tls)
             }
         };
         let token = self.secret(
@@ -183,15 +247,18 @@ impl Validator<'_> {
                 env: raw.token_env,
                 file: raw.token_file,
             },
+            *self.role == Role::Manager,
         );
+        // Filled in from `access:`.
+        let token_sha256 = TokenHash([0; 32]);
         let state_dir = match raw.state_dir {
             Some(dir) => self.dir_path("state_dir", dir),
             None => PathBuf::from(defaults::STATE_DIR),
         };
-        ManagerConfig {
+        let config = ManagerConfig {
             listen,
             url,
-            token,
+            token_sha256,
             state_dir,
             probe_interval: self.duration(
                 "probe_interval",
@@ -208,10 +275,11 @@ impl Validator<'_> {
                 raw.query_timeout,
                 defaults::MANAGER_QUERY_TIMEOUT,
             ),
-        }
+        };
+        (config, token)
     }
 
-    fn agent(&mut self, raw: RawAgent) -> AgentConfig {
+    fn agent(&mut self, raw: RawAgent) -> (AgentConfig, RawSecret) {
         let interval = match raw.interval {
             Some(node) => {
                 let at = At::of(&node);
@@ -229,7 +297,12 @@ impl Validator<'_> {
             }
             None => defaults::AGENT_INTERVAL,
         };
-        AgentConfig {
+        let token = RawSecret {
+            inline: raw.token,
+            env: raw.token_env,
+            file: raw.token_file,
+        };
+        let config = AgentConfig {
             port: self.port("port", raw.port, defaults::AGENT_PORT),
             interval,
             connect_timeout: self.duration(
@@ -247,14 +320,15 @@ impl Validator<'_> {
                 raw.report_timeout,
                 defaults::AGENT_REPORT_TIMEOUT,
             ),
-        }
+        };
+        (config, token)
     }
 
     fn clusters(
         &mut self,
         root: At,
         raw: Option<Spanned<Vec<Spanned<RawCluster>>>>,
-    ) -> Vec<ClusterDraft> {
+    ) -> (Vec<ClusterDraft>, Secret) {
         let (items, at) = match raw {
             Some(list) => {
                 let at = At::of(&list);
@@ -266,10 +340,17 @@ impl Validator<'_> {
             self.error(at, "at least one cluster must be defined under `clusters`");
         }
         let mut seen = HashMap::new();
-        items
+        let drafts: Vec<ClusterDraft> = items
             .into_iter()
             .map(|node| self.cluster(node, &mut seen))
-            .collect()
+            .collect();
+        let mut token = Secret::unloaded();
+        if let Role::Router(name) = self.role {
+            if let Some(d) = drafts.iter().find(|d| &d.config.name == name) {
+                token = d.router_token.clone();
+            }
+        }
+        (drafts, token)
     }
 
     fn cluster(
@@ -281,6 +362,9 @@ impl Validator<'_> {
         let raw = node.value;
         let name = self.name("cluster", at, raw.name, seen);
         let owner = describe("cluster", name.as_ref());
+        let cluster_name = name.as_ref().map(|n| n.value.clone());
+        let wants_admin = self.wants_db_passwords(cluster_name.as_deref(), false);
+        let wants_replication = self.wants_db_passwords(cluster_name.as_deref(), true);
 
         let user = self.required(at, &owner, "user", raw.user);
         let password = self.secret(
@@ -292,6 +376,7 @@ impl Validator<'_> {
                 env: raw.password_env,
                 file: raw.password_file,
             },
+            wants_admin,
         );
         let replication_user = self.required(at, &owner, "replication_user", raw.replication_user);
         let replication_password = self.secret(
@@ -303,7 +388,15 @@ impl Validator<'_> {
                 env: raw.replication_password_env,
                 file: raw.replication_password_file,
             },
+            wants_replication,
         );
+        let wants_router_token =
+            matches!(self.role, Role::Router(c) if Some(c) == cluster_name.as_ref());
+        let (router, router_token) = match raw.router {
+            Some(router) => self.router(router, wants_router_token),
+            None => (None, Secret::unloaded()),
+        };
+        let mysql_tls = raw.mysql_tls.map(|node| self.mysql_tls(node));
 
         let config = ClusterConfig {
             name: name.as_ref().map(|n| n.value.clone()).unwrap_or_default(),
@@ -344,10 +437,15 @@ impl Validator<'_> {
                 Some(hooks) => self.hooks(hooks.value),
                 None => HooksConfig::default(),
             },
-            router: raw.router.map(|router| self.router(router)),
+            router,
+            mysql_tls,
             hosts: Vec::new(),
         };
-        ClusterDraft { config, name }
+        ClusterDraft {
+            config,
+            name,
+            router_token,
+        }
     }
 
     fn vip(&mut self, node: Spanned<RawVip>) -> VipConfig {
@@ -391,9 +489,30 @@ impl Validator<'_> {
         }
     }
 
-    fn router(&mut self, node: Spanned<RawRouter>) -> RouterConfig {
+    fn router(
+        &mut self,
+        node: Spanned<RawRouter>,
+        wants_token: bool,
+    ) -> (Option<RouterConfig>, Secret) {
         let at = At::of(&node);
         let raw = node.value;
+        let given = raw.token.is_some() || raw.token_env.is_some() || raw.token_file.is_some();
+        let token = if !wants_token && !given {
+            // Only the router itself needs it.
+            Secret::unloaded()
+        } else {
+            self.secret(
+                at,
+                "`router`",
+                &TOKEN,
+                RawSecret {
+                    inline: raw.token,
+                    env: raw.token_env,
+                    file: raw.token_file,
+                },
+                wants_token,
+            )
+        };
         let listeners = [
             ("writer_listen", raw.writer_listen, defaults::WRITER_LISTEN),
             ("reader_listen", raw.reader_listen, defaults::READER_LISTEN),
@@ -423,7 +542,7 @@ impl Validator<'_> {
             }
         }
         let [(_, writer_listen, _), (_, reader_listen, _), (_, http_listen, _)] = listeners;
-        RouterConfig {
+        let config = RouterConfig {
             writer_listen,
             reader_listen,
             http_listen,
@@ -436,7 +555,25 @@ impl Validator<'_> {
             ),
             busy_poll: self.busy_poll(raw.busy_poll),
             relay,
-        }
+            max_connections: self.count(
+                "max_connections",
+                raw.max_connections,
+                defaults::ROUTER_MAX_CONNECTIONS,
+                1..=1_000_000,
+            ),
+            max_connections_per_source: self.count(
+                "max_connections_per_source",
+                raw.max_connections_per_source,
+                defaults::ROUTER_MAX_CONNECTIONS_PER_SOURCE,
+                1..=1_000_000,
+            ),
+            handshake_timeout: self.duration(
+                "handshake_timeout",
+                raw.handshake_timeout,
+                defaults::ROUTER_HANDSHAKE_TIMEOUT,
+            ),
+        };
+        (Some(config), token)
     }
 
     /// `busy_poll`: zero turns it off; more than 10ms only burns CPU.
@@ -476,8 +613,15 @@ impl Validator<'_> {
         &mut self,
         raw: Option<Spanned<Vec<Spanned<RawHost>>>>,
         agent: &AgentConfig,
+        agent_token: RawSecret,
+        tls: bool,
         clusters: &mut [ClusterDraft],
-    ) {
+    ) -> (Secret, Vec<String>) {
+        let mut seen_hosts = Vec::new();
+        let mut hosts_complete = true;
+        let default_given = agent_token.env.is_some() || agent_token.file.is_some();
+        let mut agent_token = Some(agent_token);
+        let mut own_token = Secret::unloaded();
         let index: HashMap<String, usize> = clusters
             .iter()
             .enumerate()
@@ -509,7 +653,12 @@ impl Validator<'_> {
         for node in raw.map(|list| list.value).unwrap_or_default() {
             let at = At::of(&node);
             let raw = node.value;
+            let before = self.errors.len();
             let name = self.name("host", at, raw.name, &mut names);
+            if self.errors.len() > before {
+                // A host without a valid name: its credential cannot be matched.
+                hosts_complete = false;
+            }
             let owner = describe("host", name.as_ref());
             let cluster = self.required(at, &owner, "cluster", raw.cluster);
             let address = self.address(at, &owner, raw.address);
@@ -547,7 +696,36 @@ impl Validator<'_> {
                 no_master,
                 priority: raw.priority.map_or(defaults::PRIORITY, |p| p.value),
                 weight: raw.weight.map_or(1, |w| w.value),
+                // Filled in from `access:`.
+                token_sha256: TokenHash([0; 32]),
+                tls,
             };
+            if !host.name.is_empty() {
+                seen_hosts.push(host.name.clone());
+            }
+            let me = matches!(self.role, Role::Agent(h) if *h == host.name);
+            let own = RawSecret {
+                inline: raw.token,
+                env: raw.token_env,
+                file: raw.token_file,
+            };
+            if own.inline.is_some() || own.env.is_some() || own.file.is_some() {
+                own_token = self.secret(at, &owner, &TOKEN, own, me).or(own_token);
+            } else if !default_given {
+                self.error(
+                    at,
+                    format!(
+                        "{owner} has no token of its own: set `token_file` (or `token_env`) \
+                         on the host, or in `agent:` for every host"
+                    ),
+                );
+            } else if me {
+                // The `agent:` section's token (a path that holds each
+                // host's own token on that host).
+                if let Some(default) = agent_token.take() {
+                    own_token = self.secret(at, &owner, &TOKEN, default, true);
+                }
+            }
             if let Some(cluster) = cluster {
                 match index.get(&cluster.value) {
                     Some(&i) => clusters[i].config.hosts.push(host),
@@ -577,6 +755,15 @@ impl Validator<'_> {
                 }
             }
         }
+        if let Some(default) = agent_token.filter(|_| default_given) {
+            // Not this process's: only its shape is checked.
+            self.secret(At { line: 1, column: 1 }, "`agent`", &TOKEN, default, false);
+        }
+        if !hosts_complete {
+            // Don't call credentials of misnamed hosts dangling.
+            seen_hosts.clear();
+        }
+        (own_token, seen_hosts)
     }
 
     // ---- values ---------------------------------------------------------
@@ -706,13 +893,18 @@ impl Validator<'_> {
         }
     }
 
-    fn url(&mut self, node: Spanned<String>) -> String {
+    fn url(&mut self, node: Spanned<String>, tls: bool) -> String {
         let url = node.value.trim().trim_end_matches('/');
-        if url.strip_prefix("http://").is_none_or(str::is_empty) {
+        let (scheme, why) = if tls {
+            ("https://", "`tls:` is set")
+        } else {
+            ("http://", "`tls:` is not set")
+        };
+        if url.strip_prefix(scheme).is_none_or(str::is_empty) {
             self.error(
                 At::of(&node),
                 format!(
-                    "`url` must start with `http://`, e.g. http://10.0.0.5:7070 (got `{}`)",
+                    "`url` must start with `{scheme}` ({why}), e.g. {scheme}10.0.0.5:7070 (got `{}`)",
                     node.value
                 ),
             );
@@ -720,15 +912,34 @@ impl Validator<'_> {
         url.to_owned()
     }
 
-    /// A duration greater than zero; `default` if absent.
+    /// A duration within the key's sane range (see [`duration_bounds`]);
+    /// `default` if absent.
     fn duration(&mut self, key: &str, raw: Option<Spanned<String>>, default: Duration) -> Duration {
         let Some(node) = raw else {
             return default;
         };
+        let (min, max) = duration_bounds(key);
         match humantime::parse_duration(node.value.trim()) {
-            Ok(duration) if !duration.is_zero() => duration,
-            Ok(_) => {
+            Ok(duration) if duration >= min && duration <= max => duration,
+            Ok(duration) if duration.is_zero() => {
                 self.error(At::of(&node), format!("`{key}` must be greater than 0"));
+                default
+            }
+            Ok(duration) => {
+                let side = if duration < min {
+                    "too short"
+                } else {
+                    "too long"
+                };
+                self.error(
+                    At::of(&node),
+                    format!(
+                        "`{key}` {} is {side}: it must be from {} to {}",
+                        node.value.trim(),
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                );
                 default
             }
             Err(err) => {
@@ -737,6 +948,34 @@ impl Validator<'_> {
                     format!(
                         "`{key}`: invalid duration `{}` ({err}); write a number with a unit, \
                          e.g. `250ms`, `2s`, `10m`",
+                        node.value
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    /// A whole number within `range`; `default` if absent.
+    fn count(
+        &mut self,
+        key: &str,
+        raw: Option<Spanned<i64>>,
+        default: u32,
+        range: std::ops::RangeInclusive<u32>,
+    ) -> u32 {
+        let Some(node) = raw else {
+            return default;
+        };
+        match u32::try_from(node.value) {
+            Ok(n) if range.contains(&n) => n,
+            _ => {
+                self.error(
+                    At::of(&node),
+                    format!(
+                        "`{key}` must be from {} to {} (got {})",
+                        range.start(),
+                        range.end(),
                         node.value
                     ),
                 );
@@ -808,13 +1047,334 @@ impl Validator<'_> {
         self.dir.join(&node.value)
     }
 
+    // ---- identities -----------------------------------------------------
+
+    /// A required `token_sha256`: 64 hexadecimal digits.
+    fn token_hash(&mut self, owner_at: At, owner: &str, raw: Option<Spanned<String>>) -> TokenHash {
+        let Some(node) = raw else {
+            self.error(
+                owner_at,
+                format!(
+                    "{owner} is missing `token_sha256` (the SHA-256 of its token, \
+                     as `myha token new` prints it)"
+                ),
+            );
+            return TokenHash([0; 32]);
+        };
+        TokenHash::parse(&node.value).unwrap_or_else(|| {
+            // Not echoed: it might be a token pasted where its hash belongs.
+            self.error(
+                At::of(&node),
+                "`token_sha256` must be 64 hexadecimal digits (the SHA-256 of the token, \
+                 never the token itself)",
+            );
+            TokenHash([0; 32])
+        })
+    }
+
+    fn access(&mut self, raw: Option<Spanned<Vec<Spanned<RawAccess>>>>) -> Vec<AccessEntry> {
+        let mut seen = HashMap::new();
+        let mut hashes: HashMap<TokenHash, String> = HashMap::new();
+        let mut out = Vec::new();
+        for node in raw.map(|l| l.value).unwrap_or_default() {
+            let at = At::of(&node);
+            let raw = node.value;
+            if let Some(inline) = &raw.token {
+                self.error(
+                    At::of(inline),
+                    "inline `token` is not allowed in `access`: give its SHA-256 as \
+                     `token_sha256` (`myha token new` prints both)",
+                );
+            }
+            let name = self.name("access entry", at, raw.name, &mut seen);
+            let owner = describe("access entry", name.as_ref());
+            let role = match raw.role {
+                Some(r) => Some(r.value),
+                None => {
+                    self.error(
+                        at,
+                        format!(
+                            "{owner} is missing required key `role` \
+                             (manager, agent, operator, monitor or router)"
+                        ),
+                    );
+                    None
+                }
+            };
+            let host = match (role, raw.host) {
+                (Some(crate::AccessRole::Agent), Some(h)) => Some(h),
+                (Some(crate::AccessRole::Agent), None) => {
+                    self.error(
+                        at,
+                        format!("{owner} has role `agent` but no `host` (the host it speaks for)"),
+                    );
+                    None
+                }
+                (_, Some(h)) => {
+                    self.error(At::of(&h), "`host` is only for entries with role `agent`");
+                    None
+                }
+                (_, None) => None,
+            };
+            let hash_at = At::value_or(&raw.token_sha256, at);
+            let hash = self.token_hash(at, &owner, raw.token_sha256);
+            let name = name.map(|n| n.value).unwrap_or_default();
+            if hash.0 != [0; 32] {
+                if let Some(first) = hashes.get(&hash) {
+                    self.error(
+                        hash_at,
+                        format!("{owner} has the same token as access entry `{first}`"),
+                    );
+                }
+                hashes.insert(hash, name.clone());
+            }
+            if let Some(role) = role {
+                out.push(AccessEntry {
+                    name,
+                    role,
+                    host: host.map(|h| h.value),
+                    token_sha256: hash,
+                    at: (hash_at.line, hash_at.column),
+                });
+            }
+        }
+        out
+    }
+
+    /// Gives the manager and every host the hash of its credential from
+    /// `access:`: exactly one entry for the manager, one per host, none for
+    /// a host that does not exist.
+    fn bind_access(
+        &mut self,
+        at: At,
+        access: &[AccessEntry],
+        host_names: &[String],
+        manager: &mut ManagerConfig,
+        clusters: &mut [ClusterDraft],
+    ) {
+        use crate::AccessRole;
+        // A file without hosts is broken already: say that, not this.
+        if host_names.is_empty() {
+            return;
+        }
+        let pos = |e: &AccessEntry| At {
+            line: e.at.0,
+            column: e.at.1,
+        };
+        let managers: Vec<&AccessEntry> = access
+            .iter()
+            .filter(|e| e.role == AccessRole::Manager)
+            .collect();
+        match managers.as_slice() {
+            [] => self.error(
+                at,
+                "`access` has no entry with role `manager`: agents accept fences and VIP \
+                 moves only from the manager's credential (`myha token new` makes one)",
+            ),
+            [one] => manager.token_sha256 = one.token_sha256,
+            [_, second, ..] => self.error(
+                pos(second),
+                "`access` has more than one entry with role `manager`",
+            ),
+        }
+        let mut bound: HashMap<&str, &AccessEntry> = HashMap::new();
+        for entry in access.iter().filter(|e| e.role == AccessRole::Agent) {
+            let Some(host) = entry.host.as_deref() else {
+                continue;
+            };
+            let found = clusters
+                .iter_mut()
+                .flat_map(|c| c.config.hosts.iter_mut())
+                .find(|h| h.name == host);
+            let defined = host_names.iter().any(|h| h == host);
+            match found {
+                // Defined but in no valid cluster: that is reported already.
+                None if defined => {}
+                None => self.error(
+                    pos(entry),
+                    format!(
+                        "access entry `{}` names host `{host}`, which is not defined",
+                        entry.name
+                    ),
+                ),
+                Some(_) if bound.contains_key(host) => self.error(
+                    pos(entry),
+                    format!(
+                        "host `{host}` has two agent credentials (`{}` and `{}`)",
+                        bound[host].name, entry.name
+                    ),
+                ),
+                Some(h) => {
+                    h.token_sha256 = entry.token_sha256;
+                    bound.insert(host, entry);
+                }
+            }
+        }
+        let missing: Vec<String> = clusters
+            .iter()
+            .flat_map(|c| c.config.hosts.iter())
+            .filter(|h| is_host_name(&h.name) && !bound.contains_key(h.name.as_str()))
+            .map(|h| h.name.clone())
+            .collect();
+        if !missing.is_empty() {
+            self.error(
+                at,
+                format!(
+                    "`access` has no agent credential for host(s) {}: add for each \
+                     `{{ name: ..., role: agent, host: <host>, token_sha256: ... }}`",
+                    missing.join(", ")
+                ),
+            );
+        }
+    }
+
+    fn cli(&mut self, at: At, raw: RawCli) -> Secret {
+        let need = matches!(self.role, Role::Cli { .. });
+        let given = raw.token.is_some() || raw.token_env.is_some() || raw.token_file.is_some();
+        if !need && !given {
+            // Only the CLI needs one (a DB host's copy of the file may omit it).
+            return Secret::unloaded();
+        }
+        self.secret(
+            at,
+            "`cli` (the CLI's own credential, an `access:` entry's token)",
+            &TOKEN,
+            RawSecret {
+                inline: raw.token,
+                env: raw.token_env,
+                file: raw.token_file,
+            },
+            need,
+        )
+    }
+
+    /// `tls:`; the files this process uses must be readable, and its key
+    /// private.
+    fn tls(&mut self, node: Spanned<RawTls>) -> TlsConfig {
+        let at = At::of(&node);
+        let raw = node.value;
+        let client_auth = flag(&raw.client_auth, false);
+        // Servers present a certificate; with client_auth, every client too.
+        let serves = !matches!(self.role, Role::Cli { .. });
+        let presents = serves || client_auth;
+        let ca_file = match self.required(at, "`tls`", "ca_file", raw.ca_file) {
+            Some(node) => self.readable_file("ca_file", node, false, true),
+            None => PathBuf::new(),
+        };
+        if raw.cert_file.is_some() != raw.key_file.is_some() {
+            self.error(
+                at,
+                "`tls` needs both `cert_file` and `key_file`, or neither",
+            );
+        }
+        let cert_file = raw
+            .cert_file
+            .map(|node| self.readable_file("cert_file", node, false, presents));
+        let key_file = raw
+            .key_file
+            .map(|node| self.readable_file("key_file", node, true, presents));
+        if presents && cert_file.is_none() && key_file.is_none() {
+            let who = if serves {
+                "this process serves HTTPS"
+            } else {
+                "`client_auth` is on"
+            };
+            self.error(
+                at,
+                format!("`tls` is missing `cert_file` and `key_file`: {who}"),
+            );
+        }
+        TlsConfig {
+            ca_file,
+            cert_file,
+            key_file,
+            client_auth,
+        }
+    }
+
+    /// A cluster's `mysql_tls:`.
+    fn mysql_tls(&mut self, node: Spanned<RawMysqlTls>) -> MysqlTlsConfig {
+        let at = At::of(&node);
+        let raw = node.value;
+        let ca_file = match self.required(at, "`mysql_tls`", "ca_file", raw.ca_file) {
+            Some(node) => self.readable_file("ca_file", node, false, true),
+            None => PathBuf::new(),
+        };
+        let replication_ca = match raw.replication_ca {
+            Some(node) if node.value.trim().is_empty() => {
+                self.error(At::of(&node), "`replication_ca` must not be empty");
+                None
+            }
+            Some(node) if node.value.contains('\'') || !node.value.starts_with('/') => {
+                self.error(
+                    At::of(&node),
+                    "`replication_ca` must be an absolute path on the database hosts, \
+                     without quotes",
+                );
+                None
+            }
+            Some(node) => Some(node.value),
+            None => None,
+        };
+        MysqlTlsConfig {
+            ca_file,
+            verify_identity: flag(&raw.verify_identity, true),
+            replication: flag(&raw.replication, true),
+            replication_ca,
+        }
+    }
+
+    /// A file path (relative to the configuration's directory) that must
+    /// be readable; `private`: also not accessible to group or others.
+    /// `used`: this process reads it (else only the path is checked).
+    fn readable_file(
+        &mut self,
+        key: &str,
+        node: Spanned<String>,
+        private: bool,
+        used: bool,
+    ) -> PathBuf {
+        let at = At::of(&node);
+        if node.value.trim().is_empty() {
+            self.error(at, format!("`{key}` must name a file"));
+            return PathBuf::new();
+        }
+        let path = self.dir.join(&node.value);
+        if !used {
+            return path;
+        }
+        if private {
+            if let Some(why) = exposed(&path) {
+                self.error(at, format!("`{key}` `{}` {why}", path.display()));
+                return path;
+            }
+        }
+        if let Err(err) = std::fs::File::open(&path) {
+            self.error(
+                at,
+                format!("cannot read `{key}` `{}`: {err}", path.display()),
+            );
+        }
+        path
+    }
+
     // ---- secrets --------------------------------------------------------
 
     /// Resolves a secret given by exactly one of `*_env` / `*_file`.
     ///
     /// On error an empty placeholder is returned (the configuration is
     /// rejected anyway). Messages name keys, variables and files, never values.
-    fn secret(&mut self, owner_at: At, owner: &str, keys: &SecretKeys, raw: RawSecret) -> Secret {
+    ///
+    /// A secret this process's role does not `need` is not read: only the
+    /// way it is given is checked.
+    fn secret(
+        &mut self,
+        owner_at: At,
+        owner: &str,
+        keys: &SecretKeys,
+        raw: RawSecret,
+        need: bool,
+    ) -> Secret {
         if let Some(inline) = &raw.inline {
             self.error(
                 At::of(inline),
@@ -826,6 +1386,7 @@ impl Validator<'_> {
             );
         }
         match (raw.env, raw.file) {
+            (Some(_), None) | (None, Some(_)) if !need => return Secret::unloaded(),
             (Some(env), None) => return self.secret_from_env(keys.env, env),
             (None, Some(file)) => return self.secret_from_file(keys.file, file),
             (Some(_), Some(file)) => self.error(
@@ -887,6 +1448,13 @@ impl Validator<'_> {
             return Secret::new(String::new());
         }
         let path = self.dir.join(&node.value);
+        if let Some(why) = exposed(&path) {
+            self.error(
+                at,
+                format!("secret file `{}` (from `{key}`) {why}", path.display()),
+            );
+            return Secret::new(String::new());
+        }
         match std::fs::read_to_string(&path) {
             Ok(contents) => {
                 let value = contents.trim_end_matches(['\n', '\r']);
@@ -910,6 +1478,44 @@ impl Validator<'_> {
                 Secret::new(String::new())
             }
         }
+    }
+}
+
+/// Why a secret file must not be used: readable (or writable) by group or
+/// others. `None` when it is private, or cannot be inspected (the read
+/// that follows says why).
+fn exposed(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "is accessible to group or others (mode {mode:04o}): make it private, \
+             e.g. `chmod 600 {}`",
+            path.display()
+        )
+    })
+}
+
+/// The sane range of each duration key: shorter makes no sense for a
+/// network round trip or a sampling loop, longer would overflow the
+/// daemons' clock arithmetic or means "never" (which no key offers).
+fn duration_bounds(key: &str) -> (Duration, Duration) {
+    const MS: Duration = Duration::from_millis(1);
+    const S: Duration = Duration::from_secs(1);
+    const HOUR: Duration = Duration::from_secs(3600);
+    const DAY: Duration = Duration::from_secs(86_400);
+    match key {
+        "probe_interval" | "interval" => (10 * MS, 10 * S),
+        "connect_timeout" | "report_timeout" => (10 * MS, 60 * S),
+        "query_timeout" => (10 * MS, 600 * S),
+        "max_lag" => (MS, DAY),
+        "failover_block_period" => (S, 30 * DAY),
+        "master_down_after" => (100 * MS, HOUR),
+        "semi_sync_degrade_after" => (S, DAY),
+        "timeout" => (S, HOUR),
+        "writer_hold_timeout" => (10 * MS, 600 * S),
+        "handshake_timeout" => (100 * MS, 300 * S),
+        _ => (MS, DAY),
     }
 }
 

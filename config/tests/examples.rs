@@ -21,11 +21,22 @@ fn demo_env(name: &str) -> Option<String> {
 }
 
 fn load_example(name: &str) -> Config {
+    private_secrets();
     let path = example(name);
     let text = std::fs::read_to_string(&path).unwrap();
     match load_str(&text, &path, &demo_env) {
         Ok(config) => config,
         Err(errors) => panic!("{name} does not load:\n{errors}"),
+    }
+}
+
+/// Git keeps no file modes but the executable bit: make the example
+/// secrets private, as myha requires.
+fn private_secrets() {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(example("secrets")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
 }
 
@@ -51,7 +62,7 @@ fn sandbox() {
     // password_file secrets resolve against the example's directory.
     assert_eq!(cluster.admin.password.expose(), "myha-admin-pw");
     assert_eq!(cluster.replication.password.expose(), "myha-repl-pw");
-    assert_eq!(config.manager.token.expose(), "sandbox-token");
+    assert_eq!(config.token.expose(), "sandbox-token");
     assert_eq!(cluster.hosts[0].agent_url(), "http://db1:7071");
     assert_eq!(cluster.hosts[2].mysql_addr(), "db3:3306");
     assert!(cluster.hosts[2].no_master);
@@ -60,7 +71,7 @@ fn sandbox() {
 #[test]
 fn minimal() {
     let config = load_example("minimal.yaml");
-    assert_eq!(config.manager.token.expose(), "demo-token");
+    assert_eq!(config.token.expose(), "demo-token");
     assert_eq!(config.manager.url, "http://127.0.0.1:7070");
     let cluster = config.cluster("main").unwrap();
     assert_eq!(cluster.admin.user, "myha");
@@ -92,6 +103,7 @@ fn mysql8() {
 #[test]
 fn load_reads_the_file() {
     // `load` uses the real environment; the sandbox needs none.
+    private_secrets();
     let config = myha_config::load(&example("sandbox.yaml")).unwrap();
     assert_eq!(config.path, example("sandbox.yaml"));
 }

@@ -217,3 +217,46 @@ pub fn analyze(
     }
     done(Verdict::Suspect, evidence)
 }
+
+/// Whether the manager may adopt a master for a cluster that has none on
+/// record (a manager started with empty state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Adoption {
+    /// The one writable server that replicates from nobody, as the
+    /// manager's own fresh probe reads it: adopt it.
+    Adopt { master: String },
+    /// One server looks like the master, but only through its agent's
+    /// reports (the manager's probe does not read it): wait. Agent reports
+    /// alone never make a master.
+    Unconfirmed { master: String },
+    /// No single writable master is visible (none, or several).
+    NoMaster,
+}
+
+/// Decide [`Adoption`] over a snapshot: a master is adopted only when the
+/// manager's own probe confirms it (fresh, writable, the master's role by
+/// its own reading).
+pub fn adoption(snapshot: &ClusterSnapshot) -> Adoption {
+    let Some(name) = snapshot.master.as_deref() else {
+        return Adoption::NoMaster;
+    };
+    let Some(view) = snapshot.server(name) else {
+        return Adoption::NoMaster;
+    };
+    let confirmed = view.probe_confirmed()
+        && view.role == crate::topology::Role::Master
+        && view.read_only == Some(false)
+        && view.facts.as_ref().is_some_and(|f| {
+            !f.read_only && crate::topology::role_of(f) == crate::topology::Role::Master
+        });
+    if confirmed {
+        Adoption::Adopt {
+            master: name.to_string(),
+        }
+    } else {
+        Adoption::Unconfirmed {
+            master: name.to_string(),
+        }
+    }
+}

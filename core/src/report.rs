@@ -157,9 +157,10 @@ pub struct AgentReport {
     pub cluster: String,
     pub host: String,
     pub agent_version: String,
-    /// Random per agent process: a change means the agent restarted.
+    /// Random per agent process (and per restart of its numbering, see
+    /// [`AckStatus::Stale`]): a change means a new series of reports.
     pub instance: u64,
-    /// Increases with every report of this instance.
+    /// Increases with every report of this instance; at most [`MAX_SEQ`].
     pub seq: u64,
     /// Agent clock, Unix milliseconds, when the sample was taken.
     pub sampled_at_ms: u64,
@@ -174,6 +175,25 @@ pub struct AgentReport {
     pub epoch_seen: u64,
 }
 
+/// The largest `seq` a report may carry (2^53, exact in every JSON
+/// number): a report beyond is invalid and refused, so that no single
+/// report can put an agent's series out of reach of its later reports.
+pub const MAX_SEQ: u64 = 1 << 53;
+
+/// Whether the manager took a report in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckStatus {
+    /// The report is the newest the manager holds from its agent.
+    #[default]
+    Accepted,
+    /// The manager holds a report of the same instance with this `seq` or
+    /// a higher one: this one was dropped. The agent starts a new instance
+    /// (a new random id, `seq` from 1), and does not count this answer as
+    /// contact with the manager.
+    Stale,
+}
+
 /// The manager's answer to a report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportAck {
@@ -185,4 +205,15 @@ pub struct ReportAck {
     /// only if it post-dates the facts it acts against.
     #[serde(default)]
     pub seq: u64,
+    /// Whether the report was taken in (a manager that predates this field
+    /// took every report in).
+    #[serde(default)]
+    pub status: AckStatus,
+}
+
+impl ReportAck {
+    /// The manager took the report in.
+    pub fn accepted(&self) -> bool {
+        self.status == AckStatus::Accepted
+    }
 }

@@ -261,6 +261,7 @@ mod tests {
             server_id: None,
             errant: Vec::new(),
             diverged_gtids: Vec::new(),
+            disagreements: Vec::new(),
             agent: AgentView {
                 reachable: agent_fresh,
                 last_report_age_ms: Some(if agent_fresh { 100 } else { 9_000 }),

@@ -1,5 +1,8 @@
-//! The manager's picture of a cluster: per server, the freshest facts from
-//! its agent and from the manager's own probe, merged by a pure function.
+//! The manager's picture of a cluster: per server, the facts from the
+//! manager's own probe and from the server's agent, merged by a pure
+//! function. What the manager reads itself wins: an agent's report (which
+//! a compromised host can forge) fills in only where the manager has no
+//! fresh reading, and is otherwise evidence for detection.
 use serde::{Deserialize, Serialize};
 
 use crate::flavor::ThreadState;
@@ -89,6 +92,94 @@ pub struct ProbeView {
     pub error: Option<String>,
 }
 
+/// A field on which a server's fresh agent report contradicts the
+/// manager's fresh probe of the same server. The probe's value is the one
+/// the view shows and every decision uses. Briefly during a change (a
+/// promotion, a fence, a restart) the two reads may straddle it; a
+/// disagreement that persists means a broken agent or forged reports.
+/// GTID positions that merely moved between the two reads are not one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "field", rename_all = "snake_case")]
+pub enum Disagreement {
+    /// The agent says mysqld is gone (no process, or connection refused)
+    /// while the manager reads it.
+    MysqldUp {
+        probe: bool,
+        agent: bool,
+    },
+    /// Not even the same server (`server_id`).
+    ServerId {
+        probe: u32,
+        agent: u32,
+    },
+    ReadOnly {
+        probe: bool,
+        agent: bool,
+    },
+    Role {
+        probe: Role,
+        agent: Role,
+    },
+    /// The configured replication source (`host:port`; `None`: none).
+    ReplicationSource {
+        probe: Option<String>,
+        agent: Option<String>,
+    },
+    /// Executed GTIDs neither of which contains the other: no time
+    /// between two reads of one server explains that.
+    Gtids {
+        probe: String,
+        agent: String,
+    },
+}
+
+impl std::fmt::Display for Disagreement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fn on_off(v: bool) -> &'static str {
+            if v {
+                "ON"
+            } else {
+                "OFF"
+            }
+        }
+        fn source(v: &Option<String>) -> &str {
+            v.as_deref().unwrap_or("none")
+        }
+        match self {
+            Disagreement::MysqldUp { probe, agent } => write!(
+                f,
+                "mysqld: the manager reads it {}, its agent reports it {}",
+                if *probe { "up" } else { "down" },
+                if *agent { "up" } else { "gone" }
+            ),
+            Disagreement::ServerId { probe, agent } => write!(
+                f,
+                "server_id: the manager reads {probe}, its agent reports {agent}"
+            ),
+            Disagreement::ReadOnly { probe, agent } => write!(
+                f,
+                "read_only: the manager reads {}, its agent reports {}",
+                on_off(*probe),
+                on_off(*agent)
+            ),
+            Disagreement::Role { probe, agent } => write!(
+                f,
+                "role: the manager reads {probe}, its agent reports {agent}"
+            ),
+            Disagreement::ReplicationSource { probe, agent } => write!(
+                f,
+                "replication source: the manager reads {}, its agent reports {}",
+                source(probe),
+                source(agent)
+            ),
+            Disagreement::Gtids { probe, agent } => write!(
+                f,
+                "GTIDs: the manager reads {probe}, its agent reports {agent} (neither contains the other)"
+            ),
+        }
+    }
+}
+
 /// One row of `myha status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerView {
@@ -107,7 +198,8 @@ pub struct ServerView {
     pub lag_seconds: Option<f64>,
     /// Age of the facts shown, in milliseconds.
     pub age_ms: Option<u64>,
-    /// Where the facts came from: `agent` or `manager`.
+    /// Where the facts came from: `manager` (its own probe, whenever it
+    /// has a fresh reading) or `agent` (only when it has none).
     pub source: Option<String>,
     pub replicates_from: Option<String>,
     pub server_id: Option<u32>,
@@ -118,11 +210,26 @@ pub struct ServerView {
     /// For a diverged server, the GTIDs it has that the master lacks.
     #[serde(default)]
     pub diverged_gtids: Vec<String>,
+    /// Where the server's fresh agent report contradicts the manager's
+    /// fresh probe (the probe's values are shown and used).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disagreements: Vec<Disagreement>,
     pub agent: AgentView,
     pub manager_probe: ProbeView,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub facts: Option<ServerFacts>,
 }
+
+impl ServerView {
+    /// The manager's own fresh probe reads this server (so the role,
+    /// `read_only` and GTIDs shown are the manager's own reading).
+    pub fn probe_confirmed(&self) -> bool {
+        self.manager_probe.ok && self.source.as_deref() == Some(SOURCE_MANAGER)
+    }
+}
+
+const SOURCE_MANAGER: &str = "manager";
+const SOURCE_AGENT: &str = "agent";
 
 /// A cluster as the manager sees it at one instant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,7 +275,71 @@ fn error_of(status: &MysqldStatus) -> Option<(DownKind, String)> {
     }
 }
 
+fn source_of(f: &ServerFacts) -> Option<String> {
+    f.replication
+        .as_ref()
+        .filter(|r| !r.source_host.is_empty())
+        .map(|r| format!("{}:{}", r.source_host, r.source_port))
+}
+
+/// Where an agent's facts contradict the manager's own reading of the
+/// same server, field by field. GTIDs count only when neither set
+/// contains the other (a position that moved on between the two reads is
+/// no contradiction; an unreadable one proves nothing).
+pub fn disagreements(probe: &ServerFacts, agent: &ServerFacts) -> Vec<Disagreement> {
+    let mut out = Vec::new();
+    if probe.server_id != agent.server_id {
+        out.push(Disagreement::ServerId {
+            probe: probe.server_id,
+            agent: agent.server_id,
+        });
+    }
+    if probe.read_only != agent.read_only {
+        out.push(Disagreement::ReadOnly {
+            probe: probe.read_only,
+            agent: agent.read_only,
+        });
+    }
+    let (probe_role, agent_role) = (role_of(probe), role_of(agent));
+    if probe_role != agent_role {
+        out.push(Disagreement::Role {
+            probe: probe_role,
+            agent: agent_role,
+        });
+    }
+    let (probe_source, agent_source) = (source_of(probe), source_of(agent));
+    if probe_source != agent_source {
+        out.push(Disagreement::ReplicationSource {
+            probe: probe_source,
+            agent: agent_source,
+        });
+    }
+    if probe.flavor == agent.flavor {
+        if let (Ok(p), Ok(a)) = (
+            crate::candidate::executed_set(probe),
+            crate::candidate::executed_set(agent),
+        ) {
+            if !p.is_subset(&a) && !a.is_subset(&p) {
+                out.push(Disagreement::Gtids {
+                    probe: probe.gtid_executed.clone(),
+                    agent: agent.gtid_executed.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Merge one host's observations into its status row.
+///
+/// The manager's own fresh probe, when it reads mysqld, supplies the facts
+/// (role, `read_only`, GTIDs, replication), however much fresher the
+/// agent's report is: an agent's report can be forged by whoever holds
+/// the host. A fresh report that contradicts the probe is flagged
+/// ([`ServerView::disagreements`]). Only when the manager has no fresh
+/// reading (it cannot reach the server) are the agent's facts shown. The
+/// agent's own observations (mysqld's process, why it cannot connect, its
+/// view of its master) are kept apart, in [`AgentView`], as evidence.
 pub fn server_view(obs: &HostObservation<'_>, fresh: Freshness) -> ServerView {
     let agent = obs
         .agent
@@ -177,13 +348,28 @@ pub fn server_view(obs: &HostObservation<'_>, fresh: Freshness) -> ServerView {
         .probe
         .filter(|(_, age)| *age <= fresh.probe_stale_after_ms);
 
-    // Facts: the freshest source that has them.
-    let agent_facts = agent.and_then(|(r, age)| r.mysqld.facts().map(|f| (f, age, "agent")));
-    let probe_facts = probe.and_then(|(p, age)| p.mysqld.facts().map(|f| (f, age, "manager")));
-    let chosen = match (agent_facts, probe_facts) {
-        (Some(a), Some(p)) => Some(if p.1 < a.1 { p } else { a }),
-        (a, p) => a.or(p),
+    let agent_facts = agent.and_then(|(r, age)| r.mysqld.facts().map(|f| (f, age, SOURCE_AGENT)));
+    let probe_facts = probe.and_then(|(p, age)| p.mysqld.facts().map(|f| (f, age, SOURCE_MANAGER)));
+    let chosen = probe_facts.or(agent_facts);
+
+    let mut disagreements = match (probe_facts, agent_facts) {
+        (Some((p, _, _)), Some((a, _, _))) => self::disagreements(p, a),
+        _ => Vec::new(),
     };
+    if probe_facts.is_some()
+        && agent.is_some_and(|(r, _)| {
+            r.mysqld_process == Some(false)
+                || error_of(&r.mysqld).is_some_and(|(k, _)| k == DownKind::Refused)
+        })
+    {
+        disagreements.insert(
+            0,
+            Disagreement::MysqldUp {
+                probe: true,
+                agent: false,
+            },
+        );
+    }
 
     // mysqld is up if any fresh source reads it; down if the host's own
     // agent (which sees the local process) says so; otherwise unknown.
@@ -232,12 +418,11 @@ pub fn server_view(obs: &HostObservation<'_>, fresh: Freshness) -> ServerView {
         lag_seconds: facts.and_then(ServerFacts::lag_seconds),
         age_ms: chosen.map(|(_, age, _)| age),
         source: chosen.map(|(_, _, s)| s.to_string()),
-        replicates_from: repl
-            .filter(|r| !r.source_host.is_empty())
-            .map(|r| format!("{}:{}", r.source_host, r.source_port)),
+        replicates_from: facts.and_then(source_of),
         server_id: facts.map(|f| f.server_id),
         errant: Vec::new(),
         diverged_gtids: Vec::new(),
+        disagreements,
         agent: agent_view,
         manager_probe: probe_view,
         facts: facts.cloned(),

@@ -39,6 +39,7 @@ fn server(name: &str, role: Role) -> ServerView {
         server_id: None,
         errant: Vec::new(),
         diverged_gtids: Vec::new(),
+        disagreements: Vec::new(),
         agent: common::agent_ok(),
         manager_probe: common::probe_ok(),
         facts: None,

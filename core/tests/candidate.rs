@@ -87,6 +87,7 @@ fn view(name: &str, f: Option<ServerFacts>) -> ServerView {
         server_id: f.as_ref().map(|f| f.server_id),
         errant: Vec::new(),
         diverged_gtids: Vec::new(),
+        disagreements: Vec::new(),
         agent: common::agent_ok(),
         manager_probe: common::probe_ok(),
         facts: f,

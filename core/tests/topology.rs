@@ -222,7 +222,10 @@ fn both_fresh_probe_newer_wins() {
 }
 
 #[test]
-fn both_fresh_agent_newer_wins() {
+fn both_fresh_probe_wins_even_when_the_agent_is_newer() {
+    // An agent's report never outranks the manager's own fresh reading:
+    // the position moved on between the two reads, which is no
+    // disagreement.
     let newer = ServerFacts {
         gtid_executed: "0-1-300".into(),
         ..facts(1)
@@ -230,18 +233,20 @@ fn both_fresh_agent_newer_wins() {
     let a = report("db1", up(newer));
     let p = probe(up(facts(1)));
     let v = server_view(&obs("db1", Some((&a, 200)), Some((&p, 2_500))), FRESH);
-    assert_eq!(v.source.as_deref(), Some("agent"));
-    assert_eq!(v.age_ms, Some(200));
-    assert_eq!(v.gtid_position.as_deref(), Some("0-1-300"));
+    assert_eq!(v.source.as_deref(), Some("manager"));
+    assert_eq!(v.age_ms, Some(2_500));
+    assert_eq!(v.gtid_position.as_deref(), Some("0-1-101"));
+    assert!(v.disagreements.is_empty());
 }
 
 #[test]
-fn both_fresh_same_age_agent_wins() {
+fn both_fresh_same_age_probe_wins() {
     let a = report("db1", up(facts(1)));
     let p = probe(up(facts(1)));
     let v = server_view(&obs("db1", Some((&a, 700)), Some((&p, 700))), FRESH);
-    assert_eq!(v.source.as_deref(), Some("agent"));
+    assert_eq!(v.source.as_deref(), Some("manager"));
     assert_eq!(v.age_ms, Some(700));
+    assert!(v.disagreements.is_empty());
 }
 
 #[test]

@@ -29,6 +29,7 @@ fn view(name: &str, role: Role, facts: ServerFacts) -> ServerView {
         server_id: Some(facts.server_id),
         errant: Vec::new(),
         diverged_gtids: Vec::new(),
+        disagreements: Vec::new(),
         agent: common::agent_ok(),
         manager_probe: common::probe_ok(),
         facts: Some(facts),

@@ -2,13 +2,13 @@
 //! history and asks for failovers. Every request needs the shared token.
 use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Extension, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use myha_config::Config;
+use myha_config::{Config, Principal, Scope};
 use myha_core::analysis::{Analysis, Verdict};
 use myha_core::candidate::CandidateChoice;
 use myha_core::report::AgentReport;
@@ -27,7 +27,6 @@ use crate::ManagerError;
 struct App {
     ctx: Arc<Context>,
     config: Arc<Config>,
-    token: Arc<str>,
 }
 
 /// A cluster as `myha status` shows it: the snapshot, the verdict on the
@@ -152,16 +151,49 @@ async fn watch(
     }
 }
 
-async fn require_token(State(app): State<App>, req: Request, next: Next) -> Response {
+/// What a route asks of its caller.
+fn scope_of(method: &axum::http::Method, path: &str) -> Scope {
+    match path {
+        "/v1/report" => Scope::Report,
+        "/v1/clusters/{name}/watch" => Scope::View,
+        _ if method == axum::http::Method::GET => Scope::Read,
+        _ => Scope::Act,
+    }
+}
+
+/// Authenticates the caller (401 without a known credential), checks the
+/// route's scope against its role (403), and hands the [`Principal`] on.
+async fn require_token(State(app): State<App>, mut req: Request, next: Next) -> Response {
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if myha_core::auth::bearer_matches(given, &app.token) {
-        next.run(req).await
-    } else {
-        (StatusCode::UNAUTHORIZED, "missing or wrong token\n").into_response()
+    let Some(principal) = app.config.authenticate(given) else {
+        return (StatusCode::UNAUTHORIZED, "missing or wrong token\n").into_response();
+    };
+    let path = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+    let scope = scope_of(req.method(), &path);
+    if !principal.may(scope) {
+        tracing::warn!(%principal, method = %req.method(), path = %req.uri().path(), "refused: outside the caller's role");
+        return (
+            StatusCode::FORBIDDEN,
+            format!(
+                "{principal} (role {}) may not {} {}\n",
+                principal.role(),
+                req.method(),
+                req.uri().path()
+            ),
+        )
+            .into_response();
     }
+    if scope == Scope::Act {
+        tracing::info!(%principal, method = %req.method(), path = %req.uri().path(), "operator request");
+    }
+    req.extensions_mut().insert(principal);
+    next.run(req).await
 }
 
 /// A `to` naming no host of the cluster is the caller's error.
@@ -180,11 +212,28 @@ fn not_found(name: &str) -> Response {
     (StatusCode::NOT_FOUND, format!("unknown cluster {name:?}\n")).into_response()
 }
 
-async fn report(State(app): State<App>, Json(report): Json<AgentReport>) -> Response {
+async fn report(
+    State(app): State<App>,
+    Extension(principal): Extension<Principal>,
+    Json(report): Json<AgentReport>,
+) -> Response {
+    // An agent speaks for its own host only.
+    let own = matches!(&principal, Principal::Agent { host } if *host == report.host);
+    if !own {
+        tracing::warn!(%principal, host = %report.host, "refused a report for another host");
+        return (
+            StatusCode::FORBIDDEN,
+            format!("{principal} may not report for host {:?}\n", report.host),
+        )
+            .into_response();
+    }
     match app.ctx.topology.ingest(report) {
         Ok(ack) => Json(ack).into_response(),
         Err(e @ IngestError::UnknownCluster(_)) | Err(e @ IngestError::UnknownHost { .. }) => {
             (StatusCode::NOT_FOUND, format!("{e}\n")).into_response()
+        }
+        Err(e @ IngestError::SeqOutOfRange { .. }) => {
+            (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
         }
     }
 }
@@ -353,7 +402,11 @@ async fn rejoin_now(
     }
 }
 
-async fn ack(State(app): State<App>, Path(name): Path<String>) -> Response {
+async fn ack(
+    State(app): State<App>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Response {
     if app.config.cluster(&name).is_none() {
         return not_found(&name);
     }
@@ -368,7 +421,9 @@ async fn ack(State(app): State<App>, Path(name): Path<String>) -> Response {
                 &name,
                 "ack",
                 "info",
-                "operator acknowledged the last failover: automatic failover enabled again".into(),
+                format!(
+                    "{principal} acknowledged the last failover: automatic failover enabled again"
+                ),
             );
             Json(serde_json::json!({ "acknowledged": true })).into_response()
         }
@@ -384,13 +439,11 @@ pub(crate) async fn serve(
     listener: TcpListener,
     ctx: Arc<Context>,
     config: Config,
-    token: String,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ManagerError> {
     let app = App {
         ctx,
         config: Arc::new(config),
-        token: token.into(),
     };
     let router = Router::new()
         .route("/v1/health", get(health))

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use myha_config::ClusterConfig;
-use myha_core::analysis::{analyze, Analysis, DetectionPolicy, Verdict};
+use myha_core::analysis::{adoption, analyze, Adoption, Analysis, DetectionPolicy, Verdict};
 use myha_core::topology::Role;
 use tokio::sync::watch;
 
@@ -76,6 +76,8 @@ pub(crate) async fn run(
     // After an aborted failover, wait before trying again.
     let mut retry_at: Option<std::time::Instant> = None;
     let mut upkeep = crate::upkeep::Tracker::default();
+    // Masters whose adoption was deferred (journaled once each).
+    let mut adoption_deferred: std::collections::BTreeSet<String> = Default::default();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -91,23 +93,46 @@ pub(crate) async fn run(
         };
 
         // Adopt the observed master when the cluster has none on record:
-        // the one writable server that replicates from nobody.
+        // the one writable server that replicates from nobody, as the
+        // manager's own probe reads it. Agent reports alone never make a
+        // master (a forged one would otherwise get the real master fenced).
         if durable.master.is_none() {
-            if let Some(m) = snapshot.master.clone() {
-                if let Err(e) = ctx
-                    .topology
-                    .update_durable(&cluster.name, |s| s.master = Some(m.clone()))
-                {
-                    tracing::error!(error = %e, "cannot record the master");
-                } else {
-                    journal(
-                        &ctx,
-                        &cluster.name,
-                        "adopt_master",
-                        "info",
-                        format!("{m} is the master of epoch {}", durable.epoch),
-                    );
+            match adoption(&snapshot) {
+                Adoption::Adopt { master: m } => {
+                    if let Err(e) = ctx
+                        .topology
+                        .update_durable(&cluster.name, |s| s.master = Some(m.clone()))
+                    {
+                        tracing::error!(error = %e, "cannot record the master");
+                    } else {
+                        adoption_deferred.clear();
+                        journal(
+                            &ctx,
+                            &cluster.name,
+                            "adopt_master",
+                            "info",
+                            format!("{m} is the master of epoch {}", durable.epoch),
+                        );
+                    }
                 }
+                Adoption::Unconfirmed { master: m } => {
+                    // Before the first probe has answered, simply wait.
+                    let probed = snapshot
+                        .server(&m)
+                        .is_some_and(|v| v.manager_probe.age_ms.is_some());
+                    if probed && adoption_deferred.insert(m.clone()) {
+                        journal(
+                            &ctx,
+                            &cluster.name,
+                            "adopt_master",
+                            "skipped",
+                            format!(
+                                "adopt_master deferred: not confirmed by the manager's probe: {m} looks like the master only in its agent's reports"
+                            ),
+                        );
+                    }
+                }
+                Adoption::NoMaster => {}
             }
             continue;
         }
@@ -117,8 +142,11 @@ pub(crate) async fn run(
             .needs_rejoin
             .iter()
             .filter(|n| {
+                // On the manager's own reading only: an agent's report
+                // never clears a former master.
                 snapshot.server(n).is_some_and(|s| {
-                    s.role == Role::Replica
+                    s.probe_confirmed()
+                        && s.role == Role::Replica
                         && s.replicates_from.as_deref().is_some_and(|src| {
                             durable
                                 .master

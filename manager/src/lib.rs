@@ -49,7 +49,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     let store: Arc<dyn StateStore> = Arc::new(FileStore::open(&config.manager.state_dir)?);
     let topology = Arc::new(Topology::new(&config, Arc::clone(&store))?);
     let agents = agents::AgentClient::new(
-        config.manager.token.expose(),
+        config.token.expose(),
         config
             .manager
             .query_timeout
@@ -90,7 +90,6 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         listener,
         Arc::clone(&ctx),
         config.clone(),
-        config.manager.token.expose().to_string(),
         shutdown,
     )
     .await;

@@ -5,7 +5,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use myha_config::{ClusterConfig, Config};
-use myha_core::report::{AgentReport, ReportAck, ServerFacts};
+use myha_core::report::{AckStatus, AgentReport, ReportAck, ServerFacts, MAX_SEQ};
 use myha_core::topology::{
     build_snapshot, ClusterSnapshot, Freshness, HostObservation, ProbeResult, Role,
 };
@@ -18,6 +18,9 @@ pub enum IngestError {
     UnknownCluster(String),
     #[error("host {host:?} is not part of cluster {cluster:?}")]
     UnknownHost { cluster: String, host: String },
+    /// A `seq` beyond [`MAX_SEQ`]: an invalid report (a client error).
+    #[error("report from {host:?}: seq {seq} is out of range (at most {MAX_SEQ})")]
+    SeqOutOfRange { host: String, seq: u64 },
 }
 
 #[derive(Debug, Default)]
@@ -36,6 +39,13 @@ impl HostEntry {
         if let Some(f) = facts {
             self.last_facts = Some((f.clone(), at));
         }
+    }
+
+    /// The manager's own probe read the server within `stale_after_ms`.
+    fn probe_reads(&self, now: Instant, stale_after_ms: u64) -> bool {
+        self.probe
+            .as_ref()
+            .is_some_and(|(p, at)| p.mysqld.facts().is_some() && age_ms(*at, now) <= stale_after_ms)
     }
 }
 
@@ -208,12 +218,19 @@ impl Topology {
         self.clusters.get(cluster).map(|e| &e.config)
     }
 
-    /// Take an agent's report; answer with the cluster's epoch.
+    /// Take an agent's report; answer with the cluster's epoch, and
+    /// whether the report was taken in: a report of the same instance whose
+    /// `seq` is not above the last one's is dropped and answered
+    /// [`AckStatus::Stale`] (its agent then starts a new instance, which is
+    /// taken in from its first report). A `seq` beyond [`MAX_SEQ`] is
+    /// refused as invalid, so that no report can put an agent's later
+    /// reports out of reach.
     pub fn ingest(&self, report: AgentReport) -> Result<ReportAck, IngestError> {
         let entry = self
             .clusters
             .get(&report.cluster)
             .ok_or_else(|| IngestError::UnknownCluster(report.cluster.clone()))?;
+        let probe_stale_after_ms = self.fresh.probe_stale_after_ms;
         let mut inner = entry.write();
         let host = inner
             .hosts
@@ -222,6 +239,12 @@ impl Topology {
                 cluster: report.cluster.clone(),
                 host: report.host.clone(),
             })?;
+        if report.seq > MAX_SEQ {
+            return Err(IngestError::SeqOutOfRange {
+                host: report.host.clone(),
+                seq: report.seq,
+            });
+        }
         let seq = report.seq;
         // Reports can arrive out of order; keep the newest of an instance.
         let newer = host
@@ -230,17 +253,27 @@ impl Topology {
             .is_none_or(|(old, _)| old.instance != report.instance || old.seq < report.seq);
         if newer {
             let now = Instant::now();
-            host.remember(report.mysqld.facts(), now);
+            // What a failover may lose is what the manager last read
+            // itself; an agent's facts count only while it reads nothing.
+            if !host.probe_reads(now, probe_stale_after_ms) {
+                host.remember(report.mysqld.facts(), now);
+            }
             host.report = Some((report, now));
         }
         Ok(ReportAck {
             epoch: inner.durable.epoch,
             master: inner.durable.master.clone(),
             seq,
+            status: if newer {
+                AckStatus::Accepted
+            } else {
+                AckStatus::Stale
+            },
         })
     }
 
-    pub(crate) fn record_probe(&self, cluster: &str, host: &str, probe: ProbeResult) {
+    /// Record the manager's own probe of `host`.
+    pub fn record_probe(&self, cluster: &str, host: &str, probe: ProbeResult) {
         if let Some(entry) = self.clusters.get(cluster) {
             if let Some(h) = entry.write().hosts.get_mut(host) {
                 let now = Instant::now();
