@@ -33,6 +33,7 @@ async fn gather(config: &Config, cluster: &ClusterConfig) -> CheckInput {
                 port: host.port,
                 user: cluster.admin.user.clone(),
                 password: cluster.admin.password.expose().to_string(),
+                tls: myha_mysql::EndpointTls::from_config(cluster.mysql_tls.as_ref()),
             },
             timeouts,
         );
@@ -75,6 +76,7 @@ async fn gather(config: &Config, cluster: &ClusterConfig) -> CheckInput {
         replication_user: cluster.replication.user.clone(),
         max_clock_skew_ms: MAX_CLOCK_SKEW_MS,
         servers,
+        behind_router: cluster.router.is_some(),
         manager: manager_view(config, &cluster.name).await,
     }
 }

@@ -13,11 +13,7 @@ pub struct ManagerClient {
 
 impl ManagerClient {
     pub fn new(config: &Config) -> anyhow::Result<ManagerClient> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(3))
-            .no_proxy()
-            .build()
+        let http = myha_http::client_for(config, Duration::from_secs(3), Duration::from_secs(10))
             .context("building the HTTP client")?;
         Ok(ManagerClient {
             http,

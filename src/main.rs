@@ -185,7 +185,10 @@ fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
 
 /// The process the configuration is loaded for: it decides which secrets
 /// are read (see docs/security.md).
-fn role_of(command: &Command, config_path: &std::path::Path) -> Result<myha_config::Role, ExitCode> {
+fn role_of(
+    command: &Command,
+    config_path: &std::path::Path,
+) -> Result<myha_config::Role, ExitCode> {
     use myha_config::Role;
     Ok(match command {
         Command::Agent { host, .. } => Role::Agent(host.clone()),
@@ -198,7 +201,9 @@ fn role_of(command: &Command, config_path: &std::path::Path) -> Result<myha_conf
             match config.clusters.as_slice() {
                 [one] => Role::Router(one.name.clone()),
                 _ => {
-                    eprintln!("myha: the configuration has several clusters: name one with --cluster");
+                    eprintln!(
+                        "myha: the configuration has several clusters: name one with --cluster"
+                    );
                     return Err(ExitCode::from(2));
                 }
             }
@@ -289,6 +294,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // rustls with ring for every TLS connection (HTTP APIs and MySQL).
+    myha_http::install_crypto_provider();
+    if matches!(
+        cli.command,
+        Command::Agent { .. } | Command::Manager | Command::Router { .. }
+    ) {
+        // A daemon serves many clients: its soft file limit goes to the hard one.
+        if let Err(e) = myha_http::raise_nofile_limit() {
+            eprintln!("myha: cannot raise the open-file limit: {e}");
+        }
+    }
     // The router relays bytes: one thread without work stealing costs less
     // CPU per query than a pool that moves tasks between cores. MYHA_ROUTER_THREADS
     // overrides (0 = one per core).

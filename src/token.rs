@@ -34,7 +34,10 @@ pub(crate) fn run(action: &TokenAction) -> anyhow::Result<ExitCode> {
             if token.is_empty() {
                 bail!("no token on standard input");
             }
-            println!("token_sha256: {}", myha_config::TokenHash::of(token).to_hex());
+            println!(
+                "token_sha256: {}",
+                myha_config::TokenHash::of(token).to_hex()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

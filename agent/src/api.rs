@@ -1,4 +1,5 @@
-//! The agent's own small HTTP API. Every request needs the shared token.
+//! The agent's own small HTTP API. Reads need a manager, operator or
+//! monitor credential; fencing and the VIP only the manager's.
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -7,6 +8,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use myha_config::Scope;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -17,11 +19,27 @@ async fn require_token(State(shared): State<Arc<Shared>>, req: Request, next: Ne
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if myha_core::auth::bearer_matches(given, &shared.token) {
-        next.run(req).await
+    let Some(principal) = shared.access.authenticate(given) else {
+        return (StatusCode::UNAUTHORIZED, "missing or wrong token\n").into_response();
+    };
+    let scope = if req.method() == axum::http::Method::GET {
+        Scope::Read
     } else {
-        (StatusCode::UNAUTHORIZED, "missing or wrong token\n").into_response()
+        Scope::Steer
+    };
+    if !principal.may(scope) {
+        tracing::warn!(%principal, method = %req.method(), path = %req.uri().path(), "refused: only the manager may fence or move the VIP");
+        return (
+            StatusCode::FORBIDDEN,
+            format!(
+                "{principal} may not {} {} on an agent\n",
+                req.method(),
+                req.uri().path()
+            ),
+        )
+            .into_response();
     }
+    next.run(req).await
 }
 
 async fn health(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
@@ -42,27 +60,46 @@ async fn status(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 #[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum VipOp {
+    Add,
+    Remove,
+}
+
+/// Only what to do: the address and interface are the agent's own
+/// configuration (a request cannot make it claim another address).
+#[derive(Debug, serde::Deserialize)]
 struct VipRequest {
-    op: String,
-    spec: crate::vip::VipSpec,
+    op: VipOp,
+    #[serde(default)]
+    epoch: Option<u64>,
 }
 
 /// Add or remove the cluster's virtual IP on this host.
 async fn vip(State(shared): State<Arc<Shared>>, Json(req): Json<VipRequest>) -> Response {
-    let res = match req.op.as_str() {
-        "add" => crate::vip::add(&req.spec).await,
-        "remove" => crate::lease::drop_vip(&req.spec, shared.host.port).await,
-        other => {
-            return (
-                StatusCode::BAD_REQUEST,
-                format!("unknown op {other:?}: add or remove\n"),
-            )
-                .into_response()
-        }
+    let Some(vip) = &shared.cluster.vip else {
+        return (
+            StatusCode::CONFLICT,
+            format!("cluster {} has no `vip:` configured\n", shared.cluster.name),
+        )
+            .into_response();
+    };
+    if let (VipOp::Add, Some(refusal)) = (&req.op, stale_epoch(&shared, req.epoch)) {
+        return refusal;
+    }
+    let spec = crate::vip::VipSpec {
+        address: vip.address,
+        prefix_len: vip.prefix_len,
+        interface: vip.interface.clone(),
+        arp_count: vip.arp_count,
+    };
+    let res = match req.op {
+        VipOp::Add => crate::vip::add(&spec).await,
+        VipOp::Remove => crate::lease::drop_vip(&spec, shared.host.port).await,
     };
     match res {
         Ok(outcome) => {
-            tracing::info!(host = %shared.host.name, op = %req.op, address = %req.spec.address, ?outcome, "VIP");
+            tracing::info!(host = %shared.host.name, op = ?req.op, address = %spec.address, epoch = ?req.epoch, ?outcome, "VIP");
             Json(outcome).into_response()
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
@@ -71,14 +108,32 @@ async fn vip(State(shared): State<Arc<Shared>>, Json(req): Json<VipRequest>) -> 
 
 #[derive(Debug, serde::Deserialize)]
 struct FenceRequest {
-    #[serde(default)]
     epoch: u64,
-    #[serde(default)]
     master: String,
+}
+
+/// A refusal when `epoch` is older than the newest epoch the manager has
+/// answered this agent with: a replayed or stale order.
+fn stale_epoch(shared: &Shared, epoch: Option<u64>) -> Option<Response> {
+    let known = shared.acked_epoch.load(std::sync::atomic::Ordering::SeqCst);
+    let epoch = epoch.unwrap_or(0);
+    (epoch < known).then(|| {
+        tracing::warn!(epoch, known, "refused an order for an older epoch");
+        (
+            StatusCode::CONFLICT,
+            format!("epoch {epoch} is older than epoch {known}, the newest this agent knows\n"),
+        )
+            .into_response()
+    })
 }
 
 /// Fence the local mysqld: read_only ON and client sessions killed.
 async fn fence(State(shared): State<Arc<Shared>>, Json(req): Json<FenceRequest>) -> Response {
+    if let Some(refusal) = stale_epoch(&shared, Some(req.epoch)) {
+        return refusal;
+    }
+    // Journaled in the agent's log: who fenced, for which epoch and master.
+    tracing::warn!(epoch = req.epoch, master = %req.master, "fence ordered by the manager");
     let queued = || {
         (
             StatusCode::ACCEPTED,
@@ -119,7 +174,8 @@ async fn fence(State(shared): State<Arc<Shared>>, Json(req): Json<FenceRequest>)
 pub(crate) async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), AgentError> {
     let app = Router::new()
         .route("/v1/health", get(health))
@@ -131,10 +187,7 @@ pub(crate) async fn serve(
             require_token,
         ))
         .with_state(shared);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
+    myha_http::serve(listener, app, tls, myha_http::Limits::default(), shutdown)
         .await
-        .map_err(AgentError::Serve)
+        .map_err(AgentError::Http)
 }

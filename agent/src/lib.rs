@@ -30,6 +30,10 @@ pub enum AgentError {
     Serve(std::io::Error),
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    #[error(transparent)]
+    Http(#[from] myha_http::HttpError),
+    #[error("the agent's {0} task stopped unexpectedly: {1}")]
+    Task(&'static str, String),
 }
 
 /// Shared between the sampler, the reporter and the HTTP API.
@@ -38,6 +42,11 @@ pub(crate) struct Shared {
     pub(crate) cluster: ClusterConfig,
     pub(crate) host: HostConfig,
     pub(crate) token: String,
+    /// Who may call the API (the `access:` hashes and the TLS settings).
+    pub(crate) access: Config,
+    /// The newest epoch the manager has answered this agent with: orders
+    /// for an older one are refused.
+    pub(crate) acked_epoch: std::sync::atomic::AtomicU64,
     pub(crate) agent: myha_config::AgentConfig,
     pub(crate) last: Mutex<Option<AgentReport>>,
     /// The master's lease on this host (see `lease`).
@@ -55,6 +64,7 @@ impl Shared {
                 port: self.host.port,
                 user: self.cluster.admin.user.clone(),
                 password: self.cluster.admin.password.expose().to_string(),
+                tls: myha_mysql::EndpointTls::from_config(self.cluster.mysql_tls.as_ref()),
             },
             myha_mysql::Timeouts {
                 connect: self.agent.connect_timeout,
@@ -80,19 +90,40 @@ pub async fn run(
         cluster,
         host: host_cfg.clone(),
         token: config.token.expose().to_string(),
+        access: config.clone(),
+        acked_epoch: std::sync::atomic::AtomicU64::new(0),
         agent: config.agent.clone(),
         last: Mutex::new(None),
         lease: Arc::new(Mutex::new(lease::Lease::new(host_cfg.port, fence_ttl))),
         queued_fence: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     });
-    let addr = listen_override
-        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], host_cfg.agent_port)));
+    // The host's configured address, not every interface.
+    let addr = match listen_override {
+        Some(a) => a,
+        None => {
+            let ip = tokio::net::lookup_host((host_cfg.address.as_str(), host_cfg.agent_port))
+                .await
+                .ok()
+                .and_then(|mut it| it.next())
+                .ok_or_else(|| AgentError::Listen {
+                    addr: format!("{}:{}", host_cfg.address, host_cfg.agent_port),
+                    source: std::io::Error::other("the host's address does not resolve"),
+                })?;
+            ip
+        }
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| AgentError::Listen {
             addr: addr.to_string(),
             source,
         })?;
+    let tls = myha_http::server_tls_for(&config)?;
+    let http = myha_http::client_for(
+        &config,
+        config.agent.report_timeout,
+        config.agent.report_timeout,
+    )?;
     tracing::info!(host = %host_cfg.name, %addr, manager = %config.manager.url, "agent started");
 
     let (report_tx, report_rx) = watch::channel::<Option<AgentReport>>(None);
@@ -107,13 +138,55 @@ pub async fn run(
     let reporter = tokio::spawn(sampler::report_loop(
         config.manager.url.clone(),
         shared.token.clone(),
-        config.agent.report_timeout,
+        http,
+        Arc::clone(&shared),
         report_rx,
         epoch_tx,
         shutdown.clone(),
     ));
-    let served = api::serve(listener, Arc::clone(&shared), shutdown).await;
-    // The API returns on shutdown; the loops see the same signal.
+    let mut api = tokio::spawn(api::serve(
+        listener,
+        Arc::clone(&shared),
+        tls,
+        shutdown.clone(),
+    ));
+    // Every task lives as long as the agent: one that ends early (a panic)
+    // ends the agent with an error, never a zombie that answers health.
+    let mut sampler = sampler;
+    let mut reporter = reporter;
+    let mut stop = shutdown.clone();
+    let mut served = None;
+    let early = tokio::select! {
+        r = &mut sampler => Some(("sampler", r.map_err(|e| e.to_string()))),
+        r = &mut reporter => Some(("reporter", r.map_err(|e| e.to_string()))),
+        r = &mut api => match r {
+            Ok(result) => {
+                let stopping = *shutdown.borrow();
+                served = Some(result);
+                (!stopping).then_some(("HTTP API", Ok(())))
+            }
+            Err(e) => Some(("HTTP API", Err(e.to_string()))),
+        },
+        _ = stop.wait_for(|s| *s) => None,
+    };
+    if let Some((task, result)) = early {
+        if let Some(Err(e)) = served {
+            return Err(e);
+        }
+        let why = match result {
+            Err(e) => e,
+            Ok(()) => "it returned".to_string(),
+        };
+        tracing::error!(task, why, "agent task ended early: exiting");
+        return Err(AgentError::Task(task, why));
+    }
+    // Shutdown: the API (bounded) and the loops see the same signal.
+    let served = match served {
+        Some(r) => r,
+        None => api
+            .await
+            .unwrap_or_else(|e| Err(AgentError::Task("HTTP API", e.to_string()))),
+    };
     let _ = sampler.await;
     let _ = reporter.await;
     tracing::info!("agent stopped");

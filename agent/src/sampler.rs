@@ -555,6 +555,7 @@ pub(crate) async fn run(
                 port: r.source_port,
                 user: cluster.admin.user.clone(),
                 password: cluster.admin.password.expose().to_string(),
+                tls: myha_mysql::EndpointTls::from_config(cluster.mysql_tls.as_ref()),
             });
         let source_name = source.as_ref().map(ToString::to_string);
         target_tx.send_if_modified(|cur| {
@@ -670,23 +671,12 @@ fn rand_u64() -> u64 {
 pub(crate) async fn report_loop(
     manager_url: String,
     token: String,
-    timeout: Duration,
+    client: reqwest::Client,
+    shared: Arc<Shared>,
     mut reports: watch::Receiver<Option<AgentReport>>,
     epoch: watch::Sender<LastAck>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let client = match reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .no_proxy()
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the HTTP client; not reporting");
-            return;
-        }
-    };
     let url = format!("{}/v1/report", manager_url.trim_end_matches('/'));
     let mut failures = 0u32;
     loop {
@@ -729,6 +719,9 @@ pub(crate) async fn report_loop(
                     tracing::info!(after = failures, "reporting to the manager again");
                 }
                 failures = 0;
+                shared
+                    .acked_epoch
+                    .fetch_max(ack.epoch, std::sync::atomic::Ordering::SeqCst);
                 let instance = report.instance;
                 epoch.send_modify(|last| record_answer(last, ack, instance, Instant::now()));
             }

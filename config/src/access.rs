@@ -44,14 +44,17 @@ impl Principal {
     /// Whether this principal may do `scope` at all (a report is further
     /// bound to the agent's own host by the caller).
     pub fn may(&self, scope: Scope) -> bool {
-        match (self, scope) {
-            (Self::Manager, Scope::Steer | Scope::Read | Scope::View) => true,
-            (Self::Agent { .. }, Scope::Report) => true,
-            (Self::Operator { .. }, Scope::Read | Scope::View | Scope::Act) => true,
-            (Self::Monitor { .. }, Scope::Read | Scope::View) => true,
-            (Self::Router { .. }, Scope::View) => true,
-            _ => false,
-        }
+        matches!(
+            (self, scope),
+            (Self::Manager, Scope::Steer | Scope::Read | Scope::View)
+                | (Self::Agent { .. }, Scope::Report)
+                | (
+                    Self::Operator { .. },
+                    Scope::Read | Scope::View | Scope::Act
+                )
+                | (Self::Monitor { .. }, Scope::Read | Scope::View)
+                | (Self::Router { .. }, Scope::View)
+        )
     }
 
     /// The role's name, as in `access:`.

@@ -1289,7 +1289,8 @@ fn each_role_resolves_only_its_secrets() {
 #[test]
 fn a_router_needs_no_database_password() {
     // No password reference at all: the router does not care, the manager does.
-    let yaml = format!("{BASE}")
+    let yaml = BASE
+        .to_string()
         .replace(
             "    password_env: DB_PW\n",
             "    password_file: /nonexistent/pw\n",

@@ -32,6 +32,8 @@ pub struct CheckInput {
     pub replication_user: String,
     pub max_clock_skew_ms: i64,
     pub servers: Vec<CheckServer>,
+    /// A router relays this cluster's clients (`router:` is configured).
+    pub behind_router: bool,
     /// What the manager says, when it answers: server -> why it was not
     /// rejoined; and why semi-sync was degraded, if it was.
     pub manager: Option<ManagerView>,
@@ -110,6 +112,33 @@ fn has_replication_grant(grants: &[String]) -> bool {
                 p == "REPLICATION SLAVE" || p == "REPLICATION REPLICA" || p == "ALL PRIVILEGES"
             })
     })
+}
+
+/// Behind a router every client reaches the servers from the router's
+/// address: with name resolution on, connections aborted before they
+/// authenticate (a flood, a handshake timeout) count against it
+/// (`max_connect_errors`) and get it blocked for every client.
+fn name_resolve_checks(out: &mut Out, input: &CheckInput) {
+    if !input.behind_router {
+        return;
+    }
+    for s in &input.servers {
+        let Ok(f) = &s.facts else { continue };
+        match f.skip_name_resolve {
+            Some(false) => out.fail(
+                "skip_name_resolve",
+                Some(&s.name),
+                "skip_name_resolve is OFF behind a router: connections the router aborts before they log in count as connect errors against the router's address, and after max_connect_errors every client through the router is refused (\"Host is blocked\")".into(),
+                "skip_name_resolve = ON in my.cnf of every server (restart), with grants by IP address".into(),
+            ),
+            Some(true) => out.ok(
+                "skip_name_resolve",
+                Some(&s.name),
+                "skip_name_resolve is ON: the router's address cannot be blocked by aborted connections".into(),
+            ),
+            None => {}
+        }
+    }
 }
 
 fn semi_sync_checks(
@@ -455,6 +484,7 @@ pub fn check(input: &CheckInput) -> Vec<Finding> {
     if input.flavor == Flavor::Mariadb {
         semi_sync_checks(&mut out, input, master);
     }
+    name_resolve_checks(&mut out, input);
 
     // Servers the manager could not rejoin.
     if let Some(m) = &input.manager {

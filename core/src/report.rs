@@ -60,6 +60,11 @@ pub struct ServerFacts {
     /// [`SEMI_SYNC_NO_FALLBACK_MS`] on the master; `None` when unknown.
     #[serde(default)]
     pub semi_sync_timeout_ms: Option<u64>,
+    /// `skip_name_resolve`: with it OFF, connections a router aborts
+    /// before they authenticate count against the router's address
+    /// (`max_connect_errors`) and can get it blocked for everyone.
+    #[serde(default)]
+    pub skip_name_resolve: Option<bool>,
 }
 
 /// The semi-sync timeout myha sets on a master: about 49 days, i.e. never.

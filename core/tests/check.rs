@@ -59,6 +59,7 @@ fn healthy() -> CheckInput {
             server("db2", replica(2, "db1")),
             server("db3", replica(3, "db1")),
         ],
+        behind_router: false,
         manager: None,
     }
 }
@@ -838,4 +839,30 @@ fn display_of_passing_finding() {
         f.to_string(),
         "ok   [one_master] db1: the only writable master"
     );
+}
+
+#[test]
+fn skip_name_resolve_off_behind_a_router_fails() {
+    let mut input = healthy();
+    for s in &mut input.servers {
+        if let Ok(f) = &mut s.facts {
+            f.skip_name_resolve = Some(false);
+        }
+    }
+    // Without a router, nobody shares an address: nothing to say.
+    let r = check(&input);
+    assert!(!r.iter().any(|f| f.check == "skip_name_resolve"));
+    input.behind_router = true;
+    let r = check(&input);
+    let bad: Vec<_> = r
+        .iter()
+        .filter(|f| f.check == "skip_name_resolve" && !f.ok)
+        .collect();
+    assert_eq!(bad.len(), 3, "{r:?}");
+    assert!(bad[0].message.contains("max_connect_errors"));
+    assert!(bad[0]
+        .fix
+        .as_deref()
+        .unwrap_or("")
+        .contains("skip_name_resolve = ON"));
 }

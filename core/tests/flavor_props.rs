@@ -113,6 +113,7 @@ proptest! {
             gtid_mode: GtidMode::SlavePos,
             connect_retry_secs: retry,
             heartbeat_period_secs: heartbeat,
+            ssl: None,
         };
         let sql = flavor.change_source(&opts);
         let hb = sql.rsplit("HEARTBEAT_PERIOD=").next().unwrap().split(',').next().unwrap();

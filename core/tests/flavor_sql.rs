@@ -16,6 +16,7 @@ fn opts(gtid_mode: GtidMode) -> ChangeSource {
         gtid_mode,
         connect_retry_secs: 10,
         heartbeat_period_secs: 2.5,
+        ssl: None,
     }
 }
 
@@ -132,6 +133,7 @@ fn change_source_escapes_hostile_values() {
         gtid_mode: GtidMode::AutoPosition,
         connect_retry_secs: 1,
         heartbeat_period_secs: 1.0,
+        ssl: None,
     };
     assert_eq!(
         Flavor::Mysql.change_source(&o),
@@ -321,6 +323,7 @@ fn variable_queries_name_their_columns() {
         "semi_sync_master",
         "semi_sync_slave",
         "semi_sync_timeout_ms",
+        "skip_name_resolve",
         "now_us",
     ];
     for flavor in [Flavor::Mariadb, Flavor::Mysql] {

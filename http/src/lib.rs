@@ -37,6 +37,44 @@ pub fn raise_nofile_limit() -> Result<u64, HttpError> {
     Ok(soft)
 }
 
+/// A client for `config`'s HTTP APIs: it trusts `tls.ca_file` and, with
+/// `tls.client_auth`, presents this process's certificate.
+pub fn client_for(
+    config: &myha_config::Config,
+    connect_timeout: std::time::Duration,
+    timeout: std::time::Duration,
+) -> Result<reqwest::Client, HttpError> {
+    let tls = config.tls.as_ref();
+    client(&ClientOptions {
+        ca_file: tls.map(|t| t.ca_file.clone()),
+        identity: tls
+            .filter(|t| t.client_auth)
+            .and_then(|t| t.cert_file.clone().zip(t.key_file.clone())),
+        connect_timeout,
+        timeout,
+    })
+}
+
+/// The TLS of this process's HTTP server under `config` (`None`: plain
+/// HTTP).
+pub fn server_tls_for(
+    config: &myha_config::Config,
+) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, HttpError> {
+    let Some(tls) = &config.tls else {
+        return Ok(None);
+    };
+    let (Some(cert_file), Some(key_file)) = (&tls.cert_file, &tls.key_file) else {
+        return Err(HttpError::NoCertificate(tls.ca_file.clone()));
+    };
+    server_tls(&TlsFiles {
+        cert_file: cert_file.clone(),
+        key_file: key_file.clone(),
+        ca_file: Some(tls.ca_file.clone()),
+        client_auth: tls.client_auth,
+    })
+    .map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

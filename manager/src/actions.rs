@@ -22,6 +22,7 @@ pub(crate) fn admin_db(cluster: &ClusterConfig, host: &HostConfig, cfg: &Manager
             port: host.port,
             user: cluster.admin.user.clone(),
             password: cluster.admin.password.expose().to_string(),
+            tls: myha_mysql::EndpointTls::from_config(cluster.mysql_tls.as_ref()),
         },
         Timeouts {
             connect: cfg.connect_timeout,
@@ -318,6 +319,11 @@ impl Server {
             gtid_mode: mode,
             connect_retry_secs: 1,
             heartbeat_period_secs: 0.5,
+            ssl: cluster
+                .mysql_tls
+                .as_ref()
+                .filter(|t| t.replication)
+                .map(|t| t.replication_ca.clone()),
         });
         self.db.exec(&change).await?;
         if self.flavor == Flavor::Mariadb {

@@ -10,16 +10,11 @@ pub(crate) struct AgentClient {
 }
 
 impl AgentClient {
-    pub fn new(token: &str, timeout: Duration) -> Result<AgentClient, String> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .no_proxy()
-            .build()
-            .map_err(|e| e.to_string())?;
+    pub fn new(config: &myha_config::Config, timeout: Duration) -> Result<AgentClient, String> {
+        let http = myha_http::client_for(config, timeout, timeout).map_err(|e| e.to_string())?;
         Ok(AgentClient {
             http,
-            token: token.to_string(),
+            token: config.token.expose().to_string(),
         })
     }
 
@@ -53,24 +48,21 @@ impl AgentClient {
         serde_json::from_str(&text).map_err(|e| format!("{}: unreadable answer: {e}", host.name))
     }
 
+    /// Add or remove the cluster's VIP on `host`: the agent takes address
+    /// and interface from its own configuration; `epoch` is the manager's
+    /// current one (an agent refuses an add for an epoch older than the
+    /// newest it knows).
     pub async fn vip(
         &self,
         host: &HostConfig,
-        vip: &VipConfig,
+        _vip: &VipConfig,
         add: bool,
+        epoch: u64,
     ) -> Result<serde_json::Value, String> {
         self.post(
             host,
             "/v1/vip",
-            json!({
-                "op": if add { "add" } else { "remove" },
-                "spec": {
-                    "address": vip.address,
-                    "prefix_len": vip.prefix_len,
-                    "interface": vip.interface,
-                    "arp_count": vip.arp_count,
-                }
-            }),
+            json!({ "op": if add { "add" } else { "remove" }, "epoch": epoch }),
         )
         .await
     }

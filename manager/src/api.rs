@@ -439,7 +439,8 @@ pub(crate) async fn serve(
     listener: TcpListener,
     ctx: Arc<Context>,
     config: Config,
-    mut shutdown: watch::Receiver<bool>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), ManagerError> {
     let app = App {
         ctx,
@@ -458,10 +459,13 @@ pub(crate) async fn serve(
         .route("/v1/clusters/{name}/watch", get(watch))
         .layer(middleware::from_fn_with_state(app.clone(), require_token))
         .with_state(app);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await
-        .map_err(ManagerError::Serve)
+    myha_http::serve(
+        listener,
+        router,
+        tls,
+        myha_http::Limits::default(),
+        shutdown,
+    )
+    .await
+    .map_err(ManagerError::Http)
 }

@@ -276,7 +276,7 @@ pub(crate) async fn run(
                 durable.master.as_deref().and_then(|m| cluster.host(m)),
             ) {
                 vip_tried = Some(std::time::Instant::now());
-                match ctx.agents.vip(m, vip, true).await {
+                match ctx.agents.vip(m, vip, true, durable.epoch).await {
                     Ok(v) => {
                         vip_epoch = Some(durable.epoch);
                         journal(

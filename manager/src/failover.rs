@@ -1032,6 +1032,11 @@ pub(crate) async fn move_vip(
     let Some(vip) = run.cluster.vip.as_ref() else {
         return steps;
     };
+    let epoch = run
+        .ctx
+        .topology
+        .durable(&run.cluster.name)
+        .map_or(0, |d| d.epoch);
     if !old_agent_reachable {
         steps.push(step(
             "vip_remove",
@@ -1041,7 +1046,7 @@ pub(crate) async fn move_vip(
         ));
     } else if let Some(old) = run.host(old_master) {
         let t = Instant::now();
-        match run.ctx.agents.vip(old, vip, false).await {
+        match run.ctx.agents.vip(old, vip, false, epoch).await {
             Ok(v) => steps.push(step(
                 "vip_remove",
                 "ok",
@@ -1058,7 +1063,7 @@ pub(crate) async fn move_vip(
     }
     if let Some(new) = run.host(new_master) {
         let t = Instant::now();
-        match run.ctx.agents.vip(new, vip, true).await {
+        match run.ctx.agents.vip(new, vip, true, epoch).await {
             Ok(v) => steps.push(step("vip_add", "ok", format!("{new_master}: {v}"), Some(t))),
             Err(e) => steps.push(step("vip_add", "failed", e, Some(t))),
         }

@@ -42,6 +42,10 @@ pub enum ManagerError {
     Store(#[from] StoreError),
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    #[error(transparent)]
+    Http(#[from] myha_http::HttpError),
+    #[error("{0}")]
+    Task(String),
 }
 
 /// Run the manager until `shutdown` turns true.
@@ -49,13 +53,14 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     let store: Arc<dyn StateStore> = Arc::new(FileStore::open(&config.manager.state_dir)?);
     let topology = Arc::new(Topology::new(&config, Arc::clone(&store))?);
     let agents = agents::AgentClient::new(
-        config.token.expose(),
+        &config,
         config
             .manager
             .query_timeout
             .max(std::time::Duration::from_secs(3)),
     )
     .map_err(ManagerError::Client)?;
+    let tls = myha_http::server_tls_for(&config)?;
     let ctx = Arc::new(failover::Context {
         topology: Arc::clone(&topology),
         manager: config.manager.clone(),
@@ -69,33 +74,66 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
             source,
         })?;
     tracing::info!(listen = %config.manager.listen, clusters = config.clusters.len(), "manager started");
-    let mut tasks = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
     for cluster in &config.clusters {
-        tasks.push(tokio::spawn(detector::run(
+        tasks.spawn(detector::run(
             Arc::clone(&ctx),
             cluster.clone(),
             shutdown.clone(),
-        )));
+        ));
         for host in &cluster.hosts {
-            tasks.push(tokio::spawn(probe::run(
+            tasks.spawn(probe::run(
                 Arc::clone(&topology),
                 cluster.clone(),
                 host.clone(),
                 config.manager.clone(),
                 shutdown.clone(),
-            )));
+            ));
         }
     }
-    let served = api::serve(
+    let mut api = tokio::spawn(api::serve(
         listener,
         Arc::clone(&ctx),
         config.clone(),
-        shutdown,
-    )
-    .await;
-    for t in tasks {
-        let _ = t.await;
+        tls,
+        shutdown.clone(),
+    ));
+    // Every task lives as long as the manager: one that ends early (a
+    // panic) ends the manager with an error, never a zombie that answers.
+    let mut stop = shutdown.clone();
+    let mut served = None;
+    let early: Option<String> = tokio::select! {
+        Some(r) = tasks.join_next() => Some(match r {
+            Err(e) if e.is_panic() => "a detector or probe task panicked".to_string(),
+            Err(e) => format!("a detector or probe task failed: {e}"),
+            Ok(()) => "a detector or probe task returned".to_string(),
+        }),
+        r = &mut api => match r {
+            Ok(result) => {
+                let stopping = *shutdown.borrow();
+                served = Some(result);
+                (!stopping).then(|| "the HTTP API stopped".to_string())
+            }
+            Err(e) => Some(format!("the HTTP API task failed: {e}")),
+        },
+        _ = stop.wait_for(|s| *s) => None,
+    };
+    if let Some(why) = early {
+        if !*shutdown.borrow() {
+            if let Some(Err(e)) = served {
+                return Err(e);
+            }
+            tracing::error!(why, "manager task ended early: exiting");
+            return Err(ManagerError::Task(why));
+        }
     }
+    let served = match served {
+        Some(r) => r,
+        None => api
+            .await
+            .unwrap_or_else(|e| Err(ManagerError::Task(e.to_string()))),
+    };
+    while tasks.join_next().await.is_some() {}
     tracing::info!("manager stopped");
     served
 }

@@ -155,11 +155,20 @@ impl Credentials {
     fn write(dir: &Path, cluster: &ClusterConfig) -> std::io::Result<Credentials> {
         let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
         let path = dir.join(format!(".client-{}-{}.cnf", std::process::id(), unix_ms()));
-        let text = format!(
+        let mut text = format!(
             "[client]\nuser={}\npassword={}\n",
             quote(&cluster.admin.user),
             quote(cluster.admin.password.expose())
         );
+        if let Some(tls) = &cluster.mysql_tls {
+            text.push_str(&format!(
+                "ssl\nssl-ca={}\n",
+                quote(&tls.ca_file.display().to_string())
+            ));
+            if tls.verify_identity {
+                text.push_str("ssl-verify-server-cert\n");
+            }
+        }
         write_private(&path, text.as_bytes())?;
         Ok(Credentials { path })
     }

@@ -38,6 +38,13 @@ hosts:
   - name: db3
     cluster: main
     address: 10.0.0.13
+agent:
+  token_env: MYHA_TOKEN
+access:
+  - { name: manager, role: manager, token_sha256: 1111111111111111111111111111111111111111111111111111111111111111 }
+  - { name: db1, role: agent, host: db1, token_sha256: 2222222222222222222222222222222222222222222222222222222222222222 }
+  - { name: db2, role: agent, host: db2, token_sha256: 3333333333333333333333333333333333333333333333333333333333333333 }
+  - { name: db3, role: agent, host: db3, token_sha256: 4444444444444444444444444444444444444444444444444444444444444444 }
 ";
 
 /// Durable state in memory: a manager started with empty state.
@@ -111,6 +118,7 @@ fn master(server_id: u32) -> ServerFacts {
         semi_sync_master: false,
         semi_sync_slave: false,
         semi_sync_timeout_ms: None,
+        skip_name_resolve: None,
     }
 }
 

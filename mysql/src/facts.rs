@@ -115,6 +115,7 @@ pub async fn collect_facts(db: &mut Db, opts: &FactsOptions) -> Result<ServerFac
         semi_sync_master: flag(&vars, "semi_sync_master"),
         semi_sync_slave: flag(&vars, "semi_sync_slave"),
         semi_sync_timeout_ms: text(&vars, "semi_sync_timeout_ms").trim().parse().ok(),
+        skip_name_resolve: Some(flag(&vars, "skip_name_resolve")),
     })
 }
 

@@ -26,6 +26,27 @@ pub struct Endpoint {
     pub port: u16,
     pub user: String,
     pub password: String,
+    /// Connect with TLS (the server's certificate checked against a CA).
+    pub tls: Option<EndpointTls>,
+}
+
+/// TLS of a connection to a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointTls {
+    /// The CA that signs the server's certificate (PEM).
+    pub ca_file: std::path::PathBuf,
+    /// Check that the certificate names the host connected to.
+    pub verify_identity: bool,
+}
+
+impl EndpointTls {
+    /// From a cluster's `mysql_tls:`.
+    pub fn from_config(tls: Option<&myha_config::MysqlTlsConfig>) -> Option<EndpointTls> {
+        tls.map(|t| EndpointTls {
+            ca_file: t.ca_file.clone(),
+            verify_identity: t.verify_identity,
+        })
+    }
 }
 
 impl fmt::Debug for Endpoint {
@@ -35,6 +56,7 @@ impl fmt::Debug for Endpoint {
             .field("port", &self.port)
             .field("user", &self.user)
             .field("password", &"<redacted>")
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -174,7 +196,12 @@ impl Db {
                 .pass(Some(e.password.clone()))
                 .prefer_socket(false)
                 .tcp_nodelay(true)
-                .stmt_cache_size(0);
+                .stmt_cache_size(0)
+                .ssl_opts(e.tls.as_ref().map(|t| {
+                    mysql_async::SslOpts::default()
+                        .with_root_certs(vec![t.ca_file.clone().into()])
+                        .with_danger_skip_domain_validation(!t.verify_identity)
+                }));
             let addr = e.to_string();
             let conn = match timeout(self.timeouts.connect, Conn::new(opts)).await {
                 Ok(Ok(c)) => c,

@@ -22,6 +22,21 @@ pub struct ChangeSource {
     /// `0` disables heartbeats; kept to millisecond resolution and to the
     /// servers' range `[0, 4294967]`.
     pub heartbeat_period_secs: f64,
+    /// Replicate over TLS; `Some(ca)`: also verify the source's
+    /// certificate with the CA at that path on the replica's host.
+    pub ssl: Option<Option<String>>,
+}
+
+/// `, X_SSL=1[, X_SSL_CA='…', X_SSL_VERIFY_SERVER_CERT=1]`, or nothing.
+fn ssl_clause(ssl: &Option<Option<String>>, prefix: &str) -> String {
+    match ssl {
+        None => String::new(),
+        Some(None) => format!(", {prefix}_SSL=1"),
+        Some(Some(ca)) => format!(
+            ", {prefix}_SSL=1, {prefix}_SSL_CA={}, {prefix}_SSL_VERIFY_SERVER_CERT=1",
+            sql_string_literal(ca)
+        ),
+    }
 }
 
 /// `s` as a single-quoted SQL string literal.
@@ -153,7 +168,8 @@ impl Flavor {
                     "CHANGE MASTER TO MASTER_HOST={host}, MASTER_PORT={port}, \
                      MASTER_USER={user}, MASTER_PASSWORD={password}, \
                      MASTER_USE_GTID={use_gtid}, MASTER_CONNECT_RETRY={retry}, \
-                     MASTER_HEARTBEAT_PERIOD={heartbeat}"
+                     MASTER_HEARTBEAT_PERIOD={heartbeat}{ssl}",
+                    ssl = ssl_clause(&opts.ssl, "MASTER")
                 )
             }
             Flavor::Mysql => {
@@ -162,7 +178,8 @@ impl Flavor {
                     "CHANGE REPLICATION SOURCE TO SOURCE_HOST={host}, SOURCE_PORT={port}, \
                      SOURCE_USER={user}, SOURCE_PASSWORD={password}, \
                      SOURCE_AUTO_POSITION={auto_position}, SOURCE_CONNECT_RETRY={retry}, \
-                     SOURCE_HEARTBEAT_PERIOD={heartbeat}, GET_SOURCE_PUBLIC_KEY=1"
+                     SOURCE_HEARTBEAT_PERIOD={heartbeat}, GET_SOURCE_PUBLIC_KEY=1{ssl}",
+                    ssl = ssl_clause(&opts.ssl, "SOURCE")
                 )
             }
         }
@@ -279,6 +296,7 @@ impl Flavor {
                  @@global.rpl_semi_sync_master_enabled AS semi_sync_master, \
                  @@global.rpl_semi_sync_slave_enabled AS semi_sync_slave, \
                  @@global.rpl_semi_sync_master_timeout AS semi_sync_timeout_ms, \
+                 @@global.skip_name_resolve AS skip_name_resolve, \
                  CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS UNSIGNED) AS now_us"
             }
             Flavor::Mysql => {
@@ -305,6 +323,7 @@ impl Flavor {
                  WHERE VARIABLE_NAME IN ('rpl_semi_sync_source_timeout', \
                  'rpl_semi_sync_master_timeout') ORDER BY VARIABLE_NAME DESC LIMIT 1) \
                  AS semi_sync_timeout_ms, \
+                 @@global.skip_name_resolve AS skip_name_resolve, \
                  CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS UNSIGNED) AS now_us"
             }
         }

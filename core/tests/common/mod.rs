@@ -28,6 +28,7 @@ pub fn facts(server_id: u32) -> ServerFacts {
         semi_sync_master: false,
         semi_sync_slave: false,
         semi_sync_timeout_ms: None,
+        skip_name_resolve: None,
     }
 }
 
