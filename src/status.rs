@@ -162,6 +162,14 @@ pub fn render(st: &ClusterStatus) -> String {
             out.push_str(&format!("  {}: last error: {e}\n", v.name));
         }
     }
+    for v in &s.servers {
+        for d in &v.disagreements {
+            out.push_str(&format!(
+                "  ! {}: its agent disagrees with the manager's probe: {d} (the probe's reading is used)\n",
+                v.name
+            ));
+        }
+    }
     for p in &s.problems {
         out.push_str(&format!("  ! {p}\n"));
     }

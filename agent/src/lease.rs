@@ -150,7 +150,7 @@ impl Lease {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_err(|e| e.to_string())?;
-        let until = (now + self.ttl).as_secs() + 1;
+        let until = now.saturating_add(self.ttl).as_secs().saturating_add(1);
         if self.enforcing && self.until == Some(until) {
             return Ok(());
         }

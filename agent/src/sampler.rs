@@ -577,7 +577,7 @@ pub(crate) async fn run(
                 // intervals means the current probe is hanging.
                 let stale = probe
                     .as_ref()
-                    .is_some_and(|p| p.at.elapsed() > cfg.interval * 3);
+                    .is_some_and(|p| p.at.elapsed() > cfg.interval.saturating_mul(3));
                 MasterView {
                     master_address: target,
                     probe_ok: probe.as_ref().is_some_and(|p| p.ok) && !stale,

@@ -369,7 +369,9 @@ impl ClusterConfig {
     /// interval after its last report, for `self_fence_after` rounded up
     /// to the next second).
     pub fn self_fenced_by(&self, agent_interval: std::time::Duration) -> std::time::Duration {
-        self.self_fence_after() + agent_interval + std::time::Duration::from_millis(1250)
+        self.self_fence_after()
+            .saturating_add(agent_interval)
+            .saturating_add(std::time::Duration::from_millis(1250))
     }
 }
 

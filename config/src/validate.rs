@@ -1171,11 +1171,8 @@ impl Validator<'_> {
                 "`access` has no entry with role `manager`: agents accept fences and VIP \
                  moves only from the manager's credential (`myha token new` makes one)",
             ),
-            [one] => manager.token_sha256 = one.token_sha256,
-            [_, second, ..] => self.error(
-                pos(second),
-                "`access` has more than one entry with role `manager`",
-            ),
+            // Several during a rotation (docs/security.md).
+            [first, ..] => manager.token_sha256 = first.token_sha256,
         }
         let mut bound: HashMap<&str, &AccessEntry> = HashMap::new();
         for entry in access.iter().filter(|e| e.role == AccessRole::Agent) {
@@ -1197,15 +1194,11 @@ impl Validator<'_> {
                         entry.name
                     ),
                 ),
-                Some(_) if bound.contains_key(host) => self.error(
-                    pos(entry),
-                    format!(
-                        "host `{host}` has two agent credentials (`{}` and `{}`)",
-                        bound[host].name, entry.name
-                    ),
-                ),
+                // Several during a rotation: the first is the host's.
                 Some(h) => {
-                    h.token_sha256 = entry.token_sha256;
+                    if !bound.contains_key(host) {
+                        h.token_sha256 = entry.token_sha256;
+                    }
                     bound.insert(host, entry);
                 }
             }

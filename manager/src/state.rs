@@ -130,8 +130,16 @@ impl Topology {
                 },
             );
         }
-        let agent_stale = (config.agent.interval * 4).max(Duration::from_millis(1000));
-        let probe_stale = config.manager.probe_interval * 3 + config.manager.query_timeout;
+        let agent_stale = config
+            .agent
+            .interval
+            .saturating_mul(4)
+            .max(Duration::from_millis(1000));
+        let probe_stale = config
+            .manager
+            .probe_interval
+            .saturating_mul(3)
+            .saturating_add(config.manager.query_timeout);
         Ok(Topology {
             clusters,
             fresh: Freshness {
