@@ -279,8 +279,16 @@ fn manager_and_agent_refuse_requests_without_the_token() {
         401
     );
     assert_eq!(http_status(&manager, "/v1/clusters", Some(&bed.token)), 200);
+    // An agent's sample is read by the manager and by monitors.
     let agent = format!("{}:7071", bed.host("db2").unwrap().ip);
     assert_eq!(http_status(&agent, "/v1/status", None), 401);
     assert_eq!(http_status(&agent, "/v1/health", Some("wrong-token")), 401);
-    assert_eq!(http_status(&agent, "/v1/status", Some(&bed.token)), 200);
+    assert_eq!(
+        http_status(&agent, "/v1/status", Some(&bed.monitor_token)),
+        200
+    );
+    assert_eq!(
+        http_status(&agent, "/v1/status", Some(&bed.manager_token)),
+        200
+    );
 }

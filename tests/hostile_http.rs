@@ -98,7 +98,7 @@ fn manager_pid(bed: &Bed) -> u32 {
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        if args.iter().any(|a| a == "manager") && args.iter().any(|a| *a == config) {
+        if args.iter().any(|a| a == "manager") && args.contains(&config) {
             return pid;
         }
     }

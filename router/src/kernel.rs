@@ -1,5 +1,5 @@
-//! `relay: kernel`: the router sets a connection up (greeting, pairing)
-//! and the kernel moves its bytes (see `myha-sockmap`). The router still
+//! `relay: kernel`: the router sets a connection up (it relays the MySQL
+//! handshake itself, then pairs the sockets) and the kernel moves its bytes (see `myha-sockmap`). The router still
 //! owns both sockets: it sees either end close, passes the close on once
 //! the bytes before it have left, and closes both when the master moves or
 //! a replica goes down, exactly as with the user-space relay.
@@ -21,14 +21,12 @@ use std::time::Duration;
 use myha_sockmap::{tcp_counters, Pairing, Splicer, TcpCounters};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-/// The server's greeting must come this fast.
-const GREETING_TIMEOUT: Duration = Duration::from_secs(5);
-/// A MySQL greeting is about 100 bytes; anything past this is not one.
-const GREETING_MAX: usize = 64 * 1024;
+/// Passing the server's OK on to the client at the handover.
+const HANDOVER_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a close waits for the bytes before it to leave the other side.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Buffer for the rare bytes the kernel hands to the router itself.
@@ -158,14 +156,19 @@ pub(crate) struct KernelStats {
     /// Bytes of kernel-relayed connections that reached the router anyway
     /// (the kernel passes them up when a pair is being torn down).
     pub fallback_bytes: AtomicU64,
+    /// Connections left in user space after their handshake: TLS (no
+    /// safe point to hand over inside it), a failed login, a client that
+    /// pipelined commands behind its login, or one the router could not
+    /// follow.
+    pub userspace: AtomicU64,
 }
 
-/// What [`prepare`] did.
+/// What [`splice`] did.
 pub(crate) enum Prepared {
     /// The kernel relays it: run [`relay`].
     Spliced(Spliced),
-    /// The kernel refused the pair; the greeting was passed on: relay in
-    /// user space.
+    /// The kernel refused the pair; the pending bytes were passed on:
+    /// relay in user space.
     Refused,
 }
 
@@ -173,28 +176,41 @@ pub(crate) struct Spliced {
     _pairing: Pairing,
     client_base: TcpCounters,
     backend_base: TcpCounters,
-    /// Bytes the router wrote to the client itself (the greeting).
+    /// Bytes the router wrote to the client itself (the server's OK).
     to_client: u64,
 }
 
-/// Reads the server's greeting, pairs the two sockets in the kernel, then
-/// passes the greeting on. MySQL servers speak first and clients wait for
-/// the greeting, so no byte can arrive before the pair exists; bytes
-/// already queued would not be moved by the kernel.
-pub(crate) async fn prepare(
+/// Neither socket has a byte waiting to be read (a peek that does not
+/// wait and consumes nothing; tokio's own readiness may lag behind).
+pub(crate) fn quiet(client: &TcpStream, backend: &TcpStream) -> bool {
+    use nix::sys::socket::{recv, MsgFlags};
+    let mut probe = [0u8; 1];
+    [client, backend].iter().all(|s| {
+        matches!(
+            recv(
+                s.as_raw_fd(),
+                &mut probe,
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT
+            ),
+            Err(nix::errno::Errno::EAGAIN)
+        )
+    })
+}
+
+/// Pairs the two sockets in the kernel once the handshake is complete,
+/// then passes on the server's last bytes (its OK to the login), which the
+/// router holds. Only there: the client waits for that OK before it sends
+/// a command, and the server sends nothing until it gets one, so no byte
+/// can arrive before the pair exists (bytes already queued would not be
+/// moved by the kernel); the caller has checked both sockets are
+/// [`quiet`].
+pub(crate) async fn splice(
     splicer: &Splicer,
     stats: &KernelStats,
     client: &mut TcpStream,
     backend: &mut TcpStream,
+    pending: &[u8],
 ) -> io::Result<Prepared> {
-    let greeting = tokio::time::timeout(GREETING_TIMEOUT, read_packet(backend))
-        .await
-        .map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the server sent no greeting within 5s",
-            )
-        })??;
     let client_base = tcp_counters(client.as_fd())?;
     let backend_base = tcp_counters(backend.as_fd())?;
     let pairing = match splicer.pair(client.as_fd(), backend.as_fd()) {
@@ -206,7 +222,14 @@ pub(crate) async fn prepare(
             None
         }
     };
-    client.write_all(&greeting).await?;
+    tokio::time::timeout(HANDOVER_WRITE_TIMEOUT, client.write_all(pending))
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took no bytes of the server's OK for 5s",
+            )
+        })??;
     Ok(match pairing {
         Some(p) => {
             stats.connections.fetch_add(1, Ordering::Relaxed);
@@ -214,28 +237,11 @@ pub(crate) async fn prepare(
                 _pairing: p,
                 client_base,
                 backend_base,
-                to_client: greeting.len() as u64,
+                to_client: pending.len() as u64,
             })
         }
         None => Prepared::Refused,
     })
-}
-
-/// One MySQL packet: 3-byte length, sequence id, payload.
-async fn read_packet(s: &mut TcpStream) -> io::Result<Vec<u8>> {
-    let mut head = [0u8; 4];
-    s.read_exact(&mut head).await?;
-    let len = usize::from(head[0]) | usize::from(head[1]) << 8 | usize::from(head[2]) << 16;
-    if len > GREETING_MAX {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("the server's first packet is {len} bytes: not a MySQL greeting"),
-        ));
-    }
-    let mut packet = vec![0u8; 4 + len];
-    packet[..4].copy_from_slice(&head);
-    s.read_exact(&mut packet[4..]).await?;
-    Ok(packet)
 }
 
 /// Waits for either end to close, relays whatever the kernel passes up,

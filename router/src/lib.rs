@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod handshake;
 mod kernel;
+mod limits;
 mod nat;
 
 use myha_config::{ClusterConfig, Config, Relay, RouterConfig, Strategy};
@@ -25,6 +27,10 @@ const RISE: Duration = Duration::from_secs(2);
 const RELAY_BUF: usize = 16 * 1024;
 /// Connecting to a backend.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Passing the server's last handshake bytes on to the client.
+const HANDOVER_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// `relay: nat`: how often the kernel's refusal counters are read.
+const NAT_COUNTERS_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
@@ -83,6 +89,8 @@ struct Shared {
     /// Rewrites of the rules (a change of plan), a subset of the applies.
     nat_rewrites: AtomicU64,
     nat_errors: AtomicU64,
+    /// Connection caps and handshake timeouts, with their counters.
+    limits: Arc<limits::Limits>,
 }
 
 impl Shared {
@@ -193,7 +201,12 @@ async fn wait_for_writer(shared: &Shared) -> Option<(u64, String, String)> {
     }
 }
 
-async fn serve_writer(shared: Arc<Shared>, client: TcpStream) {
+async fn serve_writer(
+    shared: Arc<Shared>,
+    client: TcpStream,
+    peer: SocketAddr,
+    _admitted: limits::Admitted,
+) {
     let Some((epoch, name, addr)) = wait_for_writer(&shared).await else {
         shared.refused_total.fetch_add(1, Ordering::Relaxed);
         tracing::warn!("no writable master within the hold timeout: closing a writer connection");
@@ -227,12 +240,17 @@ async fn serve_writer(shared: Arc<Shared>, client: TcpStream) {
         }
     };
     tokio::select! {
-        _ = relay(&shared, client, backend) => {}
+        _ = relay(&shared, limits::WRITER, peer, client, backend) => {}
         _ = moved => tracing::info!(old = %name, "master changed: closing a writer connection"),
     }
 }
 
-async fn serve_reader(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr) {
+async fn serve_reader(
+    shared: Arc<Shared>,
+    client: TcpStream,
+    peer: SocketAddr,
+    _admitted: limits::Admitted,
+) {
     let pool = shared.pool();
     let candidates: Vec<Candidate<'_>> = pool
         .iter()
@@ -306,7 +324,7 @@ async fn serve_reader(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr) 
         }
     };
     tokio::select! {
-        _ = relay(&shared, client, backend) => {}
+        _ = relay(&shared, limits::READER, peer, client, backend) => {}
         _ = down => tracing::info!(backend = %name, "backend down: cutting a reader connection"),
     }
     if let Some(c) = &conns {
@@ -327,11 +345,24 @@ async fn accept_loop(
         };
         match accepted {
             Ok((client, peer)) => {
+                let endpoint = if writer {
+                    limits::WRITER
+                } else {
+                    limits::READER
+                };
+                // Over a cap: refused before any backend connection.
+                let admitted = match shared.limits.admit(endpoint, peer.ip()) {
+                    Ok(a) => a,
+                    Err(refusal) => {
+                        refuse(client, refusal);
+                        continue;
+                    }
+                };
                 let shared = Arc::clone(&shared);
                 if writer {
-                    tokio::spawn(serve_writer(shared, client));
+                    tokio::spawn(serve_writer(shared, client, peer, admitted));
                 } else {
-                    tokio::spawn(serve_reader(shared, client, peer));
+                    tokio::spawn(serve_reader(shared, client, peer, admitted));
                 }
             }
             Err(e) => {
@@ -339,6 +370,18 @@ async fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// Closes a connection over a cap at once, with the error packet a server
+/// over `max_connections` sends in place of its greeting (written without
+/// waiting: a new socket's buffer takes it; a client that cannot take it
+/// gets the close alone).
+fn refuse(client: TcpStream, refusal: limits::Refusal) {
+    use std::io::Write as _;
+    let packet = handshake::error_packet(limits::ER_CON_COUNT_ERROR, refusal.message());
+    if let Ok(s) = client.into_std() {
+        let _ = (&s).write(&packet);
     }
 }
 
@@ -426,7 +469,31 @@ fn endpoints(shared: &Shared) -> serde_json::Value {
         "manager_reachable": shared.manager_ok.load(Ordering::Relaxed),
         "view_age_ms": age,
         "relay": relay_in_effect(shared),
+        "limits": limits_json(shared),
     })
+}
+
+/// The caps and what they refused, per endpoint (the kernel's refusals
+/// with `relay: nat` included, as last read).
+fn limits_json(shared: &Shared) -> serde_json::Value {
+    let l = &shared.limits;
+    let mut v = serde_json::json!({
+        "max_connections": l.max_connections,
+        "max_connections_per_source": l.max_per_source,
+        "handshake_timeout_ms": l.handshake_timeout.as_millis() as u64,
+    });
+    for (i, endpoint) in limits::ENDPOINTS.iter().enumerate() {
+        let (open, sources) = l.open_now(i);
+        let (listener_cap, source_cap) = l.refusals(i);
+        v[*endpoint] = serde_json::json!({
+            "open": open,
+            "sources": sources,
+            "refused_listener_cap": listener_cap,
+            "refused_source_cap": source_cap,
+            "handshake_timeouts": l.handshake_timeouts[i].load(Ordering::Relaxed),
+        });
+    }
+    v
 }
 
 /// Who moves the bytes of new connections now.
@@ -473,6 +540,7 @@ fn metrics(shared: &Shared) -> String {
         ("connections", &shared.kernel.connections),
         ("refused", &shared.kernel.refused),
         ("fallback_bytes", &shared.kernel.fallback_bytes),
+        ("userspace", &shared.kernel.userspace),
     ] {
         out.push_str(&format!(
             "myha_router_kernel_{name}_total {}\n",
@@ -497,6 +565,25 @@ fn metrics(shared: &Shared) -> String {
         "myha_router_refused_total {}\n",
         shared.refused_total.load(Ordering::Relaxed)
     ));
+    let l = &shared.limits;
+    for (i, endpoint) in limits::ENDPOINTS.iter().enumerate() {
+        let (open, sources) = l.open_now(i);
+        let (listener_cap, source_cap) = l.refusals(i);
+        for (name, v) in [
+            ("refused_listener_cap_total", listener_cap),
+            ("refused_source_cap_total", source_cap),
+            (
+                "handshake_timeouts_total",
+                l.handshake_timeouts[i].load(Ordering::Relaxed),
+            ),
+            ("open_connections", u64::from(open)),
+            ("open_sources", sources as u64),
+        ] {
+            out.push_str(&format!(
+                "myha_router_{name}{{endpoint=\"{endpoint}\"}} {v}\n"
+            ));
+        }
+    }
     for (name, b) in shared.backends().iter() {
         out.push_str(&format!(
             "myha_router_backend_connections{{backend=\"{name}\"}} {}\n",
@@ -564,6 +651,7 @@ pub async fn run(
         nat_applies: AtomicU64::new(0),
         nat_rewrites: AtomicU64::new(0),
         nat_errors: AtomicU64::new(0),
+        limits: limits::Limits::new(&router),
     });
     tracing::info!(cluster, writer = %router.writer_listen, reader = %router.reader_listen, http = %router.http_listen, "router started");
     let url = format!(
@@ -594,7 +682,7 @@ pub async fn run(
     tokio::spawn(subscribe(
         Arc::clone(&shared),
         url,
-        config.manager.token.expose().to_string(),
+        config.token.expose().to_string(),
         shutdown.clone(),
     ));
     tokio::spawn(accept_loop(
@@ -714,11 +802,19 @@ fn nat_plan(shared: &Shared, live_writer: &mut Option<(u64, std::net::SocketAddr
 /// Keeps the kernel's rules in step with the view (`relay: nat`): on every
 /// change at once, every [`nat::REFRESH`] anyway (the rules expire), and
 /// often enough for a replica's return after its rise time to take effect.
-async fn nat_loop(shared: Arc<Shared>, nat: nat::Nat, mut shutdown: watch::Receiver<bool>) {
+async fn nat_loop(shared: Arc<Shared>, mut nat: nat::Nat, mut shutdown: watch::Receiver<bool>) {
     let mut rx = shared.view.subscribe();
     let mut live_writer = None;
     let mut last: Option<(nat::Plan, Instant)> = None;
     let mut failing = false;
+    // The kernel forwards connections the router never sees: the caps go
+    // into its rules too.
+    nat.caps = Some(nat::Caps {
+        per_listener: shared.limits.max_connections,
+        per_source: shared.limits.max_per_source,
+    });
+    let mut limits_failing = false;
+    let mut counted: Option<Instant> = None;
     loop {
         // Nothing to write before the first view: a table a dead router
         // left expires on its own, and its forwarded connections to a
@@ -770,6 +866,7 @@ async fn nat_loop(shared: Arc<Shared>, nat: nat::Nat, mut shutdown: watch::Recei
                         }
                     }
                     last = Some((plan, started));
+                    nat_limits(&shared, &nat, &mut limits_failing, &mut counted).await;
                 }
                 Err(e) => {
                     shared.nat_errors.fetch_add(1, Ordering::Relaxed);
@@ -816,6 +913,58 @@ async fn nat_loop(shared: Arc<Shared>, nat: nat::Nat, mut shutdown: watch::Recei
         }
     }
     shared.nat_active.store(false, Ordering::Relaxed);
+}
+
+/// Keeps the kernel's connection caps in place (`relay: nat`) and reads
+/// what they refused every [`NAT_COUNTERS_EVERY`]. Without them NAT still
+/// works: the router says so once, and retries at each renewal.
+async fn nat_limits(
+    shared: &Shared,
+    nat: &nat::Nat,
+    failing: &mut bool,
+    counted: &mut Option<Instant>,
+) {
+    match nat.ensure_limits().await {
+        Ok(wrote) => {
+            if wrote {
+                tracing::info!(
+                    table = %nat::limits_table_name(&nat.table),
+                    "relay: nat connection caps in place"
+                );
+            }
+            *failing = false;
+        }
+        Err(e) => {
+            if !*failing {
+                tracing::warn!(error = %e, "relay: nat cannot apply the connection caps in the kernel; \
+                    forwarded connections are not capped (the router's own are)");
+            }
+            *failing = true;
+            return;
+        }
+    }
+    if counted.is_some_and(|t| t.elapsed() < NAT_COUNTERS_EVERY) {
+        return;
+    }
+    *counted = Some(Instant::now());
+    match nat.limit_counts().await {
+        Ok(counts) => {
+            for (cap, endpoint, n) in counts {
+                let i = if endpoint == "writer" {
+                    limits::WRITER
+                } else {
+                    limits::READER
+                };
+                let slot = if cap == "listener" {
+                    &shared.limits.nat_refused_listener_cap[i]
+                } else {
+                    &shared.limits.nat_refused_source_cap[i]
+                };
+                slot.store(n, Ordering::Relaxed);
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "relay: nat cannot read the caps' counters"),
+    }
 }
 
 /// Raises the soft open-files limit to the hard one (each relayed
@@ -872,25 +1021,84 @@ fn kernel_relay(router: &RouterConfig) -> Option<kernel::KernelRelay> {
 }
 
 /// Relays both directions until both sides have closed (or either fails).
-async fn relay(shared: &Shared, mut client: TcpStream, mut backend: TcpStream) {
+/// First the MySQL handshake, followed, under `handshake_timeout` from
+/// the backend's connection: a client that has not logged in by then is
+/// closed, both sides. Then the kernel relay takes the connection over
+/// if it can, or it is relayed here.
+async fn relay(
+    shared: &Shared,
+    endpoint: usize,
+    peer: SocketAddr,
+    mut client: TcpStream,
+    mut backend: TcpStream,
+) {
+    let deadline = tokio::time::Instant::now() + shared.limits.handshake_timeout;
+    let followed =
+        tokio::time::timeout_at(deadline, handshake::follow(&mut client, &mut backend)).await;
+    let done = match followed {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "connection ended during the handshake");
+            return;
+        }
+        Err(_) => {
+            shared.limits.handshake_timed_out(endpoint, peer.ip());
+            return;
+        }
+    };
     if let Some(k) = &shared.kernel_relay {
-        match kernel::prepare(&k.splicer, &shared.kernel, &mut client, &mut backend).await {
-            Ok(kernel::Prepared::Spliced(s)) => {
-                if let Err(e) = kernel::relay(k, s, &shared.kernel, client, backend).await {
-                    tracing::debug!(error = %e, "kernel-relayed connection ended");
+        if done.clean && kernel::quiet(&client, &backend) {
+            match kernel::splice(
+                &k.splicer,
+                &shared.kernel,
+                &mut client,
+                &mut backend,
+                &done.pending,
+            )
+            .await
+            {
+                Ok(kernel::Prepared::Spliced(s)) => {
+                    if let Err(e) = kernel::relay(k, s, &shared.kernel, client, backend).await {
+                        tracing::debug!(error = %e, "kernel-relayed connection ended");
+                    }
+                    return;
                 }
-                return;
+                // The pending bytes went out; user space relays the rest.
+                Ok(kernel::Prepared::Refused) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "connection ended before the kernel relay began");
+                    return;
+                }
             }
-            Ok(kernel::Prepared::Refused) => {}
-            Err(e) => {
-                tracing::debug!(error = %e, "connection ended before the kernel relay began");
+        } else {
+            shared.kernel.userspace.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(outcome = ?done.outcome, clean = done.clean, "kernel relay: this connection stays in user space");
+            if !pass_on(&mut client, &done.pending).await {
                 return;
             }
         }
+    } else if !pass_on(&mut client, &done.pending).await {
+        return;
     }
     let mut a = Tracked::new(&mut client, shared);
     let mut b = Tracked::new(&mut backend, shared);
     let _ = copy_bidirectional_with_sizes(&mut a, &mut b, RELAY_BUF, RELAY_BUF).await;
+}
+
+/// Writes the server's last handshake bytes to the client, within a bound.
+async fn pass_on(client: &mut TcpStream, bytes: &[u8]) -> bool {
+    use tokio::io::AsyncWriteExt;
+    match tokio::time::timeout(HANDOVER_WRITE_TIMEOUT, client.write_all(bytes)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "connection ended at the end of its handshake");
+            false
+        }
+        Err(_) => {
+            tracing::debug!("the client took no bytes at the end of its handshake: closing");
+            false
+        }
+    }
 }
 
 fn busy_poll_budget(router: &RouterConfig) -> Option<Duration> {

@@ -33,12 +33,22 @@
 //!   the manager has since replaced. A router that starts deletes the table
 //!   a dead one left.
 //!
+//! - Connection caps: a second table (`<table>_limits`, see
+//!   [`limits_ruleset`]) answers with a TCP reset a new connection to a
+//!   listener over `max_connections` (per listener) or
+//!   `max_connections_per_source` (per source address and listener),
+//!   counting the kernel's connection-tracking entries (`ct count`), before
+//!   any NAT. It is a table of its own so that the counts survive the
+//!   rewrites of the main table; its listener set expires as the main
+//!   table's does.
+//!
 //! The rules are plain text handed to `nft -f -` (the nftables package);
 //! building them is a pure function, tested below.
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use myha_config::Strategy;
@@ -421,6 +431,148 @@ fn cut_chains(out: &mut String, writer_listen: SocketAddrV4, reader_listen: Sock
     }
 }
 
+/// The connection caps the kernel applies (`relay: nat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Caps {
+    /// Connections per listener.
+    pub per_listener: u32,
+    /// Connections per source address, per listener.
+    pub per_source: u32,
+}
+
+/// The caps' table, after the router's main table.
+pub(crate) fn limits_table_name(table: &str) -> String {
+    format!("{table}_limits")
+}
+
+/// The named counters of the caps' table: (cap, endpoint) by name.
+pub(crate) const LIMIT_COUNTERS: [(&str, &str, &str); 4] = [
+    ("refused_listener_writer", "listener", "writer"),
+    ("refused_listener_reader", "listener", "reader"),
+    ("refused_source_writer", "source", "writer"),
+    ("refused_source_reader", "source", "reader"),
+];
+
+/// The caps' table, replacing any earlier one: before any NAT (filter
+/// hooks at priority -150: after connection tracking, before DNAT at
+/// -100), a new connection to a listener is answered with a TCP reset
+/// when its source address already has `per_source` connections to that
+/// listener, or the listener has `per_listener`, as connection tracking
+/// counts them (`ct count`: the forwarded connections and those the
+/// router serves itself alike; closed ones no longer count). Clients on
+/// this host pass `output`, others `prerouting` (this host's own packets
+/// come back through `lo`: skipped there, counted once). The rules work
+/// while the listener ports are in `alive`, which expires with the main
+/// table's: a dead router's caps stop with its rules.
+pub(crate) fn limits_ruleset(
+    table: &str,
+    writer_listen: SocketAddrV4,
+    reader_listen: SocketAddrV4,
+    caps: Caps,
+    ttl: Duration,
+) -> String {
+    let t = limits_table_name(table);
+    let ttl = ttl.as_secs().max(1);
+    let mut out = String::new();
+    let _ = writeln!(out, "table ip {t} {{}}\ndelete table ip {t}");
+    let _ = writeln!(out, "table ip {t} {{");
+    let _ = writeln!(
+        out,
+        "  set alive {{ type inet_service; flags timeout;\n    elements = {{ {} }}\n  }}",
+        timed(&alive_ports(writer_listen, reader_listen), ttl)
+    );
+    out.push_str("  set listener { type inet_service; size 16; flags dynamic; }\n");
+    out.push_str("  set source { type ipv4_addr . inet_service; size 65535; flags dynamic; }\n");
+    for (name, _, _) in LIMIT_COUNTERS {
+        let _ = writeln!(out, "  counter {name} {{ }}");
+    }
+    let syn = "tcp dport @alive tcp flags & (syn|ack) == syn";
+    let mut rules = Vec::new();
+    for (listen, endpoint) in [(writer_listen, "writer"), (reader_listen, "reader")] {
+        // The source first: a source over its cap must not fill the
+        // listener's count with connections refused anyway.
+        rules.push(format!(
+            "{} {syn} add @source {{ ip saddr . tcp dport ct count over {} }} counter name \"refused_source_{endpoint}\" reject with tcp reset",
+            to_listener(listen),
+            caps.per_source
+        ));
+        rules.push(format!(
+            "{} {syn} add @listener {{ tcp dport ct count over {} }} counter name \"refused_listener_{endpoint}\" reject with tcp reset",
+            to_listener(listen),
+            caps.per_listener
+        ));
+    }
+    for (chain, hook, skip) in [
+        ("limit_local", "output", None),
+        ("limit_remote", "prerouting", Some("iifname \"lo\" return")),
+    ] {
+        let _ = writeln!(
+            out,
+            "  chain {chain} {{\n    type filter hook {hook} priority -150; policy accept;"
+        );
+        if let Some(skip) = skip {
+            let _ = writeln!(out, "    {skip}");
+        }
+        for rule in &rules {
+            let _ = writeln!(out, "    {rule}");
+        }
+        out.push_str("  }\n");
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn alive_ports(writer_listen: SocketAddrV4, reader_listen: SocketAddrV4) -> Vec<String> {
+    vec![
+        writer_listen.port().to_string(),
+        reader_listen.port().to_string(),
+    ]
+}
+
+/// Renews the caps' `alive` set (with the main table's, in one run).
+pub(crate) fn limits_refresh(
+    table: &str,
+    writer_listen: SocketAddrV4,
+    reader_listen: SocketAddrV4,
+    ttl: Duration,
+) -> String {
+    let t = limits_table_name(table);
+    format!(
+        "flush set ip {t} alive\nadd element ip {t} alive {{ {} }}\n",
+        timed(
+            &alive_ports(writer_listen, reader_listen),
+            ttl.as_secs().max(1)
+        )
+    )
+}
+
+/// Removes the caps' table, whether it exists or not.
+pub(crate) fn limits_removal(table: &str) -> String {
+    let t = limits_table_name(table);
+    format!("table ip {t} {{}}\ndelete table ip {t}\n")
+}
+
+/// The named counters' packets (each refused connection's SYN), from
+/// `nft -j list counters table ...`: (cap, endpoint, count).
+pub(crate) fn limit_counts(json: &str) -> Vec<(&'static str, &'static str, u64)> {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
+        return Vec::new();
+    };
+    let Some(items) = v.get("nftables").and_then(|n| n.as_array()) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|i| {
+            let c = i.get("counter")?;
+            let name = c.get("name")?.as_str()?;
+            let packets = c.get("packets")?.as_u64()?;
+            let (_, cap, endpoint) = LIMIT_COUNTERS.iter().find(|(n, _, _)| *n == name)?;
+            Some((*cap, *endpoint, packets))
+        })
+        .collect()
+}
+
 /// The clients (address, port) of the connections `conntrack -L` lists,
 /// from each entry's original tuple (its first `src=` and `sport=`).
 pub(crate) fn conntrack_clients(listing: &str) -> Vec<(std::net::Ipv4Addr, u16)> {
@@ -493,6 +645,10 @@ pub(crate) struct Nat {
     pub table: String,
     writer_listen: SocketAddrV4,
     reader_listen: SocketAddrV4,
+    /// The connection caps the kernel applies; `None`: none.
+    pub caps: Option<Caps>,
+    /// The caps' table is in place (written, and no run since failed).
+    limits_in_place: AtomicBool,
 }
 
 impl Nat {
@@ -507,6 +663,8 @@ impl Nat {
             table: table_name(writer_listen),
             writer_listen,
             reader_listen,
+            caps: None,
+            limits_in_place: AtomicBool::new(false),
         };
         nat.nft("list tables\n").await.map_err(|e| e.to_string())?;
         Ok(nat)
@@ -524,7 +682,55 @@ impl Nat {
             forwarding(),
             TTL,
         );
-        self.nft(&rules).await
+        self.nft_with_limits(rules).await
+    }
+
+    /// Runs `script` with the renewal of the caps' table when it is in
+    /// place; a failure leaves the caps to [`Nat::ensure_limits`] (a caps'
+    /// table gone missing must not stop the main table's renewals).
+    async fn nft_with_limits(&self, mut script: String) -> Result<(), NatError> {
+        if self.caps.is_some() && self.limits_in_place.load(Ordering::Relaxed) {
+            script.push_str(&limits_refresh(
+                &self.table,
+                self.writer_listen,
+                self.reader_listen,
+                TTL,
+            ));
+        }
+        let done = self.nft(&script).await;
+        if done.is_err() {
+            self.limits_in_place.store(false, Ordering::Relaxed);
+        }
+        done
+    }
+
+    /// Writes the caps' table if it is not in place. Its own run: a kernel
+    /// that refuses it (no `ct count` in sets, no reject before routing)
+    /// leaves NAT working, without caps. Returns whether it wrote.
+    pub async fn ensure_limits(&self) -> Result<bool, NatError> {
+        let Some(caps) = self.caps else {
+            return Ok(false);
+        };
+        if self.limits_in_place.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let rules = limits_ruleset(
+            &self.table,
+            self.writer_listen,
+            self.reader_listen,
+            caps,
+            TTL,
+        );
+        self.nft(&rules).await?;
+        self.limits_in_place.store(true, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// What the caps' rules refused so far: (cap, endpoint, count).
+    pub async fn limit_counts(&self) -> Result<Vec<(&'static str, &'static str, u64)>, NatError> {
+        let t = limits_table_name(&self.table);
+        let json = run_tool("nft", &["-j", "list", "counters", "table", "ip", &t]).await?;
+        Ok(limit_counts(&json))
     }
 
     /// After a failed update the kernel may still forward by the rules
@@ -548,13 +754,14 @@ impl Nat {
             plan,
             TTL,
         );
-        self.nft(&script).await
+        self.nft_with_limits(script).await
     }
 
     /// The router is stopping: leave the table that forwards nothing and
-    /// resets what it forwarded (see [`ruleset`]).
+    /// resets what it forwarded (see [`ruleset`]), and remove the caps
+    /// (nothing is forwarded any more).
     pub async fn retire(&self) -> Result<(), NatError> {
-        let rules = ruleset(
+        let mut rules = ruleset(
             &self.table,
             self.writer_listen,
             self.reader_listen,
@@ -562,6 +769,8 @@ impl Nat {
             false,
             TTL,
         );
+        rules.push_str(&limits_removal(&self.table));
+        self.limits_in_place.store(false, Ordering::Relaxed);
         self.nft(&rules).await
     }
 
@@ -844,6 +1053,54 @@ mod tests {
         assert!(wildcard(&p).contains("dnat to jhash ip saddr mod 2 map"));
     }
 
+    #[test]
+    fn the_caps_table_resets_sources_then_listeners_over_their_caps() {
+        let caps = Caps {
+            per_listener: 1000,
+            per_source: 64,
+        };
+        let r = limits_ruleset(
+            "myha_router_10_0_0_1_6033",
+            a("10.0.0.1:6033"),
+            a("10.0.0.1:6034"),
+            caps,
+            TTL,
+        );
+        assert!(r.starts_with(
+            "table ip myha_router_10_0_0_1_6033_limits {}\ndelete table ip myha_router_10_0_0_1_6033_limits\n"
+        ));
+        assert!(r.contains("elements = { 6033 timeout 6s, 6034 timeout 6s }"));
+        let source = "ip daddr 10.0.0.1 tcp dport 6034 tcp dport @alive tcp flags & (syn|ack) == syn \
+             add @source { ip saddr . tcp dport ct count over 64 } counter name \"refused_source_reader\" reject with tcp reset";
+        let listener = "ip daddr 10.0.0.1 tcp dport 6034 tcp dport @alive tcp flags & (syn|ack) == syn \
+             add @listener { tcp dport ct count over 1000 } counter name \"refused_listener_reader\" reject with tcp reset";
+        assert!(r.contains(source), "{r}");
+        assert!(r.contains(listener), "{r}");
+        assert!(r.find(source) < r.find(listener), "the source's cap first");
+        for hook in ["output", "prerouting"] {
+            assert!(r.contains(&format!("type filter hook {hook} priority -150")));
+        }
+        assert_eq!(r.matches("reject with tcp reset").count(), 8);
+        assert_eq!(r.matches("iifname \"lo\" return").count(), 1);
+        assert_eq!(
+            limits_refresh("t", a("10.0.0.1:6033"), a("10.0.0.1:6034"), TTL),
+            "flush set ip t_limits alive\nadd element ip t_limits alive { 6033 timeout 6s, 6034 timeout 6s }\n"
+        );
+    }
+
+    #[test]
+    fn the_caps_counters_are_read_from_nft_json() {
+        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+            {"counter": {"family": "ip", "name": "refused_listener_writer", "table": "t_limits", "handle": 3, "packets": 0, "bytes": 0}},
+            {"counter": {"family": "ip", "name": "refused_source_reader", "table": "t_limits", "handle": 6, "packets": 936, "bytes": 56160}},
+            {"counter": {"family": "ip", "name": "someone_else", "table": "t_limits", "handle": 7, "packets": 5, "bytes": 1}}]}"#;
+        assert_eq!(
+            limit_counts(json),
+            vec![("listener", "writer", 0), ("source", "reader", 936)]
+        );
+        assert!(limit_counts("not json").is_empty());
+    }
+
     /// The kernel's own parser accepts every shape of table (`nft -c`
     /// checks a ruleset without committing it; needs root and nftables).
     #[test]
@@ -866,9 +1123,16 @@ mod tests {
             for p in &shapes {
                 let w = a(&format!("{listen}:6033"));
                 let r = a(&format!("{listen}:6034"));
+                let caps = Caps {
+                    per_listener: 1000,
+                    per_source: 64,
+                };
                 let r = ruleset("myha_router_check", w, r, Some(p), true, TTL)
                     + &refresh("myha_router_check", w, r, p, TTL)
+                    + &limits_ruleset("myha_router_check", w, r, caps, TTL)
+                    + &limits_refresh("myha_router_check", w, r, TTL)
                     + &ruleset("myha_router_check", w, r, None, true, TTL)
+                    + &limits_removal("myha_router_check")
                     + &ruleset("myha_router_check", w, r, Some(p), false, TTL);
                 let mut child = std::process::Command::new("nft")
                     .args(["-c", "-f", "-"])

@@ -9,6 +9,7 @@
 //! removed by the next [`Bed::start`].
 #![forbid(unsafe_code)]
 
+use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -16,6 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod flood;
 pub mod router_path;
 
 pub const IMAGE: &str = "myha/mariadb-host:10.11";
@@ -26,6 +28,12 @@ pub const REPL_PASSWORD: &str = "myha-repl-pw";
 pub const APP_USER: &str = "app";
 pub const APP_PASSWORD: &str = "myha-app-pw";
 const LABEL: &str = "org.myha.testbed";
+/// Every bed network is a /24 of this range.
+pub const BED_RANGE: &str = "10.213.0.0/16";
+/// Where a TLS bed's MariaDB keeps its certificate, key and CA inside each
+/// host (copied there, owned by `mysql`, by `myha-host-init`): the
+/// cluster's `mysql_tls.replication_ca` is `{DB_TLS_DIR}/ca.pem`.
+pub const DB_TLS_DIR: &str = "/etc/mysql/tls";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BedError {
@@ -140,6 +148,35 @@ fn reap_stale_processes() {
     }
 }
 
+/// While beds exist, traffic to the beds' range that no bed network owns
+/// (a bed that is gone) is dropped at once by a `blackhole` route, instead
+/// of leaving by the default gateway and hanging until a connect timeout.
+/// Each bed's own /24 route is more specific and wins. Idempotent.
+fn add_blackhole() {
+    let _ = Command::new("ip")
+        .args(["route", "replace", "blackhole", BED_RANGE])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Remove the [`BED_RANGE`] blackhole route once no bed network (of any
+/// test process, or the sandbox) remains. A bed that another process is
+/// creating at the same instant may lose it: harmless for a live bed,
+/// whose own /24 route is more specific.
+pub fn remove_blackhole_if_unused() {
+    match docker(&["network", "ls", "-q", "--filter", &format!("label={LABEL}")]) {
+        Ok(nets) if nets.trim().is_empty() => {
+            let _ = Command::new("ip")
+                .args(["route", "del", "blackhole", BED_RANGE])
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        _ => {}
+    }
+}
+
 /// Remove containers and networks of beds whose test process is gone.
 pub fn reap_stale() {
     reap_stale_processes();
@@ -176,6 +213,7 @@ pub fn reap_stale() {
             }
         }
     }
+    remove_blackhole_if_unused();
 }
 
 /// What to start.
@@ -207,6 +245,11 @@ pub struct BedOptions {
     pub router: bool,
     /// More keys for the router's section, e.g. `", relay: kernel"`.
     pub router_extra: String,
+    /// TLS everywhere: a CA of the bed's own signs a certificate for the
+    /// manager and router (the gateway's address) and one per host (its
+    /// address: its agent and its MariaDB); every HTTP API is https,
+    /// MariaDB has `require_secure_transport=ON` and replication uses TLS.
+    pub tls: bool,
 }
 
 impl BedOptions {
@@ -224,6 +267,7 @@ impl BedOptions {
             vip: false,
             router: false,
             router_extra: String::new(),
+            tls: false,
         }
     }
 }
@@ -244,8 +288,23 @@ pub struct Bed {
     /// The bridge's address on this machine, where the manager listens.
     pub gateway: String,
     pub dir: PathBuf,
+    /// The manager's (and the CLI's, the router's) configuration. Each host
+    /// has its own copy in [`Bed::host_dir`], the only directory of the bed
+    /// its container sees.
     pub config_path: PathBuf,
+    /// An operator's token: the CLI's (`cli.token_file`), for status,
+    /// switchover, failover, rejoin.
     pub token: String,
+    /// The manager's own token (agents take fences and VIP moves from it only).
+    pub manager_token: String,
+    /// A read-only credential (status, history, an agent's sample).
+    pub monitor_token: String,
+    /// The router's token (the routing view only).
+    pub router_token: String,
+    /// Each host's agent token, by host name.
+    pub agent_tokens: BTreeMap<String, String>,
+    /// Started with [`BedOptions::tls`].
+    pub tls: bool,
     pub hosts: Vec<Host>,
     pub myha_bin: PathBuf,
     owner: String,
@@ -274,6 +333,7 @@ impl Bed {
             .unwrap_or_else(|| std::env::temp_dir().join(&prefix));
         std::fs::create_dir_all(&dir)
             .map_err(|e| BedError::Other(format!("{}: {e}", dir.display())))?;
+        add_blackhole();
 
         // Beds of a test process carry its pid and are reaped once it is
         // gone; a named bed (the sandbox) is removed only explicitly.
@@ -310,7 +370,14 @@ impl Bed {
             gateway: format!("{base}.1"),
             config_path: dir.join("myha.yaml"),
             dir,
-            token: format!("bed-token-{pid}-{n}"),
+            token: new_token()?,
+            manager_token: new_token()?,
+            monitor_token: new_token()?,
+            router_token: new_token()?,
+            agent_tokens: (1..=opts.hosts)
+                .map(|i| Ok((format!("db{i}"), new_token()?)))
+                .collect::<Result<_>>()?,
+            tls: opts.tls,
             hosts: (1..=opts.hosts)
                 .map(|i| Host {
                     name: format!("db{i}"),
@@ -343,20 +410,38 @@ impl Bed {
     }
 
     fn write_config(&self, opts: &BedOptions) -> Result<()> {
-        let w = |p: &Path, s: &str| {
-            std::fs::write(p, s).map_err(|e| BedError::Other(format!("{}: {e}", p.display())))
-        };
-        w(&self.dir.join("token"), &self.token)?;
-        w(&self.dir.join("admin.pw"), ADMIN_PASSWORD)?;
-        w(&self.dir.join("repl.pw"), REPL_PASSWORD)?;
+        let gw = &self.gateway;
+        let dir = &self.dir;
+        let hash = |t: &str| myha_config::TokenHash::of(t).to_hex();
+        write_private(&dir.join("manager.token"), &self.manager_token)?;
+        write_private(&dir.join("operator.token"), &self.token)?;
+        write_private(&dir.join("monitor.token"), &self.monitor_token)?;
+        write_private(&dir.join("router.token"), &self.router_token)?;
+        write_private(&dir.join("admin.pw"), ADMIN_PASSWORD)?;
+        write_private(&dir.join("repl.pw"), REPL_PASSWORD)?;
+        let scheme = self.scheme();
         let mut yaml = format!(
-            "# Written by the myha test bed.\n\
-             manager:\n  listen: {gw}:7070\n  url: http://{gw}:7070\n  token_file: token\n  state_dir: {dir}/state\n  probe_interval: 250ms\n  connect_timeout: 300ms\n  query_timeout: 1s\n\
-             agent:\n  port: 7071\n  interval: 250ms\n  connect_timeout: 300ms\n  query_timeout: 1s\n  report_timeout: 500ms\n\
-             clusters:\n  - name: {CLUSTER}\n    flavor: mariadb\n    user: {ADMIN_USER}\n    password_file: admin.pw\n    replication_user: {REPL_USER}\n    replication_password_file: repl.pw\n",
-            gw = self.gateway,
-            dir = self.dir.display(),
+            "# Written by the myha test bed. Secrets are the files next to this\n\
+             # one (mode 0600); each host has a copy of this file in hosts/<name>/\n\
+             # with its own agent token (and certificate), nothing else.\n\
+             manager:\n  listen: {gw}:7070\n  url: {scheme}://{gw}:7070\n  token_file: manager.token\n  state_dir: {dir}/state\n  probe_interval: 250ms\n  connect_timeout: 300ms\n  query_timeout: 1s\n\
+             agent:\n  port: 7071\n  interval: 250ms\n  connect_timeout: 300ms\n  query_timeout: 1s\n  report_timeout: 500ms\n  token_file: agent.token\n\
+             cli:\n  token_file: operator.token\n",
+            dir = dir.display(),
         );
+        if self.tls {
+            yaml.push_str(
+                "tls:\n  ca_file: tls/ca.pem\n  cert_file: tls/cert.pem\n  key_file: tls/key.pem\n",
+            );
+        }
+        yaml.push_str(&format!(
+            "clusters:\n  - name: {CLUSTER}\n    flavor: mariadb\n    user: {ADMIN_USER}\n    password_file: admin.pw\n    replication_user: {REPL_USER}\n    replication_password_file: repl.pw\n"
+        ));
+        if self.tls {
+            yaml.push_str(&format!(
+                "    mysql_tls: {{ ca_file: tls/ca.pem, replication_ca: {DB_TLS_DIR}/ca.pem }}\n"
+            ));
+        }
         if opts.vip {
             yaml.push_str(&format!(
                 "    vip: {{ address: {}/24, interface: eth0, arp_count: 3 }}\n",
@@ -364,10 +449,11 @@ impl Bed {
             ));
         }
         if opts.router {
+            // One line, ending with `writer_hold_timeout: 10s }` (tests
+            // and benchmarks derive other routers' configs from it).
             yaml.push_str(&format!(
-                "    router: {{ writer_listen: {gw}:6033, reader_listen: {gw}:6034, http_listen: {gw}:6035, writer_hold_timeout: 10s{} }}\n",
+                "    router: {{ token_file: router.token, writer_listen: {gw}:6033, reader_listen: {gw}:6034, http_listen: {gw}:6035, writer_hold_timeout: 10s{} }}\n",
                 opts.router_extra,
-                gw = self.gateway
             ));
         }
         for line in opts.cluster_yaml.lines() {
@@ -382,14 +468,155 @@ impl Bed {
                 h.name, h.ip
             ));
         }
-        w(&self.config_path, &yaml)
+        yaml.push_str("access:\n");
+        yaml.push_str(&format!(
+            "  - {{ name: manager, role: manager, token_sha256: {} }}\n",
+            hash(&self.manager_token)
+        ));
+        for (host, token) in &self.agent_tokens {
+            yaml.push_str(&format!(
+                "  - {{ name: agent-{host}, role: agent, host: {host}, token_sha256: {} }}\n",
+                hash(token)
+            ));
+        }
+        for (name, token) in [
+            ("operator", &self.token),
+            ("monitor", &self.monitor_token),
+            ("router", &self.router_token),
+        ] {
+            yaml.push_str(&format!(
+                "  - {{ name: {name}, role: {name}, token_sha256: {} }}\n",
+                hash(token)
+            ));
+        }
+        write_file(&self.config_path, yaml.as_bytes(), 0o644)?;
+
+        // Each host: the YAML, its own agent token, the admin password
+        // (its agent's), and with TLS its certificate, key and the CA.
+        let tls = if self.tls {
+            Some(BedTls::generate(&self.gateway, &self.hosts)?)
+        } else {
+            None
+        };
+        if let Some(t) = &tls {
+            let d = dir.join("tls");
+            write_file(&d.join("ca.pem"), t.ca_pem.as_bytes(), 0o644)?;
+            write_file(&d.join("cert.pem"), t.gateway.0.as_bytes(), 0o644)?;
+            write_private(&d.join("key.pem"), &t.gateway.1)?;
+        }
+        for h in &self.hosts {
+            let hd = self.host_dir(&h.name);
+            write_file(&hd.join("myha.yaml"), yaml.as_bytes(), 0o644)?;
+            let token = self
+                .agent_tokens
+                .get(&h.name)
+                .ok_or_else(|| BedError::Other(format!("no token for {}", h.name)))?;
+            write_private(&hd.join("agent.token"), token)?;
+            write_private(&hd.join("admin.pw"), ADMIN_PASSWORD)?;
+            if let Some(t) = &tls {
+                let (cert, key) = t
+                    .hosts
+                    .get(&h.name)
+                    .ok_or_else(|| BedError::Other(format!("no certificate for {}", h.name)))?;
+                let d = hd.join("tls");
+                write_file(&d.join("ca.pem"), t.ca_pem.as_bytes(), 0o644)?;
+                write_file(&d.join("cert.pem"), cert.as_bytes(), 0o644)?;
+                write_private(&d.join("key.pem"), key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The directory of `host` (`{dir}/hosts/<name>`): the only part of
+    /// the bed mounted into its container (at the same path), holding its
+    /// copy of the configuration (`myha.yaml`), its `agent.token`, the
+    /// admin password and, with TLS, its `tls/` files.
+    pub fn host_dir(&self, host: &str) -> PathBuf {
+        self.dir.join("hosts").join(host)
+    }
+
+    /// `https` with [`BedOptions::tls`], else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The CA of a TLS bed, on this machine.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.tls.then(|| self.dir.join("tls").join("ca.pem"))
+    }
+
+    /// The manager's base URL.
+    pub fn manager_url(&self) -> String {
+        format!("{}://{}:7070", self.scheme(), self.gateway)
+    }
+
+    /// A host's agent base URL.
+    pub fn agent_url(&self, host: &str) -> Result<String> {
+        Ok(format!("{}://{}:7071", self.scheme(), self.host(host)?.ip))
+    }
+
+    /// An HTTP request with curl (`--cacert` of the bed's CA with TLS):
+    /// the status code (0 when no HTTP answer came) and the body.
+    pub fn http(
+        &self,
+        method: &str,
+        url: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Result<(u16, String)> {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-s",
+            "--max-time",
+            "5",
+            "-X",
+            method,
+            "-w",
+            "\n%{http_code}",
+        ]);
+        if let Some(ca) = self.ca_file() {
+            cmd.arg("--cacert").arg(ca);
+        }
+        // The token goes through stdin, not the command line (which
+        // every local user can read in /proc).
+        cmd.args(["-H", "@-"]);
+        if let Some(b) = body {
+            cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+        }
+        cmd.arg(url);
+        let spawn_err = |source| BedError::Spawn {
+            cmd: format!("curl {url}"),
+            source,
+        };
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(spawn_err)?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            let header = token
+                .map(|t| format!("Authorization: Bearer {t}\n"))
+                .unwrap_or_default();
+            let _ = stdin.write_all(header.as_bytes());
+        }
+        let out = child.wait_with_output().map_err(spawn_err)?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+        Ok((code.trim().parse().unwrap_or(0), body.to_string()))
     }
 
     fn run_host(&self, h: &Host, opts: &BedOptions) -> Result<()> {
-        let dir = self.dir.display().to_string();
+        let host_dir = self.host_dir(&h.name);
+        let hd = host_dir.display().to_string();
         let bin_mount = format!("{}:/usr/local/bin/myha:ro", opts.myha_bin.display());
         let agent_args = if opts.agents {
-            format!("--config {} --host {}", self.config_path.display(), h.name)
+            format!("--config {hd}/myha.yaml --host {}", h.name)
         } else {
             String::new()
         };
@@ -398,12 +625,17 @@ impl Bed {
             None => (vec!["-v", bin_mount.as_str()], IMAGE),
         };
         let label = format!("{LABEL}={}", self.owner);
-        let env = [
+        let mut env = vec![
             format!("MYHA_SERVER_ID={}", h.server_id),
             format!("MYHA_AGENT_ARGS={agent_args}"),
             format!("MYHA_MYSQLD_EXTRA={}", opts.mysqld_extra),
         ];
-        let volume = format!("{dir}:{dir}");
+        if self.tls {
+            env.push(format!("MYHA_TLS_DIR={hd}/tls"));
+        }
+        // Only this host's directory: not the manager's state, nor the
+        // other hosts' tokens.
+        let volume = format!("{hd}:{hd}");
         let mut args = vec![
             "run",
             "-d",
@@ -494,12 +726,23 @@ impl Bed {
         )?;
         let bin = self.writer_bin()?;
         let name = format!("{}-client", self.prefix);
-        let out = self.dir.join("writer.log");
-        let stop = self.dir.join("writer.stop");
+        // The client container sees its own directory only.
+        let client_dir = self.dir.join("client");
+        std::fs::create_dir_all(&client_dir)
+            .map_err(|e| BedError::Other(format!("{}: {e}", client_dir.display())))?;
+        let out = client_dir.join("writer.log");
+        let stop = client_dir.join("writer.stop");
         let _ = std::fs::remove_file(&out);
         let _ = std::fs::remove_file(&stop);
-        let dir = self.dir.display().to_string();
-        docker(&[
+        let mut tls_args = Vec::new();
+        if let Some(ca) = self.ca_file() {
+            let copy = client_dir.join("ca.pem");
+            std::fs::copy(&ca, &copy)
+                .map_err(|e| BedError::Other(format!("{}: {e}", copy.display())))?;
+            tls_args = vec!["--ssl-ca".to_string(), copy.display().to_string()];
+        }
+        let dir = client_dir.display().to_string();
+        let mut args: Vec<String> = [
             "run",
             "-d",
             "--name",
@@ -527,7 +770,13 @@ impl Bed {
             &stop.display().to_string(),
             "--query-timeout-ms",
             &query_timeout_ms.to_string(),
-        ])?;
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.extend(tls_args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        docker(&args)?;
         Ok(Writer {
             container: name,
             out,
@@ -590,12 +839,20 @@ impl Bed {
         Ok(())
     }
 
-    /// `CHANGE MASTER TO` the given master with GTID (`slave_pos`).
+    /// `CHANGE MASTER TO` the given master with GTID (`slave_pos`); over
+    /// TLS, the master's certificate checked, in a TLS bed.
     pub fn change_master_sql(&self, master_ip: &str) -> String {
+        let ssl = if self.tls {
+            format!(
+                ", MASTER_SSL=1, MASTER_SSL_CA='{DB_TLS_DIR}/ca.pem', MASTER_SSL_VERIFY_SERVER_CERT=1"
+            )
+        } else {
+            String::new()
+        };
         format!(
             "CHANGE MASTER TO MASTER_HOST='{master_ip}', MASTER_PORT=3306, MASTER_USER='{REPL_USER}', \
              MASTER_PASSWORD='{REPL_PASSWORD}', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, \
-             MASTER_HEARTBEAT_PERIOD=0.5"
+             MASTER_HEARTBEAT_PERIOD=0.5{ssl}"
         )
     }
 
@@ -675,17 +932,17 @@ impl Bed {
 
     /// The router's discovery answer.
     pub fn router_endpoints(&self) -> Result<serde_json::Value> {
-        let out = run(Command::new("curl").args([
-            "-s",
-            "--max-time",
-            "3",
+        let (_, body) = self.http(
+            "GET",
             &format!(
-                "http://{}:6035/v1/clusters/{CLUSTER}/endpoints",
+                "{}://{}:6035/v1/clusters/{CLUSTER}/endpoints",
+                self.scheme(),
                 self.gateway
             ),
-        ]))?;
-        serde_json::from_slice(&out.stdout)
-            .map_err(|e| BedError::Other(format!("endpoints JSON: {e}")))
+            None,
+            None,
+        )?;
+        serde_json::from_str(&body).map_err(|e| BedError::Other(format!("endpoints JSON: {e}")))
     }
 
     /// Stop the manager (SIGKILL: a crash, not a clean shutdown).
@@ -890,7 +1147,100 @@ impl Drop for Bed {
         args.extend(names);
         let _ = docker(&args);
         let _ = docker(&["network", "rm", &self.network]);
+        remove_blackhole_if_unused();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A new random token: 256 bits from the system's random source, hex.
+pub fn new_token() -> Result<String> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| BedError::Other("the system's random source failed".into()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Write `path` (its directory created) with `mode`, created with that
+/// mode (never readable by others in between) and set to it if it existed.
+fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |e: std::io::Error| BedError::Other(format!("{}: {e}", path.display()));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(err)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(err)?;
+    f.write_all(data).map_err(err)
+}
+
+/// A secret file: mode 0600 from its creation.
+fn write_private(path: &Path, secret: &str) -> Result<()> {
+    write_file(path, secret.as_bytes(), 0o600)
+}
+
+/// The certificates of a TLS bed: a CA of its own (its key never
+/// written), one certificate for this machine (the manager and the router,
+/// on the gateway's address) and one per host (its agent and its MariaDB,
+/// on the host's address), as PEM (certificate, key).
+struct BedTls {
+    ca_pem: String,
+    gateway: (String, String),
+    hosts: BTreeMap<String, (String, String)>,
+}
+
+impl BedTls {
+    fn generate(gateway: &str, hosts: &[Host]) -> Result<BedTls> {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose,
+        };
+        let err = |e: rcgen::Error| BedError::Other(format!("certificate: {e}"));
+        let ca_key = KeyPair::generate().map_err(err)?;
+        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+        ca.distinguished_name
+            .push(DnType::CommonName, "myha test bed CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_pem = ca.self_signed(&ca_key).map_err(err)?.pem();
+        let issuer = Issuer::new(ca, &ca_key);
+        let leaf = |name: &str, ip: &str| -> Result<(String, String)> {
+            let key = KeyPair::generate().map_err(err)?;
+            let mut p = CertificateParams::new(vec![ip.to_string()]).map_err(err)?;
+            p.distinguished_name.push(DnType::CommonName, name);
+            p.is_ca = IsCa::ExplicitNoCa;
+            p.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
+            p.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            let cert = p.signed_by(&key, &issuer).map_err(err)?;
+            Ok((cert.pem(), key.serialize_pem()))
+        };
+        Ok(BedTls {
+            gateway: leaf("myha manager", gateway)?,
+            hosts: hosts
+                .iter()
+                .map(|h| Ok((h.name.clone(), leaf(&h.name, &h.ip)?)))
+                .collect::<Result<_>>()?,
+            ca_pem,
+        })
     }
 }
 
@@ -1270,15 +1620,17 @@ impl Sampler {
         let (ans_tx, ans_rx) = mpsc::channel::<HostAnswer>();
         let mut threads = Vec::new();
         let vip = bed.vip();
+        let ca = bed.ca_file();
         for (idx, h) in bed.hosts.iter().enumerate() {
             let container = h.container.clone();
             let vip = vip.clone();
+            let ca = ca.clone();
             let ticks = tick_rx.clone();
             let out = ans_tx.clone();
             let stop = stop.clone();
             let t = std::thread::Builder::new()
                 .name(format!("sample-{}", h.name))
-                .spawn(move || sample_host(&container, &vip, idx, ticks, &out, &stop))
+                .spawn(move || sample_host(&container, &vip, ca, idx, ticks, &out, &stop))
                 .map_err(|e| BedError::Other(format!("sampler thread: {e}")))?;
             threads.push(t);
         }
@@ -1491,6 +1843,7 @@ fn coordinate(
 fn sample_host(
     container: &str,
     vip: &str,
+    ca: Option<PathBuf>,
     idx: usize,
     mut ticks: tokio::sync::watch::Receiver<u64>,
     out: &mpsc::Sender<HostAnswer>,
@@ -1510,7 +1863,9 @@ fn sample_host(
             .user(Some(ADMIN_USER))
             .pass(Some(ADMIN_PASSWORD))
             .prefer_socket(false)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // Over loopback: the certificate names the host's address.
+            .ssl_opts(ssl_opts(ca.as_deref()));
         let mut pid: Option<u32> = None;
         let mut in_netns: Option<u32> = None;
         let mut resolved_at: Option<Instant> = None;
@@ -1594,6 +1949,10 @@ pub struct PatientOptions {
     /// Run the clients inside this container's network namespace (an
     /// application host on the bed's network); `None`: this machine.
     pub netns_container: Option<String>,
+    /// Connect with TLS, the server's certificate checked against this CA
+    /// (not its name: clients reach the master by the VIP or a router).
+    /// A TLS bed needs it: [`Bed::ca_file`].
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl PatientOptions {
@@ -1607,6 +1966,7 @@ impl PatientOptions {
             timeout: Duration::from_secs(60),
             pace: Duration::from_millis(20),
             netns_container: None,
+            tls_ca: None,
         }
     }
 }
@@ -1768,7 +2128,8 @@ fn patient_client(
             .pass(Some(APP_PASSWORD))
             .db_name(Some("app"))
             .prefer_socket(false)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            .ssl_opts(ssl_opts(opts.tls_ca.as_deref()));
         let fail = |what: String| {
             let mut s = lock(shared);
             s.errors += 1;
@@ -1822,6 +2183,56 @@ fn patient_client(
             }
         }
     });
+}
+
+/// TLS options of a bed's MariaDB client: the bed's CA, the server's name
+/// not checked (loopback, VIP, router addresses are not in its certificate).
+/// `None` (plain) without a CA.
+pub fn ssl_opts(ca: Option<&Path>) -> Option<mysql_async::SslOpts> {
+    ca.map(|ca| {
+        mysql_async::SslOpts::default()
+            .with_root_certs(vec![ca.to_path_buf().into()])
+            .with_danger_skip_domain_validation(true)
+    })
+}
+
+/// One query from this machine over TCP as `user`: the first column of
+/// the first row. With `ca`, over TLS and the server's certificate fully
+/// checked (its name too: connect by an address it names); without, plain.
+pub fn query_tcp(
+    host: &str,
+    port: u16,
+    (user, password): (&str, &str),
+    ca: Option<&Path>,
+    sql: &str,
+) -> Result<Option<String>> {
+    use mysql_async::prelude::Queryable;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BedError::Other(format!("runtime: {e}")))?;
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(host.to_string())
+        .tcp_port(port)
+        .user(Some(user))
+        .pass(Some(password))
+        .prefer_socket(false)
+        .ssl_opts(ca.map(|ca| {
+            mysql_async::SslOpts::default().with_root_certs(vec![ca.to_path_buf().into()])
+        }));
+    rt.block_on(async move {
+        let fail = |e: mysql_async::Error| BedError::Other(format!("{host}:{port}: {e}"));
+        let mut conn = tokio::time::timeout(Duration::from_secs(5), mysql_async::Conn::new(opts))
+            .await
+            .map_err(|_| BedError::Other(format!("{host}:{port}: connect timeout")))?
+            .map_err(fail)?;
+        let v = conn
+            .query_first::<Option<String>, _>(sql)
+            .await
+            .map_err(fail)?;
+        let _ = conn.disconnect().await;
+        Ok(v.flatten())
+    })
 }
 
 /// The ids of `ids` that are not in [`PATIENT_TABLE`] on `host`, waiting
@@ -2590,6 +3001,7 @@ pub mod chaos {
             persistent: 1,
             pace: Duration::from_millis(25),
             netns_container: Some(app.container.clone()),
+            tls_ca: bed.ca_file(),
             ..PatientOptions::new(label, host, port)
         };
         let vip_w = PatientWriter::start(through("vip", &bed.vip(), 3306))?;
@@ -2711,6 +3123,7 @@ pub mod chaos {
                 persistent: 2,
                 pace: Duration::from_millis(30),
                 netns_container: Some(self.app.container.clone()),
+                tls_ca: self.bed.ca_file(),
                 ..PatientOptions::new("direct", &m_ip, 3306)
             })?;
             let _ = direct.wait_acks(5, Duration::from_secs(10));

@@ -1,5 +1,6 @@
-//! `myha-sandbox up [N]` / `myha-sandbox down`: the demo cluster, a
-//! long-lived test bed. Called by `scripts/sandbox`.
+//! `myha-sandbox up [N] [--tls]` / `myha-sandbox down`: the demo cluster,
+//! a long-lived test bed. Called by `scripts/sandbox`. With `--tls`, every
+//! HTTP API is https and MariaDB requires TLS (a CA of the sandbox's own).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use myha_testbed::{Bed, BedOptions};
 const NAME: &str = "myha-sandbox";
 
 fn usage() -> ExitCode {
-    eprintln!("usage: myha-sandbox up [N] --myha-bin PATH --dir DIR | down --dir DIR");
+    eprintln!("usage: myha-sandbox up [N] [--tls] --myha-bin PATH --dir DIR | down --dir DIR");
     ExitCode::from(2)
 }
 
@@ -44,6 +45,7 @@ fn down(dir: &std::path::Path) {
              docker network rm {NAME} >/dev/null 2>&1; true"
         ))
         .status();
+    myha_testbed::remove_blackhole_if_unused();
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -78,13 +80,30 @@ fn main() -> ExitCode {
             // connections by NAT (docs/router.md); it says so in its log
             // and falls back to user space where nftables is missing.
             opts.router_extra = ", relay: nat".into();
+            opts.tls = args.iter().any(|a| a == "--tls");
             match Bed::start(opts) {
                 Ok(bed) => {
                     let config = bed.config_path.clone();
+                    let tls = bed.tls;
                     if let Some(pid) = bed.detach() {
                         let _ = std::fs::write(dir.join("manager.pid"), pid.to_string());
                     }
+                    // Standard output: the config path alone (scripts use it).
                     println!("{}", config.display());
+                    eprintln!(
+                        "[sandbox] the CLI: export MYHA_CONFIG={cfg}; myha status\n                         [sandbox]   (or myha status --config {cfg}); it presents the operator token \
+                         in {token} (`cli.token_file`, mode 0600);\n                         [sandbox]   each database host has its own copy of the config and its own \
+                         token in {hosts}/<name>/{https}",
+                        cfg = config.display(),
+                        token = dir.join("operator.token").display(),
+                        hosts = dir.join("hosts").display(),
+                        https = if tls {
+                            "\n[sandbox]   TLS: the manager is https, MariaDB requires TLS \
+                             (CA: tls/ca.pem beside the config)"
+                        } else {
+                            ""
+                        },
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

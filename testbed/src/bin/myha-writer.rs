@@ -3,7 +3,10 @@
 //! every acknowledged insert, so that a test can check that no
 //! acknowledged row was lost and measure how long writes were unavailable.
 //!
-//! `myha-writer --host H [--port P] --out FILE --stop-file FILE [--max-seconds N] [--query-timeout-ms N]`
+//! `myha-writer --host H [--port P] --out FILE --stop-file FILE [--max-seconds N] [--query-timeout-ms N] [--ssl-ca FILE]`
+//! With `--ssl-ca` it connects with TLS, the server's certificate checked
+//! against that CA (not its name: the writer goes through the VIP or a
+//! router, addresses no server's certificate names).
 //! Output lines: `ack <id> <unix_ms>` for each insert the server confirmed,
 //! `err <id> <unix_ms> <message>` for each failed attempt.
 #![forbid(unsafe_code)]
@@ -36,7 +39,8 @@ async fn main() -> std::process::ExitCode {
         arg(&args, "--stop-file"),
     ) else {
         eprintln!(
-            "usage: myha-writer --host H [--port P] --out FILE --stop-file FILE [--max-seconds N]"
+            "usage: myha-writer --host H [--port P] --out FILE --stop-file FILE [--max-seconds N] \
+             [--query-timeout-ms N] [--ssl-ca FILE]"
         );
         return std::process::ExitCode::from(2);
     };
@@ -73,7 +77,12 @@ async fn main() -> std::process::ExitCode {
         .pass(Some("myha-app-pw"))
         .db_name(Some("app"))
         .prefer_socket(false)
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        .ssl_opts(arg(&args, "--ssl-ca").map(|ca| {
+            mysql_async::SslOpts::default()
+                .with_root_certs(vec![std::path::PathBuf::from(ca).into()])
+                .with_danger_skip_domain_validation(true)
+        }));
     let started = Instant::now();
     let mut conn: Option<Conn> = None;
     let mut id: u64 = 1;
