@@ -249,8 +249,9 @@ pub struct TlsConfig {
 pub struct MysqlTlsConfig {
     /// CA that signs the servers' certificates (on the myha host).
     pub ca_file: PathBuf,
-    /// Check that a server's certificate names the host's address.
-    pub verify_identity: bool,
+    /// The name the servers' certificates carry, when they do not name
+    /// the hosts' addresses (default: each host's `address` is checked).
+    pub server_name: Option<String>,
     /// Replicas connect to the master with TLS (`MASTER_SSL=1`).
     pub replication: bool,
     /// CA path on the database hosts: replicas verify the master's

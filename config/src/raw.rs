@@ -59,7 +59,7 @@ pub(crate) struct RawCli {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawMysqlTls {
     pub ca_file: Option<Spanned<String>>,
-    pub verify_identity: Option<Spanned<bool>>,
+    pub server_name: Option<Spanned<String>>,
     pub replication: Option<Spanned<bool>>,
     pub replication_ca: Option<Spanned<String>>,
 }

@@ -1311,7 +1311,17 @@ impl Validator<'_> {
         };
         MysqlTlsConfig {
             ca_file,
-            verify_identity: flag(&raw.verify_identity, true),
+            server_name: match raw.server_name {
+                Some(node) if !is_host_name(&node.value) => {
+                    self.error(
+                        At::of(&node),
+                        format!("`server_name` `{}` is not a DNS name", node.value),
+                    );
+                    None
+                }
+                Some(node) => Some(node.value),
+                None => None,
+            },
             replication: flag(&raw.replication, true),
             replication_ca,
         }

@@ -165,7 +165,8 @@ impl Credentials {
                 "ssl\nssl-ca={}\n",
                 quote(&tls.ca_file.display().to_string())
             ));
-            if tls.verify_identity {
+            // The client checks the name only when it is the address.
+            if tls.server_name.is_none() {
                 text.push_str("ssl-verify-server-cert\n");
             }
         }

@@ -35,8 +35,8 @@ pub struct Endpoint {
 pub struct EndpointTls {
     /// The CA that signs the server's certificate (PEM).
     pub ca_file: std::path::PathBuf,
-    /// Check that the certificate names the host connected to.
-    pub verify_identity: bool,
+    /// The name the certificate must carry (default: the host connected to).
+    pub server_name: Option<String>,
 }
 
 impl EndpointTls {
@@ -44,7 +44,7 @@ impl EndpointTls {
     pub fn from_config(tls: Option<&myha_config::MysqlTlsConfig>) -> Option<EndpointTls> {
         tls.map(|t| EndpointTls {
             ca_file: t.ca_file.clone(),
-            verify_identity: t.verify_identity,
+            server_name: t.server_name.clone(),
         })
     }
 }
@@ -200,7 +200,7 @@ impl Db {
                 .ssl_opts(e.tls.as_ref().map(|t| {
                     mysql_async::SslOpts::default()
                         .with_root_certs(vec![t.ca_file.clone().into()])
-                        .with_danger_skip_domain_validation(!t.verify_identity)
+                        .with_danger_tls_hostname_override(t.server_name.clone())
                 }));
             let addr = e.to_string();
             let conn = match timeout(self.timeouts.connect, Conn::new(opts)).await {

@@ -34,6 +34,11 @@ pub const BED_RANGE: &str = "10.213.0.0/16";
 /// host (copied there, owned by `mysql`, by `myha-host-init`): the
 /// cluster's `mysql_tls.replication_ca` is `{DB_TLS_DIR}/ca.pem`.
 pub const DB_TLS_DIR: &str = "/etc/mysql/tls";
+/// A name every database host's certificate carries besides its address:
+/// the bed's own MariaDB clients check it when they connect through the VIP
+/// or a router (addresses no single server's certificate names). No API
+/// is reached by this name.
+pub const DB_TLS_NAME: &str = "mariadb.bed.myha.test";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BedError {
@@ -720,8 +725,15 @@ impl Bed {
         port: u16,
         query_timeout_ms: u64,
     ) -> Result<Writer> {
+        // On the master (db1 until the manager names another): on a
+        // replica, root's write would be an errant transaction.
+        let master = self
+            .epoch_master()
+            .ok()
+            .and_then(|(_, m)| m)
+            .unwrap_or_else(|| "db1".to_string());
         self.sql(
-            "db1",
+            &master,
             "CREATE TABLE IF NOT EXISTS app.seq (id BIGINT PRIMARY KEY, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))",
         )?;
         let bin = self.writer_bin()?;
@@ -739,7 +751,12 @@ impl Bed {
             let copy = client_dir.join("ca.pem");
             std::fs::copy(&ca, &copy)
                 .map_err(|e| BedError::Other(format!("{}: {e}", copy.display())))?;
-            tls_args = vec!["--ssl-ca".to_string(), copy.display().to_string()];
+            tls_args = vec![
+                "--ssl-ca".to_string(),
+                copy.display().to_string(),
+                "--ssl-name".to_string(),
+                DB_TLS_NAME.to_string(),
+            ];
         }
         let dir = client_dir.display().to_string();
         let mut args: Vec<String> = [
@@ -1191,7 +1208,7 @@ fn write_private(path: &Path, secret: &str) -> Result<()> {
 /// The certificates of a TLS bed: a CA of its own (its key never
 /// written), one certificate for this machine (the manager and the router,
 /// on the gateway's address) and one per host (its agent and its MariaDB,
-/// on the host's address), as PEM (certificate, key).
+/// on the host's address, and [`DB_TLS_NAME`]), as PEM (certificate, key).
 struct BedTls {
     ca_pem: String,
     gateway: (String, String),
@@ -1217,9 +1234,9 @@ impl BedTls {
         ];
         let ca_pem = ca.self_signed(&ca_key).map_err(err)?.pem();
         let issuer = Issuer::new(ca, &ca_key);
-        let leaf = |name: &str, ip: &str| -> Result<(String, String)> {
+        let leaf = |name: &str, sans: Vec<String>| -> Result<(String, String)> {
             let key = KeyPair::generate().map_err(err)?;
-            let mut p = CertificateParams::new(vec![ip.to_string()]).map_err(err)?;
+            let mut p = CertificateParams::new(sans).map_err(err)?;
             p.distinguished_name.push(DnType::CommonName, name);
             p.is_ca = IsCa::ExplicitNoCa;
             p.key_usages = vec![
@@ -1234,10 +1251,13 @@ impl BedTls {
             Ok((cert.pem(), key.serialize_pem()))
         };
         Ok(BedTls {
-            gateway: leaf("myha manager", gateway)?,
+            gateway: leaf("myha manager", vec![gateway.to_string()])?,
             hosts: hosts
                 .iter()
-                .map(|h| Ok((h.name.clone(), leaf(&h.name, &h.ip)?)))
+                .map(|h| {
+                    let sans = vec![h.ip.clone(), DB_TLS_NAME.to_string()];
+                    Ok((h.name.clone(), leaf(&h.name, sans)?))
+                })
                 .collect::<Result<_>>()?,
             ca_pem,
         })
@@ -1866,6 +1886,7 @@ fn sample_host(
             .tcp_nodelay(true)
             // Over loopback: the certificate names the host's address.
             .ssl_opts(ssl_opts(ca.as_deref()));
+        let tls = ca.is_some();
         let mut pid: Option<u32> = None;
         let mut in_netns: Option<u32> = None;
         let mut resolved_at: Option<Instant> = None;
@@ -1905,10 +1926,30 @@ fn sample_host(
                 continue;
             }
             answer.vip = holds_address(p, vip);
-            let asked = tokio::time::timeout(SAMPLE_BUDGET, async {
-                if conn.is_none() {
-                    conn = Some(mysql_async::Conn::new(opts.clone()).await.map_err(|_| ())?);
+            // A TLS handshake may take longer than a sample's budget (a
+            // debug build): the connection is made with a budget of its
+            // own, that tick's answer is late, later ones use it.
+            let started = Instant::now();
+            if conn.is_none() {
+                let budget = if tls {
+                    Duration::from_secs(2)
+                } else {
+                    SAMPLE_BUDGET
+                };
+                match tokio::time::timeout(budget, mysql_async::Conn::new(opts.clone())).await {
+                    Ok(Ok(c)) => conn = Some(c),
+                    _ => {
+                        let _ = out.send(answer);
+                        continue;
+                    }
                 }
+            }
+            let budget = if tls {
+                SAMPLE_BUDGET
+            } else {
+                SAMPLE_BUDGET.saturating_sub(started.elapsed())
+            };
+            let asked = tokio::time::timeout(budget, async {
                 match conn.as_mut() {
                     Some(c) => c
                         .query_first::<i64, _>("SELECT @@read_only")
@@ -1950,8 +1991,8 @@ pub struct PatientOptions {
     /// application host on the bed's network); `None`: this machine.
     pub netns_container: Option<String>,
     /// Connect with TLS, the server's certificate checked against this CA
-    /// (not its name: clients reach the master by the VIP or a router).
-    /// A TLS bed needs it: [`Bed::ca_file`].
+    /// and for [`DB_TLS_NAME`] (clients reach the master by the VIP or a
+    /// router). A TLS bed needs it: [`Bed::ca_file`].
     pub tls_ca: Option<PathBuf>,
 }
 
@@ -2185,14 +2226,20 @@ fn patient_client(
     });
 }
 
-/// TLS options of a bed's MariaDB client: the bed's CA, the server's name
-/// not checked (loopback, VIP, router addresses are not in its certificate).
-/// `None` (plain) without a CA.
+/// TLS options of a bed's MariaDB client: the bed's CA, and the name
+/// every server's certificate carries, [`DB_TLS_NAME`], checked whatever
+/// address the client connects to (loopback, the VIP, a router). `None`
+/// (plain) without a CA.
+///
+/// Not `with_danger_skip_domain_validation`: mysql_async 0.37 recognises
+/// the name mismatch by the text `NotValidForName` in the error, which
+/// rustls 0.23 no longer prints (`NotValidForNameContext` displays as
+/// "certificate not valid for name …"), so it skips nothing.
 pub fn ssl_opts(ca: Option<&Path>) -> Option<mysql_async::SslOpts> {
     ca.map(|ca| {
         mysql_async::SslOpts::default()
             .with_root_certs(vec![ca.to_path_buf().into()])
-            .with_danger_skip_domain_validation(true)
+            .with_danger_tls_hostname_override(Some(DB_TLS_NAME))
     })
 }
 

@@ -130,8 +130,8 @@ impl Routers {
         for (k, relay) in relays.iter().enumerate().skip(1) {
             let port = Self::writer_port(k);
             let line = format!(
-                "    router: {{ writer_listen: {gw}:{port}, reader_listen: {gw}:{}, http_listen: {gw}:{}, \
-                 writer_hold_timeout: 10s, relay: {relay} }}",
+                "    router: {{ token_file: router.token, writer_listen: {gw}:{port}, reader_listen: {gw}:{}, \
+                 http_listen: {gw}:{}, writer_hold_timeout: 10s, relay: {relay} }}",
                 port + 1,
                 port + 2,
                 gw = bed.gateway

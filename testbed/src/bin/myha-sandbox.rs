@@ -90,20 +90,26 @@ fn main() -> ExitCode {
                     }
                     // Standard output: the config path alone (scripts use it).
                     println!("{}", config.display());
+                    let token = dir.join("operator.token");
+                    let hosts = dir.join("hosts");
                     eprintln!(
-                        "[sandbox] the CLI: export MYHA_CONFIG={cfg}; myha status\n                         [sandbox]   (or myha status --config {cfg}); it presents the operator token \
-                         in {token} (`cli.token_file`, mode 0600);\n                         [sandbox]   each database host has its own copy of the config and its own \
-                         token in {hosts}/<name>/{https}",
-                        cfg = config.display(),
-                        token = dir.join("operator.token").display(),
-                        hosts = dir.join("hosts").display(),
-                        https = if tls {
-                            "\n[sandbox]   TLS: the manager is https, MariaDB requires TLS \
-                             (CA: tls/ca.pem beside the config)"
-                        } else {
-                            ""
-                        },
+                        "[sandbox] the CLI: export MYHA_CONFIG={}; target/release/myha status",
+                        config.display()
                     );
+                    eprintln!(
+                        "[sandbox]   it presents the operator token in {} (`cli.token_file`, mode 0600)",
+                        token.display()
+                    );
+                    eprintln!(
+                        "[sandbox]   each database host sees only {}/<name>/: its copy of the config, its own agent token",
+                        hosts.display()
+                    );
+                    if tls {
+                        eprintln!(
+                            "[sandbox]   TLS: every API is https and MariaDB requires TLS (the sandbox's CA: {})",
+                            dir.join("tls").join("ca.pem").display()
+                        );
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

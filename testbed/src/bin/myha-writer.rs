@@ -3,10 +3,10 @@
 //! every acknowledged insert, so that a test can check that no
 //! acknowledged row was lost and measure how long writes were unavailable.
 //!
-//! `myha-writer --host H [--port P] --out FILE --stop-file FILE [--max-seconds N] [--query-timeout-ms N] [--ssl-ca FILE]`
+//! `myha-writer --host H [--port P] --out FILE --stop-file FILE [--max-seconds N] [--query-timeout-ms N] [--ssl-ca FILE [--ssl-name NAME]]`
 //! With `--ssl-ca` it connects with TLS, the server's certificate checked
-//! against that CA (not its name: the writer goes through the VIP or a
-//! router, addresses no server's certificate names).
+//! against that CA and for `--ssl-name` (a name every server's certificate
+//! carries: the writer goes through the VIP or a router), else for `H`.
 //! Output lines: `ack <id> <unix_ms>` for each insert the server confirmed,
 //! `err <id> <unix_ms> <message>` for each failed attempt.
 #![forbid(unsafe_code)]
@@ -40,7 +40,7 @@ async fn main() -> std::process::ExitCode {
     ) else {
         eprintln!(
             "usage: myha-writer --host H [--port P] --out FILE --stop-file FILE [--max-seconds N] \
-             [--query-timeout-ms N] [--ssl-ca FILE]"
+             [--query-timeout-ms N] [--ssl-ca FILE [--ssl-name NAME]]"
         );
         return std::process::ExitCode::from(2);
     };
@@ -81,7 +81,7 @@ async fn main() -> std::process::ExitCode {
         .ssl_opts(arg(&args, "--ssl-ca").map(|ca| {
             mysql_async::SslOpts::default()
                 .with_root_certs(vec![std::path::PathBuf::from(ca).into()])
-                .with_danger_skip_domain_validation(true)
+                .with_danger_tls_hostname_override(arg(&args, "--ssl-name"))
         }));
     let started = Instant::now();
     let mut conn: Option<Conn> = None;
