@@ -916,6 +916,11 @@ fn two_thousand_concurrent_connections_through_the_writer_port() {
     // The clients stop at the greeting: the server must not drop them as
     // unauthenticated (connect_timeout) while the test looks.
     opts.mysqld_extra = format!("max_connections = {}\nconnect_timeout = 120", N + 200);
+    // From one source, well past the default caps (64 per source) and
+    // the handshake timeout: this test is about capacity, not limits.
+    opts.router_extra =
+        ", max_connections: 3000, max_connections_per_source: 3000, handshake_timeout: 300s"
+            .to_string();
     let bed = router_bed_with(opts);
     let writer = format!("{}:6033", bed.gateway);
     let (open, version) = open_greeted(&writer, N, Duration::from_secs(10)).unwrap();

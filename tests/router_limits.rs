@@ -618,7 +618,6 @@ fn handshake_timeout_and_caps_kernel() {
 /// their 2 s queries through both ports, both relays, none timed out; the
 /// kernel relay left all 3 connections in user space.
 #[test]
-#[ignore = "needs the router's manager client and HTTP server on the configuration's `tls:`"]
 fn tls_logins_are_followed_to_the_end_of_the_handshake() {
     let mut opts = options();
     opts.tls = true;

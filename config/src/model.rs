@@ -505,7 +505,7 @@ pub enum Relay {
     /// The router reads and writes every byte (tokio, 16 KiB buffers).
     #[default]
     Userspace,
-    /// After the server's greeting, a BPF sockmap moves the bytes inside
+    /// Once the client has logged in, a BPF sockmap moves the bytes inside
     /// the kernel (Linux 5.13+, root); falls back to `userspace` when the
     /// kernel refuses.
     Kernel,

@@ -45,6 +45,10 @@ pub enum RouterError {
     },
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    #[error(transparent)]
+    Http(#[from] myha_http::HttpError),
+    #[error("{0}")]
+    Task(String),
 }
 
 /// Per-backend state: hysteresis and live connections.
@@ -390,20 +394,9 @@ async fn subscribe(
     shared: Arc<Shared>,
     url: String,
     token: String,
+    client: reqwest::Client,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .connect_timeout(Duration::from_secs(2))
-        .no_proxy()
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the HTTP client");
-            return;
-        }
-    };
     let mut digest: Option<u64> = None;
     loop {
         let full = match digest {
@@ -601,7 +594,7 @@ fn metrics(shared: &Shared) -> String {
 pub async fn run(
     config: Config,
     cluster: &str,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), RouterError> {
     let cfg = config
         .cluster(cluster)
@@ -679,19 +672,26 @@ pub async fn run(
     } else {
         None
     };
-    tokio::spawn(subscribe(
+    // The manager's view over its TLS (the router's own token: role router).
+    let client = myha_http::client_for(&config, Duration::from_secs(2), Duration::from_secs(15))?;
+    let tls = myha_http::server_tls_for(&config)?;
+    // Every task lives as long as the router: one that ends early (a
+    // panic) ends the router with an error, never a zombie that answers.
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(subscribe(
         Arc::clone(&shared),
         url,
         config.token.expose().to_string(),
+        client,
         shutdown.clone(),
     ));
-    tokio::spawn(accept_loop(
+    tasks.spawn(accept_loop(
         writer,
         Arc::clone(&shared),
         true,
         shutdown.clone(),
     ));
-    tokio::spawn(accept_loop(
+    tasks.spawn(accept_loop(
         reader,
         Arc::clone(&shared),
         false,
@@ -728,14 +728,36 @@ pub async fn run(
                 async move { metrics(&s) }
             }),
         );
-    let served = axum::serve(http, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
-        .await;
-    if let Err(e) = served {
-        tracing::error!(error = %e, "router HTTP server failed");
+    let mut api = tokio::spawn(myha_http::serve(
+        http,
+        app,
+        tls,
+        myha_http::Limits::default(),
+        shutdown.clone(),
+    ));
+    let mut stop = shutdown.clone();
+    let early: Option<String> = tokio::select! {
+        Some(r) = tasks.join_next() => Some(match r {
+            Err(e) if e.is_panic() => "a relay task panicked".to_string(),
+            Err(e) => format!("a relay task failed: {e}"),
+            Ok(()) => "a relay task returned".to_string(),
+        }),
+        r = &mut api => match r {
+            Ok(Err(e)) => Some(format!("the HTTP API failed: {e}")),
+            Ok(Ok(())) => (!*shutdown.borrow()).then(|| "the HTTP API stopped".to_string()),
+            Err(e) => Some(format!("the HTTP API task failed: {e}")),
+        },
+        _ = stop.wait_for(|s| *s) => None,
+    };
+    if let Some(why) = early.filter(|_| !*shutdown.borrow()) {
+        tracing::error!(why, "router task ended early: exiting");
+        return Err(RouterError::Task(why));
     }
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = (&mut api).await;
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
     if let Some(task) = nat_task {
         // It retires its table on shutdown; the rules expire anyway.
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;

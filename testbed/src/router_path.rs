@@ -131,7 +131,8 @@ impl Routers {
             let port = Self::writer_port(k);
             let line = format!(
                 "    router: {{ token_file: router.token, writer_listen: {gw}:{port}, reader_listen: {gw}:{}, \
-                 http_listen: {gw}:{}, writer_hold_timeout: 10s, relay: {relay} }}",
+                 http_listen: {gw}:{}, writer_hold_timeout: 10s, relay: {relay}, \
+                 max_connections_per_source: 1000 }}",
                 port + 1,
                 port + 2,
                 gw = bed.gateway

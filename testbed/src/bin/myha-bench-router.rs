@@ -291,6 +291,8 @@ fn spawn_router(bin: &str, bed: &Bed, relay: &str, offset: u16) -> Result<Proxy>
 fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
     let mut opts = BedOptions::new(bin);
     opts.router = true;
+    // sysbench's threads all come from this machine: one source.
+    opts.router_extra = ", max_connections_per_source: 1000".to_string();
     let mut bed = Bed::start(opts)?;
     bed.wait_ready(Duration::from_secs(30))?;
     let master = bed.host("db1")?.ip.clone();
