@@ -272,23 +272,25 @@ fn check_passes_when_healthy_and_names_each_problem() {
 #[test]
 fn manager_and_agent_refuse_requests_without_the_token() {
     let bed = healthy_bed();
-    let manager = format!("{}:7070", bed.gateway);
-    assert_eq!(http_status(&manager, "/v1/clusters", None), 401);
+    // Plain or TLS (MYHA_BED_TLS=1): the bed's curl knows which.
+    let get = |url: String, token: Option<&str>| bed.http("GET", &url, token, None).unwrap().0;
+    let manager = bed.manager_url();
+    assert_eq!(get(format!("{manager}/v1/clusters"), None), 401);
     assert_eq!(
-        http_status(&manager, "/v1/clusters", Some("wrong-token")),
+        get(format!("{manager}/v1/clusters"), Some("wrong-token")),
         401
     );
-    assert_eq!(http_status(&manager, "/v1/clusters", Some(&bed.token)), 200);
+    assert_eq!(get(format!("{manager}/v1/clusters"), Some(&bed.token)), 200);
     // An agent's sample is read by the manager and by monitors.
-    let agent = format!("{}:7071", bed.host("db2").unwrap().ip);
-    assert_eq!(http_status(&agent, "/v1/status", None), 401);
-    assert_eq!(http_status(&agent, "/v1/health", Some("wrong-token")), 401);
+    let agent = bed.agent_url("db2").unwrap();
+    assert_eq!(get(format!("{agent}/v1/status"), None), 401);
+    assert_eq!(get(format!("{agent}/v1/health"), Some("wrong-token")), 401);
     assert_eq!(
-        http_status(&agent, "/v1/status", Some(&bed.monitor_token)),
+        get(format!("{agent}/v1/status"), Some(&bed.monitor_token)),
         200
     );
     assert_eq!(
-        http_status(&agent, "/v1/status", Some(&bed.manager_token)),
+        get(format!("{agent}/v1/status"), Some(&bed.manager_token)),
         200
     );
 }

@@ -272,7 +272,8 @@ impl BedOptions {
             vip: false,
             router: false,
             router_extra: String::new(),
-            tls: false,
+            // MYHA_BED_TLS=1 runs every bed (and so the whole suite) over TLS.
+            tls: std::env::var_os("MYHA_BED_TLS").is_some_and(|v| v == "1"),
         }
     }
 }
