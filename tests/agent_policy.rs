@@ -6,39 +6,16 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use myha_testbed::{wait_until, Bed};
 
 /// POST `body` to `host`'s agent with `token`: (HTTP status, body).
+/// Plain or TLS (MYHA_BED_TLS=1): the bed's curl knows which.
 fn post(bed: &Bed, host: &str, path: &str, token: &str, body: &str) -> (u16, String) {
-    let ip = &bed.host(host).unwrap().ip;
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "--max-time",
-            "10",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "-X",
-            "POST",
-            "-H",
-            &format!("Authorization: Bearer {token}"),
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            body,
-            &format!("http://{ip}:7071{path}"),
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
+    let url = format!("{}{path}", bed.agent_url(host).unwrap());
+    bed.http("POST", &url, Some(token), Some(body)).unwrap()
 }
 
 fn read_only(bed: &Bed, host: &str) -> bool {

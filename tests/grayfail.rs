@@ -50,6 +50,7 @@ fn patient(
         clients,
         persistent,
         netns_container: Some(app.container.clone()),
+        tls_ca: app.tls_ca.clone(),
         ..PatientOptions::new(label, host, port)
     })
     .unwrap();
@@ -229,6 +230,7 @@ fn router_follows_a_switchover_as_fast_as_the_vip() {
             pace: Duration::from_millis(5),
             timeout: Duration::from_secs(20),
             netns_container: Some(app.container.clone()),
+            tls_ca: app.tls_ca.clone(),
             ..PatientOptions::new(label, host, port)
         })
         .unwrap()

@@ -2335,6 +2335,8 @@ pub fn longest_silence(acks: &[Ack], from: Instant, to: Instant) -> u64 {
 pub struct AppHost {
     pub container: String,
     pub ip: String,
+    /// The bed's CA when it runs TLS: clients from this host use it.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Drop for AppHost {
@@ -2395,6 +2397,7 @@ impl Bed {
         Ok(AppHost {
             container: name,
             ip,
+            tls_ca: self.ca_file(),
         })
     }
 
