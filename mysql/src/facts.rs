@@ -155,9 +155,14 @@ pub async fn heartbeat_write(
         ))
         .await?;
     }
+    // Only on a writable server, decided inside the statement: the account
+    // may write through read_only (READ_ONLY ADMIN), and a heartbeat landing
+    // on a just-demoted master would be a transaction the new master lacks.
+    // `SET GLOBAL read_only` waits for a statement that saw it OFF, so the
+    // demoted master's final position includes every heartbeat it took.
     let upsert = format!(
-        "INSERT INTO {table} (server_id, ts) VALUES (@@server_id, UTC_TIMESTAMP(6)) \
-         ON DUPLICATE KEY UPDATE ts = VALUES(ts)"
+        "INSERT INTO {table} (server_id, ts) SELECT @@server_id, UTC_TIMESTAMP(6) FROM DUAL \
+         WHERE @@global.read_only = 0 ON DUPLICATE KEY UPDATE ts = VALUES(ts)"
     );
     match db.exec(&upsert).await {
         Err(e) if matches!(e.server_code(), Some(1146 | 1049)) => {

@@ -255,6 +255,9 @@ pub struct BedOptions {
     /// address: its agent and its MariaDB); every HTTP API is https,
     /// MariaDB has `require_secure_transport=ON` and replication uses TLS.
     pub tls: bool,
+    /// With `tls`: servers require client certificates (`client_auth`):
+    /// agents, manager, router and CLI present their own.
+    pub client_auth: bool,
 }
 
 impl BedOptions {
@@ -274,6 +277,7 @@ impl BedOptions {
             router_extra: String::new(),
             // MYHA_BED_TLS=1 runs every bed (and so the whole suite) over TLS.
             tls: std::env::var_os("MYHA_BED_TLS").is_some_and(|v| v == "1"),
+            client_auth: false,
         }
     }
 }
@@ -439,6 +443,9 @@ impl Bed {
             yaml.push_str(
                 "tls:\n  ca_file: tls/ca.pem\n  cert_file: tls/cert.pem\n  key_file: tls/key.pem\n",
             );
+            if opts.client_auth {
+                yaml.push_str("  client_auth: true\n");
+            }
         }
         yaml.push_str(&format!(
             "clusters:\n  - name: {CLUSTER}\n    flavor: mariadb\n    user: {ADMIN_USER}\n    password_file: admin.pw\n    replication_user: {REPL_USER}\n    replication_password_file: repl.pw\n"
@@ -586,6 +593,12 @@ impl Bed {
         ]);
         if let Some(ca) = self.ca_file() {
             cmd.arg("--cacert").arg(ca);
+            // With client_auth the servers want a certificate: this
+            // machine's (the manager's) serves.
+            cmd.arg("--cert")
+                .arg(self.dir.join("tls/cert.pem"))
+                .arg("--key")
+                .arg(self.dir.join("tls/key.pem"));
         }
         // The token goes through stdin, not the command line (which
         // every local user can read in /proc).
