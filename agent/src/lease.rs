@@ -353,7 +353,41 @@ pub(crate) async fn killed_threads_ended(db: &mut myha_mysql::Db) -> bool {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 return true;
             }
-            Ok(_) | Err(_) if started.elapsed() > Duration::from_secs(5) => return false,
+            Ok(_) | Err(_) if started.elapsed() > Duration::from_secs(5) => {
+                // Say which sessions keep the rule in place (the sampler
+                // retries the release): an operator, and the next look at
+                // a stuck fence, can see them.
+                let still = db
+                    .query_with(
+                        "SELECT ID AS id, USER AS user, COMMAND AS command, STATE AS state, \
+                         TIME AS time FROM information_schema.PROCESSLIST \
+                         WHERE COMMAND = 'Killed' OR STATE LIKE '%semi-sync%ACK%'",
+                        Duration::from_secs(2),
+                    )
+                    .await
+                    .map(|rows| {
+                        rows.iter()
+                            .map(|r| {
+                                let f = |k: &str| r.get(k).cloned().flatten().unwrap_or_default();
+                                format!(
+                                    "{} {} {} {:?} {}s",
+                                    f("id"),
+                                    f("user"),
+                                    f("command"),
+                                    f("state"),
+                                    f("time")
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                    .unwrap_or_else(|e| format!("(cannot list them: {e})"));
+                tracing::warn!(
+                    sessions = %still,
+                    "killed sessions still ending after 5 s: the lease rule stays until they are gone"
+                );
+                return false;
+            }
             _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
