@@ -2661,8 +2661,26 @@ impl Bed {
                 lines[lines.len().saturating_sub(120)..].join("\n")
             })
             .unwrap_or_default();
+        // Each agent's warnings and errors (fences, leases, refusals).
+        let agents: String = self
+            .hosts
+            .iter()
+            .map(|h| {
+                let text = self
+                    .exec(
+                        &h.name,
+                        &[
+                            "sh",
+                            "-c",
+                            "grep -E 'WARN|ERROR' /var/log/myha-agent.log | tail -40; true",
+                        ],
+                    )
+                    .unwrap_or_else(|e| e.to_string());
+                format!("==== {} agent warnings (tail)\n{text}\n", h.name)
+            })
+            .collect();
         format!(
-            "==== myha status --json\n{}\n==== myha history\n{}\n==== myha check\n{}\n==== manager log (tail)\n{log}",
+            "==== myha status --json\n{}\n==== myha history\n{}\n==== myha check\n{}\n==== manager log (tail)\n{log}\n{agents}",
             out(&["status", "--json"]),
             out(&["history"]),
             out(&["check"]),
