@@ -327,23 +327,36 @@ pub(crate) async fn fence_host(
     // clients at once instead of after TCP's backed-off retransmissions.
     // Threads still ending after the bound: the rule stays (the sampler
     // releases it later, with the same check).
-    if killed_threads_ended(db).await {
+    if killed_threads_ended(db, &shared.cluster.replication.user).await {
         close_client_sockets(port, own).await?;
         lease.release().await;
     }
     Ok(killed)
 }
 
-/// Wait (at most 5 s) until no killed session of the server is still
-/// ending: a thread killed while it waited for a semi-sync acknowledgement
-/// may still write an OK on its way out.
-pub(crate) async fn killed_threads_ended(db: &mut myha_mysql::Db) -> bool {
+/// Wait (at most 5 s) until no killed client session of the server is
+/// still ending: a thread killed while it waited for a semi-sync
+/// acknowledgement may still write an OK on its way out.
+///
+/// Sessions of the replication account (`repl_user`) do not count: they
+/// send binary log to replicas, never an answer to a client, and a killed
+/// dump thread writing to a replica that is cut off stays in "Writing to
+/// net" until `net_write_timeout` (60 s) — it held the rule, and mysqld
+/// unreachable, that long.
+pub(crate) async fn killed_threads_ended(db: &mut myha_mysql::Db, repl_user: &str) -> bool {
     let started = tokio::time::Instant::now();
+    let not_replication = format!(
+        "USER <> {}",
+        myha_core::flavor::sql_string_literal(repl_user)
+    );
     loop {
         let n = db
             .query_i64(
-                "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-                 WHERE COMMAND = 'Killed' OR STATE LIKE '%semi-sync%ACK%'",
+                &format!(
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                     WHERE (COMMAND = 'Killed' OR STATE LIKE '%semi-sync%ACK%') \
+                     AND {not_replication}"
+                ),
                 Duration::from_secs(2),
             )
             .await;
@@ -359,9 +372,12 @@ pub(crate) async fn killed_threads_ended(db: &mut myha_mysql::Db) -> bool {
                 // a stuck fence, can see them.
                 let still = db
                     .query_with(
-                        "SELECT ID AS id, USER AS user, COMMAND AS command, STATE AS state, \
-                         TIME AS time FROM information_schema.PROCESSLIST \
-                         WHERE COMMAND = 'Killed' OR STATE LIKE '%semi-sync%ACK%'",
+                        &format!(
+                            "SELECT ID AS id, USER AS user, COMMAND AS command, \
+                             STATE AS state, TIME AS time FROM information_schema.PROCESSLIST \
+                             WHERE (COMMAND = 'Killed' OR STATE LIKE '%semi-sync%ACK%') \
+                             AND {not_replication}"
+                        ),
                         Duration::from_secs(2),
                     )
                     .await

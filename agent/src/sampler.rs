@@ -486,7 +486,12 @@ pub(crate) async fn run(
                 // lease was out can still leave (checked right before).
                 if sockets_closed {
                     crate::lease::Want::Release
-                } else if !crate::lease::killed_threads_ended(&mut db).await {
+                } else if !crate::lease::killed_threads_ended(
+                    &mut db,
+                    &shared.cluster.replication.user,
+                )
+                .await
+                {
                     crate::lease::Want::Hold
                 } else {
                     match crate::lease::close_client_sockets(shared.host.port, &shared.host.address)
