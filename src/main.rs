@@ -296,11 +296,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // rustls with ring for every TLS connection (HTTP APIs and MySQL).
     myha_http::install_crypto_provider();
-    if matches!(
-        cli.command,
-        Command::Agent { .. } | Command::Manager | Command::Router { .. }
-    ) {
-        // A daemon serves many clients: its soft file limit goes to the hard one.
+    // A daemon serves many clients: its soft file limit goes to the hard
+    // one (the router raises its own in `myha_router::run`, where it also
+    // warns when the hard limit is low).
+    if matches!(cli.command, Command::Agent { .. } | Command::Manager) {
         if let Err(e) = myha_http::raise_nofile_limit() {
             eprintln!("myha: cannot raise the open-file limit: {e}");
         }
