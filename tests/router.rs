@@ -692,9 +692,22 @@ fn nat_rules_expire_when_the_router_dies_and_go_when_it_stops() {
     wait_acked(&bed, 6034);
     bed.stop_router();
     // Closed with the router, as the other relays' sockets would be.
-    blocked
-        .ended_within(Duration::from_secs(5))
-        .expect("a reader in a long query is closed when the router stops");
+    if blocked.ended_within(Duration::from_secs(5)).is_none() {
+        let sh = |cmd: &str| {
+            Command::new("sh")
+                .args(["-c", cmd])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        panic!(
+            "a reader in a long query is closed when the router stops\n\
+             ==== conntrack\n{}\n==== ss\n{}\n==== router log (tail)\n{}",
+            sh("conntrack -L -p tcp --orig-port-dst 6034 2>&1"),
+            sh("ss -tnoi dport = :6034 2>&1"),
+            sh(&format!("tail -25 {}/router.log", bed.dir.display())),
+        );
+    }
     let table = nat_table(&bed).expect("a stopped router leaves its retired table");
     assert!(
         !table.contains("dnat to"),

@@ -94,7 +94,14 @@ async fn vip(State(shared): State<Arc<Shared>>, Json(req): Json<VipRequest>) -> 
         arp_count: vip.arp_count,
     };
     let res = match req.op {
-        VipOp::Add => crate::vip::add(&spec).await,
+        VipOp::Add => {
+            let res = crate::vip::add(&spec).await;
+            if res.as_ref().is_ok_and(|o| o.changed) {
+                // Bounded (≈ 5 s), and it stops once the VIP is gone.
+                tokio::spawn(crate::vip::follow_up(spec.clone()));
+            }
+            res
+        }
         VipOp::Remove => crate::lease::drop_vip(&spec, shared.host.port).await,
     };
     match res {

@@ -156,19 +156,32 @@ pub async fn run(
     let mut reporter = reporter;
     let mut stop = shutdown.clone();
     let mut served = None;
+    // A finished JoinHandle is never polled again (tokio panics): the
+    // loops may end on the shutdown signal in the turn that wins here.
+    let (mut sampler_done, mut reporter_done) = (false, false);
     let early = tokio::select! {
-        r = &mut sampler => Some(("sampler", r.map_err(|e| e.to_string()))),
-        r = &mut reporter => Some(("reporter", r.map_err(|e| e.to_string()))),
+        r = &mut sampler => {
+            sampler_done = true;
+            Some(("sampler", r.map_err(|e| e.to_string())))
+        }
+        r = &mut reporter => {
+            reporter_done = true;
+            Some(("reporter", r.map_err(|e| e.to_string())))
+        }
         r = &mut api => match r {
             Ok(result) => {
                 let stopping = *shutdown.borrow();
                 served = Some(result);
                 (!stopping).then_some(("HTTP API", Ok(())))
             }
-            Err(e) => Some(("HTTP API", Err(e.to_string()))),
+            Err(e) => {
+                served = Some(Err(AgentError::Task("HTTP API", e.to_string())));
+                Some(("HTTP API", Err(e.to_string())))
+            }
         },
         _ = stop.wait_for(|s| *s) => None,
     };
+    let early = early.filter(|(_, r)| r.is_err() || !*shutdown.borrow());
     if let Some((task, result)) = early {
         if let Some(Err(e)) = served {
             return Err(e);
@@ -187,8 +200,12 @@ pub async fn run(
             .await
             .unwrap_or_else(|e| Err(AgentError::Task("HTTP API", e.to_string()))),
     };
-    let _ = sampler.await;
-    let _ = reporter.await;
+    if !sampler_done {
+        let _ = sampler.await;
+    }
+    if !reporter_done {
+        let _ = reporter.await;
+    }
     tracing::info!("agent stopped");
     served
 }

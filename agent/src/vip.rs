@@ -181,6 +181,37 @@ pub async fn add(spec: &VipSpec) -> Result<VipOutcome, VipError> {
     })
 }
 
+/// When the follow-up announcements go, after the first burst of [`add`]:
+/// a neighbour that missed or ignored the first burst (a lost frame, an
+/// entry updated within its `locktime`, a host that answered for the VIP a
+/// moment before it lost it) would otherwise keep sending to the old MAC
+/// address until its entry goes stale, 30 s or more. keepalived repeats
+/// its announcements 5 s after taking an address for the same reason.
+pub const FOLLOW_UP_ANNOUNCEMENTS: [Duration; 2] = [Duration::from_secs(2), Duration::from_secs(5)];
+
+/// Announce the VIP again at each of [`FOLLOW_UP_ANNOUNCEMENTS`] (one frame
+/// each), as long as it is still on the interface; stops at the first
+/// check that finds it gone. Failures are logged, never returned: the
+/// address is in place, which is what matters.
+pub async fn follow_up(spec: VipSpec) {
+    if spec.arp_count == 0 {
+        return;
+    }
+    let start = tokio::time::Instant::now();
+    let Ok(tool) = arping_tool().await else {
+        return;
+    };
+    for at in FOLLOW_UP_ANNOUNCEMENTS {
+        tokio::time::sleep_until(start + at).await;
+        if !is_present(&spec).await.unwrap_or(false) {
+            return;
+        }
+        if let Err(e) = send_one(&tool, &spec).await {
+            tracing::warn!(vip = %spec.address, error = %e, "follow-up VIP announcement failed");
+        }
+    }
+}
+
 /// Take `spec.address/spec.prefix_len` off `spec.interface` (idempotent: an
 /// absent address gives `changed == false`). Sends nothing.
 pub async fn remove(spec: &VipSpec) -> Result<VipOutcome, VipError> {

@@ -114,7 +114,11 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
                 served = Some(result);
                 (!stopping).then(|| "the HTTP API stopped".to_string())
             }
-            Err(e) => Some(format!("the HTTP API task failed: {e}")),
+            Err(e) => {
+                // Never polled again below.
+                served = Some(Err(ManagerError::Task(format!("the HTTP API task failed: {e}"))));
+                Some(format!("the HTTP API task failed: {e}"))
+            }
         },
         _ = stop.wait_for(|s| *s) => None,
     };

@@ -736,17 +736,23 @@ pub async fn run(
         shutdown.clone(),
     ));
     let mut stop = shutdown.clone();
+    // A finished JoinHandle must not be polled again: the API may end (on
+    // the shutdown signal) in the same turn that wins the select below.
+    let mut api_done = false;
     let early: Option<String> = tokio::select! {
         Some(r) = tasks.join_next() => Some(match r {
             Err(e) if e.is_panic() => "a relay task panicked".to_string(),
             Err(e) => format!("a relay task failed: {e}"),
             Ok(()) => "a relay task returned".to_string(),
         }),
-        r = &mut api => match r {
-            Ok(Err(e)) => Some(format!("the HTTP API failed: {e}")),
-            Ok(Ok(())) => (!*shutdown.borrow()).then(|| "the HTTP API stopped".to_string()),
-            Err(e) => Some(format!("the HTTP API task failed: {e}")),
-        },
+        r = &mut api => {
+            api_done = true;
+            match r {
+                Ok(Err(e)) => Some(format!("the HTTP API failed: {e}")),
+                Ok(Ok(())) => (!*shutdown.borrow()).then(|| "the HTTP API stopped".to_string()),
+                Err(e) => Some(format!("the HTTP API task failed: {e}")),
+            }
+        }
         _ = stop.wait_for(|s| *s) => None,
     };
     if let Some(why) = early.filter(|_| !*shutdown.borrow()) {
@@ -754,7 +760,9 @@ pub async fn run(
         return Err(RouterError::Task(why));
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let _ = (&mut api).await;
+        if !api_done {
+            let _ = (&mut api).await;
+        }
         while tasks.join_next().await.is_some() {}
     })
     .await;

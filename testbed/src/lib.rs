@@ -2506,8 +2506,24 @@ impl Bed {
                 name,
                 &["sh", "-c", "p=$(pgrep -x mariadbd) && kill -CONT $p; true"],
             );
+            // Why mysqld was down, when no fault of ours killed it, is in
+            // its error log: keep the tail with what the heal did.
+            let why = self
+                .exec(
+                    name,
+                    &[
+                        "sh",
+                        "-c",
+                        "pgrep -x mariadbd >/dev/null || grep -E 'signal|ERROR|Assertion|hutdown|Killed|Out of memory' /var/log/mysql/error.log | tail -8; true",
+                    ],
+                )
+                .unwrap_or_default();
             match self.exec(name, &["myha-mysqld", "start"]) {
                 Ok(out) if out.contains("already running") => {}
+                Ok(_) if !why.trim().is_empty() => did.push(format!(
+                    "start mysqld on {name} (its error log before: {})",
+                    why.trim().replace('\n', " | ")
+                )),
                 Ok(_) => did.push(format!("start mysqld on {name}")),
                 Err(e) => did.push(format!("start mysqld on {name}: {e}")),
             }
@@ -2727,10 +2743,13 @@ pub mod chaos {
         LaggingReplica,
         /// A replica's mysqld killed, then the master's.
         MasterDiesReplicaDown,
+        /// The master partitioned; the new master's mysqld killed 0–2 s
+        /// after its promotion, restarted at the heal 300 ms later.
+        PromotedDies,
     }
 
     impl Kind {
-        pub const ALL: [Kind; 13] = [
+        pub const ALL: [Kind; 14] = [
             Kind::MysqldKill,
             Kind::MysqldStop,
             Kind::Pause,
@@ -2744,6 +2763,7 @@ pub mod chaos {
             Kind::ManagerKillInFailover,
             Kind::LaggingReplica,
             Kind::MasterDiesReplicaDown,
+            Kind::PromotedDies,
         ];
 
         pub fn name(self) -> &'static str {
@@ -2761,6 +2781,7 @@ pub mod chaos {
                 Kind::ManagerKillInFailover => "manager_kill",
                 Kind::LaggingReplica => "lagging_replica",
                 Kind::MasterDiesReplicaDown => "master_dies_replica_down",
+                Kind::PromotedDies => "promoted_dies",
             }
         }
 
@@ -3183,6 +3204,52 @@ pub mod chaos {
         }
 
         /// Wait for a failover; an error noted if it does not come.
+        /// Where the VIP's packets go, for a writer that stopped hearing
+        /// back: the holders of the VIP with their MAC addresses, the
+        /// application host's neighbour entry for the VIP, its sockets to
+        /// the VIP with their retransmission state, each mysqld's state and
+        /// the kernel lease rules.
+        fn path_picture(&self) -> String {
+            let vip = self.bed.vip();
+            let mut out = format!("  path to the VIP {vip}:\n");
+            for h in self.bed.hosts.clone() {
+                let text = self
+                    .bed
+                    .exec(
+                        &h.name,
+                        &[
+                            "sh",
+                            "-c",
+                            &format!(
+                                "ip -o -4 addr show | grep -F ' {vip}/' >/dev/null && echo 'holds the VIP'; \
+                                 ip -o link show eth0 | grep -o 'link/ether [0-9a-f:]*'; \
+                                 pgrep -x mariadbd >/dev/null && echo mariadbd up || echo mariadbd DOWN; \
+                                 iptables -t mangle -S 2>/dev/null | grep -v '^-P' | head -6; true"
+                            ),
+                        ],
+                    )
+                    .unwrap_or_else(|e| e.to_string());
+                out.push_str(&format!(
+                    "    {}: {}\n",
+                    h.name,
+                    text.trim().replace('\n', " | ")
+                ));
+            }
+            let app = docker(&[
+                "exec",
+                &self.app.container,
+                "sh",
+                "-c",
+                &format!("ip neigh show {vip}; ss -tnoi dst {vip} | head -20; true"),
+            ])
+            .unwrap_or_else(|e| e.to_string());
+            out.push_str(&format!(
+                "    app: {}\n",
+                app.trim().replace('\n', "\n         ")
+            ));
+            out
+        }
+
         fn expect_failover(&self, m: &str, epoch: u64, errors: &mut Vec<String>) {
             if self
                 .bed
@@ -3304,6 +3371,22 @@ pub mod chaos {
                     self.expect_failover(&m, epoch0, &mut errors);
                     format!("{r} down")
                 }
+                Kind::PromotedDies => {
+                    self.bed.partition(&m)?;
+                    match self.bed.wait_failover(&m, epoch0, Duration::from_secs(30)) {
+                        Some(n) => {
+                            let d = self.rng.range(0, 2000);
+                            sleep(Duration::from_millis(d));
+                            self.bed.kill_mysqld(&n)?;
+                            sleep(Duration::from_millis(300));
+                            format!("{n} killed at +{d} ms")
+                        }
+                        None => {
+                            errors.push("no failover within 30 s".into());
+                            String::new()
+                        }
+                    }
+                }
             };
             let t_heal = Instant::now();
             let healed = self.bed.heal_all();
@@ -3368,6 +3451,7 @@ pub mod chaos {
                             "writes through the {} did not resume within 30 s of the heal",
                             w.label
                         ));
+                        eprintln!("{}", self.path_picture());
                     }
                 }
             }
