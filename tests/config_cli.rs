@@ -34,18 +34,31 @@ const AGENT_TOKEN: &str = "ag3nt-t0ken";
 const CLI_TOKEN: &str = "0perator-t0ken";
 const PASSWORD: &str = "secret-pw";
 
+/// A port on loopback that was free when the OS gave it (asked once per
+/// test process): the manager of a refused config must not be on it.
+fn manager_port() -> u16 {
+    static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *PORT.get_or_init(|| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap()
+    })
+}
+
 /// A valid configuration in the new format: every credential in `access:`
 /// by its SHA-256, the secrets in files next to it.
 fn good(state: &Path) -> String {
     let h = |t: &str| TokenHash::of(t).to_hex();
     format!(
-        "manager:\n  listen: 127.0.0.1:17070\n  token_file: manager.token\n  state_dir: {state}\n\
+        "manager:\n  listen: 127.0.0.1:{port}\n  token_file: manager.token\n  state_dir: {state}\n\
          agent:\n  token_file: agent.token\n\
          cli:\n  token_file: cli.token\n\
          clusters:\n  - name: c1\n    user: myha\n    password_file: pw\n    replication_user: repl\n    replication_password_file: pw\n\
          hosts:\n  - name: db1\n    cluster: c1\n    address: 127.0.0.1\n\
          access:\n  - {{ name: manager, role: manager, token_sha256: {m} }}\n  - {{ name: agent-db1, role: agent, host: db1, token_sha256: {a} }}\n  - {{ name: ops, role: operator, token_sha256: {o} }}\n",
         state = state.display(),
+        port = manager_port(),
         m = h(MANAGER_TOKEN),
         a = h(AGENT_TOKEN),
         o = h(CLI_TOKEN),
@@ -142,7 +155,7 @@ fn bad_configs_name_file_line_column_and_start_nothing() {
         }
     }
     // The manager really did not start: its port is free.
-    assert!(std::net::TcpListener::bind("127.0.0.1:17070").is_ok());
+    assert!(std::net::TcpListener::bind(("127.0.0.1", manager_port())).is_ok());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use myha_config::AgentConfig;
+use myha_core::fence::{must_fence, FenceCheck, FenceInput, FenceReason, ManagerWord};
 use myha_core::flavor::ThreadState;
 use myha_core::report::{AgentReport, MasterView, MysqldStatus, ReportAck, ServerFacts};
 use myha_core::topology::{role_of, Role};
@@ -226,44 +227,40 @@ async fn any_peer_reachable(shared: &Shared, limit: Duration) -> bool {
     false
 }
 
-/// Why this writable, non-replicating server must be fenced, if it must:
-/// the manager names another master for a newer epoch, or this host is
-/// isolated (no manager for `self_fence_after`, no peer reachable).
-///
-/// The manager's word counts only if it answers a report sampled no earlier
-/// than `conflict_seq`, the first sample that found this server writable:
-/// a promotion records the new epoch before making the new master writable,
-/// so such an answer cannot be older than the promotion.
+/// Why the local writable server must fence itself now, if it must: the
+/// decision is core's [`must_fence`]; this runs the one I/O it may ask for
+/// (whether any other host of the cluster answers).
 async fn fence_reason(
     shared: &Shared,
     ack: &Contact,
     conflict_seq: u64,
     started: Instant,
     self_fence_after: Duration,
-) -> Option<String> {
-    let me = shared.host.name.as_str();
-    if let Some((a, _)) = ack {
-        if let Some(m) = a.master.as_deref().filter(|m| *m != me) {
-            if a.seq >= conflict_seq {
-                return Some(format!(
-                    "the manager's epoch {} names {m} master, not {me}",
-                    a.epoch
-                ));
-            }
-        }
-    }
+    resumed_after: Option<Duration>,
+) -> Option<FenceReason> {
+    let word = ack.as_ref().map(|(a, _)| ManagerWord {
+        epoch: a.epoch,
+        master: a.master.clone(),
+        seq: a.seq,
+    });
     let silent_for = ack
         .as_ref()
         .map_or(started.elapsed(), |(_, at)| at.elapsed());
-    if silent_for >= self_fence_after
-        && !any_peer_reachable(shared, Duration::from_millis(300)).await
-    {
-        return Some(format!(
-            "isolated: no answer from the manager for {} ms and no other host of the cluster reachable",
-            silent_for.as_millis()
-        ));
+    let input = FenceInput {
+        me: &shared.host.name,
+        word: word.as_ref(),
+        writable_since_seq: conflict_seq,
+        silent_for,
+        self_fence_after,
+        resumed_after,
+    };
+    match must_fence(&input) {
+        FenceCheck::Stay => None,
+        FenceCheck::Fence(reason) => Some(reason),
+        FenceCheck::IfIsolated(reason) => {
+            (!any_peer_reachable(shared, Duration::from_millis(300)).await).then_some(reason)
+        }
     }
-    None
 }
 
 pub(crate) async fn run(
@@ -413,14 +410,15 @@ pub(crate) async fn run(
         let mut fenced = false;
         if facts.is_some_and(|f| role_of(f) == Role::Master) {
             let since = *writable_since_seq.get_or_insert(seq + 1);
-            let reason = if resumed {
-                Some(format!(
-                    "resumed after {} ms frozen: another master may have been promoted meanwhile; the manager makes this one writable again if it is still the master",
-                    overslept.as_millis()
-                ))
-            } else {
-                fence_reason(&shared, &ack, since, started_at, self_fence_after).await
-            };
+            let reason = fence_reason(
+                &shared,
+                &ack,
+                since,
+                started_at,
+                self_fence_after,
+                resumed.then_some(overslept),
+            )
+            .await;
             if let Some(reason) = reason {
                 // The lease is not renewed from now on.
                 want_tx.send_replace((crate::lease::Want::Hold, lease_base + seq));

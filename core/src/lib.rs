@@ -7,6 +7,7 @@ pub mod analysis;
 pub mod auth;
 pub mod candidate;
 pub mod check;
+pub mod fence;
 pub mod flavor;
 pub mod gtid;
 pub mod reinstate;

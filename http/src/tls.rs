@@ -142,7 +142,6 @@ pub fn server_tls(files: &TlsFiles) -> Result<Arc<ServerConfig>, HttpError> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn tmp(name: &str, content: &str) -> PathBuf {
