@@ -247,6 +247,14 @@ fn check_passes_when_healthy_and_names_each_problem() {
         "STOP SLAVE; CHANGE MASTER TO MASTER_USE_GTID=no; START SLAVE",
     )
     .unwrap();
+    // Its IO thread reconnects first ("Connecting" fails `threads` for a
+    // moment): wait until it runs, then only the GTID problem remains.
+    wait_until(Duration::from_secs(15), "db3's IO thread running", || {
+        Ok(bed
+            .sql("db3", "SHOW SLAVE STATUS\\G")?
+            .contains("Slave_IO_Running: Yes"))
+    })
+    .unwrap();
     let (ok, text) = check_output(&bed);
     assert!(!ok, "{text}");
     let fails = failing_lines(&text);

@@ -164,11 +164,6 @@ fn writers_through_the_router_follow_a_failover_and_a_switchover() {
 }
 
 #[test]
-fn writers_through_the_kernel_relay_follow_a_failover_and_a_switchover() {
-    writers_follow_a_failover_and_a_switchover(", relay: kernel");
-}
-
-#[test]
 fn writers_through_nat_follow_a_failover_and_a_switchover() {
     writers_follow_a_failover_and_a_switchover(", relay: nat");
 }
@@ -177,9 +172,6 @@ fn writers_follow_a_failover_and_a_switchover(router_extra: &str) {
     let mut opts = options();
     opts.router_extra = router_extra.to_string();
     let bed = router_bed_with(opts);
-    if router_extra.contains("kernel") {
-        assert_eq!(router_metric(&bed, "myha_router_kernel_relay"), Some(1));
-    }
     if router_extra.contains("nat") {
         assert_forwarded_by_the_kernel(&bed);
     }
@@ -244,105 +236,11 @@ fn writers_follow_a_failover_and_a_switchover(router_extra: &str) {
     }
     let (gap, _) = log.longest_gap();
     eprintln!("longest write gap through the router ({router_extra}): {gap} ms");
-    if router_extra.contains("kernel") {
-        // TLS sessions stay in user space (the kernel relay hands off
-        // plain connections only).
-        let series = if bed.tls {
-            "myha_router_kernel_userspace_total"
-        } else {
-            "myha_router_kernel_connections_total"
-        };
-        assert!(router_metric(&bed, series).unwrap_or(0) >= 3, "{series}");
-    }
-}
-
-/// `relay: kernel`: both ports work with the real client, big results
-/// arrive whole, the bytes do not pass through the router, and closes are
-/// passed on after the bytes before them (the server sees every client's
-/// COM_QUIT: no aborted connection).
-#[test]
-fn kernel_relay_serves_both_ports_and_passes_closes_on_in_order() {
-    let mut opts = options();
-    opts.router_extra = ", relay: kernel".to_string();
-    let bed = router_bed_with(opts);
-    assert_eq!(router_metric(&bed, "myha_router_kernel_relay"), Some(1));
-    let aborted = |host: &str| -> u64 {
-        bed.sql(host, "SHOW GLOBAL STATUS LIKE 'Aborted_clients'")
-            .unwrap()
-            .split_whitespace()
-            .last()
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    };
-    let before: Vec<u64> = ["db1", "db2", "db3"].iter().map(|h| aborted(h)).collect();
-    assert_eq!(through(&bed, 6033, "SELECT @@hostname").unwrap(), "db1");
-    through(
-        &bed,
-        6033,
-        "CREATE TABLE app.k (id INT PRIMARY KEY, v LONGTEXT); \
-         INSERT INTO app.k VALUES (1, REPEAT('k', 3000000))",
-    )
-    .unwrap();
-    // 3 MB each way through the writer port, then back from a replica.
-    let big = through(&bed, 6033, "SELECT LENGTH(v), MD5(v) FROM app.k").unwrap();
-    let echoed = through(&bed, 6033, "SELECT v FROM app.k WHERE id = 1").unwrap();
-    assert_eq!(echoed.len(), 3_000_000);
-    assert!(echoed.bytes().all(|b| b == b'k'));
-    wait_until(Duration::from_secs(10), "replicas have the row", || {
-        Ok(bed.sql("db2", "SELECT COUNT(*) FROM app.k")? == "1"
-            && bed.sql("db3", "SELECT COUNT(*) FROM app.k")? == "1")
-    })
-    .unwrap();
-    for _ in 0..4 {
-        assert_eq!(
-            through(&bed, 6034, "SELECT LENGTH(v), MD5(v) FROM app.k").unwrap(),
-            big
-        );
-    }
-    let m = spread(&bed, 12);
-    assert_eq!(m.get("db2"), Some(&6), "round-robin: {m:?}");
-    assert_eq!(m.get("db3"), Some(&6), "{m:?}");
-    let err = through(&bed, 6034, "INSERT INTO app.k VALUES (2, 'x')").unwrap_err();
-    assert!(
-        err.contains("read-only") || err.contains("read_only"),
-        "{err}"
-    );
-    if bed.tls {
-        // TLS sessions stay in user space (the kernel relay hands off
-        // plain connections only): counted as such.
-        let kept = router_metric(&bed, "myha_router_kernel_userspace_total").unwrap_or(0);
-        assert!(kept >= 21, "TLS connections kept in user space: {kept}");
-        return;
-    }
-    let relayed = router_metric(&bed, "myha_router_kernel_connections_total").unwrap_or(0);
-    assert!(relayed >= 21, "kernel-relayed connections: {relayed}");
-    assert_eq!(
-        router_metric(&bed, "myha_router_kernel_fallback_bytes_total"),
-        Some(0),
-        "bytes reached the router"
-    );
-    wait_until(Duration::from_secs(10), "relayed connections close", || {
-        Ok(
-            router_metric(&bed, "myha_router_active_connections{endpoint=\"writer\"}") == Some(0)
-                && router_metric(&bed, "myha_router_active_connections{endpoint=\"reader\"}")
-                    == Some(0),
-        )
-    })
-    .unwrap();
-    let after: Vec<u64> = ["db1", "db2", "db3"].iter().map(|h| aborted(h)).collect();
-    assert_eq!(before, after, "Aborted_clients on db1, db2, db3");
 }
 
 #[test]
 fn stalled_replica_leaves_the_pool_without_its_connections_being_cut() {
     stalled_replica_drains(router_bed(""));
-}
-
-#[test]
-fn stalled_replica_drains_through_the_kernel_relay_too() {
-    let mut opts = options();
-    opts.router_extra = ", relay: kernel".to_string();
-    stalled_replica_drains(router_bed_with(opts));
 }
 
 /// A replica whose mysqld stops answering but lives (SIGSTOP: what an

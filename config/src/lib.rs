@@ -27,6 +27,7 @@ mod error;
 mod model;
 mod raw;
 mod secret;
+mod timings;
 mod validate;
 
 #[cfg(test)]
@@ -44,6 +45,7 @@ pub use model::{
     TlsConfig, TokenHash, VipConfig,
 };
 pub use secret::Secret;
+pub use timings::{TimingKey, Timings};
 
 /// Loads and validates the configuration file at `path` for the manager
 /// (see [`load_as`]).

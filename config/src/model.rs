@@ -498,17 +498,13 @@ impl fmt::Display for Strategy {
 }
 
 /// How the router moves bytes between a client and its backend.
-/// YAML: `userspace`, `kernel`, `nat`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// YAML: `userspace`, `nat` (`kernel`, the BPF sockmap relay, was retired:
+/// the configuration refuses it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Relay {
     /// The router reads and writes every byte (tokio, 16 KiB buffers).
     #[default]
     Userspace,
-    /// Once the client has logged in, a BPF sockmap moves the bytes inside
-    /// the kernel (Linux 5.13+, root); falls back to `userspace` when the
-    /// kernel refuses.
-    Kernel,
     /// The kernel forwards new connections to the chosen backend by
     /// destination NAT (nftables, LVS-NAT style); the router only writes the
     /// rules, and serves in user space whatever the rules do not take
@@ -522,7 +518,6 @@ impl Relay {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Userspace => "userspace",
-            Self::Kernel => "kernel",
             Self::Nat => "nat",
         }
     }

@@ -138,6 +138,16 @@ pub(crate) struct RawHooks {
     pub timeout: Option<Spanned<String>>,
 }
 
+/// `relay:` as written: [`crate::Relay`]'s values, and `kernel`, retired
+/// but still read so that it is refused with a reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawRelay {
+    Userspace,
+    Kernel,
+    Nat,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRouter {
@@ -148,7 +158,7 @@ pub(crate) struct RawRouter {
     pub fallback_to_master: Option<Spanned<bool>>,
     pub writer_hold_timeout: Option<Spanned<String>>,
     pub busy_poll: Option<Spanned<String>>,
-    pub relay: Option<Spanned<crate::Relay>>,
+    pub relay: Option<Spanned<RawRelay>>,
     pub max_connections: Option<Spanned<i64>>,
     pub max_connections_per_source: Option<Spanned<i64>>,
     pub handshake_timeout: Option<Spanned<String>>,

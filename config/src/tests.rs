@@ -503,11 +503,20 @@ fn wrong_types_are_located() {
 }
 
 #[test]
-fn router_relay_kernel_is_read() {
-    let c = &ok(&with(CLUSTER_END, "    router: { relay: kernel }")).clusters[0];
+fn router_relay_kernel_is_refused_as_retired() {
+    let yaml = with(CLUSTER_END, "    router: { relay: kernel }");
+    assert_error(&yaml, 9, 22, "`relay: kernel` was retired");
+    let message = errors(&yaml)
+        .into_iter()
+        .map(|e| e.message)
+        .collect::<String>();
+    assert!(message.contains("`relay: nat`"), "{message}");
+    assert!(message.contains("`relay: userspace`"), "{message}");
+    // The other values are still read.
+    let c = &ok(&with(CLUSTER_END, "    router: { relay: userspace }")).clusters[0];
     assert_eq!(
         c.router.as_ref().map(|r| r.relay),
-        Some(crate::Relay::Kernel)
+        Some(crate::Relay::Userspace)
     );
 }
 
@@ -1465,4 +1474,33 @@ fn tls_makes_urls_https_and_needs_a_certificate_to_serve() {
     let cli = yaml3 + "cli: { token_env: MYHA_TOKEN }\n";
     let path4 = dir.write("d.yaml", &cli);
     load_file(&path4, &crate::Role::Cli { database: false }).unwrap();
+}
+
+#[test]
+fn timings_are_derived_in_one_place_and_their_rules_checked_with_a_location() {
+    let config = ok(BASE);
+    let t = config.timings(&config.clusters[0]);
+    assert_eq!(t.agent_stale_after, Duration::from_secs(1));
+    assert_eq!(
+        t.probe_stale_after,
+        t.probe_interval * 3 + t.probe_query_timeout
+    );
+    assert_eq!(t.self_fence_after, config.clusters[0].self_fence_after());
+    assert!(t.problems().is_empty(), "{:?}", t.problems());
+
+    // A dead master on the evidence of less than two probes (500ms each
+    // by default).
+    assert_error(
+        &with(CLUSTER_END, "    master_down_after: 600ms"),
+        9,
+        24,
+        "`master_down_after` (600ms) must be at least twice `manager.probe_interval` (500ms)",
+    );
+    // Semi-sync degraded before an isolated master has fenced itself.
+    assert_error(
+        &with(CLUSTER_END, "    semi_sync_degrade_after: 2s"),
+        9,
+        30,
+        "`semi_sync_degrade_after` (2s) must be longer than the time a failover may wait",
+    );
 }

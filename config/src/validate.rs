@@ -14,7 +14,7 @@ use crate::error::line_column;
 use crate::model::{default_url, defaults};
 use crate::raw::{
     RawAccess, RawAgent, RawCli, RawCluster, RawConfig, RawHooks, RawHost, RawManager, RawMysqlTls,
-    RawRouter, RawTls, RawVip, Rejected,
+    RawRelay, RawRouter, RawTls, RawVip, Rejected,
 };
 use crate::{
     AccessEntry, AgentConfig, ClusterConfig, Config, ConfigError, ConfigErrors, Credentials,
@@ -105,6 +105,10 @@ struct Name {
 struct ClusterDraft {
     config: ClusterConfig,
     name: Option<Name>,
+    /// Where each timing rule's key is (its value, or the cluster when a
+    /// default is in effect), for [`crate::Timings::problems`].
+    master_down_at: At,
+    degrade_at: At,
     /// The router's own token, resolved for [`Role::Router`] of this cluster.
     router_token: Secret,
 }
@@ -173,6 +177,16 @@ impl Validator<'_> {
             ),
         };
         let (mut clusters, router_token) = self.clusters(root, clusters);
+        for c in &clusters {
+            let timings = crate::Timings::of(&manager, &agent, &c.config);
+            for (key, why) in timings.problems() {
+                let at = match key {
+                    crate::TimingKey::MasterDownAfter => c.master_down_at,
+                    crate::TimingKey::SemiSyncDegradeAfter => c.degrade_at,
+                };
+                self.error(at, format!("cluster `{}`: {why}", c.config.name));
+            }
+        }
         let (host_token, host_names) =
             self.hosts(hosts, &agent, agent_token, tls.is_some(), &mut clusters);
         let mut manager = manager;
@@ -366,6 +380,8 @@ impl Validator<'_> {
         let wants_admin = self.wants_db_passwords(cluster_name.as_deref(), false);
         let wants_replication = self.wants_db_passwords(cluster_name.as_deref(), true);
 
+        let master_down_at = At::value_or(&raw.master_down_after, at);
+        let degrade_at = At::value_or(&raw.semi_sync_degrade_after, at);
         let user = self.required(at, &owner, "user", raw.user);
         let password = self.secret(
             at,
@@ -444,6 +460,8 @@ impl Validator<'_> {
         ClusterDraft {
             config,
             name,
+            master_down_at,
+            degrade_at,
             router_token,
         }
     }
@@ -532,9 +550,22 @@ impl Validator<'_> {
                 );
             }
         }
-        let relay = raw.relay.as_ref().map_or(Relay::default(), |r| r.value);
+        let relay_at = At::value_or(&raw.relay, at);
+        let relay = match raw.relay.as_ref().map(|r| r.value) {
+            None => Relay::default(),
+            Some(RawRelay::Userspace) => Relay::Userspace,
+            Some(RawRelay::Nat) => Relay::Nat,
+            Some(RawRelay::Kernel) => {
+                self.error(
+                    relay_at,
+                    "`relay: kernel` was retired (`relay: nat` is faster in every case \
+                     measured): use `relay: nat` (the kernel forwards by NAT) or \
+                     `relay: userspace`",
+                );
+                Relay::default()
+            }
+        };
         if relay == Relay::Nat {
-            let relay_at = At::value_or(&raw.relay, at);
             for (key, addr, _) in &listeners[..2] {
                 if let Some(why) = nat_refuses(*addr) {
                     self.error(relay_at, format!("`relay: nat` {why}: `{key}` is {addr}"));

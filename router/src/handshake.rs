@@ -1,7 +1,6 @@
 //! Following a connection's MySQL handshake from the bytes each side sends,
 //! without changing them: the router disconnects a client that has not
-//! completed it within `handshake_timeout`, and the kernel relay takes a
-//! connection over only once it is complete.
+//! completed it within `handshake_timeout`.
 //!
 //! The handshake, as the router sees it:
 //!
@@ -148,11 +147,6 @@ pub(crate) struct Handshake {
     client: Framer,
     server_packets: u64,
     client_packets: u64,
-    /// Client packets since the server's last one (clear-text auth).
-    client_ahead: u32,
-    /// The client sent a packet before the server answered its previous
-    /// one: it pipelines.
-    pipelined: bool,
     /// TLS: application-data records the client has sent.
     client_app_records: u32,
     /// TLS 1.3: the server sent application data before the client did.
@@ -167,11 +161,6 @@ impl Handshake {
 
     pub fn outcome(&self) -> Option<Outcome> {
         self.outcome
-    }
-
-    /// The client sent more than one packet without an answer between.
-    pub fn pipelined(&self) -> bool {
-        self.pipelined
     }
 
     /// Bytes from the server. Returns the offset just past the packet or
@@ -204,7 +193,6 @@ impl Handshake {
 
     fn server_unit(&mut self, unit: Unit) {
         self.server_packets += 1;
-        self.client_ahead = 0;
         match unit {
             Unit::Mysql { head, .. } if self.server_packets == 1 => match head[0] {
                 // Protocol 10: the greeting.
@@ -242,10 +230,6 @@ impl Handshake {
         self.client_packets += 1;
         match unit {
             Unit::Mysql { len, head } => {
-                self.client_ahead += 1;
-                if self.client_ahead > 1 {
-                    self.pipelined = true;
-                }
                 let caps = u32::from_le_bytes(head);
                 if self.client_packets == 1 && len == SSL_REQUEST_LEN && caps & CLIENT_SSL != 0 {
                     // Both sides speak TLS next; the server has been
@@ -273,15 +257,9 @@ const FOLLOW_BUF: usize = 4096;
 /// How [`follow`] left a connection.
 #[derive(Debug)]
 pub(crate) struct Followed {
-    pub outcome: Outcome,
     /// The server's last bytes, which completed the handshake: not yet
     /// passed on to the client.
     pub pending: Vec<u8>,
-    /// The login succeeded in clear, `pending` ends exactly with the
-    /// server's OK and the client has sent nothing since its login: the
-    /// point where the kernel relay may take the connection over (the
-    /// client waits for the OK, the server for a command).
-    pub clean: bool,
 }
 
 /// Relays a connection's handshake, both directions, following it, until
@@ -313,8 +291,8 @@ pub(crate) async fn follow(
                 }
                 hs.client(&up[..n]);
                 backend_tx.write_all(&up[..n]).await?;
-                if let Some(outcome) = hs.outcome() {
-                    return Ok(Followed { outcome, pending: Vec::new(), clean: false });
+                if hs.outcome().is_some() {
+                    return Ok(Followed { pending: Vec::new() });
                 }
             }
             r = backend_rx.read(&mut down) => {
@@ -322,10 +300,8 @@ pub(crate) async fn follow(
                 if n == 0 {
                     return Err(closed("server"));
                 }
-                if let Some(end) = hs.server(&down[..n]) {
-                    let outcome = hs.outcome().unwrap_or(Outcome::Untracked);
-                    let clean = outcome == Outcome::LoggedIn && end == n && !hs.pipelined();
-                    return Ok(Followed { outcome, pending: down[..n].to_vec(), clean });
+                if hs.server(&down[..n]).is_some() {
+                    return Ok(Followed { pending: down[..n].to_vec() });
                 }
                 client_tx.write_all(&down[..n]).await?;
             }
@@ -397,7 +373,6 @@ mod tests {
         let ok = ok(2);
         assert_eq!(h.server(&ok), Some(ok.len()));
         assert_eq!(h.outcome(), Some(Outcome::LoggedIn));
-        assert!(!h.pipelined());
     }
 
     #[test]
@@ -445,7 +420,6 @@ mod tests {
         err.extend_from_slice(b"#28000Access denied");
         assert!(h.server(&packet(6, &err)).is_some());
         assert_eq!(h.outcome(), Some(Outcome::Refused));
-        assert!(!h.pipelined());
     }
 
     #[test]
@@ -468,13 +442,12 @@ mod tests {
     }
 
     #[test]
-    fn a_pipelining_client_is_noticed() {
+    fn a_pipelining_client_completes_at_the_ok() {
         let mut h = Handshake::new();
         h.server(&greeting());
         let mut both = response();
         both.extend(packet(0, b"\x03SET NAMES utf8mb4"));
         h.client(&both);
-        assert!(h.pipelined());
         h.server(&ok(2));
         assert_eq!(h.outcome(), Some(Outcome::LoggedIn));
     }

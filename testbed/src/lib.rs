@@ -248,7 +248,7 @@ pub struct BedOptions {
     /// Configure and start a router on this machine (writer port 6033,
     /// reader 6034, HTTP 6035 on the bridge's address).
     pub router: bool,
-    /// More keys for the router's section, e.g. `", relay: kernel"`.
+    /// More keys for the router's section, e.g. `", relay: nat"`.
     pub router_extra: String,
     /// TLS everywhere: a CA of the bed's own signs a certificate for the
     /// manager and router (the gateway's address) and one per host (its
@@ -2514,7 +2514,7 @@ impl Bed {
                     &[
                         "sh",
                         "-c",
-                        "pgrep -x mariadbd >/dev/null || grep -E 'signal|ERROR|Assertion|hutdown|Killed|Out of memory' /var/log/mysql/error.log | tail -8; true",
+                        "pgrep -x mariadbd >/dev/null || awk '/ready for connections/ {n=0} {l[n++]=$0} END {for (i=0;i<n;i++) print l[i]}' /var/log/mysql/error.log | grep -E 'signal|ERROR|Assertion|hutdown|Killed|Out of memory' | tail -8; true",
                     ],
                 )
                 .unwrap_or_default();

@@ -19,7 +19,7 @@ use mysql_async::{Conn, OptsBuilder};
 /// plus this.
 pub const TARGET_MS: u64 = 50;
 
-const RELAYS: [&str; 3] = ["nat", "userspace", "kernel"];
+const RELAYS: [&str; 2] = ["nat", "userspace"];
 
 /// `--relays a,b`: the demo's `nat` and `userspace` by default.
 pub fn relays(arg: Option<&str>) -> std::result::Result<Vec<String>, String> {
@@ -186,7 +186,6 @@ impl Routers {
                     .map_err(other)?;
                     let ready = match relay.as_str() {
                         "nat" => routers.metric(k, "myha_router_nat") == Some(1),
-                        "kernel" => routers.metric(k, "myha_router_kernel_relay") == Some(1),
                         _ => true,
                     };
                     Ok(e["writer"]["name"] == "db1" && ready)

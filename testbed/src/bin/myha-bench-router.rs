@@ -4,14 +4,13 @@
 //! path): the comparison is the proxies' own cost. Prints throughput,
 //! p95/p99 latency (from sysbench's histogram), the proxy's CPU seconds
 //! per 1,000 queries, the whole host's busy CPU seconds and context
-//! switches per query (the kernel relay's work is done by the kernel, in
-//! softirq and kworker time that no proxy process is charged for: the host
+//! switches per query (with `relay: nat` the forwarding is done by the
+//! kernel, in softirq time that no proxy process is charged for: the host
 //! columns count it), and the ratios. Targets: `direct`, `myha` (user-space
-//! relay), `myha-k` (`relay: kernel`, a second router process), `myha-n`
-//! (`relay: nat`, a third: the kernel forwards by NAT, so the router
-//! process is charged almost nothing and only the host columns tell its
-//! cost), `haproxy`. Each cell ends with whether `myha-k` and `myha-n` meet
-//! the target against HAProxy.
+//! relay), `myha-n` (`relay: nat`, a second router process: the kernel
+//! forwards by NAT, so the router process is charged almost nothing and
+//! only the host columns tell its cost), `haproxy`. Each cell ends with
+//! whether `myha-n` meets the target against HAProxy.
 //!
 //! `myha-bench-router --myha-bin PATH [--seconds N] [--rounds N]
 //! [--paths writer,reader] [--tests oltp_point_select,oltp_read_only]
@@ -268,10 +267,7 @@ fn spawn_router(bin: &str, bed: &Bed, relay: &str, offset: u16) -> Result<Proxy>
             .map_err(|e| BedError::Other(e.to_string()))?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    let metric = match relay {
-        "kernel" => "myha_router_kernel_relay 1",
-        _ => "myha_router_nat 1",
-    };
+    let metric = "myha_router_nat 1";
     myha_testbed::wait_until(
         Duration::from_secs(20),
         &format!(
@@ -322,24 +318,21 @@ fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
     let router_pid = bed
         .router_pid()
         .ok_or_else(|| BedError::Other("no router".into()))?;
-    // Two more routers, same configuration: `relay: kernel` on ports
-    // 6133/6134/6135 and `relay: nat` on 6233/6234/6235.
-    let kernel_router = spawn_router(bin, &bed, "kernel", 100)?;
+    // Another router, same configuration: `relay: nat` on ports
+    // 6233/6234/6235.
     let nat_router = spawn_router(bin, &bed, "nat", 200)?;
     std::thread::sleep(Duration::from_secs(2));
     sysbench("oltp_read_only", &master, 3306, 4, 1, true)?;
-    let writer_path: [(&str, &str, u16, Option<u32>); 5] = [
+    let writer_path: [(&str, &str, u16, Option<u32>); 4] = [
         ("direct", master.as_str(), 3306, None),
         ("myha", gw.as_str(), 6033, Some(router_pid)),
-        ("myha-k", gw.as_str(), 6133, Some(kernel_router.0.id())),
         ("myha-n", gw.as_str(), 6233, Some(nat_router.0.id())),
         ("haproxy", gw.as_str(), 6043, Some(haproxy.0.id())),
     ];
     // Reads: direct to one replica; both proxies balance over two.
-    let reader_path: [(&str, &str, u16, Option<u32>); 5] = [
+    let reader_path: [(&str, &str, u16, Option<u32>); 4] = [
         ("direct", r2.as_str(), 3306, None),
         ("myha", gw.as_str(), 6034, Some(router_pid)),
-        ("myha-k", gw.as_str(), 6134, Some(kernel_router.0.id())),
         ("myha-n", gw.as_str(), 6234, Some(nat_router.0.id())),
         ("haproxy", gw.as_str(), 6044, Some(haproxy.0.id())),
     ];
@@ -433,31 +426,29 @@ fn bench(bin: &str, seconds: u32, rounds: u32, cells: &Cells) -> Result<()> {
                 }
                 let get = |n: &str| qps.get(n).copied().unwrap_or(0.0);
                 let mut line = format!("{test:<18} {threads:>4} ratios to haproxy:");
-                for n in ["myha", "myha-k", "myha-n"] {
+                for n in ["myha", "myha-n"] {
                     line.push_str(&format!(" {n} {:.2}x", get(n) / get("haproxy").max(1.0)));
                 }
                 line.push_str("; to direct:");
-                for n in ["myha", "myha-k", "myha-n", "haproxy"] {
+                for n in ["myha", "myha-n", "haproxy"] {
                     line.push_str(&format!(" {n} {:.2}x", get(n) / get("direct").max(1.0)));
                 }
                 println!("{line}");
                 // The target against HAProxy: throughput at least
                 // 1.2x, host CPU per query lower, p99 no worse.
                 let of = |m: &BTreeMap<&str, f64>, n: &str| m.get(n).copied().unwrap_or(f64::NAN);
-                for n in ["myha-k", "myha-n"] {
-                    let t = get(n) >= 1.2 * get("haproxy");
-                    let c = of(&host_k, n) < of(&host_k, "haproxy");
-                    let l = of(&p99, n) <= of(&p99, "haproxy");
-                    println!(
-                        "{test:<18} {threads:>4} target {n}: throughput>=1.2x {}, host cpu/q lower {}, p99 no worse {} => {}",
-                        yes(t), yes(c), yes(l), if t && c && l { "MET" } else { "NOT MET" }
-                    );
-                }
+                let n = "myha-n";
+                let t = get(n) >= 1.2 * get("haproxy");
+                let c = of(&host_k, n) < of(&host_k, "haproxy");
+                let l = of(&p99, n) <= of(&p99, "haproxy");
+                println!(
+                    "{test:<18} {threads:>4} target {n}: throughput>=1.2x {}, host cpu/q lower {}, p99 no worse {} => {}",
+                    yes(t), yes(c), yes(l), if t && c && l { "MET" } else { "NOT MET" }
+                );
             }
         }
     }
     drop(haproxy);
-    drop(kernel_router);
     drop(nat_router);
     bed.stop_manager();
     Ok(())

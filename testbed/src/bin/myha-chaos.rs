@@ -8,7 +8,7 @@
 //! lost, split, stranded or falsely failed over.
 //!
 //! `myha-chaos --myha-bin PATH [--seed N] [--faults N] [--kinds a,b|all]
-//!  [--pause-max-s N] [--relay nat|kernel]`
+//!  [--pause-max-s N] [--relay nat|userspace]`
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
-            "myha-chaos --myha-bin PATH [--seed N] [--faults N] [--kinds a,b|all] [--pause-max-s N] [--relay nat|kernel]\nkinds: {}",
+            "myha-chaos --myha-bin PATH [--seed N] [--faults N] [--kinds a,b|all] [--pause-max-s N] [--relay nat|userspace]\nkinds: {}",
             Kind::ALL.map(Kind::name).join(",")
         );
         return ExitCode::SUCCESS;
@@ -73,6 +73,10 @@ fn main() -> ExitCode {
         }
     }
     if let Some(r) = arg(&args, "--relay") {
+        if r != "nat" && r != "userspace" {
+            eprintln!("--relay {r}: one of nat, userspace");
+            return ExitCode::from(2);
+        }
         opts.router_extra = format!(", relay: {r}");
     }
     println!(

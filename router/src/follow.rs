@@ -1,0 +1,100 @@
+//! Following the manager's view of the cluster: long-polling its watch,
+//! and taking each new view in.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use myha_core::routing::{fit_for_reads, RouterView};
+use tokio::sync::watch;
+
+use crate::pool::RISE;
+use crate::Shared;
+
+impl Shared {
+    /// Take a new view: never an older epoch than one seen; update the
+    /// pool's hysteresis; cut connections to backends that went down.
+    pub(crate) fn accept_view(&self, view: RouterView) {
+        let current_epoch = self.view.borrow().as_ref().map_or(0, |v| v.epoch);
+        if view.epoch < current_epoch {
+            tracing::warn!(
+                epoch = view.epoch,
+                seen = current_epoch,
+                "ignoring a view of an older epoch"
+            );
+            return;
+        }
+        let now = Instant::now();
+        let first = self.view.borrow().is_none();
+        {
+            let mut backends = self.backends();
+            for b in &view.servers {
+                let st = backends.entry(b.name.clone()).or_default();
+                if fit_for_reads(b, view.max_lag_seconds) {
+                    if st.fit_since.is_none() {
+                        // At start-up a fit replica serves at once; later it
+                        // must stay fit for RISE first.
+                        st.fit_since = Some(if first { now - RISE } else { now });
+                    }
+                } else {
+                    st.fit_since = None;
+                    if b.down {
+                        st.generation += 1;
+                    }
+                }
+            }
+        }
+        if let Ok(mut t) = self.last_view.lock() {
+            *t = Some(now);
+        }
+        self.view.send_replace(Some(view));
+    }
+}
+
+/// Follow the manager's view of the cluster by long-polling.
+pub(crate) async fn subscribe(
+    shared: Arc<Shared>,
+    url: String,
+    token: String,
+    client: reqwest::Client,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut digest: Option<u64> = None;
+    loop {
+        let full = match digest {
+            Some(d) => format!("{url}?timeout_ms=10000&after={d}"),
+            None => format!("{url}?timeout_ms=10000"),
+        };
+        let req = client.get(&full).bearer_auth(&token);
+        let got = tokio::select! {
+            r = req.send() => r,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let answer = match got.and_then(reqwest::Response::error_for_status) {
+            Ok(r) => r.json::<serde_json::Value>().await.ok(),
+            Err(e) => {
+                if shared.manager_ok.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "manager unreachable: keeping the last known topology");
+                }
+                None
+            }
+        };
+        match answer.and_then(|v| {
+            let d = v.get("digest")?.as_u64()?;
+            let view = serde_json::from_value::<RouterView>(v.get("view")?.clone()).ok()?;
+            Some((d, view))
+        }) {
+            Some((d, view)) => {
+                if !shared.manager_ok.swap(true, Ordering::Relaxed) {
+                    tracing::info!(epoch = view.epoch, "following the manager's topology");
+                }
+                digest = Some(d);
+                shared.accept_view(view);
+            }
+            None => {
+                digest = None;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    }
+}
