@@ -64,10 +64,7 @@ impl Timings {
             probe_interval: manager.probe_interval,
             probe_query_timeout: manager.query_timeout,
             master_down_after: cluster.master_down_after,
-            agent_stale_after: agent
-                .interval
-                .saturating_mul(4)
-                .max(Duration::from_secs(1)),
+            agent_stale_after: agent.interval.saturating_mul(4).max(Duration::from_secs(1)),
             probe_stale_after: manager
                 .probe_interval
                 .saturating_mul(3)
