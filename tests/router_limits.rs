@@ -114,12 +114,11 @@ fn relay_bed(relay: &str, extra: &str) -> Bed {
     let mut opts = options();
     opts.router_extra = format!(", relay: {relay}{extra}");
     let bed = router_bed_with(opts);
-    match relay {
-        "nat" => wait_until(Duration::from_secs(10), "nat rules in place", || {
+    if relay == "nat" {
+        wait_until(Duration::from_secs(10), "nat rules in place", || {
             Ok(router_metric(&bed, "myha_router_nat") == Some(1))
         })
-        .unwrap(),
-        _ => {}
+        .unwrap();
     }
     bed
 }

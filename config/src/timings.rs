@@ -64,16 +64,27 @@ impl Timings {
             probe_interval: manager.probe_interval,
             probe_query_timeout: manager.query_timeout,
             master_down_after: cluster.master_down_after,
-            agent_stale_after: agent.interval.saturating_mul(4).max(Duration::from_secs(1)),
-            probe_stale_after: manager
-                .probe_interval
-                .saturating_mul(3)
-                .saturating_add(manager.query_timeout),
+            agent_stale_after: Self::agent_stale_after(agent),
+            probe_stale_after: Self::probe_stale_after(manager),
             self_fence_after: cluster.self_fence_after(),
             self_fenced_by: cluster.self_fenced_by(agent.interval),
             semi_sync_degrade_after: cluster.semi_sync_degrade_after,
             failover_block_period: cluster.failover_block_period,
         }
+    }
+
+    /// When an agent's report is stale (the same for every cluster).
+    pub fn agent_stale_after(agent: &AgentConfig) -> Duration {
+        agent.interval.saturating_mul(4).max(Duration::from_secs(1))
+    }
+
+    /// When the manager's own probe of a server is stale (the same for
+    /// every cluster).
+    pub fn probe_stale_after(manager: &ManagerConfig) -> Duration {
+        manager
+            .probe_interval
+            .saturating_mul(3)
+            .saturating_add(manager.query_timeout)
     }
 
     /// The rules between the timings, each broken one with the key to fix

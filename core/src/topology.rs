@@ -429,6 +429,97 @@ pub fn server_view(obs: &HostObservation<'_>, fresh: Freshness) -> ServerView {
     }
 }
 
+/// An anomaly seen in a cluster's snapshot. Shown (and serialized) as the
+/// plain-language sentence of its `Display`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// No server is a writable master that replicates from nobody.
+    NoMaster,
+    /// Several servers are writable and replicate from nobody.
+    SeveralWritable {
+        servers: Vec<String>,
+    },
+    AgentNotReporting {
+        server: String,
+    },
+    /// mysqld is down while its host answers.
+    MysqldDown {
+        server: String,
+    },
+    ReplicationError {
+        server: String,
+        error: String,
+    },
+    /// Transactions written on a replica itself.
+    Errant {
+        server: String,
+        gtids: Vec<String>,
+    },
+    /// A server with transactions the master lacks, kept out.
+    Diverged {
+        server: String,
+        gtids: Vec<String>,
+    },
+    /// A former master not rejoined yet, found writable.
+    FormerMasterWritable {
+        server: String,
+    },
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::NoMaster => f.write_str("no writable master is visible"),
+            Problem::SeveralWritable { servers } => write!(
+                f,
+                "{} writable servers that replicate from nobody: {}",
+                servers.len(),
+                servers.join(", ")
+            ),
+            Problem::AgentNotReporting { server } => write!(f, "{server}: agent not reporting"),
+            Problem::MysqldDown { server } => write!(f, "{server}: mysqld is down (host up)"),
+            Problem::ReplicationError { server, error } => {
+                write!(f, "{server}: replication error: {error}")
+            }
+            Problem::Errant { server, gtids } => write!(
+                f,
+                "{server}: errant transactions {} (written on the replica itself): it cannot be promoted until they are resolved",
+                gtids.join(",")
+            ),
+            Problem::Diverged { server, gtids } => write!(
+                f,
+                "{server}: diverged, it has {} the master lacks: kept read-only and out; `myha rejoin {server} --force` discards them (see docs/failover.md, section Rejoin)",
+                gtids.join(",")
+            ),
+            Problem::FormerMasterWritable { server } => write!(
+                f,
+                "{server}: former master is WRITABLE: being fenced by its agent"
+            ),
+        }
+    }
+}
+
+/// On the wire a problem is its sentence.
+impl Serialize for Problem {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl PartialEq<&str> for Problem {
+    fn eq(&self, other: &&str) -> bool {
+        let sentence = self.to_string();
+        sentence == *other
+    }
+}
+
+impl ClusterSnapshot {
+    /// Set the snapshot's problems (their sentences) from `problems`.
+    pub fn set_problems(&mut self, problems: &[Problem]) {
+        self.problems = problems.iter().map(ToString::to_string).collect();
+    }
+}
+
 /// Build the snapshot of one cluster from its hosts' observations.
 pub fn build_snapshot(
     cluster: &str,
@@ -437,6 +528,18 @@ pub fn build_snapshot(
     hosts: &[HostObservation<'_>],
     fresh: Freshness,
 ) -> ClusterSnapshot {
+    build_snapshot_with_problems(cluster, epoch, now_ms, hosts, fresh).0
+}
+
+/// [`build_snapshot`], with its problems as values too (the snapshot holds
+/// their sentences), for a caller that adds or drops some.
+pub fn build_snapshot_with_problems(
+    cluster: &str,
+    epoch: u64,
+    now_ms: u64,
+    hosts: &[HostObservation<'_>],
+    fresh: Freshness,
+) -> (ClusterSnapshot, Vec<Problem>) {
     let servers: Vec<ServerView> = hosts.iter().map(|h| server_view(h, fresh)).collect();
     let masters: Vec<&str> = servers
         .iter()
@@ -447,35 +550,39 @@ pub fn build_snapshot(
     let master = match masters.as_slice() {
         [one] => Some(one.to_string()),
         [] => {
-            problems.push("no writable master is visible".to_string());
+            problems.push(Problem::NoMaster);
             None
         }
         many => {
-            problems.push(format!(
-                "{} writable servers that replicate from nobody: {}",
-                many.len(),
-                many.join(", ")
-            ));
+            problems.push(Problem::SeveralWritable {
+                servers: many.iter().map(|m| m.to_string()).collect(),
+            });
             None
         }
     };
     for s in &servers {
+        let server = || s.name.clone();
         if !s.host_reachable {
-            problems.push(format!("{}: agent not reporting", s.name));
+            problems.push(Problem::AgentNotReporting { server: server() });
         }
         if s.mysqld_up == Some(false) {
-            problems.push(format!("{}: mysqld is down (host up)", s.name));
+            problems.push(Problem::MysqldDown { server: server() });
         }
         if let Some(e) = &s.last_error {
-            problems.push(format!("{}: replication error: {e}", s.name));
+            problems.push(Problem::ReplicationError {
+                server: server(),
+                error: e.to_string(),
+            });
         }
     }
-    ClusterSnapshot {
+    let mut snap = ClusterSnapshot {
         cluster: cluster.to_string(),
         epoch,
         generated_at_ms: now_ms,
         master,
         servers,
-        problems,
-    }
+        problems: Vec::new(),
+    };
+    snap.set_problems(&problems);
+    (snap, problems)
 }

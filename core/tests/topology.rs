@@ -694,3 +694,51 @@ fn snapshot_of_nothing() {
     assert_eq!(s.master, None);
     assert_eq!(s.problems, ["no writable master is visible"]);
 }
+
+#[test]
+fn problems_are_values_shown_and_serialized_as_sentences() {
+    use myha_core::topology::{build_snapshot_with_problems, Problem};
+    let m1 = report("db1", up(facts(1)));
+    let m2 = report("db2", up(facts(2)));
+    let hosts = [
+        obs("db1", Some((&m1, 0)), None),
+        obs("db2", Some((&m2, 0)), None),
+    ];
+    let (s, problems) = build_snapshot_with_problems("main", 1, 0, &hosts, FRESH);
+    assert_eq!(
+        problems,
+        [Problem::SeveralWritable {
+            servers: vec!["db1".into(), "db2".into()]
+        }]
+    );
+    assert_eq!(
+        s.problems,
+        ["2 writable servers that replicate from nobody: db1, db2"]
+    );
+    let p = Problem::Diverged {
+        server: "db3".into(),
+        gtids: vec!["0-3-5".into(), "0-3-6".into()],
+    };
+    assert_eq!(
+        serde_json::to_string(&p).unwrap(),
+        "\"db3: diverged, it has 0-3-5,0-3-6 the master lacks: kept read-only and out; `myha rejoin db3 --force` discards them (see docs/failover.md, section Rejoin)\""
+    );
+    assert_eq!(
+        Problem::Errant {
+            server: "db2".into(),
+            gtids: vec!["0-2-1".into()]
+        }
+        .to_string(),
+        "db2: errant transactions 0-2-1 (written on the replica itself): it cannot be promoted until they are resolved"
+    );
+    assert_eq!(
+        Problem::FormerMasterWritable {
+            server: "db1".into()
+        }
+        .to_string(),
+        "db1: former master is WRITABLE: being fenced by its agent"
+    );
+    let mut s = s;
+    s.set_problems(&[Problem::NoMaster]);
+    assert_eq!(s.problems, ["no writable master is visible"]);
+}

@@ -56,15 +56,11 @@ impl AgentClient {
         &self,
         host: &HostConfig,
         _vip: &VipConfig,
-        add: bool,
+        op: VipOp,
         epoch: u64,
     ) -> Result<serde_json::Value, String> {
-        self.post(
-            host,
-            "/v1/vip",
-            json!({ "op": if add { "add" } else { "remove" }, "epoch": epoch }),
-        )
-        .await
+        self.post(host, "/v1/vip", json!({ "op": op, "epoch": epoch }))
+            .await
     }
 
     /// Ask the host's agent to fence its mysqld (read_only, kill sessions).
@@ -81,4 +77,12 @@ impl AgentClient {
         )
         .await
     }
+}
+
+/// What the agent is asked to do with the VIP (`op` of `/v1/vip`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VipOp {
+    Add,
+    Remove,
 }

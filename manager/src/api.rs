@@ -17,10 +17,11 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::detector::{analyse_now, journal};
-use crate::failover::{self, Context};
+use crate::detector::analyse_now;
+use crate::failover;
+use crate::operation::{journal, Context};
 use crate::state::{unix_ms, IngestError};
-use crate::store::{Event, Operation};
+use crate::store::{Event, Operation, Step, StepStatus};
 use crate::ManagerError;
 
 #[derive(Clone)]
@@ -300,8 +301,8 @@ async fn failover_now(
         journal(
             &app.ctx,
             &name,
-            "no_failover",
-            "skipped",
+            Step::NoFailover,
+            StepStatus::Skipped,
             format!("manual failover refused: {why}"),
         );
         return (StatusCode::CONFLICT, format!("refused: {why}\n")).into_response();
@@ -352,7 +353,9 @@ async fn switchover_now(
         }
     });
     let ctx = Arc::clone(&app.ctx);
-    tokio::spawn(async move {
+    // Tracked: a shutdown waits for the switchover to end.
+    let tracker = ctx.background.clone();
+    tracker.spawn(async move {
         let request = crate::switchover::SwitchoverRequest {
             to: req.to.as_deref(),
             dry_run: req.dry_run,
@@ -419,8 +422,8 @@ async fn ack(
             journal(
                 &app.ctx,
                 &name,
-                "ack",
-                "info",
+                Step::Ack,
+                StepStatus::Info,
                 format!(
                     "{principal} acknowledged the last failover: automatic failover enabled again"
                 ),

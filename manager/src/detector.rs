@@ -10,9 +10,11 @@ use myha_core::analysis::{adoption, analyze, Adoption, Analysis, DetectionPolicy
 use myha_core::topology::Role;
 use tokio::sync::watch;
 
-use crate::failover::{self, Context};
+use crate::agents::VipOp;
+use crate::failover::{self, OpStatus};
+use crate::operation::{journal, Context};
 use crate::state::unix_ms;
-use crate::store::{Event, Phase};
+use crate::store::{Phase, Step, StepStatus};
 
 const TICK: Duration = Duration::from_millis(50);
 /// Pause between two attempts when a failover aborted (no candidate, hook).
@@ -26,22 +28,6 @@ const UNFENCE_AFTER: Duration = Duration::from_millis(1000);
 pub(crate) fn policy(cluster: &ClusterConfig) -> DetectionPolicy {
     DetectionPolicy {
         master_down_after_ms: cluster.master_down_after.as_millis() as u64,
-    }
-}
-
-pub(crate) fn journal(ctx: &Context, cluster: &str, step: &str, status: &str, detail: String) {
-    let ev = Event {
-        at_ms: unix_ms(),
-        cluster: cluster.to_string(),
-        operation: String::new(),
-        step: step.to_string(),
-        status: status.to_string(),
-        detail,
-        duration_ms: None,
-    };
-    tracing::info!(cluster, step, status, detail = %ev.detail, "event");
-    if let Err(e) = ctx.topology.store().append(&ev) {
-        tracing::error!(error = %e, "cannot journal an event");
     }
 }
 
@@ -109,8 +95,8 @@ pub(crate) async fn run(
                         journal(
                             &ctx,
                             &cluster.name,
-                            "adopt_master",
-                            "info",
+                            Step::AdoptMaster,
+                            StepStatus::Info,
                             format!("{m} is the master of epoch {}", durable.epoch),
                         );
                     }
@@ -124,8 +110,8 @@ pub(crate) async fn run(
                         journal(
                             &ctx,
                             &cluster.name,
-                            "adopt_master",
-                            "skipped",
+                            Step::AdoptMaster,
+                            StepStatus::Skipped,
                             format!(
                                 "adopt_master deferred: not confirmed by the manager's probe: {m} looks like the master only in its agent's reports"
                             ),
@@ -165,8 +151,8 @@ pub(crate) async fn run(
             journal(
                 &ctx,
                 &cluster.name,
-                "rejoined",
-                "info",
+                Step::Rejoined,
+                StepStatus::Info,
                 format!("{} replicate(s) from the master again", rejoined.join(", ")),
             );
         }
@@ -204,7 +190,10 @@ pub(crate) async fn run(
                     let (ctx, cluster, host) = (Arc::clone(&ctx), cluster.clone(), s.name.clone());
                     // A refusal is recorded (status, check) and logged
                     // when its reason changes, by rejoin() itself.
-                    tokio::spawn(async move {
+                    // Tracked: a shutdown waits for it (never cut between
+                    // its STOP SLAVE and its CHANGE MASTER).
+                    let tracker = ctx.background.clone();
+                    tracker.spawn(async move {
                         let _ = crate::rejoin::rejoin(&ctx, &cluster, &host, false).await;
                     });
                 }
@@ -252,14 +241,14 @@ pub(crate) async fn run(
         }
         if last_verdict != Some(analysis.verdict) {
             let status = if analysis.verdict.is_dead() {
-                "failed"
+                StepStatus::Failed
             } else {
-                "info"
+                StepStatus::Info
             };
             journal(
                 &ctx,
                 &cluster.name,
-                "verdict",
+                Step::Verdict,
                 status,
                 format!("{:?}: {}", analysis.verdict, analysis.evidence.join("; ")),
             );
@@ -276,18 +265,18 @@ pub(crate) async fn run(
                 durable.master.as_deref().and_then(|m| cluster.host(m)),
             ) {
                 vip_tried = Some(std::time::Instant::now());
-                match ctx.agents.vip(m, vip, true, durable.epoch).await {
+                match ctx.agents.vip(m, vip, VipOp::Add, durable.epoch).await {
                     Ok(v) => {
                         vip_epoch = Some(durable.epoch);
                         journal(
                             &ctx,
                             &cluster.name,
-                            "vip_ensure",
-                            "ok",
+                            Step::VipEnsure,
+                            StepStatus::Ok,
                             format!("{} holds {}: {v}", m.name, vip.address),
                         );
                     }
-                    Err(e) => journal(&ctx, &cluster.name, "vip_ensure", "failed", e),
+                    Err(e) => journal(&ctx, &cluster.name, Step::VipEnsure, StepStatus::Failed, e),
                 }
             }
         }
@@ -302,8 +291,8 @@ pub(crate) async fn run(
                 journal(
                     &ctx,
                     &cluster.name,
-                    "no_failover",
-                    "skipped",
+                    Step::NoFailover,
+                    StepStatus::Skipped,
                     "auto_failover is off: run `myha failover` to fail over".into(),
                 );
                 said_blocked = true;
@@ -315,8 +304,8 @@ pub(crate) async fn run(
                 journal(
                     &ctx,
                     &cluster.name,
-                    "no_failover",
-                    "skipped",
+                    Step::NoFailover,
+                    StepStatus::Skipped,
                     format!(
                         "anti-flapping: a failover happened {} s ago; automatic failover blocked for {} s more. Acknowledge with `myha failover --ack` or fail over by hand with `myha failover`",
                         durable.last_failover_ms.map_or(0, |t| unix_ms().saturating_sub(t) / 1000),
@@ -331,12 +320,12 @@ pub(crate) async fn run(
             continue;
         }
         let report = failover::failover(&ctx, &cluster, &analysis, None, false).await;
-        retry_at = (report.status == "aborted").then(|| {
+        retry_at = (report.status == OpStatus::Aborted).then(|| {
             journal(
                 &ctx,
                 &cluster.name,
-                "no_failover",
-                "skipped",
+                Step::NoFailover,
+                StepStatus::Skipped,
                 format!(
                     "failover aborted; trying again in {} s if the master is still dead",
                     RETRY_AFTER.as_secs()
@@ -348,7 +337,7 @@ pub(crate) async fn run(
         if report
             .steps
             .iter()
-            .any(|s| s.step == "vip_add" && s.status == "ok")
+            .any(|s| s.step == Step::VipAdd && s.status == StepStatus::Ok)
         {
             vip_epoch = Some(report.epoch);
         }
@@ -371,8 +360,8 @@ async fn resume(ctx: &Context, cluster: &ClusterConfig) {
         journal(
             ctx,
             &cluster.name,
-            "resume",
-            "info",
+            Step::Resume,
+            StepStatus::Info,
             format!(
                 "{} was past promotion when the manager stopped: finishing it",
                 op.id
@@ -386,8 +375,8 @@ async fn resume(ctx: &Context, cluster: &ClusterConfig) {
         journal(
             ctx,
             &cluster.name,
-            "resume",
-            "info",
+            Step::Resume,
+            StepStatus::Info,
             format!("{} stopped before promotion ({:?}) when the manager stopped: abandoned, nothing was promoted; detection decides again", op.id, op.phase),
         );
     }

@@ -1,199 +1,377 @@
-//! Failover of a dead master: fence, choose, catch up, promote, repoint,
-//! move the VIP, record every step. The choices are myha-core's pure
-//! functions; this module executes them and journals what happened.
-use std::sync::Arc;
+//! Failover of a dead master, in phases:
+//!
+//! 1. claim the cluster (one operation at a time, persisted first);
+//! 2. the pre-failover hook; choose the candidate on fresh facts;
+//! 3. prepare, beside each other: fence the old master ‖ bring the
+//!    candidate up to date (catch up, apply its relay log);
+//! 4. promote (the new epoch persisted, then writable);
+//! 5. publish: VIP ‖ repoint the replicas, the candidate detached;
+//! 6. conclude: lost GTIDs, anti-flapping block, post hook, report.
+//!
+//! Any failure before promotion aborts: the cluster is left as it was.
+//! The choices are myha-core's pure functions; this module executes them
+//! and journals what happened.
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use myha_config::{ClusterConfig, HostConfig, ManagerConfig};
+use myha_config::ClusterConfig;
 use myha_core::analysis::Analysis;
 use myha_core::candidate::{choose, CandidateChoice, CandidateInput, CandidateServer};
-use myha_core::flavor::GtidMode;
 use myha_core::topology::ClusterSnapshot;
-use serde::{Deserialize, Serialize};
 
 use crate::actions::Server;
-use crate::agents::AgentClient;
-use crate::hooks::{self, HookContext};
-use crate::state::{unix_ms, Topology};
-use crate::store::{Event, Operation, Phase};
-
-/// Bounds of the steps that wait on servers.
-const CATCH_UP_BOUND: Duration = Duration::from_secs(30);
-const RELAY_APPLY_BOUND: Duration = Duration::from_secs(30);
-const REPOINT_BOUND: Duration = Duration::from_secs(10);
 use crate::actions::STOP_REPLICA_BOUND as DETACH_BOUND;
+use crate::hooks::HookEvent;
+use crate::operation::{new_op_id, Journal, Outcome};
+pub use crate::operation::{Context, FailoverReport, OpStatus};
+use crate::state::{unix_ms, Topology};
+use crate::steps::{
+    ackers_after_repoint, bring_up_to_date, fence_old_master, move_vip, promote, repoint_all,
+    stop_io_threads, wait_for_self_fence, Promotion,
+};
+use crate::store::{OpKind, Operation, Phase, Step, StepStatus};
 
-/// The outcome of a failover, as the API and the CLI show it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FailoverReport {
-    pub operation: String,
-    pub cluster: String,
-    /// `completed`, `completed_with_errors`, `aborted`, `dry_run`.
-    pub status: String,
-    pub old_master: String,
-    pub new_master: Option<String>,
-    pub epoch: u64,
-    pub choice: Option<CandidateChoice>,
-    /// The GTIDs the old master had that the new master lacks, or
-    /// `unknown: ...` with what is known.
-    pub lost: String,
-    pub problems: Vec<String>,
-    pub steps: Vec<Event>,
-    pub duration_ms: u64,
+/// Run a failover of `cluster` away from its master.
+///
+/// `analysis` is the verdict that triggered it (or the operator's request);
+/// `forced` the `--to` host; `dry_run` only plans.
+pub async fn failover(
+    ctx: &Context,
+    cluster: &ClusterConfig,
+    analysis: &Analysis,
+    forced: Option<&str>,
+    dry_run: bool,
+) -> FailoverReport {
+    let mut fo = match Failover::claim(ctx, cluster, analysis, forced, dry_run) {
+        ControlFlow::Continue(fo) => fo,
+        ControlFlow::Break(report) => return report,
+    };
+    let (mut cand, executed, epoch) = match fo.up_to_promotion().await {
+        Ok(promoted) => promoted,
+        Err(why) => return fo.abort(&why).await,
+    };
+    // Past this point there is no going back: finish and report.
+    fo.publish(&cand.name, &executed).await;
+    let lost = fo.lost(&mut cand).await;
+    fo.conclude(cand.name, epoch, lost).await
 }
 
-/// Everything a failover needs, shared with the detector and the API.
-pub struct Context {
-    pub topology: Arc<Topology>,
-    pub manager: ManagerConfig,
-    /// The agents' sampling interval (`agent.interval`).
-    pub agent_interval: Duration,
-    pub(crate) agents: AgentClient,
+/// A failover under way.
+struct Failover<'a> {
+    run: Journal<'a>,
+    /// The epoch it started in.
+    epoch: u64,
+    forced: Option<&'a str>,
+    /// Semi-sync was wanted or degraded when it started.
+    semi_sync_before: bool,
+    /// The cluster as last seen, and the choice made on it.
+    snapshot: ClusterSnapshot,
+    choice: CandidateChoice,
+    /// The old master's agent answered in that snapshot.
+    agent_reachable: bool,
+    /// The other replicas' IO threads being stopped.
+    io_stops: Option<tokio::task::JoinSet<()>>,
+    /// The new master runs semi-sync.
+    semi_sync: bool,
 }
 
-pub(crate) struct Run<'a> {
-    pub(crate) ctx: &'a Context,
-    pub(crate) cluster: &'a ClusterConfig,
-    pub(crate) op: String,
-    pub(crate) steps: Vec<Event>,
-    pub(crate) problems: Vec<String>,
-    /// Where each step also goes as it is journaled (the CLI's stream).
-    pub(crate) sink: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
-}
-
-impl Run<'_> {
-    pub(crate) fn record(
-        &mut self,
-        step: &str,
-        status: &str,
-        detail: String,
-        started: Option<Instant>,
-    ) {
-        let duration_ms = started.map(|s| s.elapsed().as_millis() as u64);
-        self.record_at(unix_ms(), step, status, detail, duration_ms);
-    }
-
-    /// Journal a step that finished at `at_ms`.
-    pub(crate) fn record_at(
-        &mut self,
-        at_ms: u64,
-        step: &str,
-        status: &str,
-        detail: String,
-        duration_ms: Option<u64>,
-    ) {
-        let ev = Event {
-            at_ms,
-            cluster: self.cluster.name.clone(),
-            operation: self.op.clone(),
-            step: step.to_string(),
-            status: status.to_string(),
-            detail,
-            duration_ms,
+impl<'a> Failover<'a> {
+    /// Claim the cluster, or end here: unknown cluster, dry run (the plan),
+    /// another operation under way.
+    fn claim(
+        ctx: &'a Context,
+        cluster: &'a ClusterConfig,
+        analysis: &Analysis,
+        forced: Option<&'a str>,
+        dry_run: bool,
+    ) -> ControlFlow<FailoverReport, Failover<'a>> {
+        let topo = &ctx.topology;
+        let durable = topo.durable(&cluster.name).unwrap_or_default();
+        let old_master = analysis.master.clone().or(durable.master.clone());
+        let op = match dry_run {
+            true => "dry-run".to_string(),
+            false => new_op_id(OpKind::Failover),
         };
-        tracing::info!(cluster = %ev.cluster, op = %ev.operation, step = %ev.step, status = %ev.status, detail = %ev.detail, "failover step");
-        if let Some(sink) = &self.sink {
-            let _ = sink.send(ev.clone());
+        let mut run = Journal::new(ctx, cluster, op, old_master.unwrap_or_default(), None);
+        let aborted = Outcome::new(OpStatus::Aborted, durable.epoch);
+        let Some(snapshot) = topo.snapshot(&cluster.name) else {
+            run.problems.push("unknown cluster".into());
+            return ControlFlow::Break(run.finish(aborted));
+        };
+        let choice = candidate_choice(topo, cluster, &snapshot, &run.old_master, forced);
+        if dry_run {
+            return ControlFlow::Break(plan(run, &snapshot, choice, durable.epoch));
         }
-        if let Err(e) = self.ctx.topology.store().append(&ev) {
-            tracing::error!(error = %e, "cannot journal a failover step");
+        if let Err(why) = run.claim(OpKind::Failover, None, Phase::Started) {
+            run.problems.push(why);
+            return ControlFlow::Break(run.finish(aborted));
         }
-        if status == "failed" {
-            self.problems.push(format!("{step}: {}", ev.detail));
-        }
-        self.steps.push(ev);
+        let evidence = analysis.evidence.join("; ");
+        let detail = format!("{:?}: {evidence}", analysis.verdict);
+        run.record(Step::Detect, StepStatus::Info, detail, None);
+        ControlFlow::Continue(Failover {
+            run,
+            epoch: durable.epoch,
+            forced,
+            semi_sync_before: durable.semi_sync_degraded.is_some() || durable.semi_sync_wanted,
+            snapshot,
+            choice,
+            agent_reachable: false,
+            io_stops: None,
+            semi_sync: false,
+        })
     }
 
-    pub(crate) fn host(&self, name: &str) -> Option<&HostConfig> {
-        self.cluster.hosts.iter().find(|h| h.name == name)
+    /// Everything that can still be given up: Err is why.
+    async fn up_to_promotion(&mut self) -> Result<(Server, String, u64), String> {
+        self.pre_hook().await?;
+        let mut cand = self.choose()?;
+        self.io_stops = Some(stop_io_threads(&self.run, &cand.name));
+        let executed = self.prepare(&mut cand).await?;
+        let epoch = self.promote(&mut cand).await?;
+        Ok((cand, executed, epoch))
     }
 
-    pub(crate) fn server(&self, name: &str) -> Option<Server> {
-        self.host(name)
-            .map(|h| Server::new(self.cluster, h, &self.ctx.manager))
+    /// The pre-failover hook: a non-zero exit aborts.
+    async fn pre_hook(&mut self) -> Result<(), String> {
+        let old = self.run.old_master.clone();
+        let event = HookEvent::PreFailover;
+        match self.run.hook(event, Some(&old), None, self.epoch, "").await {
+            true => Ok(()),
+            false => Err("pre_failover hook failed".into()),
+        }
     }
 
-    pub(crate) fn set_phase(&mut self, phase: Phase, new_master: Option<&str>) {
-        let res = self.ctx.topology.update_durable(&self.cluster.name, |s| {
-            if let Some(op) = s.in_progress.as_mut() {
-                op.phase = phase;
-                if let Some(m) = new_master {
-                    op.new_master = Some(m.to_string());
-                }
-            }
+    /// Choose the candidate, on fresh facts.
+    fn choose(&mut self) -> Result<Server, String> {
+        let (ctx, cluster) = (self.run.ctx, self.run.cluster);
+        if let Some(fresh) = ctx.topology.snapshot(&cluster.name) {
+            self.snapshot = fresh;
+        }
+        let old = self.run.old_master.as_str();
+        self.choice = candidate_choice(&ctx.topology, cluster, &self.snapshot, old, self.forced);
+        let choice = &self.choice;
+        let Some(candidate) = choice.chosen.clone() else {
+            let why = choice
+                .blocker
+                .clone()
+                .unwrap_or_else(|| "no candidate".into());
+            let detail = format!("{why}; excluded: {}", exclusions(choice));
+            self.run
+                .record(Step::Choose, StepStatus::Failed, detail, None);
+            return Err(why);
+        };
+        let detail = format!(
+            "{candidate} (ranking {}; most advanced {}; excluded: {})",
+            choice.ranking.join(" > "),
+            choice.most_advanced.as_deref().unwrap_or("-"),
+            exclusions(choice)
+        );
+        self.run.record(Step::Choose, StepStatus::Ok, detail, None);
+        self.run.set_phase(Phase::CandidateChosen, Some(&candidate));
+        self.agent_reachable =
+            (self.snapshot.server(&self.run.old_master)).is_some_and(|s| s.host_reachable);
+        (self.run.server(&candidate)).ok_or_else(|| "candidate not configured".to_string())
+    }
+
+    /// Beside each other: fence the old master; bring the candidate to
+    /// everything any replica received. Promotion waits for a silent old
+    /// master to have fenced itself. Returns the candidate's executed GTIDs.
+    async fn prepare(&mut self, cand: &mut Server) -> Result<String, String> {
+        let catch_up = (self.choice.catch_up_from.clone()).zip(self.choice.catch_up_gtids.clone());
+        let (fenced, (prepared, executed)) = tokio::join!(
+            fence_old_master(&self.run, self.epoch, self.agent_reachable),
+            bring_up_to_date(&self.run, cand, catch_up)
+        );
+        let fenced_ok =
+            (fenced.iter()).any(|s| s.step == Step::Fence && s.status == StepStatus::Ok);
+        self.run.record_all(fenced.into_iter().chain(prepared));
+        if !fenced_ok && executed.is_ok() {
+            wait_for_self_fence(&mut self.run).await;
+        }
+        self.run.set_phase(Phase::Fenced, None);
+        executed
+    }
+
+    /// Stop applying, then promote. Semi-sync is on before the first write
+    /// (a commit the new master acknowledges is on a replica too), unless
+    /// no replica can acknowledge: that is decided here and journaled.
+    async fn promote(&mut self, cand: &mut Server) -> Result<u64, String> {
+        let t = Instant::now();
+        if let Err(e) = cand.stop_applying().await {
+            let detail = format!("stopping the SQL thread on {}: {e}", cand.name);
+            self.run
+                .record(Step::Promote, StepStatus::Failed, detail, Some(t));
+            return Err(e.to_string());
+        }
+        let (ctx, cluster) = (self.run.ctx, self.run.cluster);
+        self.semi_sync = (ctx
+            .topology
+            .last_known_facts(&cluster.name, &self.run.old_master))
+        .is_some_and(|(f, _)| f.semi_sync_master)
+            || self.semi_sync_before;
+        let ackers = ackers_after_repoint(&self.run, &self.snapshot, &cand.name);
+        let degraded = (self.semi_sync && ackers.is_empty()).then(|| {
+            format!("no replica can acknowledge {}'s commits (the others are down, not rejoined or diverged): semi-sync degraded to asynchronous until one replicates", cand.name)
         });
-        if let Err(e) = res {
-            self.record(
-                "journal",
-                "failed",
-                format!("cannot persist phase {phase:?}: {e}"),
-                None,
-            );
-        }
+        let promotion = Promotion {
+            kind: OpKind::Failover,
+            semi_sync: self.semi_sync && !ackers.is_empty(),
+            ackers: &ackers,
+            degraded,
+            started: t,
+        };
+        promote(&mut self.run, cand, promotion).await
     }
 
-    pub(crate) async fn hook(
-        &mut self,
-        event: &str,
-        old: Option<&str>,
-        new: Option<&str>,
-        epoch: u64,
-        detail: &str,
-    ) -> bool {
-        let hooks = &self.cluster.hooks;
-        let command = match event {
-            "pre_failover" => hooks.pre_failover.clone(),
-            "post_failover" => hooks.post_failover.clone(),
-            "pre_switchover" => hooks.pre_switchover.clone(),
-            "post_switchover" => hooks.post_switchover.clone(),
-            _ => hooks.on_failure.clone(),
-        };
-        let old_h = old.and_then(|n| self.host(n)).cloned();
-        let new_h = new.and_then(|n| self.host(n)).cloned();
-        let op = self.op.clone();
-        let ctx = HookContext {
-            cluster: &self.cluster.name,
-            operation: &op,
-            old_master: old_h.as_ref(),
-            new_master: new_h.as_ref(),
-            epoch,
-            detail,
-        };
-        let mut ok = true;
-        let started = Instant::now();
-        match hooks::run(command.as_deref(), event, &ctx, hooks.timeout).await {
-            Ok(None) => {}
-            Ok(Some(out)) => self.record(event, "ok", out, Some(started)),
-            Err(e) => {
-                ok = false;
-                self.record(event, "failed", e, Some(started));
-            }
+    /// The VIP follows the master while the other replicas are repointed
+    /// (with semi-sync on, the new master's first commits wait for a
+    /// replica); the candidate forgets its old source meanwhile.
+    async fn publish(&mut self, candidate: &str, executed: &str) {
+        let detach = self.run.server(candidate).map(|mut server| {
+            tokio::spawn(async move {
+                let t = Instant::now();
+                (server.detach(DETACH_BOUND).await, t)
+            })
+        });
+        if let Some(new_host) = self.run.host(candidate).cloned() {
+            let (vip, repointed) = tokio::join!(
+                move_vip(&self.run, candidate, self.agent_reachable),
+                repoint_all(&self.run, &new_host, executed, self.semi_sync)
+            );
+            self.run.record_all(vip.into_iter().chain(repointed));
         }
-        if let Some(script) = hooks.master_ip_failover_script.clone() {
-            let phase = match event {
-                "pre_failover" => Some(false),
-                "post_failover" => Some(true),
-                _ => None,
-            };
-            if let Some(start) = phase {
-                let started = Instant::now();
-                let cmd = hooks::mha_command(&script, start, &ctx);
-                match hooks::run(Some(&cmd), event, &ctx, hooks.timeout).await {
-                    Ok(out) => self.record(
-                        "master_ip_failover_script",
-                        "ok",
-                        out.unwrap_or_default(),
-                        Some(started),
-                    ),
-                    Err(e) => {
-                        ok = false;
-                        self.record("master_ip_failover_script", "failed", e, Some(started));
-                    }
-                }
-            }
-        }
-        ok
+        self.run.set_phase(Phase::Repointed, None);
+        drop(self.io_stops.take());
+        let old = &self.run.old_master;
+        let (status, detail, t) = match detach {
+            None => return,
+            Some(d) => match d.await {
+                Ok((Ok(()), t)) => (StepStatus::Ok, format!("{candidate}: replication from {old} stopped and reset"), Some(t)),
+                Ok((Err(e), t)) => (StepStatus::Failed, format!("{candidate}: STOP/RESET SLAVE: {e} (its SQL thread is stopped: nothing from {old} is applied)"), Some(t)),
+                Err(e) => (StepStatus::Failed, e.to_string(), None),
+            },
+        };
+        self.run.record(Step::Detach, status, detail, t);
     }
+
+    /// What the old master had that the new master lacks, journaled.
+    async fn lost(&mut self, cand: &mut Server) -> String {
+        let new_facts = cand.facts().await.ok();
+        let old_exact = match self.run.server(&self.run.old_master) {
+            Some(mut s) => s.facts().await.ok(),
+            None => None,
+        };
+        let lost = match (&new_facts, old_exact) {
+            (Some(n), Some(o)) => lost_gtids(Some((&o, Duration::ZERO, true)), n),
+            (Some(n), None) => {
+                let (topo, cluster) = (&self.run.ctx.topology, &self.run.cluster.name);
+                let last = topo.last_known_facts(cluster, &self.run.old_master);
+                lost_gtids(last.as_ref().map(|(f, age)| (f, *age, false)), n)
+            }
+            _ => "unknown: the new master's state could not be read".into(),
+        };
+        self.run
+            .record(Step::Lost, StepStatus::Info, lost.clone(), None);
+        lost
+    }
+
+    /// The operation done, automatic failover blocked for a while (anti
+    /// flapping), the post hook, the report.
+    async fn conclude(mut self, candidate: String, epoch: u64, lost: String) -> FailoverReport {
+        let block = self.run.cluster.failover_block_period;
+        let finished = self
+            .run
+            .ctx
+            .topology
+            .update_durable(&self.run.cluster.name, |s| {
+                s.in_progress = None;
+                s.last_failover_ms = Some(unix_ms());
+                s.blocked_until_ms = Some(unix_ms() + block.as_millis() as u64);
+            });
+        if let Err(e) = finished {
+            self.run
+                .record(Step::Finish, StepStatus::Failed, e.to_string(), None);
+        }
+        let status = self
+            .run
+            .conclude(HookEvent::PostFailover, &candidate, epoch)
+            .await;
+        let outcome = Outcome::new(status, epoch).to(Some(candidate));
+        (self.run).finish(outcome.choice(Some(self.choice)).lost(lost))
+    }
+
+    /// Give up before promotion: nothing irreversible happened. The old
+    /// master stays the master of the current epoch; if it is reachable and
+    /// was fenced, it is made writable again.
+    async fn abort(mut self, why: &str) -> FailoverReport {
+        let old_master = self.run.old_master.clone();
+        self.reopen_old_master().await;
+        // Replicas whose IO thread this failover stopped go back to retrying.
+        let run = &mut self.run;
+        for h in run.cluster.hosts.iter().filter(|h| h.name != old_master) {
+            let mut s = Server::new(run.cluster, h, &run.ctx.manager);
+            if let Err(e) = s.start_replica().await {
+                tracing::debug!(host = %h.name, error = %e, "START SLAVE after abort");
+            }
+        }
+        let res = (run.ctx.topology).update_durable(&run.cluster.name, |s| s.in_progress = None);
+        if let Err(e) = res {
+            run.record(Step::Abort, StepStatus::Failed, e.to_string(), None);
+        }
+        let detail = format!("failover aborted before promotion: {why}; the cluster is as it was");
+        run.record(Step::Abort, StepStatus::Failed, detail, None);
+        let epoch = self.epoch;
+        run.hook(HookEvent::OnFailure, Some(&old_master), None, epoch, why)
+            .await;
+        let outcome = Outcome::new(OpStatus::Aborted, epoch).choice(Some(self.choice));
+        self.run.finish(outcome)
+    }
+
+    /// The old master, if reachable and fenced (read-only, replicating
+    /// from nobody), writable again.
+    async fn reopen_old_master(&mut self) {
+        let old_master = self.run.old_master.clone();
+        let Some(mut old) = self.run.server(&old_master) else {
+            return;
+        };
+        let Ok(f) = old.facts().await else {
+            return;
+        };
+        if f.read_only && !f.is_replicating() {
+            let (status, detail) = match old.make_writable(f.semi_sync_master).await {
+                Ok(()) => (
+                    StepStatus::Ok,
+                    format!("{old_master} reachable again: writable again"),
+                ),
+                Err(e) => (StepStatus::Failed, format!("{old_master}: {e}")),
+            };
+            self.run.record(Step::Rollback, status, detail, None);
+        }
+    }
+}
+
+/// A dry run: the candidate that would be chosen, and what would be lost.
+fn plan(
+    mut run: Journal<'_>,
+    snapshot: &ClusterSnapshot,
+    choice: CandidateChoice,
+    epoch: u64,
+) -> FailoverReport {
+    let chosen = choice.chosen.clone();
+    let new_facts = (chosen.as_ref())
+        .and_then(|c| snapshot.server(c))
+        .and_then(|v| v.facts.clone());
+    let old_facts = (run.ctx.topology).last_known_facts(&run.cluster.name, &run.old_master);
+    let lost = match (new_facts, old_facts) {
+        (Some(new), Some((old, age))) => lost_gtids(Some((&old, age, false)), &new),
+        _ => "unknown".into(),
+    };
+    if let Some(b) = &choice.blocker {
+        run.problems.push(b.clone());
+    }
+    let outcome = Outcome::new(OpStatus::DryRun, epoch).to(chosen);
+    run.finish(outcome.choice(Some(choice)).lost(lost))
 }
 
 /// Candidate choice over a snapshot, with the old master excluded.
@@ -260,472 +438,6 @@ fn lost_gtids(
     }
 }
 
-pub(crate) fn new_op_id(kind: &str) -> String {
-    format!("{kind}-{}", unix_ms())
-}
-
-/// Run a failover of `cluster` away from its master.
-///
-/// `analysis` is the verdict that triggered it (or the operator's request);
-/// `forced` the `--to` host; `dry_run` only plans.
-pub async fn failover(
-    ctx: &Context,
-    cluster: &ClusterConfig,
-    analysis: &Analysis,
-    forced: Option<&str>,
-    dry_run: bool,
-) -> FailoverReport {
-    let started = Instant::now();
-    let topo = &ctx.topology;
-    let durable = topo.durable(&cluster.name).unwrap_or_default();
-    let old_master = analysis
-        .master
-        .clone()
-        .or(durable.master.clone())
-        .unwrap_or_default();
-    let op = if dry_run {
-        "dry-run".to_string()
-    } else {
-        new_op_id("failover")
-    };
-    let mut run = Run {
-        ctx,
-        cluster,
-        op: op.clone(),
-        steps: Vec::new(),
-        problems: Vec::new(),
-        sink: None,
-    };
-    let report = |run: Run<'_>,
-                  status: &str,
-                  new_master: Option<String>,
-                  epoch: u64,
-                  choice: Option<CandidateChoice>,
-                  lost: String| FailoverReport {
-        operation: run.op.clone(),
-        cluster: cluster.name.clone(),
-        status: status.to_string(),
-        old_master: old_master.clone(),
-        new_master,
-        epoch,
-        choice,
-        lost,
-        problems: run.problems,
-        steps: run.steps,
-        duration_ms: started.elapsed().as_millis() as u64,
-    };
-
-    let Some(snapshot) = topo.snapshot(&cluster.name) else {
-        run.problems.push("unknown cluster".into());
-        return report(run, "aborted", None, durable.epoch, None, "none".into());
-    };
-    let choice = candidate_choice(topo, cluster, &snapshot, &old_master, forced);
-    if dry_run {
-        let lost = match (
-            choice
-                .chosen
-                .as_ref()
-                .and_then(|c| snapshot.server(c))
-                .and_then(|v| v.facts.clone()),
-            topo.last_known_facts(&cluster.name, &old_master),
-        ) {
-            (Some(new), Some((old, age))) => lost_gtids(Some((&old, age, false)), &new),
-            _ => "unknown".into(),
-        };
-        if let Some(b) = &choice.blocker {
-            run.problems.push(b.clone());
-        }
-        return report(
-            run,
-            "dry_run",
-            choice.chosen.clone(),
-            durable.epoch,
-            Some(choice),
-            lost,
-        );
-    }
-
-    // Claim the cluster: one operation at a time, persisted first.
-    let claimed = topo.update_durable(&cluster.name, |s| {
-        if s.in_progress.is_none() {
-            s.in_progress = Some(Operation {
-                id: op.clone(),
-                kind: "failover".into(),
-                old_master: old_master.clone(),
-                new_master: None,
-                phase: Phase::Started,
-                started_ms: unix_ms(),
-            });
-        }
-    });
-    match claimed {
-        Ok(s) if s.in_progress.as_ref().is_some_and(|o| o.id == op) => {}
-        Ok(s) => {
-            let other = s.in_progress.map(|o| o.id).unwrap_or_default();
-            run.problems
-                .push(format!("another operation is in progress: {other}"));
-            return report(run, "aborted", None, durable.epoch, None, "none".into());
-        }
-        Err(e) => {
-            run.problems
-                .push(format!("cannot persist the operation: {e}"));
-            return report(run, "aborted", None, durable.epoch, None, "none".into());
-        }
-    }
-    run.record(
-        "detect",
-        "info",
-        format!("{:?}: {}", analysis.verdict, analysis.evidence.join("; ")),
-        None,
-    );
-
-    // Pre-failover hook: a non-zero exit aborts.
-    if !run
-        .hook("pre_failover", Some(&old_master), None, durable.epoch, "")
-        .await
-    {
-        return abort(
-            run,
-            &old_master,
-            durable.epoch,
-            Some(choice),
-            "pre_failover hook failed",
-            report,
-        )
-        .await;
-    }
-
-    // Choose, on fresh facts.
-    let snapshot = topo.snapshot(&cluster.name).unwrap_or(snapshot);
-    let choice = candidate_choice(topo, cluster, &snapshot, &old_master, forced);
-    let Some(candidate) = choice.chosen.clone() else {
-        let why = choice
-            .blocker
-            .clone()
-            .unwrap_or_else(|| "no candidate".into());
-        run.record(
-            "choose",
-            "failed",
-            format!("{why}; excluded: {}", exclusions(&choice)),
-            None,
-        );
-        return abort(run, &old_master, durable.epoch, Some(choice), &why, report).await;
-    };
-    run.record(
-        "choose",
-        "ok",
-        format!(
-            "{candidate} (ranking {}; most advanced {}; excluded: {})",
-            choice.ranking.join(" > "),
-            choice.most_advanced.as_deref().unwrap_or("-"),
-            exclusions(&choice)
-        ),
-        None,
-    );
-    run.set_phase(Phase::CandidateChosen, Some(&candidate));
-    let Some(mut cand) = run.server(&candidate) else {
-        return abort(
-            run,
-            &old_master,
-            durable.epoch,
-            Some(choice),
-            "candidate not configured",
-            report,
-        )
-        .await;
-    };
-    let io_stops = stop_io_threads(&run, &old_master, &candidate);
-
-    // Beside each other: fence the old master; bring the candidate to
-    // everything any replica received (catch up from the most advanced one
-    // if it is ahead, then apply its own relay log: never promote with
-    // unapplied relay log).
-    let agent_reachable = snapshot
-        .server(&old_master)
-        .is_some_and(|s| s.host_reachable);
-    let prepare = async {
-        let mut steps = Vec::new();
-        if let (Some(source), Some(gtids)) =
-            (choice.catch_up_from.clone(), choice.catch_up_gtids.clone())
-        {
-            let t = Instant::now();
-            match catch_up(&run, &mut cand, &source).await {
-                Ok(pos) => steps.push(step(
-                    "catch_up",
-                    "ok",
-                    format!("{candidate} caught up from {source} (missing {gtids}) to {pos}"),
-                    Some(t),
-                )),
-                Err(e) => {
-                    steps.push(step("catch_up", "failed", e.clone(), Some(t)));
-                    return (steps, Err(e));
-                }
-            }
-        }
-        let t = Instant::now();
-        match cand.apply_relay_log(RELAY_APPLY_BOUND).await {
-            Ok(pos) => {
-                steps.push(step(
-                    "apply_relay_log",
-                    "ok",
-                    format!("{candidate} executed {pos}"),
-                    Some(t),
-                ));
-                (steps, Ok(pos))
-            }
-            Err(e) => {
-                steps.push(step("apply_relay_log", "failed", e.to_string(), Some(t)));
-                (steps, Err(e.to_string()))
-            }
-        }
-    };
-    let (fenced, (prepared, executed)) = tokio::join!(
-        fence_old_master(&run, &old_master, durable.epoch, agent_reachable),
-        prepare
-    );
-    let fenced_ok = fenced.iter().any(|s| s.step == "fence" && s.status == "ok");
-    run.record_all(fenced.into_iter().chain(prepared));
-    if !fenced_ok && executed.is_ok() {
-        wait_for_self_fence(&mut run, &old_master).await;
-    }
-    run.set_phase(Phase::Fenced, None);
-    let executed = match executed {
-        Ok(pos) => pos,
-        Err(e) => return abort(run, &old_master, durable.epoch, Some(choice), &e, report).await,
-    };
-
-    // Promote: stop applying, record the new epoch durably, then make
-    // writable. The IO thread is stopped and the source forgotten after.
-    let t = Instant::now();
-    if let Err(e) = cand.stop_applying().await {
-        run.record(
-            "promote",
-            "failed",
-            format!("stopping the SQL thread on {candidate}: {e}"),
-            Some(t),
-        );
-        return abort(
-            run,
-            &old_master,
-            durable.epoch,
-            Some(choice),
-            &e.to_string(),
-            report,
-        )
-        .await;
-    }
-    let semi_sync = topo
-        .last_known_facts(&cluster.name, &old_master)
-        .is_some_and(|(f, _)| f.semi_sync_master)
-        || durable.semi_sync_degraded.is_some()
-        || durable.semi_sync_wanted;
-    // Semi-sync is on before the first write: a commit the new master
-    // acknowledges is on a replica too. Unless no replica can acknowledge
-    // (then its commits would wait for the manager's degrade decision):
-    // that is decided here, explicitly, and journaled.
-    let ackers = ackers_after_repoint(&run, &snapshot, &old_master, &candidate);
-    let semi_now = semi_sync && !ackers.is_empty();
-    let degraded = (semi_sync && ackers.is_empty()).then(|| {
-        format!("no replica can acknowledge {candidate}'s commits (the others are down, not rejoined or diverged): semi-sync degraded to asynchronous until one replicates")
-    });
-    let new_state = topo.update_durable(&cluster.name, |s| {
-        s.semi_sync_degraded = degraded.clone();
-        s.epoch += 1;
-        s.master = Some(candidate.clone());
-        if let Some(op) = s.in_progress.as_mut() {
-            op.phase = Phase::Promoted;
-        }
-        if !s.needs_rejoin.contains(&old_master) {
-            s.needs_rejoin.push(old_master.clone());
-        }
-        s.needs_rejoin.retain(|n| n != &candidate);
-    });
-    let epoch = match new_state {
-        Ok(s) => s.epoch,
-        Err(e) => {
-            run.record(
-                "promote",
-                "failed",
-                format!("cannot persist the new epoch: {e}"),
-                Some(t),
-            );
-            return abort(
-                run,
-                &old_master,
-                durable.epoch,
-                Some(choice),
-                &e.to_string(),
-                report,
-            )
-            .await;
-        }
-    };
-    // Past this point there is no going back: finish and report.
-    if let Some(why) = &degraded {
-        run.record("semi_sync", "degraded", why.clone(), None);
-    }
-    match cand.make_writable(semi_now).await {
-        Ok(()) => {
-            run.record(
-                "promote",
-                "ok",
-                format!(
-                    "{candidate} is the master of epoch {epoch}, writable{}",
-                    if semi_now {
-                        format!(", semi-sync on (acknowledged by {})", ackers.join(" or "))
-                    } else {
-                        String::new()
-                    }
-                ),
-                Some(t),
-            );
-            // Routers send writes to it from now on.
-            run.set_phase(Phase::Writable, None);
-        }
-        Err(e) => run.record(
-            "promote",
-            "failed",
-            format!("{candidate}: read_only OFF failed: {e}; retrying in the background"),
-            Some(t),
-        ),
-    }
-
-    // Forget the old source in the background while the rest proceeds.
-    let detach = run.server(&candidate).map(|mut server| {
-        tokio::spawn(async move {
-            let t = Instant::now();
-            (server.detach(DETACH_BOUND).await, t)
-        })
-    });
-
-    // The VIP follows the master while the other replicas are repointed:
-    // with semi-sync on, the new master's first commits wait for a replica.
-    if let Some(new_host) = run.host(&candidate).cloned() {
-        let (vip, repointed) = tokio::join!(
-            move_vip(&run, &old_master, &candidate, agent_reachable),
-            repoint_all(&run, &old_master, &new_host, &executed, semi_sync)
-        );
-        run.record_all(vip.into_iter().chain(repointed));
-    }
-    run.set_phase(Phase::Repointed, None);
-    drop(io_stops);
-    if let Some(d) = detach {
-        match d.await {
-        Ok((Ok(()), t)) => run.record("detach", "ok", format!("{candidate}: replication from {old_master} stopped and reset"), Some(t)),
-        Ok((Err(e), t)) => run.record("detach", "failed", format!("{candidate}: STOP/RESET SLAVE: {e} (its SQL thread is stopped: nothing from {old_master} is applied)"), Some(t)),
-        Err(e) => run.record("detach", "failed", e.to_string(), None),
-        }
-    }
-
-    // Lost GTIDs.
-    let new_facts = cand.facts().await.ok();
-    let old_exact = match run.server(&old_master) {
-        Some(mut s) => s.facts().await.ok(),
-        None => None,
-    };
-    let lost = match (&new_facts, old_exact) {
-        (Some(n), Some(o)) => lost_gtids(Some((&o, Duration::ZERO, true)), n),
-        (Some(n), None) => {
-            let last = topo.last_known_facts(&cluster.name, &old_master);
-            lost_gtids(last.as_ref().map(|(f, age)| (f, *age, false)), n)
-        }
-        _ => "unknown: the new master's state could not be read".into(),
-    };
-    run.record("lost", "info", lost.clone(), None);
-
-    let block = cluster.failover_block_period;
-    let finished = topo.update_durable(&cluster.name, |s| {
-        s.in_progress = None;
-        s.last_failover_ms = Some(unix_ms());
-        s.blocked_until_ms = Some(unix_ms() + block.as_millis() as u64);
-    });
-    if let Err(e) = finished {
-        run.record("finish", "failed", e.to_string(), None);
-    }
-    let status = run
-        .conclude("post_failover", &old_master, &candidate, epoch, started)
-        .await;
-    report(run, status, Some(candidate), epoch, Some(choice), lost)
-}
-
-/// Finish an operation found past promotion at start-up: make sure the
-/// new master is writable, the VIP is on it, the others replicate from it.
-/// Every step is idempotent.
-pub(crate) async fn finish_after_restart(ctx: &Context, cluster: &ClusterConfig, op: &Operation) {
-    let Some(new_master) = op.new_master.clone() else {
-        let _ = ctx
-            .topology
-            .update_durable(&cluster.name, |s| s.in_progress = None);
-        return;
-    };
-    let mut run = Run {
-        ctx,
-        cluster,
-        op: op.id.clone(),
-        steps: Vec::new(),
-        problems: Vec::new(),
-        sink: None,
-    };
-    let Some(mut cand) = run.server(&new_master) else {
-        return;
-    };
-    let t = Instant::now();
-    match cand.make_writable(true).await {
-        Ok(()) => run.record(
-            "promote",
-            "ok",
-            format!("{new_master} writable (resumed)"),
-            Some(t),
-        ),
-        Err(e) => run.record(
-            "promote",
-            "failed",
-            format!("{new_master}: {e} (resumed)"),
-            Some(t),
-        ),
-    }
-    if let Err(e) = cand.detach(DETACH_BOUND).await {
-        run.record(
-            "detach",
-            "failed",
-            format!("{new_master}: {e} (resumed)"),
-            None,
-        );
-    }
-    let old_reachable = ctx
-        .topology
-        .snapshot(&cluster.name)
-        .and_then(|s| s.server(&op.old_master).map(|v| v.host_reachable))
-        .unwrap_or(false);
-    let executed = cand
-        .facts()
-        .await
-        .map(|f| f.gtid_executed)
-        .unwrap_or_default();
-    if let Some(h) = run.host(&new_master).cloned() {
-        let (vip, repointed) = tokio::join!(
-            move_vip(&run, &op.old_master, &new_master, old_reachable),
-            repoint_all(&run, &op.old_master, &h, &executed, true)
-        );
-        run.record_all(vip.into_iter().chain(repointed));
-    }
-    let block = cluster.failover_block_period;
-    let _ = ctx.topology.update_durable(&cluster.name, |s| {
-        s.in_progress = None;
-        s.last_failover_ms = Some(unix_ms());
-        s.blocked_until_ms = Some(unix_ms() + block.as_millis() as u64);
-    });
-    run.record(
-        "finish",
-        "ok",
-        format!(
-            "{} finished after a manager restart: {} -> {new_master}",
-            op.id, op.old_master
-        ),
-        None,
-    );
-}
-
 pub(crate) fn exclusions(choice: &CandidateChoice) -> String {
     if choice.excluded.is_empty() {
         return "none".into();
@@ -738,471 +450,51 @@ pub(crate) fn exclusions(choice: &CandidateChoice) -> String {
         .join("; ")
 }
 
-/// Give up before promotion: nothing irreversible happened. The old master
-/// stays the master of the current epoch; if it is reachable and was
-/// fenced, it is made writable again.
-async fn abort<'a>(
-    mut run: Run<'a>,
-    old_master: &str,
-    epoch: u64,
-    choice: Option<CandidateChoice>,
-    why: &str,
-    report: impl Fn(
-        Run<'a>,
-        &str,
-        Option<String>,
-        u64,
-        Option<CandidateChoice>,
-        String,
-    ) -> FailoverReport,
-) -> FailoverReport {
-    if let Some(mut old) = run.server(old_master) {
-        if let Ok(f) = old.facts().await {
-            if f.read_only && !f.is_replicating() {
-                match old.make_writable(f.semi_sync_master).await {
-                    Ok(()) => run.record(
-                        "rollback",
-                        "ok",
-                        format!("{old_master} reachable again: writable again"),
-                        None,
-                    ),
-                    Err(e) => run.record("rollback", "failed", format!("{old_master}: {e}"), None),
-                }
-            }
-        }
-    }
-    // Replicas whose IO thread this failover stopped go back to retrying.
-    for h in run.cluster.hosts.iter().filter(|h| h.name != old_master) {
-        let mut s = Server::new(run.cluster, h, &run.ctx.manager);
-        if let Err(e) = s.start_replica().await {
-            tracing::debug!(host = %h.name, error = %e, "START SLAVE after abort");
-        }
-    }
-    let res = run
-        .ctx
-        .topology
-        .update_durable(&run.cluster.name, |s| s.in_progress = None);
-    if let Err(e) = res {
-        run.record("abort", "failed", e.to_string(), None);
-    }
-    run.record(
-        "abort",
-        "failed",
-        format!("failover aborted before promotion: {why}; the cluster is as it was"),
-        None,
-    );
-    run.hook("on_failure", Some(old_master), None, epoch, why)
-        .await;
-    report(run, "aborted", None, epoch, choice, "none".into())
-}
-
-/// The old master could be fenced neither directly nor through its agent.
-/// If its agent is silent (host lost, frozen, or cut off from the manager
-/// and its peers while clients may still reach it), promotion waits until
-/// that agent has fenced itself: never two writable masters. An agent that
-/// answers fences its server as soon as it learns the new epoch (a mysqld
-/// that is gone comes back read-only; a hung one gets a fence queued).
-async fn wait_for_self_fence(run: &mut Run<'_>, old_master: &str) {
-    let Some(view) = run
-        .ctx
-        .topology
-        .snapshot(&run.cluster.name)
-        .and_then(|s| s.server(old_master).cloned())
-    else {
+/// Finish an operation found past promotion at start-up: make sure the
+/// new master is writable, the VIP is on it, the others replicate from it.
+/// Every step is idempotent.
+pub(crate) async fn finish_after_restart(ctx: &Context, cluster: &ClusterConfig, op: &Operation) {
+    let topo = &ctx.topology;
+    let Some(new_master) = op.new_master.clone() else {
+        let _ = topo.update_durable(&cluster.name, |s| s.in_progress = None);
         return;
     };
-    if view.agent.reachable {
-        let why = if view.agent.says_mysqld_gone() {
-            "its mysqld is gone (it restarts read-only)"
-        } else {
-            "its agent answers and fences it as soon as it learns the new epoch (queued until a hung mysqld answers)"
-        };
-        run.record(
-            "fence_wait",
-            "skipped",
-            format!("{old_master}: {why}"),
-            None,
-        );
+    let mut run = Journal::new(ctx, cluster, op.id.clone(), op.old_master.clone(), None);
+    let Some(mut cand) = run.server(&new_master) else {
         return;
-    }
-    let by = run.cluster.self_fenced_by(run.ctx.agent_interval);
-    let heard_ms = view.agent.last_report_age_ms.unwrap_or(0);
-    let wait = by.saturating_sub(Duration::from_millis(heard_ms));
+    };
     let t = Instant::now();
-    tokio::time::sleep(wait).await;
-    run.record(
-        "fence_wait",
-        "ok",
-        format!(
-            "{old_master}'s agent last reported {heard_ms} ms before; a master isolated for {} ms fences itself: waited {} ms more before promoting",
-            run.cluster.self_fence_after().as_millis(),
-            wait.as_millis()
-        ),
-        Some(t),
-    );
-}
-
-/// The replicas that will replicate from `new_master` once repointed
-/// (configured, not the old master, not waiting for rejoin or diverged,
-/// mysqld up): those that can acknowledge its commits.
-pub(crate) fn ackers_after_repoint(
-    run: &Run<'_>,
-    snapshot: &ClusterSnapshot,
-    old_master: &str,
-    new_master: &str,
-) -> Vec<String> {
-    let durable = run
-        .ctx
-        .topology
-        .durable(&run.cluster.name)
+    let (status, detail) = match cand.make_writable(true).await {
+        Ok(()) => (StepStatus::Ok, format!("{new_master} writable (resumed)")),
+        Err(e) => (StepStatus::Failed, format!("{new_master}: {e} (resumed)")),
+    };
+    run.record(Step::Promote, status, detail, Some(t));
+    if let Err(e) = cand.detach(DETACH_BOUND).await {
+        let detail = format!("{new_master}: {e} (resumed)");
+        run.record(Step::Detach, StepStatus::Failed, detail, None);
+    }
+    let old_reachable = (topo.snapshot(&cluster.name))
+        .and_then(|s| s.server(&op.old_master).map(|v| v.host_reachable))
+        .unwrap_or(false);
+    let executed = (cand.facts().await)
+        .map(|f| f.gtid_executed)
         .unwrap_or_default();
-    run.cluster
-        .hosts
-        .iter()
-        .filter(|h| h.name != old_master && h.name != new_master)
-        .filter(|h| {
-            !durable.needs_rejoin.contains(&h.name) && !durable.diverged.contains_key(&h.name)
-        })
-        .filter(|h| {
-            snapshot
-                .server(&h.name)
-                .is_some_and(|v| v.mysqld_up == Some(true))
-        })
-        .map(|h| h.name.clone())
-        .collect()
-}
-
-/// Stop the IO thread of every replica but the candidate, in the
-/// background: one stuck connecting to the dead master makes STOP SLAVE
-/// wait up to slave_net_timeout, and that wait must not come after the
-/// promotion. Their SQL threads keep applying relay logs. (The candidate's
-/// own IO thread is stopped after its promotion: a STOP SLAVE IO_THREAD in
-/// progress would block the STOP SLAVE SQL_THREAD of the promotion.)
-pub(crate) fn stop_io_threads(
-    run: &Run<'_>,
-    old_master: &str,
-    candidate: &str,
-) -> tokio::task::JoinSet<()> {
-    let mut set = tokio::task::JoinSet::new();
-    for h in run
-        .cluster
-        .hosts
-        .iter()
-        .filter(|h| h.name != old_master && h.name != candidate)
-    {
-        let mut s = Server::new(run.cluster, h, &run.ctx.manager);
-        set.spawn(async move {
-            if let Err(e) = s.stop_io_thread().await {
-                tracing::debug!(host = %s.name, error = %e, "early STOP SLAVE IO_THREAD");
-            }
-        });
-    }
-    set
-}
-
-/// A step done in a branch that ran beside another, journaled after.
-pub(crate) struct Step {
-    step: &'static str,
-    status: &'static str,
-    detail: String,
-    at_ms: u64,
-    duration_ms: Option<u64>,
-}
-
-pub(crate) fn step(
-    step: &'static str,
-    status: &'static str,
-    detail: String,
-    started: Option<Instant>,
-) -> Step {
-    Step {
-        step,
-        status,
-        detail,
-        at_ms: unix_ms(),
-        duration_ms: started.map(|s| s.elapsed().as_millis() as u64),
-    }
-}
-
-/// Fence the old master wherever it can still be reached: through its
-/// agent first (it ends the master's lease and closes the client sockets
-/// in the kernel before it kills sessions: a session killed while it waits
-/// for a semi-sync acknowledgement can otherwise still be answered OK),
-/// else directly. Runs beside the candidate's preparation.
-async fn fence_old_master(
-    run: &Run<'_>,
-    old_master: &str,
-    epoch: u64,
-    agent_reachable: bool,
-) -> Vec<Step> {
-    let mut steps = Vec::new();
-    if agent_reachable {
-        if let Some(h) = run.host(old_master) {
-            let t = Instant::now();
-            match run.ctx.agents.fence(h, epoch + 1, "").await {
-                Ok(v) => {
-                    steps.push(step(
-                        "fence",
-                        "ok",
-                        format!("{old_master} fenced by its agent: {v}"),
-                        Some(t),
-                    ));
-                    return steps;
-                }
-                Err(e) => steps.push(step(
-                    "fence",
-                    "skipped",
-                    format!("{old_master}'s agent could not fence it ({e}); trying directly"),
-                    Some(t),
-                )),
-            }
-        }
-    }
-    let t = Instant::now();
-    if let Some(mut old) = run.server(old_master) {
-        match old.fence().await {
-            Ok(killed) => steps.push(step(
-                "fence",
-                "ok",
-                format!("{old_master}: read_only ON, {killed} session(s) killed (by the manager)"),
-                Some(t),
-            )),
-            Err(e) => steps.push(step(
-                "fence",
-                "skipped",
-                format!(
-                    "{old_master} not reachable from the manager either: {e}; {}",
-                    if agent_reachable {
-                        "its agent fences it as soon as it learns the new epoch"
-                    } else {
-                        "its agent is silent: it fences itself when isolated, and on resuming from a freeze"
-                    }
-                ),
-                Some(t),
-            )),
-        }
-    }
-    steps
-}
-
-async fn catch_up(run: &Run<'_>, cand: &mut Server, source: &str) -> Result<String, String> {
-    let Some(mut src) = run.server(source) else {
-        return Err(format!("catch-up source {source} not configured"));
-    };
-    let Some(src_host) = run.host(source).cloned() else {
-        return Err(format!("catch-up source {source} not configured"));
-    };
-    // The source must first apply what it received, so its binlog has it.
-    let pos = src
-        .apply_relay_log(CATCH_UP_BOUND)
-        .await
-        .map_err(|e| format!("{source} could not apply its relay log: {e}"))?;
-    if run.cluster.flavor == myha_core::flavor::Flavor::Mariadb {
-        // Its position set deliberately: where it is ahead of the source
-        // (a later heartbeat), the source's.
-        let mine = cand.facts().await.map_err(|e| e.to_string())?;
-        let theirs = src.facts().await.map_err(|e| e.to_string())?;
-        let start =
-            myha_core::rejoin::catch_up_position(&mine, &theirs).map_err(|e| e.to_string())?;
-        cand.rejoin_as_replica(&src_host, run.cluster, &start)
-            .await
-            .map_err(|e| format!("repointing {} to {source} from {start}: {e}", cand.name))?;
-    } else {
-        cand.repoint(&src_host, run.cluster, GtidMode::SlavePos)
-            .await
-            .map_err(|e| format!("repointing {} to {source}: {e}", cand.name))?;
-    }
-    cand.wait_for_gtids(&pos, CATCH_UP_BOUND)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(pos)
-}
-
-/// Move the VIP: off the old host first if its agent answers, then onto
-/// the new master (address, then gratuitous ARP). Never two holders: an
-/// old host whose agent is silent (lost, frozen) drops the address itself
-/// when it fences or resumes.
-pub(crate) async fn move_vip(
-    run: &Run<'_>,
-    old_master: &str,
-    new_master: &str,
-    old_agent_reachable: bool,
-) -> Vec<Step> {
-    let mut steps = Vec::new();
-    let Some(vip) = run.cluster.vip.as_ref() else {
-        return steps;
-    };
-    let epoch = run
-        .ctx
-        .topology
-        .durable(&run.cluster.name)
-        .map_or(0, |d| d.epoch);
-    if !old_agent_reachable {
-        steps.push(step(
-            "vip_remove",
-            "skipped",
-            format!("{old_master}'s agent is silent: the new master's gratuitous ARP takes the address over; the old host drops it when it fences itself or resumes"),
-            None,
-        ));
-    } else if let Some(old) = run.host(old_master) {
-        let t = Instant::now();
-        match run.ctx.agents.vip(old, vip, false, epoch).await {
-            Ok(v) => steps.push(step(
-                "vip_remove",
-                "ok",
-                format!("{old_master}: {v}"),
-                Some(t),
-            )),
-            Err(e) => steps.push(step(
-                "vip_remove",
-                "skipped",
-                format!("{e} (its agent drops the VIP when it learns the new epoch)"),
-                Some(t),
-            )),
-        }
-    }
-    if let Some(new) = run.host(new_master) {
-        let t = Instant::now();
-        match run.ctx.agents.vip(new, vip, true, epoch).await {
-            Ok(v) => steps.push(step("vip_add", "ok", format!("{new_master}: {v}"), Some(t))),
-            Err(e) => steps.push(step("vip_add", "failed", e, Some(t))),
-        }
-    }
-    steps
-}
-
-/// Repoint every replica but the old and new masters to the new master,
-/// all at once, and verify each replicates and reaches `target`.
-pub(crate) async fn repoint_all(
-    run: &Run<'_>,
-    old_master: &str,
-    new_master: &HostConfig,
-    target: &str,
-    semi_sync: bool,
-) -> Vec<Step> {
-    let mut steps = Vec::new();
-    let durable = run
-        .ctx
-        .topology
-        .durable(&run.cluster.name)
-        .unwrap_or_default();
-    let mut jobs = tokio::task::JoinSet::new();
-    for h in run
-        .cluster
-        .hosts
-        .iter()
-        .filter(|h| h.name != old_master && h.name != new_master.name)
-    {
-        // Former masters not rejoined yet, and diverged servers, are the
-        // rejoin logic's: it checks their GTIDs first.
-        if durable.needs_rejoin.contains(&h.name) || durable.diverged.contains_key(&h.name) {
-            steps.push(step(
-                "repoint",
-                "skipped",
-                format!("{}: former master not rejoined yet (or diverged): it rejoins once back and checked", h.name),
-                None,
-            ));
-            continue;
-        }
-        let cluster = run.cluster.clone();
-        let manager = run.ctx.manager.clone();
-        let new_master = new_master.clone();
-        let target = target.to_string();
-        let h = h.clone();
-        jobs.spawn(async move {
-            let t = Instant::now();
-            let mut s = Server::new(&cluster, &h, &manager);
-            let res = async {
-                s.repoint(&new_master, &cluster, GtidMode::SlavePos).await?;
-                s.verify_replicating(&target, REPOINT_BOUND).await
-            }
-            .await;
-            (h.name, res, t)
-        });
-    }
-    let mut semi_sync_pending = semi_sync;
-    while let Some(joined) = jobs.join_next().await {
-        if semi_sync_pending && matches!(joined, Ok((_, Ok(()), _))) {
-            semi_sync_pending = false;
-            let t = Instant::now();
-            let mut m = Server::new(run.cluster, new_master, &run.ctx.manager);
-            steps.push(match m.make_writable(true).await {
-                Ok(()) => step(
-                    "semi_sync",
-                    "ok",
-                    format!(
-                        "{}: semi-sync master side on, a replica acknowledges",
-                        new_master.name
-                    ),
-                    Some(t),
-                ),
-                Err(e) => step(
-                    "semi_sync",
-                    "failed",
-                    format!("{}: {e}", new_master.name),
-                    Some(t),
-                ),
-            });
-        }
-        steps.push(match joined {
-            Ok((name, Ok(()), t)) => step(
-                "repoint",
-                "ok",
-                format!(
-                    "{name} replicates from {} and reached {target}",
-                    new_master.name
-                ),
-                Some(t),
-            ),
-            Ok((name, Err(e), t)) => step(
-                "repoint",
-                "failed",
-                format!("{name}: {e}; it does not block the new master"),
-                Some(t),
-            ),
-            Err(e) => step(
-                "repoint",
-                "failed",
-                format!("repoint task failed: {e}"),
-                None,
-            ),
-        });
-    }
-    steps
-}
-
-impl Run<'_> {
-    /// The end of a completed operation: the post hook, then the `finish`
-    /// step; returns `completed` or `completed_with_errors`.
-    pub(crate) async fn conclude(
-        &mut self,
-        post_hook: &str,
-        old: &str,
-        new: &str,
-        epoch: u64,
-        started: Instant,
-    ) -> &'static str {
-        self.hook(post_hook, Some(old), Some(new), epoch, "").await;
-        let status = if self.problems.is_empty() {
-            "completed"
-        } else {
-            "completed_with_errors"
-        };
-        self.record(
-            "finish",
-            "ok",
-            format!(
-                "{status} in {} ms: {old} -> {new}, epoch {epoch}",
-                started.elapsed().as_millis()
-            ),
-            Some(started),
+    if let Some(h) = run.host(&new_master).cloned() {
+        let (vip, repointed) = tokio::join!(
+            move_vip(&run, &new_master, old_reachable),
+            repoint_all(&run, &h, &executed, true)
         );
-        status
+        run.record_all(vip.into_iter().chain(repointed));
     }
-
-    pub(crate) fn record_all(&mut self, steps: impl IntoIterator<Item = Step>) {
-        for st in steps {
-            self.record_at(st.at_ms, st.step, st.status, st.detail, st.duration_ms);
-        }
-    }
+    let block = cluster.failover_block_period;
+    let _ = topo.update_durable(&cluster.name, |s| {
+        s.in_progress = None;
+        s.last_failover_ms = Some(unix_ms());
+        s.blocked_until_ms = Some(unix_ms() + block.as_millis() as u64);
+    });
+    let detail = format!(
+        "{} finished after a manager restart: {} -> {new_master}",
+        op.id, op.old_master
+    );
+    run.record(Step::Finish, StepStatus::Ok, detail, None);
 }

@@ -21,6 +21,71 @@ use std::time::Duration;
 use myha_config::HostConfig;
 use tokio::process::Command;
 
+/// The moments an operator hook runs at. Its name is `MYHA_EVENT`, and the
+/// journal step of the hook's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookEvent {
+    PreFailover,
+    PostFailover,
+    PreSwitchover,
+    PostSwitchover,
+    OnFailure,
+}
+
+impl HookEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookEvent::PreFailover => "pre_failover",
+            HookEvent::PostFailover => "post_failover",
+            HookEvent::PreSwitchover => "pre_switchover",
+            HookEvent::PostSwitchover => "post_switchover",
+            HookEvent::OnFailure => "on_failure",
+        }
+    }
+
+    /// The configured command for this event, if any.
+    pub(crate) fn command(self, hooks: &myha_config::HooksConfig) -> Option<String> {
+        match self {
+            HookEvent::PreFailover => hooks.pre_failover.clone(),
+            HookEvent::PostFailover => hooks.post_failover.clone(),
+            HookEvent::PreSwitchover => hooks.pre_switchover.clone(),
+            HookEvent::PostSwitchover => hooks.post_switchover.clone(),
+            HookEvent::OnFailure => hooks.on_failure.clone(),
+        }
+    }
+
+    /// Where MHA's `master_ip_failover_script` runs: `stop` before a
+    /// failover's promotion, `start` after it; not otherwise.
+    pub(crate) fn mha_phase(self) -> Option<bool> {
+        match self {
+            HookEvent::PreFailover => Some(false),
+            HookEvent::PostFailover => Some(true),
+            HookEvent::PreSwitchover | HookEvent::PostSwitchover | HookEvent::OnFailure => None,
+        }
+    }
+}
+
+/// A hook's outcome is journaled under its event's name.
+impl From<HookEvent> for crate::store::Step {
+    fn from(event: HookEvent) -> crate::store::Step {
+        use crate::store::Step;
+        match event {
+            HookEvent::PreFailover => Step::PreFailover,
+            HookEvent::PostFailover => Step::PostFailover,
+            HookEvent::PreSwitchover => Step::PreSwitchover,
+            HookEvent::PostSwitchover => Step::PostSwitchover,
+            HookEvent::OnFailure => Step::OnFailure,
+        }
+    }
+}
+
+impl std::fmt::Display for HookEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 pub(crate) struct HookContext<'a> {
     pub cluster: &'a str,
     pub operation: &'a str,
@@ -34,7 +99,7 @@ pub(crate) struct HookContext<'a> {
 /// combined output's tail on success or failure.
 pub(crate) async fn run(
     command: Option<&str>,
-    event: &str,
+    event: HookEvent,
     ctx: &HookContext<'_>,
     limit: Duration,
 ) -> Result<Option<String>, String> {
@@ -50,7 +115,7 @@ pub(crate) async fn run(
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(command)
-        .env("MYHA_EVENT", event)
+        .env("MYHA_EVENT", event.as_str())
         .env("MYHA_CLUSTER", ctx.cluster)
         .env("MYHA_OPERATION", ctx.operation)
         .env("MYHA_OLD_MASTER", old)

@@ -10,12 +10,15 @@ mod api;
 mod detector;
 pub mod failover;
 mod hooks;
+mod operation;
 mod probe;
 mod reinstate;
 mod rejoin;
 pub mod state;
+mod steps;
 pub mod store;
 pub mod switchover;
+mod tracker;
 mod upkeep;
 
 use std::sync::Arc;
@@ -24,9 +27,10 @@ use myha_config::Config;
 use tokio::sync::watch;
 
 pub use api::ClusterStatus;
-pub use failover::FailoverReport;
+pub use failover::{FailoverReport, OpStatus};
+pub use hooks::HookEvent;
 pub use state::Topology;
-pub use store::{Event, Operation};
+pub use store::{Event, OpKind, Operation, Step, StepStatus};
 pub use store::{FileStore, StateStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +52,10 @@ pub enum ManagerError {
     Task(String),
 }
 
+/// How long a shutdown waits for background work (rejoins, switchovers)
+/// to finish.
+const BACKGROUND_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Run the manager until `shutdown` turns true.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), ManagerError> {
     let store: Arc<dyn StateStore> = Arc::new(FileStore::open(&config.manager.state_dir)?);
@@ -66,6 +74,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         manager: config.manager.clone(),
         agent_interval: config.agent.interval,
         agents,
+        background: tracker::Tracker::default(),
     });
     let listener = tokio::net::TcpListener::bind(config.manager.listen)
         .await
@@ -138,6 +147,23 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
             .unwrap_or_else(|e| Err(ManagerError::Task(e.to_string()))),
     };
     while tasks.join_next().await.is_some() {}
+    // The detectors and the API are done: no more background work starts.
+    // What runs (an automatic rejoin, a switchover) finishes, within a
+    // bound.
+    let running = ctx.background.running();
+    if running > 0 {
+        tracing::info!(
+            running,
+            "waiting for background work (rejoins, switchovers) to finish"
+        );
+        if !ctx.background.wait(BACKGROUND_BOUND).await {
+            tracing::warn!(
+                running = ctx.background.running(),
+                bound_s = BACKGROUND_BOUND.as_secs(),
+                "background work still running at shutdown: abandoned"
+            );
+        }
+    }
     tracing::info!("manager stopped");
     served
 }

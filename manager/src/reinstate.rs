@@ -25,9 +25,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use crate::actions::Server;
-use crate::detector::journal;
-use crate::failover::Context;
+use crate::operation::{journal, Context};
 use crate::state::unix_ms;
+use crate::store::{Step, StepStatus};
 
 /// Bound of one `mariadb-binlog` read of the server's binary log.
 const READ_BOUND: Duration = Duration::from_secs(120);
@@ -350,7 +350,13 @@ async fn finish(
         master_cfg.name,
         marker.common
     );
-    journal(ctx, &cluster.name, "reinstate", "ok", what.clone());
+    journal(
+        ctx,
+        &cluster.name,
+        Step::Reinstate,
+        StepStatus::Ok,
+        what.clone(),
+    );
     Ok(what)
 }
 
@@ -373,8 +379,8 @@ pub(crate) async fn resume(
             journal(
                 ctx,
                 &cluster.name,
-                "reinstate",
-                "resumed",
+                Step::Reinstate,
+                StepStatus::Resumed,
                 format!("{host}: flashback of {} was applied; finishing the rejoin", marker.gtids),
             );
             Some(
@@ -396,8 +402,8 @@ pub(crate) async fn resume(
             journal(
                 ctx,
                 &cluster.name,
-                "reinstate",
-                "info",
+                Step::Reinstate,
+                StepStatus::Info,
                 format!(
                     "{host}: an old reinstatement record ({:?} of {}) no longer matches its binary log ({}): discarded",
                     marker.phase, marker.gtids, facts.gtid_binlog_state
@@ -445,8 +451,8 @@ pub(crate) async fn reinstate(
     journal(
         ctx,
         &cluster.name,
-        "reinstate",
-        "started",
+        Step::Reinstate,
+        StepStatus::Started,
         format!(
             "{host} ({why}): reading its extra transactions ({ranges_text}) from its binary log"
         ),
@@ -543,8 +549,8 @@ pub(crate) async fn reinstate(
     journal(
         ctx,
         &cluster.name,
-        "reinstate",
-        "saved",
+        Step::Reinstate,
+        StepStatus::Saved,
         format!(
             "{host}: {} transaction(s) {gtids} saved to {} (replayable) and {} (decoded rows); tables: {touched}",
             trxs.len(),
@@ -569,8 +575,8 @@ pub(crate) async fn reinstate(
         journal(
             ctx,
             &cluster.name,
-            "reinstate",
-            "refused",
+            Step::Reinstate,
+            StepStatus::Refused,
             format!("{host}: {msg}"),
         );
         return Err(Failure::unchanged(host, msg));
@@ -626,8 +632,8 @@ pub(crate) async fn reinstate(
             journal(
                 ctx,
                 &cluster.name,
-                "reinstate",
-                "failed",
+                Step::Reinstate,
+                StepStatus::Failed,
                 format!("{host}: {msg}"),
             );
             return Err(Failure::unchanged(host, msg));
@@ -641,7 +647,13 @@ pub(crate) async fn reinstate(
                 flashback_file.display(),
                 marker_file.display()
             );
-            journal(ctx, &cluster.name, "reinstate", "failed", msg.clone());
+            journal(
+                ctx,
+                &cluster.name,
+                Step::Reinstate,
+                StepStatus::Failed,
+                msg.clone(),
+            );
             return Err(Failure {
                 message: msg,
                 changed: true,
@@ -655,8 +667,8 @@ pub(crate) async fn reinstate(
     journal(
         ctx,
         &cluster.name,
-        "reinstate",
-        "undone",
+        Step::Reinstate,
+        StepStatus::Undone,
         format!(
             "{host}: {gtids} undone by flashback ({rows} row event(s), one transaction, not binary-logged; script {})",
             flashback_file.display()

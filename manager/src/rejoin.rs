@@ -8,8 +8,8 @@ use myha_core::rejoin::{
 };
 
 use crate::actions::Server;
-use crate::detector::journal;
-use crate::failover::Context;
+use crate::operation::{journal, Context};
+use crate::store::{Step, StepStatus};
 
 /// Rejoin `host` to the master of the current epoch. `force` reinstates,
 /// on MariaDB, a diverged server: the GTIDs it has that the master lacks
@@ -38,8 +38,8 @@ pub(crate) async fn rejoin(
                 journal(
                     ctx,
                     &cluster.name,
-                    "rejoin",
-                    "refused",
+                    Step::Rejoin,
+                    StepStatus::Refused,
                     format!("{host}: {why}"),
                 );
             }
@@ -107,7 +107,13 @@ async fn attempt(
                 "{host} replicates from {master} again (its GTIDs {} are all on the master)",
                 facts.gtid_executed
             );
-            journal(ctx, &cluster.name, "rejoin", "ok", what.clone());
+            journal(
+                ctx,
+                &cluster.name,
+                Step::Rejoin,
+                StepStatus::Ok,
+                what.clone(),
+            );
             Ok(what)
         }
         RejoinDecision::Diverged { extra } if !force => {

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use myha_config::{ClusterConfig, Config};
 use myha_core::report::{AckStatus, AgentReport, ReportAck, ServerFacts, MAX_SEQ};
 use myha_core::topology::{
-    build_snapshot, ClusterSnapshot, Freshness, HostObservation, ProbeResult, Role,
+    build_snapshot_with_problems, ClusterSnapshot, Freshness, HostObservation, ProbeResult,
+    Problem, Role,
 };
 
 use crate::store::{ClusterState, StateStore, StoreError};
@@ -130,16 +131,8 @@ impl Topology {
                 },
             );
         }
-        let agent_stale = config
-            .agent
-            .interval
-            .saturating_mul(4)
-            .max(Duration::from_millis(1000));
-        let probe_stale = config
-            .manager
-            .probe_interval
-            .saturating_mul(3)
-            .saturating_add(config.manager.query_timeout);
+        let agent_stale = myha_config::Timings::agent_stale_after(&config.agent);
+        let probe_stale = myha_config::Timings::probe_stale_after(&config.manager);
         Ok(Topology {
             clusters,
             fresh: Freshness {
@@ -335,7 +328,8 @@ impl Topology {
                 }
             })
             .collect();
-        let mut snap = build_snapshot(cluster, inner.durable.epoch, unix_ms(), &obs, self.fresh);
+        let (mut snap, mut problems) =
+            build_snapshot_with_problems(cluster, inner.durable.epoch, unix_ms(), &obs, self.fresh);
         // Errant transactions, against the last facts known of the others.
         let known: Vec<(&str, &ServerFacts)> = inner
             .hosts
@@ -351,11 +345,10 @@ impl Topology {
                 .collect();
             if let Ok(errant) = myha_core::candidate::errant_gtids(f, &others) {
                 if !errant.is_empty() {
-                    snap.problems.push(format!(
-                        "{}: errant transactions {} (written on the replica itself): it cannot be promoted until they are resolved",
-                        s.name,
-                        errant.join(",")
-                    ));
+                    problems.push(Problem::Errant {
+                        server: s.name.clone(),
+                        gtids: errant.clone(),
+                    });
                 }
                 s.errant = errant;
             }
@@ -369,21 +362,18 @@ impl Topology {
                     demoted |= s.role == Role::Master;
                     s.role = Role::Diverged;
                     s.diverged_gtids = extra.clone();
-                    snap.problems.push(format!(
-                        "{}: diverged, it has {} the master lacks: kept read-only and out; `myha rejoin {} --force` discards them (see docs/failover.md, section Rejoin)",
-                        s.name,
-                        extra.join(","),
-                        s.name
-                    ));
+                    problems.push(Problem::Diverged {
+                        server: s.name.clone(),
+                        gtids: extra.clone(),
+                    });
                     continue;
                 }
             }
             if inner.durable.needs_rejoin.contains(&s.name) && s.role != Role::Replica {
                 if s.read_only == Some(false) {
-                    snap.problems.push(format!(
-                        "{}: former master is WRITABLE: being fenced by its agent",
-                        s.name
-                    ));
+                    problems.push(Problem::FormerMasterWritable {
+                        server: s.name.clone(),
+                    });
                 }
                 demoted |= s.role == Role::Master;
                 s.role = Role::NeedsRejoin;
@@ -400,9 +390,9 @@ impl Topology {
                 [one] => Some(one.to_string()),
                 _ => None,
             };
-            snap.problems
-                .retain(|p| !p.contains("writable servers that replicate from nobody"));
+            problems.retain(|p| !matches!(p, Problem::SeveralWritable { .. }));
         }
+        snap.set_problems(&problems);
         Some(snap)
     }
 

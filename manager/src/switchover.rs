@@ -1,18 +1,26 @@
-//! Planned switchover: make the old master read-only, drain it, wait for
-//! the target to reach exactly its final position, promote the target,
-//! repoint everyone (the old master included), move the VIP. Any failure
-//! before the target is writable rolls back to the old master writable.
+//! Planned switchover, in phases:
+//!
+//! 1. pre-checks, all at once; claim the cluster; the pre-switchover hook;
+//! 2. the old master read-only, its sessions killed;
+//! 3. the target exactly at the old master's final position;
+//! 4. promote the target (the new epoch persisted, then writable);
+//! 5. publish, beside each other: VIP ‖ repoint the replicas ‖ the old
+//!    master rejoins as a replica; conclude.
+//!
+//! Any failure before the target is writable rolls back to the old master
+//! writable.
 use std::time::{Duration, Instant};
 
 use myha_config::ClusterConfig;
-use myha_core::switchover::{precheck, SwitchoverInput};
+use myha_core::switchover::{precheck, SwitchoverInput, SwitchoverPlan};
 
+use crate::actions::Server;
 use crate::detector::analyse_now;
-use crate::failover::{
-    candidate_choice, move_vip, new_op_id, repoint_all, Context, FailoverReport, Run,
-};
-use crate::state::unix_ms;
-use crate::store::{Event, Operation, Phase};
+use crate::failover::candidate_choice;
+use crate::hooks::HookEvent;
+use crate::operation::{new_op_id, Context, FailoverReport, Journal, OpStatus, Outcome};
+use crate::steps::{move_vip, promote, repoint_all, Promotion};
+use crate::store::{Event, OpKind, Phase, Step, StepStatus};
 
 /// Longer than an agent interval plus a report: facts newer than this wait
 /// postdate the request.
@@ -20,6 +28,9 @@ const FRESH_FACTS_WAIT: Duration = Duration::from_millis(800);
 
 /// Transactions open longer than this on the master are listed.
 const LONG_TRX_SECS: u64 = 1;
+
+/// Bound for the target to stop replicating when it is promoted.
+const DETACH_BOUND: Duration = Duration::from_secs(10);
 
 pub struct SwitchoverRequest<'a> {
     pub to: Option<&'a str>,
@@ -34,51 +45,98 @@ pub async fn switchover(
     req: &SwitchoverRequest<'_>,
     sink: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
 ) -> FailoverReport {
-    let started = Instant::now();
-    let topo = &ctx.topology;
-    let durable = topo.durable(&cluster.name).unwrap_or_default();
-    let op = if req.dry_run {
-        "dry-run".to_string()
-    } else {
-        new_op_id("switchover")
-    };
-    let mut run = Run {
-        ctx,
-        cluster,
-        op,
-        steps: Vec::new(),
-        problems: Vec::new(),
-        sink,
+    let durable = ctx.topology.durable(&cluster.name).unwrap_or_default();
+    let op = match req.dry_run {
+        true => "dry-run".to_string(),
+        false => new_op_id(OpKind::Switchover),
     };
     let old_master = durable.master.clone().unwrap_or_default();
-    let finish =
-        |run: Run<'_>, status: &str, new_master: Option<String>, epoch: u64| FailoverReport {
-            operation: run.op.clone(),
-            cluster: cluster.name.clone(),
-            status: status.to_string(),
-            old_master: old_master.clone(),
-            new_master,
-            epoch,
-            choice: None,
-            lost: "none".into(),
-            problems: run.problems,
-            steps: run.steps,
-            duration_ms: started.elapsed().as_millis() as u64,
-        };
+    let mut run = Journal::new(ctx, cluster, op, old_master, sink);
+    let refused = Outcome::new(OpStatus::Refused, durable.epoch);
+    let target = match prechecks(&mut run, req).await {
+        Ok(target) => target,
+        Err(planned) => return run.finish(refused.to(planned)),
+    };
+    if req.dry_run {
+        return run.finish(Outcome::new(OpStatus::DryRun, durable.epoch).to(Some(target)));
+    }
+    let phase = Phase::CandidateChosen;
+    if run
+        .claim(OpKind::Switchover, Some(target.clone()), phase)
+        .is_err()
+    {
+        let detail = "another operation started meanwhile".to_string();
+        run.record(Step::Precheck, StepStatus::Failed, detail, None);
+        return run.finish(refused);
+    }
+    let mut so = Switchover {
+        run,
+        target,
+        epoch: durable.epoch,
+        semi_sync_wanted: durable.semi_sync_wanted,
+        semi_sync: false,
+        fenced: false,
+    };
+    match so.up_to_promotion(req.timeout).await {
+        Ok((old, final_pos, epoch)) => so.publish(old, &final_pos, epoch).await,
+        Err(why) => so.rollback(&why).await,
+    }
+}
 
-    // Pre-checks, all at once. Facts may be one agent interval old: right
-    // after a topology change (a failover just repointed the target), a
-    // failing pre-check is run once more on facts newer than the request.
+/// The pre-checks, all at once, on facts that may be one agent interval
+/// old: right after a topology change (a failover just repointed the
+/// target), failing ones are run once more on facts newer than the
+/// request. Ok is the target; Err the planned target, if any, when refused.
+async fn prechecks(
+    run: &mut Journal<'_>,
+    req: &SwitchoverRequest<'_>,
+) -> Result<String, Option<String>> {
     let t = Instant::now();
+    let Some(plan) = fresh_plan(run, req).await else {
+        run.problems.push("unknown cluster".into());
+        return Err(None);
+    };
+    let old_master = run.old_master.clone();
+    let long_trx = match run.server(&old_master) {
+        Some(mut old) => old
+            .long_transactions(LONG_TRX_SECS)
+            .await
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    if !plan.problems.is_empty() {
+        for p in &plan.problems {
+            run.record(Step::Precheck, StepStatus::Failed, p.clone(), None);
+        }
+        return Err(plan.target);
+    }
+    let Some(target) = plan.target else {
+        run.record(Step::Precheck, StepStatus::Failed, "no target".into(), None);
+        return Err(None);
+    };
+    let long = match long_trx.is_empty() {
+        true => "no long-running transactions".to_string(),
+        false => format!(
+            "long-running transactions on {old_master} (will be killed): {}",
+            long_trx.join("; ")
+        ),
+    };
+    let detail = format!("{old_master} -> {target}; {long}");
+    run.record(Step::Precheck, StepStatus::Ok, detail, Some(t));
+    Ok(target)
+}
+
+/// The switchover plan, on facts newer than the request if the first one
+/// fails; None if the cluster is unknown.
+async fn fresh_plan(run: &Journal<'_>, req: &SwitchoverRequest<'_>) -> Option<SwitchoverPlan> {
+    let (ctx, cluster) = (run.ctx, run.cluster);
+    let topo = &ctx.topology;
     let mut attempt = 0;
-    let plan = loop {
-        let Some(snapshot) = topo.snapshot(&cluster.name) else {
-            run.problems.push("unknown cluster".into());
-            return finish(run, "refused", None, durable.epoch);
-        };
+    loop {
+        let snapshot = topo.snapshot(&cluster.name)?;
         let durable = topo.durable(&cluster.name).unwrap_or_default();
         let analysis = analyse_now(ctx, cluster);
-        let choice = candidate_choice(topo, cluster, &snapshot, &old_master, req.to);
+        let choice = candidate_choice(topo, cluster, &snapshot, &run.old_master, req.to);
         let plan = precheck(&SwitchoverInput {
             snapshot: &snapshot,
             master: durable.master.as_deref(),
@@ -90,303 +148,259 @@ pub async fn switchover(
         });
         attempt += 1;
         if plan.problems.is_empty() || attempt > 1 {
-            break plan;
+            return Some(plan);
         }
         tokio::time::sleep(FRESH_FACTS_WAIT).await;
-    };
-    let mut long_trx = Vec::new();
-    if let Some(mut old) = run.server(&old_master) {
-        long_trx = old
-            .long_transactions(LONG_TRX_SECS)
-            .await
-            .unwrap_or_default();
     }
-    if !plan.problems.is_empty() {
-        for p in &plan.problems {
-            run.record("precheck", "failed", p.clone(), None);
-        }
-        return finish(run, "refused", plan.target, durable.epoch);
-    }
-    let Some(target) = plan.target.clone() else {
-        run.record("precheck", "failed", "no target".into(), None);
-        return finish(run, "refused", None, durable.epoch);
-    };
-    let long = if long_trx.is_empty() {
-        "no long-running transactions".to_string()
-    } else {
-        format!(
-            "long-running transactions on {old_master} (will be killed): {}",
-            long_trx.join("; ")
-        )
-    };
-    run.record(
-        "precheck",
-        "ok",
-        format!("{old_master} -> {target}; {long}"),
-        Some(t),
-    );
-    if req.dry_run {
-        return finish(run, "dry_run", Some(target), durable.epoch);
-    }
+}
 
-    // Claim the cluster.
-    let op_id = run.op.clone();
-    let claimed = topo.update_durable(&cluster.name, |s| {
-        if s.in_progress.is_none() {
-            s.in_progress = Some(Operation {
-                id: op_id.clone(),
-                kind: "switchover".into(),
-                old_master: old_master.clone(),
-                new_master: Some(target.clone()),
-                phase: Phase::CandidateChosen,
-                started_ms: unix_ms(),
-            });
-        }
-    });
-    if !claimed.is_ok_and(|s| s.in_progress.is_some_and(|o| o.id == op_id)) {
-        run.record(
-            "precheck",
-            "failed",
-            "another operation started meanwhile".into(),
-            None,
-        );
-        return finish(run, "refused", None, durable.epoch);
-    }
-    if !run
-        .hook(
-            "pre_switchover",
-            Some(&old_master),
-            Some(&target),
-            durable.epoch,
-            "",
-        )
-        .await
-    {
-        return rollback(
-            run,
-            &old_master,
-            &target,
-            false,
-            "pre_switchover hook failed",
-            finish,
-        )
-        .await;
-    }
-    let (Some(mut old), Some(mut cand)) = (run.server(&old_master), run.server(&target)) else {
-        return rollback(
-            run,
-            &old_master,
-            &target,
-            false,
-            "servers not configured",
-            finish,
-        )
-        .await;
-    };
-    let old_semi_sync = topo
-        .last_known_facts(&cluster.name, &old_master)
-        .is_some_and(|(f, _)| f.semi_sync_master)
-        || durable.semi_sync_wanted;
+/// A switchover under way, the cluster claimed.
+struct Switchover<'a> {
+    run: Journal<'a>,
+    target: String,
+    /// The epoch it started in.
+    epoch: u64,
+    semi_sync_wanted: bool,
+    /// The new master runs semi-sync (as the old one did).
+    semi_sync: bool,
+    /// The old master's fencing was attempted: a rollback makes it
+    /// writable again.
+    fenced: bool,
+}
 
-    // 1. Old master read-only, its sessions killed.
-    let t = Instant::now();
-    match old.fence().await {
-        Ok(killed) => run.record(
-            "read_only",
-            "ok",
-            format!("{old_master} read-only, {killed} session(s) killed"),
-            Some(t),
-        ),
-        Err(e) => {
-            run.record("read_only", "failed", format!("{old_master}: {e}"), Some(t));
-            return rollback(run, &old_master, &target, true, &e.to_string(), finish).await;
-        }
-    }
-
-    // 2. Its final position, and the target exactly there. The position is
-    // read again after the wait: nothing may have moved it meanwhile.
-    let t = Instant::now();
-    let mut final_pos = String::new();
-    for _ in 0..3 {
-        let pos = match old.facts().await {
-            Ok(f) => f.gtid_executed,
-            Err(e) => {
-                run.record("final_position", "failed", e.to_string(), Some(t));
-                return rollback(run, &old_master, &target, true, &e.to_string(), finish).await;
-            }
+impl Switchover<'_> {
+    /// Everything that can still be rolled back: Err is why. Returns the
+    /// old master, its final position and the new epoch.
+    async fn up_to_promotion(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<(Server, String, u64), String> {
+        self.pre_hook().await?;
+        let (old_master, target) = (self.run.old_master.clone(), self.target.clone());
+        let (Some(mut old), Some(mut cand)) =
+            (self.run.server(&old_master), self.run.server(&target))
+        else {
+            return Err("servers not configured".into());
         };
-        if pos == final_pos {
-            break;
-        }
-        if let Err(e) = cand.wait_for_gtids(&pos, req.timeout).await {
-            run.record("wait_target", "failed", e.to_string(), Some(t));
-            return rollback(run, &old_master, &target, true, &e.to_string(), finish).await;
-        }
-        final_pos = pos;
-    }
-    run.record(
-        "wait_target",
-        "ok",
-        format!("{target} reached {old_master}'s final position {final_pos}"),
-        Some(t),
-    );
-
-    // 3. Promote: stop replication, record the new epoch, writable.
-    let t = Instant::now();
-    if let Err(e) = cand.detach(Duration::from_secs(10)).await {
-        run.record("promote", "failed", format!("{target}: {e}"), Some(t));
-        return rollback(run, &old_master, &target, true, &e.to_string(), finish).await;
-    }
-    let epoch = match topo.update_durable(&cluster.name, |s| {
-        s.epoch += 1;
-        s.master = Some(target.clone());
-        s.needs_rejoin.retain(|n| n != &target);
-        if let Some(op) = s.in_progress.as_mut() {
-            op.phase = Phase::Promoted;
-        }
-    }) {
-        Ok(s) => s.epoch,
-        Err(e) => {
-            run.record(
-                "promote",
-                "failed",
-                format!("cannot persist the new epoch: {e}"),
-                Some(t),
-            );
-            return rollback(run, &old_master, &target, true, &e.to_string(), finish).await;
-        }
-    };
-    // Semi-sync on before the first write (the old master, rejoining,
-    // and the other replicas acknowledge).
-    match cand.make_writable(old_semi_sync).await {
-        Ok(()) => {
-            run.record(
-                "promote",
-                "ok",
-                format!("{target} is the master of epoch {epoch}, writable"),
-                Some(t),
-            );
-            // Routers send writes to it from now on.
-            run.set_phase(Phase::Writable, None);
-        }
-        Err(e) => run.record(
-            "promote",
-            "failed",
-            format!("{target}: read_only OFF: {e}"),
-            Some(t),
-        ),
+        let (ctx, cluster) = (self.run.ctx, self.run.cluster);
+        self.semi_sync = (ctx.topology.last_known_facts(&cluster.name, &old_master))
+            .is_some_and(|(f, _)| f.semi_sync_master)
+            || self.semi_sync_wanted;
+        self.read_only(&mut old).await?;
+        let final_pos = self.wait_target(&mut old, &mut cand, timeout).await?;
+        let epoch = self.promote(&mut cand).await?;
+        Ok((old, final_pos, epoch))
     }
 
-    // 4. Beside each other: VIP, the other replicas, the old master.
-    let Some(new_host) = run.host(&target).cloned() else {
-        return finish(run, "completed_with_errors", Some(target), epoch);
-    };
-    let rejoin_old = async {
+    async fn pre_hook(&mut self) -> Result<(), String> {
+        let (old, new) = (self.run.old_master.clone(), self.target.clone());
+        let event = HookEvent::PreSwitchover;
+        match self
+            .run
+            .hook(event, Some(&old), Some(&new), self.epoch, "")
+            .await
+        {
+            true => Ok(()),
+            false => Err("pre_switchover hook failed".into()),
+        }
+    }
+
+    /// The old master read-only, its sessions killed.
+    async fn read_only(&mut self, old: &mut Server) -> Result<(), String> {
+        self.fenced = true;
         let t = Instant::now();
-        let res = old.rejoin_as_replica(&new_host, cluster, &final_pos).await;
-        (res, t)
-    };
-    let (vip, repointed, (rejoined, t_rejoin)) = tokio::join!(
-        move_vip(&run, &old_master, &target, true),
-        repoint_all(&run, &old_master, &new_host, &final_pos, old_semi_sync),
-        rejoin_old
-    );
-    run.record_all(vip.into_iter().chain(repointed));
-    match rejoined {
-        Ok(()) => run.record(
-            "rejoin",
-            "ok",
-            format!("{old_master} replicates from {target} from {final_pos}"),
-            Some(t_rejoin),
-        ),
-        Err(e) => {
-            run.record(
-                "rejoin",
-                "failed",
-                format!("{old_master}: {e}; it stays read-only, marked needs rejoin"),
-                Some(t_rejoin),
-            );
-            let _ = topo.update_durable(&cluster.name, |s| {
+        match old.fence().await {
+            Ok(killed) => {
+                let detail = format!("{} read-only, {killed} session(s) killed", old.name);
+                self.run
+                    .record(Step::ReadOnly, StepStatus::Ok, detail, Some(t));
+                Ok(())
+            }
+            Err(e) => {
+                let detail = format!("{}: {e}", old.name);
+                self.run
+                    .record(Step::ReadOnly, StepStatus::Failed, detail, Some(t));
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// The old master's final position, and the target exactly there. The
+    /// position is read again after the wait: nothing may have moved it
+    /// meanwhile.
+    async fn wait_target(
+        &mut self,
+        old: &mut Server,
+        cand: &mut Server,
+        timeout: Duration,
+    ) -> Result<String, String> {
+        let t = Instant::now();
+        let mut final_pos = String::new();
+        for _ in 0..3 {
+            let pos = match old.facts().await {
+                Ok(f) => f.gtid_executed,
+                Err(e) => {
+                    self.run.record(
+                        Step::FinalPosition,
+                        StepStatus::Failed,
+                        e.to_string(),
+                        Some(t),
+                    );
+                    return Err(e.to_string());
+                }
+            };
+            if pos == final_pos {
+                break;
+            }
+            if let Err(e) = cand.wait_for_gtids(&pos, timeout).await {
+                self.run
+                    .record(Step::WaitTarget, StepStatus::Failed, e.to_string(), Some(t));
+                return Err(e.to_string());
+            }
+            final_pos = pos;
+        }
+        let detail = format!(
+            "{} reached {}'s final position {final_pos}",
+            self.target, old.name
+        );
+        self.run
+            .record(Step::WaitTarget, StepStatus::Ok, detail, Some(t));
+        Ok(final_pos)
+    }
+
+    /// Stop replication on the target, then promote it; semi-sync on
+    /// before the first write (the old master, rejoining, and the other
+    /// replicas acknowledge).
+    async fn promote(&mut self, cand: &mut Server) -> Result<u64, String> {
+        let t = Instant::now();
+        if let Err(e) = cand.detach(DETACH_BOUND).await {
+            let detail = format!("{}: {e}", self.target);
+            self.run
+                .record(Step::Promote, StepStatus::Failed, detail, Some(t));
+            return Err(e.to_string());
+        }
+        let promotion = Promotion {
+            kind: OpKind::Switchover,
+            semi_sync: self.semi_sync,
+            ackers: &[],
+            degraded: None,
+            started: t,
+        };
+        promote(&mut self.run, cand, promotion).await
+    }
+
+    /// Beside each other: VIP, the other replicas, the old master; then
+    /// the post hook and the report.
+    async fn publish(mut self, mut old: Server, final_pos: &str, epoch: u64) -> FailoverReport {
+        let target = self.target.clone();
+        let done = Outcome::new(OpStatus::CompletedWithErrors, epoch).to(Some(target.clone()));
+        let Some(new_host) = self.run.host(&target).cloned() else {
+            return self.run.finish(done);
+        };
+        let cluster = self.run.cluster;
+        let rejoin_old = async {
+            let t = Instant::now();
+            (
+                old.rejoin_as_replica(&new_host, cluster, final_pos).await,
+                t,
+            )
+        };
+        let (vip, repointed, (rejoined, t_rejoin)) = tokio::join!(
+            move_vip(&self.run, &target, true),
+            repoint_all(&self.run, &new_host, final_pos, self.semi_sync),
+            rejoin_old
+        );
+        self.run.record_all(vip.into_iter().chain(repointed));
+        self.record_rejoin(rejoined, final_pos, t_rejoin);
+        let topo = &self.run.ctx.topology;
+        let _ = topo.update_durable(&cluster.name, |s| s.in_progress = None);
+        let status = (self.run)
+            .conclude(HookEvent::PostSwitchover, &target, epoch)
+            .await;
+        self.run.finish(Outcome { status, ..done })
+    }
+
+    /// The old master's rejoin as a replica; if it failed, it stays
+    /// read-only, marked as needing a rejoin.
+    fn record_rejoin(
+        &mut self,
+        rejoined: Result<(), crate::actions::ActionError>,
+        final_pos: &str,
+        t: Instant,
+    ) {
+        let (old_master, target) = (self.run.old_master.clone(), &self.target);
+        let Err(e) = rejoined else {
+            let detail = format!("{old_master} replicates from {target} from {final_pos}");
+            self.run
+                .record(Step::Rejoin, StepStatus::Ok, detail, Some(t));
+            return;
+        };
+        let detail = format!("{old_master}: {e}; it stays read-only, marked needs rejoin");
+        self.run
+            .record(Step::Rejoin, StepStatus::Failed, detail, Some(t));
+        let _ = self
+            .run
+            .ctx
+            .topology
+            .update_durable(&self.run.cluster.name, |s| {
                 if !s.needs_rejoin.contains(&old_master) {
                     s.needs_rejoin.push(old_master.clone());
                 }
             });
-        }
     }
-    let _ = topo.update_durable(&cluster.name, |s| s.in_progress = None);
-    let status = run
-        .conclude("post_switchover", &old_master, &target, epoch, started)
-        .await;
-    finish(run, status, Some(target), epoch)
-}
 
-/// Undo a switchover that failed before the target became writable: the
-/// old master writable again, the target a replica again, the VIP where it
-/// was.
-async fn rollback<'a>(
-    mut run: Run<'a>,
-    old_master: &str,
-    target: &str,
-    fenced: bool,
-    why: &str,
-    finish: impl Fn(Run<'a>, &str, Option<String>, u64) -> FailoverReport,
-) -> FailoverReport {
-    let epoch = run
-        .ctx
-        .topology
-        .durable(&run.cluster.name)
-        .map_or(0, |d| d.epoch);
-    if fenced {
-        let t = Instant::now();
-        let semi = run
-            .ctx
+    /// Undo a switchover that failed before the target became writable:
+    /// the old master writable again, the target a replica again, the VIP
+    /// where it was.
+    async fn rollback(mut self, why: &str) -> FailoverReport {
+        let (ctx, cluster) = (self.run.ctx, self.run.cluster);
+        let epoch = ctx.topology.durable(&cluster.name).map_or(0, |d| d.epoch);
+        let (old_master, target) = (self.run.old_master.clone(), self.target.clone());
+        if self.fenced {
+            self.reopen_old_master().await;
+        }
+        if let Some(mut cand) = self.run.server(&target) {
+            if let Err(e) = cand.start_replica().await {
+                let detail = format!("{target}: START SLAVE: {e}");
+                self.run
+                    .record(Step::Rollback, StepStatus::Skipped, detail, None);
+            }
+        }
+        let _ = ctx
             .topology
-            .last_known_facts(&run.cluster.name, old_master)
+            .update_durable(&cluster.name, |s| s.in_progress = None);
+        let detail = format!(
+            "switchover rolled back: {why}; {old_master} is still the master of epoch {epoch}"
+        );
+        self.run
+            .record(Step::Abort, StepStatus::Failed, detail, None);
+        let event = HookEvent::OnFailure;
+        (self.run)
+            .hook(event, Some(&old_master), Some(&target), epoch, why)
+            .await;
+        self.run.finish(Outcome::new(OpStatus::RolledBack, epoch))
+    }
+
+    /// The old master writable again (the VIP stayed on it).
+    async fn reopen_old_master(&mut self) {
+        let t = Instant::now();
+        let (ctx, cluster) = (self.run.ctx, self.run.cluster);
+        let old_master = self.run.old_master.clone();
+        let semi = (ctx.topology.last_known_facts(&cluster.name, &old_master))
             .is_some_and(|(f, _)| f.semi_sync_master);
-        match run.server(old_master) {
+        let (status, detail) = match self.run.server(&old_master) {
             Some(mut old) => match old.make_writable(semi).await {
-                Ok(()) => run.record(
-                    "rollback",
-                    "ok",
+                Ok(()) => (
+                    StepStatus::Ok,
                     format!("{old_master} writable again; the VIP stayed on it"),
-                    Some(t),
                 ),
-                Err(e) => run.record(
-                    "rollback",
-                    "failed",
+                Err(e) => (
+                    StepStatus::Failed,
                     format!("{old_master}: could not make it writable again: {e}"),
-                    Some(t),
                 ),
             },
-            None => run.record(
-                "rollback",
-                "failed",
-                format!("{old_master} not configured"),
-                Some(t),
-            ),
-        }
+            None => (StepStatus::Failed, format!("{old_master} not configured")),
+        };
+        self.run.record(Step::Rollback, status, detail, Some(t));
     }
-    if let Some(mut cand) = run.server(target) {
-        if let Err(e) = cand.start_replica().await {
-            run.record(
-                "rollback",
-                "skipped",
-                format!("{target}: START SLAVE: {e}"),
-                None,
-            );
-        }
-    }
-    let _ = run
-        .ctx
-        .topology
-        .update_durable(&run.cluster.name, |s| s.in_progress = None);
-    run.record(
-        "abort",
-        "failed",
-        format!("switchover rolled back: {why}; {old_master} is still the master of epoch {epoch}"),
-        None,
-    );
-    run.hook("on_failure", Some(old_master), Some(target), epoch, why)
-        .await;
-    finish(run, "rolled_back", None, epoch)
 }

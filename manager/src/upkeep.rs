@@ -8,8 +8,8 @@ use myha_core::topology::ClusterSnapshot;
 use myha_core::upkeep::{acknowledging_replicas, looks_fenced, Upkeep};
 
 use crate::actions::Server;
-use crate::detector::journal;
-use crate::failover::Context;
+use crate::operation::{journal, Context};
+use crate::store::{Step, StepStatus};
 
 /// At most one upkeep action this often.
 const EVERY: Duration = Duration::from_millis(500);
@@ -85,15 +85,15 @@ pub(crate) async fn execute(ctx: &Context, cluster: &ClusterConfig, master: &str
             Ok(()) => journal(
                 ctx,
                 name,
-                "unfence",
-                "ok",
+                Step::Unfence,
+                StepStatus::Ok,
                 format!("{reason}: made writable again"),
             ),
             Err(e) => journal(
                 ctx,
                 name,
-                "unfence",
-                "failed",
+                Step::Unfence,
+                StepStatus::Failed,
                 format!("{reason}: read_only OFF failed: {e}"),
             ),
         },
@@ -101,8 +101,8 @@ pub(crate) async fn execute(ctx: &Context, cluster: &ClusterConfig, master: &str
             Ok(()) => journal(
                 ctx,
                 name,
-                "semi_sync",
-                "ok",
+                Step::SemiSync,
+                StepStatus::Ok,
                 format!(
                     "{master}: semi-sync timeout was {timeout_ms} ms, a timer that would acknowledge commits no replica has if the master froze or was cut off; set to {} ms (never): only the manager degrades semi-sync",
                     myha_core::report::SEMI_SYNC_NO_FALLBACK_MS
@@ -111,8 +111,8 @@ pub(crate) async fn execute(ctx: &Context, cluster: &ClusterConfig, master: &str
             Err(e) => journal(
                 ctx,
                 name,
-                "semi_sync",
-                "failed",
+                Step::SemiSync,
+                StepStatus::Failed,
                 format!("{master}: removing the semi-sync fallback timer: {e}"),
             ),
         },
@@ -124,8 +124,8 @@ pub(crate) async fn execute(ctx: &Context, cluster: &ClusterConfig, master: &str
                 journal(
                     ctx,
                     name,
-                    "semi_sync",
-                    "ok",
+                    Step::SemiSync,
+                    StepStatus::Ok,
                     format!(
                         "{master}: semi-sync restored: {} replicate(s) from it again",
                         replicas.join(", ")
@@ -135,8 +135,8 @@ pub(crate) async fn execute(ctx: &Context, cluster: &ClusterConfig, master: &str
             Err(e) => journal(
                 ctx,
                 name,
-                "semi_sync",
-                "failed",
+                Step::SemiSync,
+                StepStatus::Failed,
                 format!("{master}: restoring semi-sync: {e}"),
             ),
         },
@@ -150,15 +150,15 @@ pub(crate) async fn execute(ctx: &Context, cluster: &ClusterConfig, master: &str
                 Ok(()) => journal(
                     ctx,
                     name,
-                    "semi_sync",
-                    "degraded",
+                    Step::SemiSync,
+                    StepStatus::Degraded,
                     format!("{master}: semi-sync degraded to asynchronous by the manager under the current epoch: {reason}; commits are acknowledged without a replica until one replicates again"),
                 ),
                 Err(e) => journal(
                     ctx,
                     name,
-                    "semi_sync",
-                    "failed",
+                    Step::SemiSync,
+                    StepStatus::Failed,
                     format!("{master}: degrading semi-sync ({reason}): {e}"),
                 ),
             }
