@@ -249,10 +249,9 @@ fn check_passes_when_healthy_and_names_each_problem() {
     .unwrap();
     // Its IO thread reconnects first ("Connecting" fails `threads` for a
     // moment): wait until it runs, then only the GTID problem remains.
-    wait_until(Duration::from_secs(15), "db3's IO thread running", || {
-        Ok(bed
-            .sql("db3", "SHOW SLAVE STATUS\\G")?
-            .contains("Slave_IO_Running: Yes"))
+    wait_until(Duration::from_secs(20), "db3's IO thread running", || {
+        let out = bed.exec("db3", &["mariadb", "-uroot", "-e", "SHOW SLAVE STATUS\\G"])?;
+        Ok(out.contains("Slave_IO_Running: Yes"))
     })
     .unwrap();
     let (ok, text) = check_output(&bed);
