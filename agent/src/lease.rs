@@ -27,18 +27,62 @@ const CHAIN: &str = "MYHA_LEASE";
 /// Upper bound of one iptables or ss run.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(2);
 
-async fn run(tool: &str, args: &[&str]) -> Result<String, String> {
+/// Why an `iptables` or `ss` run (or the lease's clock) failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ToolError {
+    /// It ran and exited with an error.
+    #[error("{tool} {args}: {stderr}")]
+    Failed {
+        tool: String,
+        /// Its arguments, joined by spaces.
+        args: String,
+        /// Its stderr, trimmed.
+        stderr: String,
+    },
+    /// It could not be started (or waited for).
+    #[error("{tool}: {source}")]
+    Spawn {
+        tool: String,
+        source: std::io::Error,
+    },
+    #[error("{tool} timed out after {timeout:?}")]
+    TimedOut { tool: String, timeout: Duration },
+    /// The system clock is before 1970: no deadline can be computed.
+    #[error(transparent)]
+    Clock(#[from] std::time::SystemTimeError),
+}
+
+impl ToolError {}
+
+/// Why a fence of the local mysqld failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FenceError {
+    /// The SQL fence (read_only ON, sessions killed).
+    #[error(transparent)]
+    Db(#[from] myha_mysql::DbError),
+    /// Closing the killed sessions' sockets.
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+}
+
+async fn run(tool: &str, args: &[&str]) -> Result<String, ToolError> {
     let mut cmd = Command::new(tool);
     cmd.args(args).kill_on_drop(true);
     match tokio::time::timeout(TOOL_TIMEOUT, cmd.output()).await {
         Ok(Ok(out)) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).into()),
-        Ok(Ok(out)) => Err(format!(
-            "{tool} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Ok(Err(e)) => Err(format!("{tool}: {e}")),
-        Err(_) => Err(format!("{tool} timed out after {TOOL_TIMEOUT:?}")),
+        Ok(Ok(out)) => Err(ToolError::Failed {
+            tool: tool.to_string(),
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        }),
+        Ok(Err(source)) => Err(ToolError::Spawn {
+            tool: tool.to_string(),
+            source,
+        }),
+        Err(_) => Err(ToolError::TimedOut {
+            tool: tool.to_string(),
+            timeout: TOOL_TIMEOUT,
+        }),
     }
 }
 
@@ -46,7 +90,7 @@ async fn run(tool: &str, args: &[&str]) -> Result<String, String> {
 /// `filter`'s, so that no ACCEPT rule of a firewall (inserted before ours)
 /// lets mysqld's replies bypass the lease, and a flush of `filter` leaves
 /// it in place.
-async fn ipt(args: &[&str]) -> Result<String, String> {
+async fn ipt(args: &[&str]) -> Result<String, ToolError> {
     let mut all = vec!["-t", "mangle"];
     all.extend_from_slice(args);
     run("iptables", &all).await
@@ -116,7 +160,7 @@ impl Lease {
 
     /// The chain, empty, jumped to from OUTPUT (put back after a flush of
     /// the filter table by someone else, too).
-    async fn empty_chain() -> Result<(), String> {
+    async fn empty_chain() -> Result<(), ToolError> {
         let _ = ipt(&["-N", CHAIN]).await;
         ipt(&["-F", CHAIN]).await?;
         if ipt(&["-C", "OUTPUT", "-j", CHAIN]).await.is_err() {
@@ -125,14 +169,14 @@ impl Lease {
         Ok(())
     }
 
-    async fn append(rule: &[String]) -> Result<(), String> {
+    async fn append(rule: &[String]) -> Result<(), ToolError> {
         let mut args = vec!["-A", CHAIN];
         args.extend(rule.iter().map(String::as_str));
         ipt(&args).await.map(|_| ())
     }
 
     /// Both rules in place, the deadline at `until` (`None`: passed).
-    async fn install(&mut self, until: Option<u64>) -> Result<(), String> {
+    async fn install(&mut self, until: Option<u64>) -> Result<(), ToolError> {
         Lease::empty_chain().await?;
         if let Some(u) = until {
             Lease::append(&self.allow_rule(u)).await?;
@@ -146,10 +190,8 @@ impl Lease {
     /// Push the deadline to `ttl` from now (rounded up to the second:
     /// the lease runs between `ttl` and `ttl + 1 s`). Only runs iptables
     /// when the second changes.
-    pub(crate) async fn renew(&mut self) -> Result<(), String> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_err(|e| e.to_string())?;
+    pub(crate) async fn renew(&mut self) -> Result<(), ToolError> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
         let until = now.saturating_add(self.ttl).as_secs().saturating_add(1);
         if self.enforcing && self.until == Some(until) {
             return Ok(());
@@ -169,7 +211,7 @@ impl Lease {
 
     /// End the lease now: only resets leave mysqld's port for other hosts
     /// until the next renewal.
-    pub(crate) async fn expire_now(&mut self) -> Result<(), String> {
+    pub(crate) async fn expire_now(&mut self) -> Result<(), ToolError> {
         // In force: deleting the allow rule is one quick step (a fence
         // after a freeze races the server's own replies).
         if self.enforcing && self.until.is_some() && ipt(&["-D", CHAIN, "1"]).await.is_ok() {
@@ -222,7 +264,7 @@ pub(crate) fn pending_peers(ss: &str, port: u16, own: &str) -> Vec<String> {
 /// goes. Sockets with nothing pending are left to close normally, so that
 /// their clients hear of it (a reset sent while the host is cut off would
 /// be lost, and the client would wait for its own timeout).
-pub(crate) async fn close_client_sockets(port: u16, own: &str) -> Result<(), String> {
+pub(crate) async fn close_client_sockets(port: u16, own: &str) -> Result<(), ToolError> {
     let filter = format!("( sport = :{port} )");
     let listing = run("ss", &["-H", "-t", "-n", "state", "connected", &filter]).await?;
     for peer in pending_peers(&listing, port, own) {
@@ -311,16 +353,14 @@ pub(crate) async fn keep(
 pub(crate) async fn fence_host(
     shared: &crate::Shared,
     db: &mut myha_mysql::Db,
-) -> Result<usize, String> {
+) -> Result<usize, FenceError> {
     let port = shared.host.port;
     let own = shared.host.address.as_str();
     let mut lease = shared.lease.lock().await;
     if let Err(e) = lease.expire_now().await {
         tracing::error!(error = %e, "ending the lease before fencing");
     }
-    let killed = myha_mysql::fence(db, shared.cluster.flavor)
-        .await
-        .map_err(|e| e.to_string())?;
+    let killed = myha_mysql::fence(db, shared.cluster.flavor).await?;
     // Read-only now: nothing new commits. Once the killed sessions'
     // threads have ended, what they queued is discarded, then the rule
     // goes, so that the closes (FIN) of the other sessions reach their

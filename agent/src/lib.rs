@@ -59,13 +59,7 @@ impl Shared {
     /// A fresh connection to the local mysqld.
     pub(crate) fn local_db(&self) -> myha_mysql::Db {
         myha_mysql::Db::new(
-            myha_mysql::Endpoint {
-                host: self.host.address.clone(),
-                port: self.host.port,
-                user: self.cluster.admin.user.clone(),
-                password: self.cluster.admin.password.expose().to_string(),
-                tls: myha_mysql::EndpointTls::from_config(self.cluster.mysql_tls.as_ref()),
-            },
+            myha_mysql::Endpoint::of_host(&self.cluster, &self.host),
             myha_mysql::Timeouts {
                 connect: self.agent.connect_timeout,
                 query: self.agent.query_timeout,

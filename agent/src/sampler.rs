@@ -281,10 +281,7 @@ pub(crate) async fn run(
         query: cfg.query_timeout,
     };
     let mut db = shared.local_db();
-    let opts = FactsOptions {
-        flavor: cluster.flavor,
-        heartbeat_table: cluster.heartbeat_table.clone(),
-    };
+    let opts = FactsOptions::for_cluster(cluster);
     let (target_tx, target_rx) = watch::channel::<Option<Endpoint>>(None);
     let (probe_tx, probe_rx) = watch::channel::<Option<ProbeOutcome>>(None);
     tokio::spawn(master_probe_loop(
@@ -553,13 +550,7 @@ pub(crate) async fn run(
         let source = facts
             .and_then(|f| f.replication.as_ref())
             .filter(|r| !r.source_host.is_empty())
-            .map(|r| Endpoint {
-                host: r.source_host.clone(),
-                port: r.source_port,
-                user: cluster.admin.user.clone(),
-                password: cluster.admin.password.expose().to_string(),
-                tls: myha_mysql::EndpointTls::from_config(cluster.mysql_tls.as_ref()),
-            });
+            .map(|r| Endpoint::admin(cluster, r.source_host.clone(), r.source_port));
         let source_name = source.as_ref().map(ToString::to_string);
         target_tx.send_if_modified(|cur| {
             if cur.as_ref().map(ToString::to_string) != source_name {

@@ -7,6 +7,8 @@ pub mod analysis;
 pub mod auth;
 pub mod candidate;
 pub mod check;
+pub mod detect;
+pub mod durable;
 pub mod fence;
 pub mod flavor;
 pub mod gtid;

@@ -5,8 +5,9 @@ use std::hash::{Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
 
+use crate::durable::DurableView;
 use crate::flavor::ThreadState;
-use crate::topology::{Role, ServerView};
+use crate::topology::{ClusterSnapshot, Role, ServerView};
 
 /// One server as routers see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,6 +92,51 @@ pub fn backend(v: &ServerView, weight: u32) -> Backend {
         down: known_down(v),
         lag_seconds: v.lag_seconds,
         weight,
+    }
+}
+
+/// The routing view of a cluster: every server as a [`Backend`] (weighted
+/// by `weight`), and the writer: the master of the epoch while it is
+/// healthy and writable, or, during a failover or switchover, the new
+/// master it has made writable already (`durable.published_master`: it was
+/// made so ahead of the next report). While an operation runs and has
+/// published nothing, new writer connections are held (`changing`).
+pub fn router_view(
+    snapshot: &ClusterSnapshot,
+    durable: &DurableView,
+    weight: impl Fn(&str) -> u32,
+    max_lag_seconds: f64,
+) -> RouterView {
+    let servers: Vec<Backend> = snapshot
+        .servers
+        .iter()
+        .map(|v| backend(v, weight(&v.name)))
+        .collect();
+    let published = durable
+        .published_master
+        .as_deref()
+        .filter(|m| durable.master.as_deref() == Some(*m));
+    let writer = match published {
+        Some(m) => servers.iter().find(|b| b.name == m).map(|b| Backend {
+            role: Role::Master,
+            healthy: true,
+            down: false,
+            ..b.clone()
+        }),
+        None => durable
+            .master
+            .as_deref()
+            .and_then(|m| servers.iter().find(|b| b.name == m))
+            .filter(|b| b.healthy && b.role == Role::Master)
+            .cloned(),
+    };
+    RouterView {
+        cluster: snapshot.cluster.clone(),
+        epoch: snapshot.epoch,
+        writer,
+        changing: durable.in_progress && published.is_none(),
+        servers,
+        max_lag_seconds,
     }
 }
 

@@ -185,3 +185,64 @@ fn why_not_acking(s: &ServerView) -> String {
         ),
     }
 }
+
+/// At most one upkeep action this often (ms).
+pub const UPKEEP_EVERY_MS: u64 = 500;
+
+/// What the detection loop counts across snapshots for the upkeep rules,
+/// on a monotonic clock in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpkeepTracker {
+    master: Option<String>,
+    no_acker_since_ms: Option<u64>,
+    fenced_since_ms: Option<u64>,
+    last_action_ms: Option<u64>,
+}
+
+impl UpkeepTracker {
+    /// Take one snapshot of the master `master`, at `now_ms`, into account.
+    pub fn observe(&mut self, snapshot: &ClusterSnapshot, master: &str, now_ms: u64) {
+        if self.master.as_deref() != Some(master) {
+            *self = UpkeepTracker {
+                master: Some(master.to_string()),
+                last_action_ms: self.last_action_ms,
+                ..UpkeepTracker::default()
+            };
+        }
+        let semi_sync_on = snapshot
+            .server(master)
+            .and_then(|m| m.facts.as_ref())
+            .is_some_and(|f| f.semi_sync_master && !f.read_only);
+        if semi_sync_on && acknowledging_replicas(snapshot, master).is_empty() {
+            self.no_acker_since_ms.get_or_insert(now_ms);
+        } else {
+            self.no_acker_since_ms = None;
+        }
+        if looks_fenced(snapshot, master) {
+            self.fenced_since_ms.get_or_insert(now_ms);
+        } else {
+            self.fenced_since_ms = None;
+        }
+    }
+
+    /// Since how long no replica could acknowledge.
+    pub fn no_acker_for_ms(&self, now_ms: u64) -> Option<u64> {
+        self.no_acker_since_ms.map(|t| now_ms.saturating_sub(t))
+    }
+
+    /// Since how long the master has looked needlessly fenced.
+    pub fn fenced_for_ms(&self, now_ms: u64) -> Option<u64> {
+        self.fenced_since_ms.map(|t| now_ms.saturating_sub(t))
+    }
+
+    /// Whether an action may be taken at `now_ms`.
+    pub fn due(&self, now_ms: u64) -> bool {
+        self.last_action_ms
+            .is_none_or(|t| now_ms.saturating_sub(t) >= UPKEEP_EVERY_MS)
+    }
+
+    /// An action was taken (ended) at `now_ms`.
+    pub fn acted(&mut self, now_ms: u64) {
+        self.last_action_ms = Some(now_ms);
+    }
+}

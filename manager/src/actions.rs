@@ -17,13 +17,7 @@ pub(crate) const STOP_REPLICA_BOUND: Duration = Duration::from_secs(65);
 /// with the manager's timeouts.
 pub(crate) fn admin_db(cluster: &ClusterConfig, host: &HostConfig, cfg: &ManagerConfig) -> Db {
     Db::new(
-        Endpoint {
-            host: host.address.clone(),
-            port: host.port,
-            user: cluster.admin.user.clone(),
-            password: cluster.admin.password.expose().to_string(),
-            tls: myha_mysql::EndpointTls::from_config(cluster.mysql_tls.as_ref()),
-        },
+        Endpoint::of_host(cluster, host),
         Timeouts {
             connect: cfg.connect_timeout,
             query: cfg.query_timeout,
@@ -55,10 +49,7 @@ impl Server {
             name: host.name.clone(),
             db: admin_db(cluster, host, cfg),
             flavor: cluster.flavor,
-            opts: FactsOptions {
-                flavor: cluster.flavor,
-                heartbeat_table: cluster.heartbeat_table.clone(),
-            },
+            opts: FactsOptions::for_cluster(cluster),
         }
     }
 

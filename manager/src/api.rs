@@ -77,52 +77,6 @@ fn status_of(app: &App, name: &str) -> Option<ClusterStatus> {
     })
 }
 
-/// The routing view of a cluster now.
-fn router_view(app: &App, name: &str) -> Option<myha_core::routing::RouterView> {
-    use myha_core::routing::backend;
-    let st = status_of(app, name)?;
-    let cluster = app.config.cluster(name)?;
-    let weight = |n: &str| cluster.host(n).map_or(1, |h| h.weight);
-    let servers: Vec<_> = st
-        .snapshot
-        .servers
-        .iter()
-        .map(|v| backend(v, weight(&v.name)))
-        .collect();
-    // A failover or switchover publishes its new master as soon as it is
-    // writable (before the VIP moves and the replicas are repointed): the
-    // manager has just made it so, ahead of the next report.
-    let published = st
-        .in_progress
-        .as_ref()
-        .filter(|op| op.phase >= crate::store::Phase::Writable)
-        .and_then(|op| op.new_master.clone())
-        .filter(|m| st.epoch_master.as_deref() == Some(m.as_str()));
-    let writer = match &published {
-        Some(m) => servers.iter().find(|b| &b.name == m).map(|b| {
-            let mut b = b.clone();
-            b.role = myha_core::topology::Role::Master;
-            b.healthy = true;
-            b.down = false;
-            b
-        }),
-        None => st
-            .epoch_master
-            .as_deref()
-            .and_then(|m| servers.iter().find(|b| b.name == m))
-            .filter(|b| b.healthy && b.role == myha_core::topology::Role::Master)
-            .cloned(),
-    };
-    Some(myha_core::routing::RouterView {
-        cluster: name.to_string(),
-        epoch: st.snapshot.epoch,
-        writer,
-        changing: st.in_progress.is_some() && published.is_none(),
-        servers,
-        max_lag_seconds: cluster.max_lag.as_secs_f64(),
-    })
-}
-
 #[derive(Debug, Deserialize)]
 struct WatchQuery {
     #[serde(default)]
@@ -133,22 +87,39 @@ struct WatchQuery {
 
 /// Long-poll for routers: answers at once if the view's digest differs from
 /// `after`, else when it changes, else after `timeout_ms` (default 20 s).
+/// The view is recomputed once per change of the cluster's state (and per
+/// detection tick), not per watcher: a watcher waits on its notifier.
 async fn watch(
     State(app): State<App>,
     Path(name): Path<String>,
     axum::extract::Query(q): axum::extract::Query<WatchQuery>,
 ) -> Response {
-    let deadline = std::time::Instant::now()
+    let deadline = tokio::time::Instant::now()
         + std::time::Duration::from_millis(q.timeout_ms.unwrap_or(20_000).min(60_000));
+    let topo = &app.ctx.topology;
+    let Some(mut views) = topo.watch_view(&name) else {
+        return not_found(&name);
+    };
+    // Up to date now, whatever the last change was.
+    topo.refresh_view(&name);
+    let mut last = false;
     loop {
-        let Some(view) = router_view(&app, &name) else {
+        let Some(published) = views.borrow_and_update().clone() else {
             return not_found(&name);
         };
-        let digest = view.digest();
-        if q.after != Some(digest) || std::time::Instant::now() >= deadline {
-            return Json(serde_json::json!({ "digest": digest, "view": view })).into_response();
+        if q.after != Some(published.digest) || last {
+            return Json(serde_json::json!({ "digest": published.digest, "view": published.view }))
+                .into_response();
         }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        if !matches!(
+            tokio::time::timeout_at(deadline, views.changed()).await,
+            Ok(Ok(()))
+        ) {
+            // The deadline (or the manager stopping): answer with the
+            // view as it is now.
+            topo.refresh_view(&name);
+            last = true;
+        }
     }
 }
 
@@ -397,9 +368,12 @@ async fn rejoin_now(
     };
     match crate::rejoin::rejoin(&app.ctx, &cluster, &req.host, req.force).await {
         Ok(done) => Json(serde_json::json!({ "rejoined": true, "detail": done })).into_response(),
+        // One mapping, in the error type: an unknown host is 404, a
+        // refusal because of the cluster's state 409, an unreachable
+        // server 503/504.
         Err(why) => (
-            StatusCode::CONFLICT,
-            Json(serde_json::json!({ "rejoined": false, "detail": why })),
+            why.http_status(),
+            Json(serde_json::json!({ "rejoined": false, "detail": why.to_string() })),
         )
             .into_response(),
     }

@@ -190,7 +190,7 @@ impl<'a> Failover<'a> {
             wait_for_self_fence(&mut self.run).await;
         }
         self.run.set_phase(Phase::Fenced, None);
-        executed
+        executed.map_err(|e| e.to_string())
     }
 
     /// Stop applying, then promote. Semi-sync is on before the first write

@@ -20,10 +20,7 @@ pub(crate) async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut db = crate::actions::admin_db(&cluster, &host, &cfg);
-    let opts = FactsOptions {
-        flavor: cluster.flavor,
-        heartbeat_table: cluster.heartbeat_table.clone(),
-    };
+    let opts = FactsOptions::for_cluster(&cluster);
     let mut tick = interval(cfg.probe_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {

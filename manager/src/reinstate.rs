@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use myha_config::{ClusterConfig, HostConfig};
 use myha_core::reinstate::{
     atomic_flashback, extra_ranges, gtid_list, parse_decoded, refusals, tables, verify_read,
@@ -40,21 +41,73 @@ const VERIFY_BOUND: Duration = Duration::from_secs(20);
 
 /// Why a reinstatement did not complete, and whether the server was
 /// changed (its extra transactions undone, or possibly undone).
-#[derive(Debug)]
-pub(crate) struct Failure {
-    pub message: String,
-    pub changed: bool,
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReinstateError {
+    /// Refused, or failed, before anything changed on the server.
+    #[error("{host} not reinstated, nothing changed on it (still diverged, read-only): {why}")]
+    Unchanged { host: String, why: String },
+    /// The flashback was applied (or may have been) and the rejoin is not
+    /// done: `message` says what, and what to do.
+    #[error("{message}")]
+    Changed { message: String },
+    /// A flashback an earlier attempt interrupted, that may or may not
+    /// have committed: refused until an operator has looked.
+    #[error("{message}")]
+    Interrupted { message: String },
 }
 
-impl Failure {
-    fn unchanged(host: &str, why: impl std::fmt::Display) -> Failure {
-        Failure {
-            message: format!(
-                "{host} not reinstated, nothing changed on it (still diverged, read-only): {why}"
-            ),
-            changed: false,
+impl ReinstateError {
+    fn unchanged(host: &str, why: impl std::fmt::Display) -> ReinstateError {
+        ReinstateError::Unchanged {
+            host: host.to_string(),
+            why: why.to_string(),
         }
     }
+
+    /// The server was changed (its extra transactions undone, or
+    /// possibly undone): the next attempt must finish, not start over.
+    pub(crate) fn changed(&self) -> bool {
+        matches!(self, ReinstateError::Changed { .. })
+    }
+
+    /// The status an HTTP API answers with: refused, the server left as it
+    /// was (still diverged) or an interrupted flashback to look at → 409;
+    /// stopped midway → 500.
+    pub(crate) fn http_status(&self) -> StatusCode {
+        match self {
+            ReinstateError::Unchanged { .. } | ReinstateError::Interrupted { .. } => {
+                StatusCode::CONFLICT
+            }
+            ReinstateError::Changed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// Why a client program (`mariadb-binlog`, `mariadb`) did not do its work.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ToolError {
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{program} did not finish within {secs} s (killed)")]
+    TimedOut { program: String, secs: u64 },
+    #[error("{program}: {source}")]
+    Wait {
+        program: String,
+        source: std::io::Error,
+    },
+    /// It ran and exited with an error.
+    #[error("{program} failed ({status}): {stderr}")]
+    Failed {
+        program: String,
+        status: std::process::ExitStatus,
+        /// The last lines of its stderr.
+        stderr: String,
+    },
+    #[error("{program} printed invalid UTF-8")]
+    NotUtf8 { program: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,14 +254,14 @@ fn tail(stderr: &[u8]) -> String {
 }
 
 /// Run `program args` with `stdin`, under `bound` (killed on timeout).
-/// `Ok(Err(..))`: it ran and failed; `Err(..)`: it timed out or could not
-/// start.
+/// [`ToolError::Failed`]: it ran and failed; any other error: it timed out
+/// or could not start.
 async fn run(
     program: &str,
     args: &[String],
     stdin: Option<&[u8]>,
     bound: Duration,
-) -> Result<Result<Vec<u8>, String>, String> {
+) -> Result<Vec<u8>, ToolError> {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .stdin(if stdin.is_some() {
@@ -219,9 +272,10 @@ async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let mut child = cmd.spawn().map_err(|source| ToolError::Spawn {
+        program: program.to_string(),
+        source,
+    })?;
     let input = child.stdin.take();
     let fut = async move {
         if let (Some(mut pipe), Some(data)) = (input, stdin) {
@@ -233,18 +287,19 @@ async fn run(
         }
         child.wait_with_output().await
     };
+    let program = program.to_string();
     match tokio::time::timeout(bound, fut).await {
-        Err(_) => Err(format!(
-            "{program} did not finish within {} s (killed)",
-            bound.as_secs()
-        )),
-        Ok(Err(e)) => Err(format!("{program}: {e}")),
-        Ok(Ok(out)) if out.status.success() => Ok(Ok(out.stdout)),
-        Ok(Ok(out)) => Ok(Err(format!(
-            "{program} failed ({}): {}",
-            out.status,
-            tail(&out.stderr)
-        ))),
+        Err(_) => Err(ToolError::TimedOut {
+            program,
+            secs: bound.as_secs(),
+        }),
+        Ok(Err(source)) => Err(ToolError::Wait { program, source }),
+        Ok(Ok(out)) if out.status.success() => Ok(out.stdout),
+        Ok(Ok(out)) => Err(ToolError::Failed {
+            program,
+            status: out.status,
+            stderr: tail(&out.stderr),
+        }),
     }
 }
 
@@ -256,7 +311,7 @@ async fn read_range(
     range: &ExtraRange,
     initial: &str,
     extra: &[&str],
-) -> Result<String, String> {
+) -> Result<String, ToolError> {
     let mut args = vec![
         creds.arg(),
         "--read-from-remote-server".to_string(),
@@ -269,12 +324,10 @@ async fn read_range(
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     args.push(first_log.to_string());
-    match run("mariadb-binlog", &args, None, READ_BOUND).await {
-        Ok(Ok(out)) => {
-            String::from_utf8(out).map_err(|_| "mariadb-binlog printed invalid UTF-8".to_string())
-        }
-        Ok(Err(e)) | Err(e) => Err(e),
-    }
+    let out = run("mariadb-binlog", &args, None, READ_BOUND).await?;
+    String::from_utf8(out).map_err(|_| ToolError::NotUtf8 {
+        program: "mariadb-binlog".to_string(),
+    })
 }
 
 /// Finish a reinstatement whose flashback is applied: RESET MASTER,
@@ -287,16 +340,15 @@ async fn finish(
     master_cfg: &HostConfig,
     marker: &Marker,
     marker_file: &Path,
-) -> Result<String, Failure> {
+) -> Result<String, ReinstateError> {
     let pending = |what: String| {
-        Failure {
+        ReinstateError::Changed {
         message: format!(
             "{host}: flashback applied ({} undone, saved in {}), not rejoined: {what}. {host} is read-only; \
              run `myha rejoin {host} --force` again to finish (the flashback is not applied twice)",
             marker.gtids,
             marker.saved.join(", ")
         ),
-        changed: true,
     }
     };
     // RESET MASTER deletes its binary logs and may take longer than a
@@ -370,7 +422,7 @@ pub(crate) async fn resume(
     server: &mut Server,
     master_cfg: &HostConfig,
     facts: &ServerFacts,
-) -> Option<Result<String, String>> {
+) -> Option<Result<String, ReinstateError>> {
     let path = marker_path(ctx, &cluster.name, host);
     let marker = read_marker(&path)?;
     let same = data_state(&facts.gtid_binlog_state) == data_state(&marker.binlog_state);
@@ -383,20 +435,18 @@ pub(crate) async fn resume(
                 StepStatus::Resumed,
                 format!("{host}: flashback of {} was applied; finishing the rejoin", marker.gtids),
             );
-            Some(
-                finish(ctx, cluster, host, server, master_cfg, &marker, &path)
-                    .await
-                    .map_err(|f| f.message),
-            )
+            Some(finish(ctx, cluster, host, server, master_cfg, &marker, &path).await)
         }
-        Phase::Applying if same => Some(Err(format!(
-            "{host}: the flashback of {} was interrupted and may or may not have committed; {host} is read-only and \
-             diverged. Compare its rows with {} (what the flashback reverses), then either remove {} and run \
-             `myha rejoin {host} --force` (if nothing was undone), or rebuild {host} from a backup",
-            marker.gtids,
-            marker.saved.join(", "),
-            path.display()
-        ))),
+        Phase::Applying if same => Some(Err(ReinstateError::Interrupted {
+            message: format!(
+                "{host}: the flashback of {} was interrupted and may or may not have committed; {host} is read-only and \
+                 diverged. Compare its rows with {} (what the flashback reverses), then either remove {} and run \
+                 `myha rejoin {host} --force` (if nothing was undone), or rebuild {host} from a backup",
+                marker.gtids,
+                marker.saved.join(", "),
+                path.display()
+            ),
+        })),
         _ => {
             let _ = std::fs::remove_file(&path);
             journal(
@@ -428,20 +478,24 @@ pub(crate) async fn reinstate(
     facts: &ServerFacts,
     master_facts: &ServerFacts,
     why: &str,
-) -> Result<String, Failure> {
+) -> Result<String, ReinstateError> {
     let host = host_cfg.name.as_str();
     let master = master_cfg.name.as_str();
     let common = myha_core::rejoin::common_position(facts, master_facts)
-        .map_err(|e| Failure::unchanged(host, e))?
+        .map_err(|e| ReinstateError::unchanged(host, e))?
         .ok_or_else(|| {
-            Failure::unchanged(
+            ReinstateError::unchanged(
                 host,
                 format!("{host} and {master} have no common GTID position: rebuild {host} from a backup"),
             )
         })?;
-    let ranges = extra_ranges(facts, master_facts).map_err(|e| Failure::unchanged(host, e))?;
+    let ranges =
+        extra_ranges(facts, master_facts).map_err(|e| ReinstateError::unchanged(host, e))?;
     if ranges.is_empty() {
-        return Err(Failure::unchanged(host, "no extra transaction to undo"));
+        return Err(ReinstateError::unchanged(
+            host,
+            "no extra transaction to undo",
+        ));
     }
     let ranges_text = ranges
         .iter()
@@ -459,10 +513,9 @@ pub(crate) async fn reinstate(
     );
     // Never writable while its data is changed.
     if !facts.read_only {
-        server
-            .fence()
-            .await
-            .map_err(|e| Failure::unchanged(host, format!("cannot make it read-only: {e}")))?;
+        server.fence().await.map_err(|e| {
+            ReinstateError::unchanged(host, format!("cannot make it read-only: {e}"))
+        })?;
     }
     let dir = dir(ctx);
     {
@@ -471,17 +524,19 @@ pub(crate) async fn reinstate(
             .recursive(true)
             .mode(0o700)
             .create(&dir)
-            .map_err(|e| Failure::unchanged(host, format!("{}: {e}", dir.display())))?;
+            .map_err(|e| ReinstateError::unchanged(host, format!("{}: {e}", dir.display())))?;
     }
     let logs = server
         .db
         .query("SHOW BINARY LOGS")
         .await
-        .map_err(|e| Failure::unchanged(host, format!("SHOW BINARY LOGS: {e}")))?;
+        .map_err(|e| ReinstateError::unchanged(host, format!("SHOW BINARY LOGS: {e}")))?;
     let first_log = logs
         .first()
         .and_then(|r| r.get("Log_name").cloned().flatten())
-        .ok_or_else(|| Failure::unchanged(host, "SHOW BINARY LOGS returned no binary log"))?;
+        .ok_or_else(|| {
+            ReinstateError::unchanged(host, "SHOW BINARY LOGS returned no binary log")
+        })?;
     // The GTID state the first binary log starts from (after a RESET
     // MASTER with gtid_binlog_state set, or purged logs, not every domain
     // starts at its beginning): the other domains are read from there and
@@ -493,11 +548,11 @@ pub(crate) async fn reinstate(
             myha_core::flavor::sql_string_literal(&first_log)
         ))
         .await
-        .map_err(|e| Failure::unchanged(host, format!("BINLOG_GTID_POS: {e}")))?
+        .map_err(|e| ReinstateError::unchanged(host, format!("BINLOG_GTID_POS: {e}")))?
         .and_then(|r| r.get("pos").cloned().flatten())
         .unwrap_or_default();
     let creds = Credentials::write(&dir, cluster).map_err(|e| {
-        Failure::unchanged(
+        ReinstateError::unchanged(
             host,
             format!(
                 "cannot write a client option file in {}: {e}",
@@ -516,12 +571,12 @@ pub(crate) async fn reinstate(
         replayable.push_str(
             &read(&["-v"])
                 .await
-                .map_err(|e| Failure::unchanged(host, e))?,
+                .map_err(|e| ReinstateError::unchanged(host, e))?,
         );
         decoded.push_str(
             &read(&["-v", "--base64-output=decode-rows"])
                 .await
-                .map_err(|e| Failure::unchanged(host, e))?,
+                .map_err(|e| ReinstateError::unchanged(host, e))?,
         );
     }
     let base = dir.join(format!("{}-{host}-{}", cluster.name, unix_ms()));
@@ -529,7 +584,7 @@ pub(crate) async fn reinstate(
     let decoded_file = base.with_extension("decoded.txt");
     for (path, data) in [(&sql_file, &replayable), (&decoded_file, &decoded)] {
         write_private(path, data.as_bytes()).map_err(|e| {
-            Failure::unchanged(host, format!("cannot save {}: {e}", path.display()))
+            ReinstateError::unchanged(host, format!("cannot save {}: {e}", path.display()))
         })?;
     }
     let saved = vec![
@@ -538,8 +593,8 @@ pub(crate) async fn reinstate(
     ];
 
     // 2. Check: exactly the extra transactions, all undoable.
-    let trxs = parse_decoded(&decoded).map_err(|e| Failure::unchanged(host, e))?;
-    verify_read(&trxs, &ranges, master_facts).map_err(|e| Failure::unchanged(host, e))?;
+    let trxs = parse_decoded(&decoded).map_err(|e| ReinstateError::unchanged(host, e))?;
+    verify_read(&trxs, &ranges, master_facts).map_err(|e| ReinstateError::unchanged(host, e))?;
     let gtids = gtid_list(&trxs);
     let touched = tables(&decoded)
         .into_iter()
@@ -579,7 +634,7 @@ pub(crate) async fn reinstate(
             StepStatus::Refused,
             format!("{host}: {msg}"),
         );
-        return Err(Failure::unchanged(host, msg));
+        return Err(ReinstateError::unchanged(host, msg));
     }
 
     // 3. The flashback, one transaction, saved too.
@@ -588,13 +643,14 @@ pub(crate) async fn reinstate(
         outputs.push(
             read_range(&creds, host_cfg, &first_log, r, &initial, &["--flashback"])
                 .await
-                .map_err(|e| Failure::unchanged(host, e))?,
+                .map_err(|e| ReinstateError::unchanged(host, e))?,
         );
     }
-    let (script, rows) = atomic_flashback(&outputs).map_err(|e| Failure::unchanged(host, e))?;
+    let (script, rows) =
+        atomic_flashback(&outputs).map_err(|e| ReinstateError::unchanged(host, e))?;
     let flashback_file = base.with_extension("flashback.sql");
     write_private(&flashback_file, script.as_bytes()).map_err(|e| {
-        Failure::unchanged(
+        ReinstateError::unchanged(
             host,
             format!("cannot save {}: {e}", flashback_file.display()),
         )
@@ -611,7 +667,7 @@ pub(crate) async fn reinstate(
     };
     let marker_file = marker_path(ctx, &cluster.name, host);
     write_marker(&marker_file, &marker).map_err(|e| {
-        Failure::unchanged(host, format!("cannot write {}: {e}", marker_file.display()))
+        ReinstateError::unchanged(host, format!("cannot write {}: {e}", marker_file.display()))
     })?;
     let args = vec![
         creds.arg(),
@@ -621,8 +677,8 @@ pub(crate) async fn reinstate(
         "--batch".to_string(),
     ];
     match run("mariadb", &args, Some(script.as_bytes()), APPLY_BOUND).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
+        Ok(_) => {}
+        Err(e @ ToolError::Failed { .. }) => {
             // The client stopped at the error: the transaction rolled back.
             let _ = std::fs::remove_file(&marker_file);
             let msg = format!(
@@ -636,7 +692,7 @@ pub(crate) async fn reinstate(
                 StepStatus::Failed,
                 format!("{host}: {msg}"),
             );
-            return Err(Failure::unchanged(host, msg));
+            return Err(ReinstateError::unchanged(host, msg));
         }
         Err(e) => {
             let msg = format!(
@@ -654,10 +710,7 @@ pub(crate) async fn reinstate(
                 StepStatus::Failed,
                 msg.clone(),
             );
-            return Err(Failure {
-                message: msg,
-                changed: true,
-            });
+            return Err(ReinstateError::Changed { message: msg });
         }
     }
     marker.phase = Phase::Applied;
@@ -675,13 +728,12 @@ pub(crate) async fn reinstate(
         ),
     );
     // 4. Verify: still read-only, and the flashback left no binlog trace.
-    let changed = |what: String| Failure {
+    let changed = |what: String| ReinstateError::Changed {
         message: format!(
             "{host}: flashback applied ({gtids} undone, saved in {}), not rejoined: {what}. \
              Run `myha rejoin {host} --force` again to finish (the flashback is not applied twice)",
             saved.join(", ")
         ),
-        changed: true,
     };
     let after = server.facts().await.map_err(|e| changed(e.to_string()))?;
     if !after.read_only {

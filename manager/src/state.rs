@@ -1,15 +1,18 @@
 //! The manager's live state: the latest agent report and the latest own
 //! probe of every configured host, from which snapshots are built on demand.
 use std::collections::BTreeMap;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use myha_config::{ClusterConfig, Config};
+use myha_core::durable::apply_durable;
 use myha_core::report::{AckStatus, AgentReport, ReportAck, ServerFacts, MAX_SEQ};
+use myha_core::routing::{router_view, RouterView};
 use myha_core::topology::{
     build_snapshot_with_problems, ClusterSnapshot, Freshness, HostObservation, ProbeResult,
-    Problem, Role,
 };
+
+use tokio::sync::watch;
 
 use crate::store::{ClusterState, StateStore, StoreError};
 
@@ -60,10 +63,21 @@ struct ClusterInner {
     rejoin_refused: BTreeMap<String, String>,
 }
 
+/// The routing view of a cluster as last computed, with its digest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishedView {
+    pub digest: u64,
+    pub view: RouterView,
+}
+
 #[derive(Debug)]
 struct ClusterEntry {
     config: ClusterConfig,
     inner: RwLock<ClusterInner>,
+    /// The routing view, recomputed whenever the state changes (and on
+    /// every detection tick, for what only time changes); its receivers
+    /// are woken only when its digest changes.
+    view: watch::Sender<Option<Arc<PublishedView>>>,
 }
 
 impl ClusterEntry {
@@ -128,6 +142,7 @@ impl Topology {
                         analysis: None,
                         rejoin_refused: BTreeMap::new(),
                     }),
+                    view: watch::Sender::new(None),
                 },
             );
         }
@@ -174,11 +189,14 @@ impl Topology {
         let mut inner = entry.write();
         let mut next = inner.durable.clone();
         change(&mut next);
-        if next != inner.durable {
-            self.store.save(cluster, &next)?;
-            inner.durable = next;
+        if next == inner.durable {
+            return Ok(next);
         }
-        Ok(inner.durable.clone())
+        self.store.save(cluster, &next)?;
+        inner.durable = next.clone();
+        drop(inner);
+        self.refresh_view(cluster);
+        Ok(next)
     }
 
     pub fn set_analysis(&self, cluster: &str, analysis: myha_core::analysis::Analysis) {
@@ -232,6 +250,7 @@ impl Topology {
             .get(&report.cluster)
             .ok_or_else(|| IngestError::UnknownCluster(report.cluster.clone()))?;
         let probe_stale_after_ms = self.fresh.probe_stale_after_ms;
+        let ack_cluster = report.cluster.clone();
         let mut inner = entry.write();
         let host = inner
             .hosts
@@ -261,7 +280,7 @@ impl Topology {
             }
             host.report = Some((report, now));
         }
-        Ok(ReportAck {
+        let ack = ReportAck {
             epoch: inner.durable.epoch,
             master: inner.durable.master.clone(),
             seq,
@@ -270,24 +289,35 @@ impl Topology {
             } else {
                 AckStatus::Stale
             },
-        })
+        };
+        drop(inner);
+        if newer {
+            self.refresh_view(&ack_cluster);
+        }
+        Ok(ack)
     }
 
     /// Record the manager's own probe of `host`.
     pub fn record_probe(&self, cluster: &str, host: &str, probe: ProbeResult) {
-        if let Some(entry) = self.clusters.get(cluster) {
-            if let Some(h) = entry.write().hosts.get_mut(host) {
-                let now = Instant::now();
-                if probe.mysqld.facts().is_some() {
-                    h.probe_failing_since = None;
-                } else if h.probe_failing_since.is_none() {
-                    // Failing since the last success (or since the first probe).
-                    h.probe_failing_since = Some(h.probe.as_ref().map_or(now, |(_, at)| *at));
-                }
-                h.remember(probe.mysqld.facts(), now);
-                h.probe = Some((probe, now));
+        let Some(entry) = self.clusters.get(cluster) else {
+            return;
+        };
+        {
+            let mut inner = entry.write();
+            let Some(h) = inner.hosts.get_mut(host) else {
+                return;
+            };
+            let now = Instant::now();
+            if probe.mysqld.facts().is_some() {
+                h.probe_failing_since = None;
+            } else if h.probe_failing_since.is_none() {
+                // Failing since the last success (or since the first probe).
+                h.probe_failing_since = Some(h.probe.as_ref().map_or(now, |(_, at)| *at));
             }
+            h.remember(probe.mysqld.facts(), now);
+            h.probe = Some((probe, now));
         }
+        self.refresh_view(cluster);
     }
 
     /// The last facts anyone read from `host`, with their age.
@@ -306,6 +336,16 @@ impl Topology {
     pub fn snapshot(&self, cluster: &str) -> Option<ClusterSnapshot> {
         let entry = self.clusters.get(cluster)?;
         let inner = entry.read();
+        Some(self.snapshot_of(cluster, entry, &inner))
+    }
+
+    /// The snapshot of `entry` (named `cluster`) from `inner`, its state.
+    fn snapshot_of(
+        &self,
+        cluster: &str,
+        entry: &ClusterEntry,
+        inner: &ClusterInner,
+    ) -> ClusterSnapshot {
         let now = Instant::now();
         let obs: Vec<HostObservation<'_>> = entry
             .config
@@ -328,72 +368,55 @@ impl Topology {
                 }
             })
             .collect();
-        let (mut snap, mut problems) =
+        let (snap, problems) =
             build_snapshot_with_problems(cluster, inner.durable.epoch, unix_ms(), &obs, self.fresh);
-        // Errant transactions, against the last facts known of the others.
+        // Errant transactions are judged against the last facts known of
+        // the others.
         let known: Vec<(&str, &ServerFacts)> = inner
             .hosts
             .iter()
             .filter_map(|(n, h)| h.last_facts.as_ref().map(|(f, _)| (n.as_str(), f)))
             .collect();
-        for s in snap.servers.iter_mut().filter(|s| s.role == Role::Replica) {
-            let Some(f) = s.facts.as_ref() else { continue };
-            let others: Vec<&ServerFacts> = known
-                .iter()
-                .filter(|(n, _)| *n != s.name)
-                .map(|(_, f)| *f)
-                .collect();
-            if let Ok(errant) = myha_core::candidate::errant_gtids(f, &others) {
-                if !errant.is_empty() {
-                    problems.push(Problem::Errant {
-                        server: s.name.clone(),
-                        gtids: errant.clone(),
-                    });
-                }
-                s.errant = errant;
-            }
-        }
-        // Former masters not rejoined yet are shown for what they are, and
-        // never counted as the master, even if found writable.
-        let mut demoted = false;
-        for s in snap.servers.iter_mut() {
-            if let Some(extra) = inner.durable.diverged.get(&s.name) {
-                if s.role != Role::Replica {
-                    demoted |= s.role == Role::Master;
-                    s.role = Role::Diverged;
-                    s.diverged_gtids = extra.clone();
-                    problems.push(Problem::Diverged {
-                        server: s.name.clone(),
-                        gtids: extra.clone(),
-                    });
-                    continue;
-                }
-            }
-            if inner.durable.needs_rejoin.contains(&s.name) && s.role != Role::Replica {
-                if s.read_only == Some(false) {
-                    problems.push(Problem::FormerMasterWritable {
-                        server: s.name.clone(),
-                    });
-                }
-                demoted |= s.role == Role::Master;
-                s.role = Role::NeedsRejoin;
-            }
-        }
-        if demoted {
-            let masters: Vec<&str> = snap
-                .servers
-                .iter()
-                .filter(|s| s.role == Role::Master)
-                .map(|s| s.name.as_str())
-                .collect();
-            snap.master = match masters.as_slice() {
-                [one] => Some(one.to_string()),
-                _ => None,
+        apply_durable(snap, problems, &known, &inner.durable.view())
+    }
+
+    /// The routing view of one cluster now (snapshot and durable state
+    /// read together).
+    pub fn router_view(&self, cluster: &str) -> Option<RouterView> {
+        let entry = self.clusters.get(cluster)?;
+        let inner = entry.read();
+        let snapshot = self.snapshot_of(cluster, entry, &inner);
+        let config = &entry.config;
+        Some(router_view(
+            &snapshot,
+            &inner.durable.view(),
+            |n| config.host(n).map_or(1, |h| h.weight),
+            config.max_lag.as_secs_f64(),
+        ))
+    }
+
+    /// Recompute the routing view of `cluster`; its watchers wake if its
+    /// digest changed.
+    pub fn refresh_view(&self, cluster: &str) {
+        let Some(entry) = self.clusters.get(cluster) else {
+            return;
+        };
+        // Computed while holding the sender, so that two refreshes never
+        // publish out of order.
+        entry.view.send_if_modified(|published| {
+            let Some(view) = self.router_view(cluster) else {
+                return false;
             };
-            problems.retain(|p| !matches!(p, Problem::SeveralWritable { .. }));
-        }
-        snap.set_problems(&problems);
-        Some(snap)
+            let digest = view.digest();
+            let changed = published.as_ref().is_none_or(|p| p.digest != digest);
+            *published = Some(Arc::new(PublishedView { digest, view }));
+            changed
+        });
+    }
+
+    /// Watch the routing view of `cluster` (see [`Topology::refresh_view`]).
+    pub fn watch_view(&self, cluster: &str) -> Option<watch::Receiver<Option<Arc<PublishedView>>>> {
+        self.clusters.get(cluster).map(|e| e.view.subscribe())
     }
 
     pub fn snapshots(&self) -> Vec<ClusterSnapshot> {
@@ -401,5 +424,73 @@ impl Topology {
             .keys()
             .filter_map(|c| self.snapshot(c))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::FileStore;
+    use std::path::Path;
+
+    const CONFIG: &str = "
+manager:
+  token_env: MYHA_TOKEN
+clusters:
+  - name: main
+    user: myha
+    password_env: MYHA_DB_PASSWORD
+    replication_user: repl
+    replication_password_env: MYHA_REPL_PASSWORD
+hosts:
+  - name: db1
+    cluster: main
+    address: 10.0.0.11
+  - name: db2
+    cluster: main
+    address: 10.0.0.12
+agent:
+  token_env: MYHA_TOKEN
+access:
+  - { name: manager, role: manager, token_sha256: 1111111111111111111111111111111111111111111111111111111111111111 }
+  - { name: db1, role: agent, host: db1, token_sha256: 2222222222222222222222222222222222222222222222222222222222222222 }
+  - { name: db2, role: agent, host: db2, token_sha256: 3333333333333333333333333333333333333333333333333333333333333333 }
+";
+
+    fn topology(name: &str) -> Topology {
+        let env = |_: &str| -> Option<String> { Some("test-token-0123456789".to_owned()) };
+        let config = myha_config::load_str(CONFIG, Path::new("/etc/myha/myha.yaml"), &env)
+            .unwrap_or_else(|e| panic!("test configuration does not load:\n{e}"));
+        let dir = std::env::temp_dir().join(format!("myha-state-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = std::sync::Arc::new(FileStore::open(&dir).unwrap());
+        Topology::new(&config, store).unwrap()
+    }
+
+    #[test]
+    fn the_routing_view_wakes_watchers_only_when_it_changes() {
+        let topo = topology("view");
+        assert!(topo.watch_view("nope").is_none());
+        let mut rx = topo.watch_view("main").unwrap();
+        assert!(rx.borrow_and_update().is_none());
+        topo.refresh_view("main");
+        assert!(rx.has_changed().unwrap(), "first view published");
+        let first = rx.borrow_and_update().clone().unwrap();
+        assert_eq!(first.view, topo.router_view("main").unwrap());
+        assert!(first.view.writer.is_none());
+
+        // Nothing changed: no wake-up.
+        topo.refresh_view("main");
+        assert!(!rx.has_changed().unwrap());
+        // A change of durable state that routers see wakes them at once.
+        topo.update_durable("main", |s| s.epoch = 2).unwrap();
+        assert!(rx.has_changed().unwrap());
+        let second = rx.borrow_and_update().clone().unwrap();
+        assert_eq!(second.view.epoch, 2);
+        assert_ne!(second.digest, first.digest);
+        // One they do not see changes nothing.
+        topo.update_durable("main", |s| s.semi_sync_wanted = true)
+            .unwrap();
+        assert!(!rx.has_changed().unwrap());
     }
 }

@@ -7,7 +7,7 @@ use myha_config::HostConfig;
 use myha_core::flavor::GtidMode;
 use myha_core::topology::ClusterSnapshot;
 
-use crate::actions::Server;
+use crate::actions::{ActionError, Server};
 use crate::agents::VipOp;
 use crate::operation::{Journal, StepRecord};
 use crate::store::{OpKind, Phase, Step, StepStatus};
@@ -175,6 +175,48 @@ pub(crate) async fn wait_for_self_fence(run: &mut Journal<'_>) {
     );
 }
 
+/// Why the candidate could not be brought up to date. The texts are
+/// those the `catch_up` and `apply_relay_log` steps journal.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CatchUpError {
+    #[error("catch-up source {source_host} not configured")]
+    UnknownSource { source_host: String },
+    /// The catch-up source could not apply its own relay log first.
+    #[error("{source_host} could not apply its relay log: {error}")]
+    SourceRelayLog {
+        source_host: String,
+        error: ActionError,
+    },
+    /// The candidate could not be repointed to the source (`start`: the
+    /// position it was to start from, on MariaDB).
+    #[error(
+        "repointing {candidate} to {source_host}{}: {error}",
+        from_start(start)
+    )]
+    Repoint {
+        candidate: String,
+        source_host: String,
+        start: Option<String>,
+        error: ActionError,
+    },
+    /// Reading a server, waiting for the GTIDs, or applying the
+    /// candidate's relay log.
+    #[error(transparent)]
+    Server(#[from] ActionError),
+    /// A GTID state that cannot be compared.
+    #[error(transparent)]
+    Gtid(#[from] myha_core::gtid::GtidError),
+}
+
+fn from_start(start: &Option<String>) -> String {
+    start
+        .as_ref()
+        .map(|s| format!(" from {s}"))
+        .unwrap_or_default()
+}
+
+impl CatchUpError {}
+
 /// Bring the candidate to everything any replica received: catch up from
 /// `catch_up` (the most advanced replica, and the GTIDs it has more) if
 /// set, then apply its own relay log: never promote with unapplied relay
@@ -183,7 +225,7 @@ pub(crate) async fn bring_up_to_date(
     run: &Journal<'_>,
     cand: &mut Server,
     catch_up: Option<(String, String)>,
-) -> (Vec<StepRecord>, Result<String, String>) {
+) -> (Vec<StepRecord>, Result<String, CatchUpError>) {
     let candidate = cand.name.clone();
     let mut steps = Vec::new();
     if let Some((source, gtids)) = catch_up {
@@ -199,7 +241,7 @@ pub(crate) async fn bring_up_to_date(
                 steps.push(StepRecord::new(
                     Step::CatchUp,
                     StepStatus::Failed,
-                    e.clone(),
+                    e.to_string(),
                     Some(t),
                 ));
                 return (steps, Err(e));
@@ -215,7 +257,7 @@ pub(crate) async fn bring_up_to_date(
         }
         Err(e) => {
             steps.push(step(StepStatus::Failed, e.to_string()));
-            (steps, Err(e.to_string()))
+            (steps, Err(e.into()))
         }
     }
 }
@@ -224,33 +266,41 @@ async fn catch_up_from(
     run: &Journal<'_>,
     cand: &mut Server,
     source: &str,
-) -> Result<String, String> {
+) -> Result<String, CatchUpError> {
     let (Some(mut src), Some(src_host)) = (run.server(source), run.host(source).cloned()) else {
-        return Err(format!("catch-up source {source} not configured"));
+        return Err(CatchUpError::UnknownSource {
+            source_host: source.to_string(),
+        });
     };
     // The source must first apply what it received, so its binlog has it.
-    let pos = src
-        .apply_relay_log(CATCH_UP_BOUND)
-        .await
-        .map_err(|e| format!("{source} could not apply its relay log: {e}"))?;
+    let pos = src.apply_relay_log(CATCH_UP_BOUND).await.map_err(|error| {
+        CatchUpError::SourceRelayLog {
+            source_host: source.to_string(),
+            error,
+        }
+    })?;
+    let candidate = cand.name.clone();
+    let repoint = |start: Option<&str>, error| CatchUpError::Repoint {
+        candidate: candidate.clone(),
+        source_host: source.to_string(),
+        start: start.map(str::to_string),
+        error,
+    };
     if run.cluster.flavor == myha_core::flavor::Flavor::Mariadb {
         // Its position set deliberately: where it is ahead of the source
         // (a later heartbeat), the source's.
-        let mine = cand.facts().await.map_err(|e| e.to_string())?;
-        let theirs = src.facts().await.map_err(|e| e.to_string())?;
-        let start =
-            myha_core::rejoin::catch_up_position(&mine, &theirs).map_err(|e| e.to_string())?;
+        let mine = cand.facts().await?;
+        let theirs = src.facts().await?;
+        let start = myha_core::rejoin::catch_up_position(&mine, &theirs)?;
         cand.rejoin_as_replica(&src_host, run.cluster, &start)
             .await
-            .map_err(|e| format!("repointing {} to {source} from {start}: {e}", cand.name))?;
+            .map_err(|e| repoint(Some(&start), e))?;
     } else {
         cand.repoint(&src_host, run.cluster, GtidMode::SlavePos)
             .await
-            .map_err(|e| format!("repointing {} to {source}: {e}", cand.name))?;
+            .map_err(|e| repoint(None, e))?;
     }
-    cand.wait_for_gtids(&pos, CATCH_UP_BOUND)
-        .await
-        .map_err(|e| e.to_string())?;
+    cand.wait_for_gtids(&pos, CATCH_UP_BOUND).await?;
     Ok(pos)
 }
 
@@ -369,7 +419,7 @@ pub(crate) async fn move_vip(
         ));
     } else if let Some(old) = run.host(old_master) {
         let t = Instant::now();
-        let (status, detail) = match run.ctx.agents.vip(old, vip, VipOp::Remove, epoch).await {
+        let (status, detail) = match run.ctx.agents.set_vip(old, vip, VipOp::Remove, epoch).await {
             Ok(v) => (StepStatus::Ok, format!("{old_master}: {v}")),
             Err(e) => (
                 StepStatus::Skipped,
@@ -380,9 +430,9 @@ pub(crate) async fn move_vip(
     }
     if let Some(new) = run.host(new_master) {
         let t = Instant::now();
-        let (status, detail) = match run.ctx.agents.vip(new, vip, VipOp::Add, epoch).await {
+        let (status, detail) = match run.ctx.agents.set_vip(new, vip, VipOp::Add, epoch).await {
             Ok(v) => (StepStatus::Ok, format!("{new_master}: {v}")),
-            Err(e) => (StepStatus::Failed, e),
+            Err(e) => (StepStatus::Failed, e.to_string()),
         };
         steps.push(StepRecord::new(Step::VipAdd, status, detail, Some(t)));
     }
@@ -487,4 +537,47 @@ async fn semi_sync_on(run: &Journal<'_>, new_master: &HostConfig) -> StepRecord 
         Err(e) => (StepStatus::Failed, format!("{}: {e}", new_master.name)),
     };
     StepRecord::new(Step::SemiSync, status, detail, Some(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catch_up_errors_read_as_before() {
+        let refused = || {
+            ActionError::Db(myha_mysql::DbError::Refused {
+                addr: "10.0.0.3:3306".into(),
+            })
+        };
+        let e = CatchUpError::Repoint {
+            candidate: "db2".into(),
+            source_host: "db3".into(),
+            start: Some("0-1-7".into()),
+            error: refused(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "repointing db2 to db3 from 0-1-7: connection to 10.0.0.3:3306 refused"
+        );
+        let e = CatchUpError::Repoint {
+            candidate: "db2".into(),
+            source_host: "db3".into(),
+            start: None,
+            error: refused(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "repointing db2 to db3: connection to 10.0.0.3:3306 refused"
+        );
+        let e = CatchUpError::SourceRelayLog {
+            source_host: "db3".into(),
+            error: ActionError::Failed("stuck".into()),
+        };
+        assert_eq!(e.to_string(), "db3 could not apply its relay log: stuck");
+        let e = CatchUpError::UnknownSource {
+            source_host: "db9".into(),
+        };
+        assert_eq!(e.to_string(), "catch-up source db9 not configured");
+    }
 }

@@ -58,6 +58,31 @@ pub struct ClusterState {
     pub semi_sync_wanted: bool,
 }
 
+impl ClusterState {
+    /// What the pure decisions of `myha_core` read of this state.
+    pub fn view(&self) -> myha_core::durable::DurableView {
+        myha_core::durable::DurableView {
+            epoch: self.epoch,
+            master: self.master.clone(),
+            in_progress: self.in_progress.is_some(),
+            // A failover or switchover publishes its new master as soon as
+            // it is writable (before the VIP moves and the replicas are
+            // repointed).
+            published_master: self
+                .in_progress
+                .as_ref()
+                .filter(|op| op.phase >= Phase::Writable)
+                .and_then(|op| op.new_master.clone()),
+            last_failover_ms: self.last_failover_ms,
+            blocked_until_ms: self.blocked_until_ms,
+            needs_rejoin: self.needs_rejoin.clone(),
+            diverged: self.diverged.clone(),
+            semi_sync_degraded: self.semi_sync_degraded.is_some(),
+            semi_sync_wanted: self.semi_sync_wanted,
+        }
+    }
+}
+
 /// A multi-step operation under way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Operation {

@@ -1,70 +1,13 @@
 //! Executes the upkeep decisions of `myha_core::upkeep` for the master of
 //! the current epoch: unfence, semi-sync timer removal, degrade, restore.
-//! Every action is journaled.
-use std::time::{Duration, Instant};
-
+//! Every action is journaled. When to act is decided (and counted) by
+//! `myha_core::detect`.
 use myha_config::ClusterConfig;
-use myha_core::topology::ClusterSnapshot;
-use myha_core::upkeep::{acknowledging_replicas, looks_fenced, Upkeep};
+use myha_core::upkeep::Upkeep;
 
 use crate::actions::Server;
 use crate::operation::{journal, Context};
 use crate::store::{Step, StepStatus};
-
-/// At most one upkeep action this often.
-const EVERY: Duration = Duration::from_millis(500);
-
-/// What the detection loop counts across snapshots for the upkeep rules.
-#[derive(Debug, Default)]
-pub(crate) struct Tracker {
-    master: Option<String>,
-    no_acker_since: Option<Instant>,
-    fenced_since: Option<Instant>,
-    last_action: Option<Instant>,
-}
-
-impl Tracker {
-    /// Take one snapshot of the master `master` into account.
-    pub(crate) fn observe(&mut self, snapshot: &ClusterSnapshot, master: &str) {
-        if self.master.as_deref() != Some(master) {
-            *self = Tracker {
-                master: Some(master.to_string()),
-                last_action: self.last_action,
-                ..Tracker::default()
-            };
-        }
-        let semi_sync_on = snapshot
-            .server(master)
-            .and_then(|m| m.facts.as_ref())
-            .is_some_and(|f| f.semi_sync_master && !f.read_only);
-        if semi_sync_on && acknowledging_replicas(snapshot, master).is_empty() {
-            self.no_acker_since.get_or_insert_with(Instant::now);
-        } else {
-            self.no_acker_since = None;
-        }
-        if looks_fenced(snapshot, master) {
-            self.fenced_since.get_or_insert_with(Instant::now);
-        } else {
-            self.fenced_since = None;
-        }
-    }
-
-    pub(crate) fn no_acker_for_ms(&self) -> Option<u64> {
-        self.no_acker_since.map(|t| t.elapsed().as_millis() as u64)
-    }
-
-    pub(crate) fn fenced_for_ms(&self) -> Option<u64> {
-        self.fenced_since.map(|t| t.elapsed().as_millis() as u64)
-    }
-
-    pub(crate) fn due(&self) -> bool {
-        self.last_action.is_none_or(|t| t.elapsed() >= EVERY)
-    }
-
-    pub(crate) fn acted(&mut self) {
-        self.last_action = Some(Instant::now());
-    }
-}
 
 /// Carry out one upkeep action on `master` and journal it.
 pub(crate) async fn execute(ctx: &Context, cluster: &ClusterConfig, master: &str, action: Upkeep) {

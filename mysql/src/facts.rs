@@ -14,6 +14,17 @@ pub struct FactsOptions {
     pub heartbeat_table: String,
 }
 
+impl FactsOptions {
+    /// What a cluster's servers are read with: its flavor and its
+    /// heartbeat table.
+    pub fn for_cluster(cluster: &myha_config::ClusterConfig) -> FactsOptions {
+        FactsOptions {
+            flavor: cluster.flavor,
+            heartbeat_table: cluster.heartbeat_table.clone(),
+        }
+    }
+}
+
 fn text(row: &Row, col: &str) -> String {
     row.get(col).cloned().flatten().unwrap_or_default()
 }

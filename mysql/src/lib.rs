@@ -49,6 +49,33 @@ impl EndpointTls {
     }
 }
 
+impl Endpoint {
+    /// The cluster's admin user at `host:port`, with the cluster's
+    /// `mysql_tls:` (if any).
+    pub fn admin(
+        cluster: &myha_config::ClusterConfig,
+        host: impl Into<String>,
+        port: u16,
+    ) -> Endpoint {
+        Endpoint {
+            host: host.into(),
+            port,
+            user: cluster.admin.user.clone(),
+            password: cluster.admin.password.expose().to_string(),
+            tls: EndpointTls::from_config(cluster.mysql_tls.as_ref()),
+        }
+    }
+
+    /// The cluster's admin user at a configured host (its address and
+    /// port), with the cluster's `mysql_tls:` (if any).
+    pub fn of_host(
+        cluster: &myha_config::ClusterConfig,
+        host: &myha_config::HostConfig,
+    ) -> Endpoint {
+        Endpoint::admin(cluster, host.address.clone(), host.port)
+    }
+}
+
 impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Endpoint")

@@ -1145,7 +1145,9 @@ pub fn terminate(child: &mut Child) {
 }
 
 /// The nftables table of a `relay: nat` router whose writer listens on
-/// `writer_listen` (`ip:port`), named as `myha-router` names it.
+/// `writer_listen` (`ip:port`), named as `myha-router` names it. A copy
+/// of the router's `nat::table_name`, which is crate-private there (and
+/// takes a `SocketAddrV4`): keep the two in step.
 pub fn nat_table_name(writer_listen: &str) -> String {
     format!("myha_router_{}", writer_listen.replace(['.', ':'], "_"))
 }
@@ -1378,20 +1380,11 @@ pub fn wait_until(
 }
 
 /// Raises this process's soft open-files limit to the hard one (a test
-/// that opens thousands of connections; the router does the same).
+/// that opens thousands of connections): the router's own
+/// [`myha_router::raise_fd_limit`]. Returns the soft limit now in force
+/// (0 if it cannot be read).
 pub fn raise_fd_limit() -> u64 {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => {
-            if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-                hard
-            } else {
-                soft
-            }
-        }
-        Ok((soft, _)) => soft,
-        Err(_) => 0,
-    }
+    myha_router::raise_fd_limit().0
 }
 
 /// Opens `n` connections to `addr` and reads the MySQL server greeting on
