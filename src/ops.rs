@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use myha_config::Config;
-use myha_manager::{Event, FailoverReport};
+use myha_manager::{Event, FailoverReport, OpStatus};
 
 use crate::client::ManagerClient;
 
@@ -98,8 +98,8 @@ pub async fn failover(
             println!("problem: {p}");
         }
     }
-    Ok(match report.status.as_str() {
-        "completed" | "dry_run" if report.problems.is_empty() => ExitCode::SUCCESS,
+    Ok(match report.status {
+        OpStatus::Completed | OpStatus::DryRun if report.problems.is_empty() => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
     })
 }
@@ -181,8 +181,8 @@ pub async fn switchover(
             println!("problem: {p}");
         }
     }
-    Ok(match report.status.as_str() {
-        "completed" | "dry_run" => ExitCode::SUCCESS,
+    Ok(match report.status {
+        OpStatus::Completed | OpStatus::DryRun => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
     })
 }
