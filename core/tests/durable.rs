@@ -5,37 +5,12 @@
 
 mod common;
 
+use common::view;
+
 use myha_core::durable::{apply_durable, DurableView};
-use myha_core::flavor::ThreadState;
 use myha_core::report::ServerFacts;
 use myha_core::routing::router_view;
 use myha_core::topology::{ClusterSnapshot, Problem, Role, ServerView};
-
-fn view(name: &str, role: Role, facts: ServerFacts) -> ServerView {
-    ServerView {
-        name: name.into(),
-        address: format!("{name}:3306"),
-        role,
-        mysqld_up: Some(true),
-        host_reachable: true,
-        read_only: Some(facts.read_only),
-        gtid_position: None,
-        io_running: (role == Role::Replica).then_some(ThreadState::Running),
-        sql_running: (role == Role::Replica).then_some(ThreadState::Running),
-        last_error: None,
-        lag_seconds: Some(0.0),
-        age_ms: Some(100),
-        source: Some("manager".into()),
-        replicates_from: (role == Role::Replica).then(|| "db1:3306".to_string()),
-        server_id: Some(facts.server_id),
-        errant: Vec::new(),
-        diverged_gtids: Vec::new(),
-        disagreements: Vec::new(),
-        agent: common::agent_ok(),
-        manager_probe: common::probe_ok(),
-        facts: Some(facts),
-    }
-}
 
 fn replica_facts(id: u32, gtids: &str) -> ServerFacts {
     ServerFacts {

@@ -18,6 +18,8 @@ pub mod state;
 mod steps;
 pub mod store;
 pub mod switchover;
+#[cfg(test)]
+mod testing;
 mod tracker;
 mod upkeep;
 

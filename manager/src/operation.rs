@@ -411,36 +411,13 @@ impl StepRecord {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use std::path::Path;
 
     use super::*;
     use crate::agents::VipOp;
     use crate::store::FileStore;
 
-    const CONFIG: &str = "
-manager:
-  token_env: MYHA_TOKEN
-clusters:
-  - name: main
-    user: myha
-    password_env: MYHA_DB_PASSWORD
-    replication_user: repl
-    replication_password_env: MYHA_REPL_PASSWORD
-hosts:
-  - name: db1
-    cluster: main
-    address: 10.0.0.11
-  - name: db2
-    cluster: main
-    address: 10.0.0.12
-agent:
-  token_env: MYHA_TOKEN
-access:
-  - { name: manager, role: manager, token_sha256: 1111111111111111111111111111111111111111111111111111111111111111 }
-  - { name: db1, role: agent, host: db1, token_sha256: 2222222222222222222222222222222222222222222222222222222222222222 }
-  - { name: db2, role: agent, host: db2, token_sha256: 3333333333333333333333333333333333333333333333333333333333333333 }
-";
+    use crate::testing::CONFIG;
 
     fn context(dir: &Path) -> (Context, myha_config::Config) {
         let env = |name: &str| -> Option<String> {

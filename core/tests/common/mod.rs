@@ -85,3 +85,36 @@ pub fn probe_ok() -> myha_core::topology::ProbeView {
         error: None,
     }
 }
+
+/// A server as the topology shows it, from the manager's fresh probe:
+/// a replica of `db1:3306` when `role` is `Replica`.
+pub fn view(
+    name: &str,
+    role: myha_core::topology::Role,
+    facts: ServerFacts,
+) -> myha_core::topology::ServerView {
+    myha_core::topology::ServerView {
+        name: name.into(),
+        address: format!("{name}:3306"),
+        role,
+        mysqld_up: Some(true),
+        host_reachable: true,
+        read_only: Some(facts.read_only),
+        gtid_position: None,
+        io_running: (role == myha_core::topology::Role::Replica).then_some(ThreadState::Running),
+        sql_running: (role == myha_core::topology::Role::Replica).then_some(ThreadState::Running),
+        last_error: None,
+        lag_seconds: Some(0.0),
+        age_ms: Some(100),
+        source: Some("manager".into()),
+        replicates_from: (role == myha_core::topology::Role::Replica)
+            .then(|| "db1:3306".to_string()),
+        server_id: Some(facts.server_id),
+        errant: Vec::new(),
+        diverged_gtids: Vec::new(),
+        disagreements: Vec::new(),
+        agent: agent_ok(),
+        manager_probe: probe_ok(),
+        facts: Some(facts),
+    }
+}
