@@ -234,9 +234,10 @@ fn spawn_router(bin: &str, bed: &Bed, relay: &str, offset: u16) -> Result<Proxy>
         .replace(":6033", &format!(":{w}"))
         .replace(":6034", &format!(":{r}"))
         .replace(":6035", &format!(":{h}"))
-        .replace(
-            "writer_hold_timeout: 10s }",
-            &format!("writer_hold_timeout: 10s, relay: {relay} }}"),
+        .replacen(
+            "writer_hold_timeout: 10s",
+            &format!("writer_hold_timeout: 10s, relay: {relay}"),
+            1,
         );
     if !derived.contains(&format!("relay: {relay}")) {
         return Err(BedError::Other(format!(
