@@ -21,22 +21,10 @@ async fn gather(config: &Config, cluster: &ClusterConfig) -> CheckInput {
         connect: config.manager.connect_timeout,
         query: config.manager.query_timeout,
     };
-    let opts = FactsOptions {
-        flavor: cluster.flavor,
-        heartbeat_table: cluster.heartbeat_table.clone(),
-    };
+    let opts = FactsOptions::for_cluster(cluster);
     let mut servers = Vec::new();
     for host in &cluster.hosts {
-        let mut db = Db::new(
-            Endpoint {
-                host: host.address.clone(),
-                port: host.port,
-                user: cluster.admin.user.clone(),
-                password: cluster.admin.password.expose().to_string(),
-                tls: myha_mysql::EndpointTls::from_config(cluster.mysql_tls.as_ref()),
-            },
-            timeouts,
-        );
+        let mut db = Db::new(Endpoint::of_host(cluster, host), timeouts);
         let facts = collect_facts(&mut db, &opts)
             .await
             .map_err(|e| e.to_string());
