@@ -6,33 +6,17 @@
 mod common;
 
 use myha_core::flavor::ThreadState;
+
 use myha_core::report::{ServerFacts, SEMI_SYNC_NO_FALLBACK_MS};
 use myha_core::topology::{ClusterSnapshot, Role, ServerView};
 use myha_core::upkeep::{acknowledging_replicas, looks_fenced, upkeep, Upkeep, UpkeepInput};
 
+/// `common::view` as an agent reports it, with no lag known.
 fn view(name: &str, role: Role, facts: ServerFacts) -> ServerView {
     ServerView {
-        name: name.into(),
-        address: format!("{name}:3306"),
-        role,
-        mysqld_up: Some(true),
-        host_reachable: true,
-        read_only: Some(facts.read_only),
-        gtid_position: None,
-        io_running: (role == Role::Replica).then_some(ThreadState::Running),
-        sql_running: (role == Role::Replica).then_some(ThreadState::Running),
-        last_error: None,
         lag_seconds: None,
-        age_ms: Some(100),
         source: Some("agent".into()),
-        replicates_from: (role == Role::Replica).then(|| "db1:3306".to_string()),
-        server_id: Some(facts.server_id),
-        errant: Vec::new(),
-        diverged_gtids: Vec::new(),
-        disagreements: Vec::new(),
-        agent: common::agent_ok(),
-        manager_probe: common::probe_ok(),
-        facts: Some(facts),
+        ..common::view(name, role, facts)
     }
 }
 
