@@ -713,6 +713,9 @@ pub(crate) async fn reinstate(
             return Err(ReinstateError::Changed { message: msg });
         }
     }
+    // The credentials are needed no more: removed before the rejoin, so
+    // that nothing is left behind once the server replicates.
+    drop(creds);
     marker.phase = Phase::Applied;
     if let Err(e) = write_marker(&marker_file, &marker) {
         tracing::error!(path = %marker_file.display(), error = %e, "cannot record the applied flashback");
