@@ -74,8 +74,8 @@ async fn gather(config: &Config, cluster: &ClusterConfig) -> CheckInput {
 /// checks out (its own absence is not this command's finding).
 async fn manager_view(config: &Config, cluster: &str) -> Option<ManagerView> {
     let client = crate::client::ManagerClient::new(config).ok()?;
-    let st: myha_manager::ClusterStatus =
-        client.get(&format!("/v1/clusters/{cluster}")).await.ok()?;
+    let st: myha_api::status::ClusterStatus =
+        client.get(&myha_api::paths::cluster(cluster)).await.ok()?;
     Some(ManagerView {
         rejoin_refused: st.rejoin_refused,
         semi_sync_degraded: st.semi_sync_degraded,

@@ -29,23 +29,28 @@ impl ManagerClient {
     pub async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
-        body: serde_json::Value,
+        body: &impl serde::Serialize,
     ) -> anyhow::Result<T> {
-        self.call(reqwest::Method::POST, path, Some(body)).await
+        self.call(
+            reqwest::Method::POST,
+            path,
+            Some(serde_json::to_value(body)?),
+        )
+        .await
     }
 
     /// POST and read the JSON answer whatever the status (the body explains).
-    pub async fn post_any(
+    pub async fn post_any<T: DeserializeOwned>(
         &self,
         path: &str,
-        body: serde_json::Value,
-    ) -> anyhow::Result<serde_json::Value> {
+        body: &impl serde::Serialize,
+    ) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
         let resp = self
             .http
             .post(&url)
             .bearer_auth(&self.token)
-            .json(&body)
+            .json(body)
             .timeout(Duration::from_secs(120))
             .send()
             .await
@@ -60,7 +65,7 @@ impl ManagerClient {
     pub async fn post_stream(
         &self,
         path: &str,
-        body: serde_json::Value,
+        body: &impl serde::Serialize,
         mut line: impl FnMut(&str),
     ) -> anyhow::Result<()> {
         let url = format!("{}{path}", self.base);
@@ -68,7 +73,7 @@ impl ManagerClient {
             .http
             .post(&url)
             .bearer_auth(&self.token)
-            .json(&body)
+            .json(body)
             .timeout(Duration::from_secs(300))
             .send()
             .await

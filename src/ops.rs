@@ -2,8 +2,13 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
+use myha_api::journal::Event;
+use myha_api::operation::{FailoverReport, OpStatus};
+use myha_api::paths;
+use myha_api::requests::{
+    AckAnswer, FailoverRequest, RejoinAnswer, RejoinRequest, SwitchoverLine, SwitchoverRequest,
+};
 use myha_config::Config;
-use myha_manager::{Event, FailoverReport, OpStatus};
 
 use crate::client::ManagerClient;
 
@@ -55,14 +60,11 @@ pub async fn failover(
     let cluster = pick_cluster(config, cluster)?;
     let client = ManagerClient::new(config)?;
     if ack {
-        let v: serde_json::Value = client
-            .post(
-                &format!("/v1/clusters/{cluster}/ack"),
-                serde_json::json!({}),
-            )
+        let v: AckAnswer = client
+            .post(&paths::ack(cluster), &serde_json::json!({}))
             .await?;
         if json {
-            println!("{v}");
+            println!("{}", serde_json::to_string(&v)?);
         } else {
             println!("acknowledged: automatic failover of {cluster} is enabled again");
         }
@@ -70,8 +72,11 @@ pub async fn failover(
     }
     let report: FailoverReport = client
         .post(
-            &format!("/v1/clusters/{cluster}/failover"),
-            serde_json::json!({ "to": to, "dry_run": dry_run }),
+            &paths::failover(cluster),
+            &FailoverRequest {
+                to: to.map(str::to_string),
+                dry_run,
+            },
         )
         .await?;
     if json {
@@ -112,9 +117,7 @@ pub async fn history(
 ) -> anyhow::Result<ExitCode> {
     let cluster = pick_cluster(config, cluster)?;
     let client = ManagerClient::new(config)?;
-    let mut events: Vec<Event> = client
-        .get(&format!("/v1/clusters/{cluster}/history"))
-        .await?;
+    let mut events: Vec<Event> = client.get(&paths::history(cluster)).await?;
     if let Some(n) = last {
         let skip = events.len().saturating_sub(n);
         events.drain(..skip);
@@ -143,20 +146,23 @@ pub async fn switchover(
     let mut events = Vec::new();
     client
         .post_stream(
-            &format!("/v1/clusters/{cluster}/switchover"),
-            serde_json::json!({ "to": to, "dry_run": dry_run, "timeout_ms": timeout.as_millis() as u64 }),
-            |line| {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                    return;
-                };
-                if let Some(ev) = v.get("event").and_then(|e| serde_json::from_value::<Event>(e.clone()).ok()) {
+            &paths::switchover(cluster),
+            &SwitchoverRequest {
+                to: to.map(str::to_string),
+                dry_run,
+                timeout_ms: Some(timeout.as_millis() as u64),
+            },
+            |line| match serde_json::from_str::<SwitchoverLine>(line) {
+                Ok(SwitchoverLine::Event { event }) => {
                     if !json {
-                        print_event(&ev);
+                        print_event(&event);
                     }
-                    events.push(ev);
-                } else if let Some(r) = v.get("report").and_then(|r| serde_json::from_value::<FailoverReport>(r.clone()).ok()) {
-                    report = Some(r);
+                    events.push(event);
                 }
+                Ok(SwitchoverLine::Report { report: r }) => report = Some(*r),
+                // A line this version does not know: skipped, the report
+                // is what decides.
+                Err(_) => {}
             },
         )
         .await?;
@@ -195,14 +201,17 @@ pub async fn rejoin(
 ) -> anyhow::Result<ExitCode> {
     let cluster = pick_cluster(config, cluster)?;
     let client = ManagerClient::new(config)?;
-    let v: serde_json::Value = client
+    let v: RejoinAnswer = client
         .post_any(
-            &format!("/v1/clusters/{cluster}/rejoin"),
-            serde_json::json!({ "host": host, "force": force }),
+            &paths::rejoin(cluster),
+            &RejoinRequest {
+                host: host.to_string(),
+                force,
+            },
         )
         .await?;
-    let detail = v["detail"].as_str().unwrap_or_default();
-    if v["rejoined"] == true {
+    let detail = &v.detail;
+    if v.rejoined {
         println!("rejoined: {detail}");
         Ok(ExitCode::SUCCESS)
     } else {

@@ -1,10 +1,10 @@
 //! `myha status`: the manager's live topology as a table or JSON.
 use std::process::ExitCode;
 
+use myha_api::status::ClusterStatus;
 use myha_config::Config;
 use myha_core::flavor::ThreadState;
 use myha_core::topology::ServerView;
-use myha_manager::ClusterStatus;
 use serde::Serialize;
 
 use crate::client::ManagerClient;
@@ -48,7 +48,7 @@ struct Rails<'a> {
     readiness: Option<&'a myha_core::candidate::CandidateChoice>,
     failover_blocked_until_ms: Option<u64>,
     last_failover_ms: Option<u64>,
-    in_progress: Option<&'a myha_manager::Operation>,
+    in_progress: Option<&'a myha_api::journal::Operation>,
     needs_rejoin: &'a [String],
     /// Server -> why it was not rejoined (the last attempt's refusal).
     rejoin_refused: &'a std::collections::BTreeMap<String, String>,
@@ -228,8 +228,8 @@ pub fn render(st: &ClusterStatus) -> String {
 pub async fn run(config: &Config, cluster: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let client = ManagerClient::new(config)?;
     let snapshots: Vec<ClusterStatus> = match cluster {
-        Some(name) => vec![client.get(&format!("/v1/clusters/{name}")).await?],
-        None => client.get("/v1/clusters").await?,
+        Some(name) => vec![client.get(&myha_api::paths::cluster(name)).await?],
+        None => client.get(myha_api::paths::CLUSTERS).await?,
     };
     if json {
         let out: Vec<JsonCluster<'_>> = snapshots.iter().map(json_cluster).collect();

@@ -8,6 +8,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use myha_api::agent::{AgentHealth, FenceAnswer, FenceRequest, VipOp, VipRequest};
+use myha_api::paths;
 use myha_config::Scope;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -42,14 +44,14 @@ async fn require_token(State(shared): State<Arc<Shared>>, req: Request, next: Ne
     next.run(req).await
 }
 
-async fn health(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+async fn health(State(shared): State<Arc<Shared>>) -> Json<AgentHealth> {
     let last = shared.last.lock().await;
-    Json(serde_json::json!({
-        "host": shared.host.name,
-        "cluster": shared.cluster.name,
-        "last_sample_at_ms": last.as_ref().map(|r| r.sampled_at_ms),
-        "mysqld_up": last.as_ref().map(|r| r.mysqld.facts().is_some()),
-    }))
+    Json(AgentHealth {
+        host: shared.host.name.clone(),
+        cluster: shared.cluster.name.clone(),
+        last_sample_at_ms: last.as_ref().map(|r| r.sampled_at_ms),
+        mysqld_up: last.as_ref().map(|r| r.mysqld.facts().is_some()),
+    })
 }
 
 async fn status(State(shared): State<Arc<Shared>>) -> Response {
@@ -57,22 +59,6 @@ async fn status(State(shared): State<Arc<Shared>>) -> Response {
         Some(report) => Json(report).into_response(),
         None => (StatusCode::SERVICE_UNAVAILABLE, "no sample yet\n").into_response(),
     }
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum VipOp {
-    Add,
-    Remove,
-}
-
-/// Only what to do: the address and interface are the agent's own
-/// configuration (a request cannot make it claim another address).
-#[derive(Debug, serde::Deserialize)]
-struct VipRequest {
-    op: VipOp,
-    #[serde(default)]
-    epoch: Option<u64>,
 }
 
 /// Add or remove the cluster's virtual IP on this host.
@@ -113,12 +99,6 @@ async fn vip(State(shared): State<Arc<Shared>>, Json(req): Json<VipRequest>) -> 
     }
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct FenceRequest {
-    epoch: u64,
-    master: String,
-}
-
 /// A refusal when `epoch` is older than the newest epoch the manager has
 /// answered this agent with: a replayed or stale order.
 fn stale_epoch(shared: &Shared, epoch: Option<u64>) -> Option<Response> {
@@ -144,11 +124,15 @@ async fn fence(State(shared): State<Arc<Shared>>, Json(req): Json<FenceRequest>)
     let queued = || {
         (
             StatusCode::ACCEPTED,
-            Json(serde_json::json!({
-                "fenced": false,
-                "queued": true,
-                "detail": "mysqld does not answer: its lease is over (only resets leave its port) and a fence is queued until it answers"
-            })),
+            Json(FenceAnswer {
+                fenced: false,
+                queued: true,
+                killed: None,
+                detail: Some(
+                    "mysqld does not answer: its lease is over (only resets leave its port) and a fence is queued until it answers"
+                        .to_string(),
+                ),
+            }),
         )
             .into_response()
     };
@@ -162,7 +146,13 @@ async fn fence(State(shared): State<Arc<Shared>>, Json(req): Json<FenceRequest>)
     match crate::lease::fence_host(&shared, &mut db).await {
         Ok(killed) => {
             tracing::warn!(epoch = req.epoch, master = %req.master, killed, "fenced by the manager");
-            Json(serde_json::json!({ "fenced": true, "killed": killed })).into_response()
+            Json(FenceAnswer {
+                fenced: true,
+                queued: false,
+                killed: Some(killed as u64),
+                detail: None,
+            })
+            .into_response()
         }
         // A hung mysqld (its process is there): queue the fence.
         Err(e) if crate::mysqld_process_running() == Some(true) => {
@@ -185,10 +175,10 @@ pub(crate) async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), AgentError> {
     let app = Router::new()
-        .route("/v1/health", get(health))
-        .route("/v1/status", get(status))
-        .route("/v1/vip", axum::routing::post(vip))
-        .route("/v1/fence", axum::routing::post(fence))
+        .route(paths::HEALTH, get(health))
+        .route(paths::AGENT_STATUS, get(status))
+        .route(paths::VIP, axum::routing::post(vip))
+        .route(paths::FENCE, axum::routing::post(fence))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
             require_token,

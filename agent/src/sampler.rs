@@ -671,7 +671,11 @@ pub(crate) async fn report_loop(
     epoch: watch::Sender<LastAck>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let url = format!("{}/v1/report", manager_url.trim_end_matches('/'));
+    let url = format!(
+        "{}{}",
+        manager_url.trim_end_matches('/'),
+        myha_api::paths::REPORT
+    );
     let mut failures = 0u32;
     loop {
         tokio::select! {

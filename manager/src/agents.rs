@@ -2,7 +2,6 @@
 use std::time::Duration;
 
 use myha_config::{HostConfig, VipConfig};
-use serde_json::json;
 
 /// Why a call to an agent failed. Every message starts with the host's
 /// name (the journal shows them as they are).
@@ -75,7 +74,7 @@ impl AgentClient {
         &self,
         host: &HostConfig,
         path: &str,
-        body: serde_json::Value,
+        body: impl serde::Serialize,
     ) -> Result<serde_json::Value, AgentCallError> {
         let url = format!("{}{path}", host.agent_url());
         let resp = self
@@ -115,8 +114,15 @@ impl AgentClient {
         op: VipOp,
         epoch: u64,
     ) -> Result<serde_json::Value, AgentCallError> {
-        self.post(host, "/v1/vip", json!({ "op": op, "epoch": epoch }))
-            .await
+        self.post(
+            host,
+            myha_api::paths::VIP,
+            myha_api::agent::VipRequest {
+                op,
+                epoch: Some(epoch),
+            },
+        )
+        .await
     }
 
     /// Ask the host's agent to fence its mysqld (read_only, kill sessions).
@@ -128,17 +134,14 @@ impl AgentClient {
     ) -> Result<serde_json::Value, AgentCallError> {
         self.post(
             host,
-            "/v1/fence",
-            json!({ "epoch": epoch, "master": master }),
+            myha_api::paths::FENCE,
+            myha_api::agent::FenceRequest {
+                epoch,
+                master: master.to_string(),
+            },
         )
         .await
     }
 }
 
-/// What the agent is asked to do with the VIP (`op` of `/v1/vip`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VipOp {
-    Add,
-    Remove,
-}
+pub use myha_api::agent::VipOp;

@@ -9,11 +9,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use myha_config::{Config, Principal, Scope};
-use myha_core::analysis::{Analysis, Verdict};
-use myha_core::candidate::CandidateChoice;
+use myha_core::analysis::Verdict;
 use myha_core::report::AgentReport;
-use myha_core::topology::ClusterSnapshot;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -21,8 +18,14 @@ use crate::detector::analyse_now;
 use crate::failover;
 use crate::operation::{journal, Context};
 use crate::state::{unix_ms, IngestError};
-use crate::store::{Event, Operation, Step, StepStatus};
+use crate::store::{Event, Step, StepStatus};
 use crate::ManagerError;
+use myha_api::paths;
+use myha_api::requests::{
+    AckAnswer, FailoverRequest, Health, RejoinAnswer, RejoinRequest, SwitchoverLine,
+    SwitchoverRequest,
+};
+use myha_api::watch::{WatchAnswer, WatchQuery};
 
 #[derive(Clone)]
 struct App {
@@ -30,29 +33,7 @@ struct App {
     config: Arc<Config>,
 }
 
-/// A cluster as `myha status` shows it: the snapshot, the verdict on the
-/// master, what a failover would do now, and the safety rails.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ClusterStatus {
-    #[serde(flatten)]
-    pub snapshot: ClusterSnapshot,
-    /// The master of the current epoch, on record.
-    pub epoch_master: Option<String>,
-    pub analysis: Option<Analysis>,
-    /// If the master died now: the candidate, what is excluded and why.
-    pub readiness: Option<CandidateChoice>,
-    pub failover_blocked_until_ms: Option<u64>,
-    pub last_failover_ms: Option<u64>,
-    pub in_progress: Option<Operation>,
-    pub needs_rejoin: Vec<String>,
-    /// Why each server that should rejoin has not: the last attempt's
-    /// refusal, and what would fix it.
-    #[serde(default)]
-    pub rejoin_refused: std::collections::BTreeMap<String, String>,
-    /// Semi-sync degraded to asynchronous by the manager, and why.
-    #[serde(default)]
-    pub semi_sync_degraded: Option<String>,
-}
+pub use myha_api::status::ClusterStatus;
 
 fn status_of(app: &App, name: &str) -> Option<ClusterStatus> {
     let topo = &app.ctx.topology;
@@ -75,14 +56,6 @@ fn status_of(app: &App, name: &str) -> Option<ClusterStatus> {
         semi_sync_degraded: durable.semi_sync_degraded,
         snapshot,
     })
-}
-
-#[derive(Debug, Deserialize)]
-struct WatchQuery {
-    #[serde(default)]
-    after: Option<u64>,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
 }
 
 /// Long-poll for routers: answers at once if the view's digest differs from
@@ -108,8 +81,11 @@ async fn watch(
             return not_found(&name);
         };
         if q.after != Some(published.digest) || last {
-            return Json(serde_json::json!({ "digest": published.digest, "view": published.view }))
-                .into_response();
+            return Json(WatchAnswer {
+                digest: published.digest,
+                view: published.view.clone(),
+            })
+            .into_response();
         }
         if !matches!(
             tokio::time::timeout_at(deadline, views.changed()).await,
@@ -126,8 +102,8 @@ async fn watch(
 /// What a route asks of its caller.
 fn scope_of(method: &axum::http::Method, path: &str) -> Scope {
     match path {
-        "/v1/report" => Scope::Report,
-        "/v1/clusters/{name}/watch" => Scope::View,
+        paths::REPORT => Scope::Report,
+        paths::WATCH_ROUTE => Scope::View,
         _ if method == axum::http::Method::GET => Scope::Read,
         _ => Scope::Act,
     }
@@ -237,14 +213,6 @@ async fn history(State(app): State<App>, Path(name): Path<String>) -> Response {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct FailoverRequest {
-    #[serde(default)]
-    to: Option<String>,
-    #[serde(default)]
-    dry_run: bool,
-}
-
 async fn failover_now(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -289,22 +257,12 @@ async fn failover_now(
     Json(report).into_response()
 }
 
-#[derive(Debug, Deserialize)]
-struct SwitchoverBody {
-    #[serde(default)]
-    to: Option<String>,
-    #[serde(default)]
-    dry_run: bool,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-}
-
 /// Run a switchover, streaming each step as a JSON line (`{"event":..}`)
 /// as it happens, then the report (`{"report":..}`).
 async fn switchover_now(
     State(app): State<App>,
     Path(name): Path<String>,
-    Json(req): Json<SwitchoverBody>,
+    Json(req): Json<SwitchoverRequest>,
 ) -> Response {
     let Some(cluster) = app.config.cluster(&name).cloned() else {
         return not_found(&name);
@@ -317,7 +275,8 @@ async fn switchover_now(
     let lines = tx.clone();
     let forwarder = tokio::spawn(async move {
         while let Some(ev) = events_rx.recv().await {
-            let line = serde_json::json!({ "event": ev }).to_string();
+            let line =
+                serde_json::to_string(&SwitchoverLine::Event { event: ev }).unwrap_or_default();
             if lines.send(line).is_err() {
                 break;
             }
@@ -335,7 +294,12 @@ async fn switchover_now(
         let report = crate::switchover::switchover(&ctx, &cluster, &request, Some(events_tx)).await;
         // Every event is out (the sink closed with the run) before the report.
         let _ = forwarder.await;
-        let _ = tx.send(serde_json::json!({ "report": report }).to_string());
+        let _ = tx.send(
+            serde_json::to_string(&SwitchoverLine::Report {
+                report: Box::new(report),
+            })
+            .unwrap_or_default(),
+        );
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|line| {
@@ -351,29 +315,29 @@ async fn switchover_now(
         .unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
 }
 
-#[derive(Debug, Deserialize)]
-struct RejoinBody {
-    host: String,
-    #[serde(default)]
-    force: bool,
-}
-
 async fn rejoin_now(
     State(app): State<App>,
     Path(name): Path<String>,
-    Json(req): Json<RejoinBody>,
+    Json(req): Json<RejoinRequest>,
 ) -> Response {
     let Some(cluster) = app.config.cluster(&name).cloned() else {
         return not_found(&name);
     };
     match crate::rejoin::rejoin(&app.ctx, &cluster, &req.host, req.force).await {
-        Ok(done) => Json(serde_json::json!({ "rejoined": true, "detail": done })).into_response(),
+        Ok(done) => Json(RejoinAnswer {
+            rejoined: true,
+            detail: done,
+        })
+        .into_response(),
         // One mapping, in the error type: an unknown host is 404, a
         // refusal because of the cluster's state 409, an unreachable
         // server 503/504.
         Err(why) => (
             why.http_status(),
-            Json(serde_json::json!({ "rejoined": false, "detail": why.to_string() })),
+            Json(RejoinAnswer {
+                rejoined: false,
+                detail: why.to_string(),
+            }),
         )
             .into_response(),
     }
@@ -402,14 +366,17 @@ async fn ack(
                     "{principal} acknowledged the last failover: automatic failover enabled again"
                 ),
             );
-            Json(serde_json::json!({ "acknowledged": true })).into_response()
+            Json(AckAnswer { acknowledged: true }).into_response()
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "ok": true, "version": env!("CARGO_PKG_VERSION") }))
+async fn health() -> Json<Health> {
+    Json(Health {
+        ok: true,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })
 }
 
 pub(crate) async fn serve(
@@ -424,16 +391,16 @@ pub(crate) async fn serve(
         config: Arc::new(config),
     };
     let router = Router::new()
-        .route("/v1/health", get(health))
-        .route("/v1/report", post(report))
-        .route("/v1/clusters", get(clusters))
-        .route("/v1/clusters/{name}", get(cluster))
-        .route("/v1/clusters/{name}/history", get(history))
-        .route("/v1/clusters/{name}/failover", post(failover_now))
-        .route("/v1/clusters/{name}/ack", post(ack))
-        .route("/v1/clusters/{name}/switchover", post(switchover_now))
-        .route("/v1/clusters/{name}/rejoin", post(rejoin_now))
-        .route("/v1/clusters/{name}/watch", get(watch))
+        .route(paths::HEALTH, get(health))
+        .route(paths::REPORT, post(report))
+        .route(paths::CLUSTERS, get(clusters))
+        .route(paths::CLUSTER_ROUTE, get(cluster))
+        .route(paths::HISTORY_ROUTE, get(history))
+        .route(paths::FAILOVER_ROUTE, post(failover_now))
+        .route(paths::ACK_ROUTE, post(ack))
+        .route(paths::SWITCHOVER_ROUTE, post(switchover_now))
+        .route(paths::REJOIN_ROUTE, post(rejoin_now))
+        .route(paths::WATCH_ROUTE, get(watch))
         .layer(middleware::from_fn_with_state(app.clone(), require_token))
         .with_state(app);
     myha_http::serve(

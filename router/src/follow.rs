@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use myha_api::watch::WatchAnswer;
 use myha_core::routing::{fit_for_reads, RouterView};
 use tokio::sync::watch;
 
@@ -71,7 +72,7 @@ pub(crate) async fn subscribe(
             _ = shutdown.wait_for(|s| *s) => return,
         };
         let answer = match got.and_then(reqwest::Response::error_for_status) {
-            Ok(r) => r.json::<serde_json::Value>().await.ok(),
+            Ok(r) => r.json::<WatchAnswer>().await.ok(),
             Err(e) => {
                 if shared.manager_ok.swap(false, Ordering::Relaxed) {
                     tracing::warn!(error = %e, "manager unreachable: keeping the last known topology");
@@ -79,12 +80,8 @@ pub(crate) async fn subscribe(
                 None
             }
         };
-        match answer.and_then(|v| {
-            let d = v.get("digest")?.as_u64()?;
-            let view = serde_json::from_value::<RouterView>(v.get("view")?.clone()).ok()?;
-            Some((d, view))
-        }) {
-            Some((d, view)) => {
+        match answer {
+            Some(WatchAnswer { digest: d, view }) => {
                 if !shared.manager_ok.swap(true, Ordering::Relaxed) {
                     tracing::info!(epoch = view.epoch, "following the manager's topology");
                 }

@@ -4,6 +4,9 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use myha_api::paths;
+use myha_api::router::{EndpointLimits, Endpoints, Limits, Reader, RouterHealth, Writer};
+
 use crate::{limits, Shared};
 
 /// The API's routes.
@@ -13,22 +16,22 @@ pub(crate) fn app(shared: &Arc<Shared>) -> axum::Router {
     let s3 = Arc::clone(shared);
     axum::Router::new()
         .route(
-            "/v1/clusters/{name}/endpoints",
+            paths::ENDPOINTS_ROUTE,
             axum::routing::get(move || {
                 let s = Arc::clone(&s1);
                 async move { axum::Json(endpoints(&s)) }
             }),
         )
         .route(
-            "/v1/health",
+            paths::HEALTH,
             axum::routing::get(move || {
                 let s = Arc::clone(&s2);
                 async move {
-                    axum::Json(serde_json::json!({
-                        "manager_reachable": s.manager_ok.load(Ordering::Relaxed),
-                        "epoch": s.view.borrow().as_ref().map(|v| v.epoch),
-                        "view_age_ms": s.last_view.lock().ok().and_then(|t| t.map(|t| t.elapsed().as_millis() as u64)),
-                    }))
+                    axum::Json(RouterHealth {
+                        manager_reachable: s.manager_ok.load(Ordering::Relaxed),
+                        epoch: s.view.borrow().as_ref().map(|v| v.epoch),
+                        view_age_ms: view_age_ms(&s),
+                    })
                 }
             }),
         )
@@ -41,56 +44,85 @@ pub(crate) fn app(shared: &Arc<Shared>) -> axum::Router {
         )
 }
 
-fn endpoints(shared: &Shared) -> serde_json::Value {
+fn endpoints(shared: &Shared) -> Endpoints {
     let view = shared.view.borrow().clone();
     let pool: Vec<String> = shared.pool().into_iter().map(|p| p.name).collect();
     let backends = shared.backends();
-    let age = shared
+    let readers = view
+        .as_ref()
+        .map(|v| {
+            v.servers
+                .iter()
+                .filter(|b| b.role == myha_core::topology::Role::Replica)
+                .map(|b| Reader {
+                    name: b.name.clone(),
+                    address: b.address.clone(),
+                    lag_seconds: b.lag_seconds,
+                    healthy: b.healthy,
+                    in_pool: pool.contains(&b.name),
+                    connections: backends
+                        .get(&b.name)
+                        .map_or(0, |s| s.connections.load(Ordering::Relaxed)),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Endpoints {
+        cluster: shared.cluster.name.clone(),
+        epoch: view.as_ref().map(|v| v.epoch),
+        writer: view
+            .as_ref()
+            .and_then(|v| v.writer.as_ref())
+            .map(|w| Writer {
+                name: w.name.clone(),
+                address: w.address.clone(),
+            }),
+        changing: view.as_ref().is_some_and(|v| v.changing),
+        readers,
+        manager_reachable: shared.manager_ok.load(Ordering::Relaxed),
+        view_age_ms: view_age_ms(shared),
+        relay: relay_in_effect(shared).to_string(),
+        limits: limits(shared),
+    }
+}
+
+/// How long ago the manager's last view arrived.
+fn view_age_ms(shared: &Shared) -> Option<u64> {
+    shared
         .last_view
         .lock()
         .ok()
-        .and_then(|t| t.map(|t| t.elapsed().as_millis() as u64));
-    serde_json::json!({
-        "cluster": shared.cluster.name,
-        "epoch": view.as_ref().map(|v| v.epoch),
-        "writer": view.as_ref().and_then(|v| v.writer.as_ref()).map(|w| serde_json::json!({"name": w.name, "address": w.address})),
-        "changing": view.as_ref().is_some_and(|v| v.changing),
-        "readers": view.as_ref().map(|v| v.servers.iter().filter(|b| b.role == myha_core::topology::Role::Replica).map(|b| serde_json::json!({
-            "name": b.name,
-            "address": b.address,
-            "lag_seconds": b.lag_seconds,
-            "healthy": b.healthy,
-            "in_pool": pool.contains(&b.name),
-            "connections": backends.get(&b.name).map_or(0, |s| s.connections.load(Ordering::Relaxed)),
-        })).collect::<Vec<_>>()).unwrap_or_default(),
-        "manager_reachable": shared.manager_ok.load(Ordering::Relaxed),
-        "view_age_ms": age,
-        "relay": relay_in_effect(shared),
-        "limits": limits_json(shared),
-    })
+        .and_then(|t| t.map(|t| t.elapsed().as_millis() as u64))
 }
 
 /// The caps and what they refused, per endpoint (the kernel's refusals
 /// with `relay: nat` included, as last read).
-fn limits_json(shared: &Shared) -> serde_json::Value {
+fn limits(shared: &Shared) -> Limits {
     let l = &shared.limits;
-    let mut v = serde_json::json!({
-        "max_connections": l.max_connections,
-        "max_connections_per_source": l.max_per_source,
-        "handshake_timeout_ms": l.handshake_timeout.as_millis() as u64,
-    });
-    for (i, endpoint) in limits::ENDPOINTS.iter().enumerate() {
-        let (open, sources) = l.open_now(i);
-        let (listener_cap, source_cap) = l.refusals(i);
-        v[*endpoint] = serde_json::json!({
-            "open": open,
-            "sources": sources,
-            "refused_listener_cap": listener_cap,
-            "refused_source_cap": source_cap,
-            "handshake_timeouts": l.handshake_timeouts[i].load(Ordering::Relaxed),
-        });
+    let endpoints = limits::ENDPOINTS
+        .iter()
+        .enumerate()
+        .map(|(i, endpoint)| {
+            let (open, sources) = l.open_now(i);
+            let (listener_cap, source_cap) = l.refusals(i);
+            (
+                endpoint.to_string(),
+                EndpointLimits {
+                    open: u64::from(open),
+                    sources: sources as u64,
+                    refused_listener_cap: listener_cap,
+                    refused_source_cap: source_cap,
+                    handshake_timeouts: l.handshake_timeouts[i].load(Ordering::Relaxed),
+                },
+            )
+        })
+        .collect();
+    Limits {
+        max_connections: l.max_connections,
+        max_connections_per_source: l.max_per_source,
+        handshake_timeout_ms: l.handshake_timeout.as_millis() as u64,
+        endpoints,
     }
-    v
 }
 
 /// Who moves the bytes of new connections now.

@@ -149,8 +149,9 @@ pub async fn run(
     let shared = Arc::new(Shared::new(cfg, router.clone()));
     tracing::info!(cluster, writer = %router.writer_listen, reader = %router.reader_listen, http = %router.http_listen, "router started");
     let url = format!(
-        "{}/v1/clusters/{cluster}/watch",
-        config.manager.url.trim_end_matches('/')
+        "{}{}",
+        config.manager.url.trim_end_matches('/'),
+        myha_api::paths::watch(cluster)
     );
     if let Some(budget) = busy_poll::budget(&router) {
         tokio::spawn(busy_poll::busy_poll(

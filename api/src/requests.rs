@@ -1,0 +1,66 @@
+//! The CLI's requests to the manager, and their answers.
+use serde::{Deserialize, Serialize};
+
+use crate::journal::Event;
+use crate::operation::FailoverReport;
+
+/// `POST /v1/clusters/{name}/failover`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverRequest {
+    /// The candidate to promote; none: the best one.
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `POST /v1/clusters/{name}/switchover`. The answer is a stream of
+/// [`SwitchoverLine`]s, one JSON object per line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchoverRequest {
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// How long the old master may take to drain (default 10 s).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// One line of a switchover's answer: each step as it happens, then the
+/// report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SwitchoverLine {
+    Event { event: Event },
+    Report { report: Box<FailoverReport> },
+}
+
+/// `POST /v1/clusters/{name}/rejoin`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejoinRequest {
+    pub host: String,
+    /// Reinstate a diverged server (undo its unacknowledged transactions).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// The answer to a rejoin: what was done, or why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejoinAnswer {
+    pub rejoined: bool,
+    pub detail: String,
+}
+
+/// The answer to `POST /v1/clusters/{name}/ack`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckAnswer {
+    pub acknowledged: bool,
+}
+
+/// `GET /v1/health` of the manager and the agents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub ok: bool,
+    pub version: String,
+}
