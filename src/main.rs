@@ -1,8 +1,11 @@
-//! `myha`: one binary for the agent, the manager and the operator's CLI.
+//! `myha`: the operator's CLI. `myha agent|manager|router` runs the daemons'
+//! binary, `myhad`, found next to this one (or on `PATH`), with the same
+//! arguments: the CLI links none of the daemons.
 #![forbid(unsafe_code)]
 
 mod check;
 mod client;
+mod daemon;
 mod ops;
 mod status;
 mod token;
@@ -10,9 +13,7 @@ mod token;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tokio::sync::watch;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -144,15 +145,6 @@ enum TokenAction {
     Hash,
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MYHA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn load_config(
     path: &std::path::Path,
     role: &myha_config::Role,
@@ -167,82 +159,31 @@ fn load_config(
     })
 }
 
-/// A channel that turns true on SIGTERM or SIGINT.
-fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-        }
-        let _ = tx.send(true);
-    });
-    Ok(rx)
-}
-
 /// The process the configuration is loaded for: it decides which secrets
 /// are read (see docs/security.md).
-fn role_of(
-    command: &Command,
-    config_path: &std::path::Path,
-) -> Result<myha_config::Role, ExitCode> {
-    use myha_config::Role;
-    Ok(match command {
-        Command::Agent { host, .. } => Role::Agent(host.clone()),
-        Command::Manager => Role::Manager,
-        Command::Router { cluster: Some(c) } => Role::Router(c.clone()),
-        Command::Router { cluster: None } => {
-            // The one cluster of the file: read it without any secret.
-            let config = load_config(config_path, &Role::Cli { database: false })
-                .or_else(|_| load_config(config_path, &Role::Manager))?;
-            match config.clusters.as_slice() {
-                [one] => Role::Router(one.name.clone()),
-                _ => {
-                    eprintln!(
-                        "myha: the configuration has several clusters: name one with --cluster"
-                    );
-                    return Err(ExitCode::from(2));
-                }
-            }
-        }
-        Command::Check { .. } => Role::Cli { database: true },
-        _ => Role::Cli { database: false },
-    })
+fn role_of(command: &Command) -> myha_config::Role {
+    myha_config::Role::Cli {
+        database: matches!(command, Command::Check { .. }),
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Token { action } = &cli.command {
         return token::run(action);
     }
-    let role = match role_of(&cli.command, &cli.config) {
-        Ok(r) => r,
-        Err(code) => return Ok(code),
-    };
-    let config = match load_config(&cli.config, &role) {
+    if matches!(
+        cli.command,
+        Command::Agent { .. } | Command::Manager | Command::Router { .. }
+    ) {
+        return Ok(daemon::exec());
+    }
+    let config = match load_config(&cli.config, &role_of(&cli.command)) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
     match cli.command {
         Command::Token { .. } => Ok(ExitCode::SUCCESS),
-        Command::Agent { host, listen } => {
-            init_tracing();
-            myha_agent::run(config, &host, listen, shutdown_signal()?).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Manager => {
-            init_tracing();
-            myha_manager::run(config, shutdown_signal()?).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Router { cluster } => {
-            init_tracing();
-            let name = ops::pick_cluster(&config, cluster.as_deref())?.to_string();
-            myha_router::run(config, &name, shutdown_signal()?).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Agent { .. } | Command::Manager | Command::Router { .. } => Ok(daemon::exec()),
         Command::Status { cluster, json } => status::run(&config, cluster.as_deref(), json).await,
         Command::Check { cluster, json } => check::run(&config, cluster.as_deref(), json).await,
         Command::Failover {
@@ -296,33 +237,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // rustls with ring for every TLS connection (HTTP APIs and MySQL).
     myha_http::install_crypto_provider();
-    // A daemon serves many clients: its soft file limit goes to the hard
-    // one (the router raises its own in `myha_router::run`, where it also
-    // warns when the hard limit is low).
-    if matches!(cli.command, Command::Agent { .. } | Command::Manager) {
-        if let Err(e) = myha_http::raise_nofile_limit() {
-            eprintln!("myha: cannot raise the open-file limit: {e}");
-        }
-    }
-    // The router relays bytes: one thread without work stealing costs less
-    // CPU per query than a pool that moves tasks between cores. MYHA_ROUTER_THREADS
-    // overrides (0 = one per core).
-    let router_threads = std::env::var("MYHA_ROUTER_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(1);
-    let built = if matches!(cli.command, Command::Router { .. }) && router_threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        if matches!(cli.command, Command::Router { .. }) && router_threads > 1 {
-            b.worker_threads(router_threads);
-        }
-        b.enable_all().build()
-    };
-    let runtime = match built {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("myha: cannot start the runtime: {e}");

@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use myha_testbed::chaos::{self, Kind};
 
+mod common;
+
 #[test]
 fn short_seeded_campaign_loses_nothing_and_splits_never() {
-    let mut opts = chaos::Options::new(env!("CARGO_BIN_EXE_myha"));
+    let mut opts = chaos::Options::new(common::myha_bin());
     opts.seed = std::env::var("MYHA_CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -8,6 +8,8 @@ use std::process::Command;
 
 use myha_config::TokenHash;
 
+mod common;
+
 /// A file readable by its owner only, as every secret file must be.
 fn write_secret(dir: &Path, name: &str, text: &str) -> PathBuf {
     use std::io::Write;
@@ -76,7 +78,7 @@ fn line_of(text: &str, what: &str, nth: usize) -> usize {
 }
 
 fn run(config: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_myha"))
+    let out = Command::new(common::myha_bin())
         .args(args)
         .arg("--config")
         .arg(config)

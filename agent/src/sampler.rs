@@ -82,12 +82,7 @@ fn stale(answers: &LastAck, instance: u64) -> bool {
         .is_some_and(|a| a.stale_instance == Some(instance))
 }
 
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
+pub(crate) use myha_http::unix_ms;
 
 /// Whether a live (non-zombie) mariadbd or mysqld process exists on this
 /// host; `None` when /proc cannot be read.

@@ -75,6 +75,15 @@ pub fn server_tls_for(
     .map(Some)
 }
 
+/// Milliseconds since the Unix epoch, by the wall clock (0 before 1970):
+/// the time stamps of reports, events and leases.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

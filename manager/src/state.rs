@@ -2,7 +2,7 @@
 //! probe of every configured host, from which snapshots are built on demand.
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use myha_config::{ClusterConfig, Config};
 use myha_core::durable::apply_durable;
@@ -98,12 +98,7 @@ pub struct Topology {
     started: Instant,
 }
 
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
+pub(crate) use myha_http::unix_ms;
 
 fn age_ms(at: Instant, now: Instant) -> u64 {
     now.saturating_duration_since(at).as_millis() as u64

@@ -106,7 +106,7 @@ async fn prechecks(
     };
     if !plan.problems.is_empty() {
         for p in &plan.problems {
-            run.record(Step::Precheck, StepStatus::Failed, p.clone(), None);
+            run.record(Step::Precheck, StepStatus::Failed, p.to_string(), None);
         }
         return Err(plan.target);
     }

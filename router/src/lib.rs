@@ -26,6 +26,10 @@ mod nat;
 mod pool;
 mod serve;
 
+/// The nftables table a `relay: nat` router keeps, named after its writer
+/// listener (a bed or a package removes a retired one by this name).
+pub use nat::rules::table_name as nat_table_name;
+
 use myha_config::{ClusterConfig, Config, Relay, RouterConfig};
 use myha_core::routing::RouterView;
 use tokio::net::TcpListener;

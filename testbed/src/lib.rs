@@ -329,6 +329,13 @@ pub const CLUSTER: &str = "bed";
 impl Bed {
     /// Start a bed: network, hosts with replication from db1, agents, manager.
     pub fn start(opts: BedOptions) -> Result<Bed> {
+        let daemon = daemon_bin(&opts.myha_bin);
+        if !daemon.is_file() {
+            return Err(BedError::Other(format!(
+                "{} is missing: `myha agent|manager|router` runs it (cargo build -p myhad)",
+                daemon.display()
+            )));
+        }
         ensure_images()?;
         reap_stale();
         let pid = std::process::id();
@@ -639,9 +646,17 @@ impl Bed {
         } else {
             String::new()
         };
+        // `myha agent` runs `myhad` from its own directory.
+        let daemon_mount = format!(
+            "{}:/usr/local/bin/myhad:ro",
+            daemon_bin(&opts.myha_bin).display()
+        );
         let (mount, image) = match &opts.image_with_agent {
             Some(image) => (Vec::new(), image.as_str()),
-            None => (vec!["-v", bin_mount.as_str()], IMAGE),
+            None => (
+                vec!["-v", bin_mount.as_str(), "-v", daemon_mount.as_str()],
+                IMAGE,
+            ),
         };
         let label = format!("{LABEL}={}", self.owner);
         let mut env = vec![
@@ -1145,11 +1160,19 @@ pub fn terminate(child: &mut Child) {
 }
 
 /// The nftables table of a `relay: nat` router whose writer listens on
-/// `writer_listen` (`ip:port`), named as `myha-router` names it. A copy
-/// of the router's `nat::table_name`, which is crate-private there (and
-/// takes a `SocketAddrV4`): keep the two in step.
+/// `writer_listen` (`ip:port`), as the router names it (empty when it is
+/// not an IPv4 `ip:port`: no router listens there).
 pub fn nat_table_name(writer_listen: &str) -> String {
-    format!("myha_router_{}", writer_listen.replace(['.', ':'], "_"))
+    writer_listen
+        .parse()
+        .map(myha_router::nat_table_name)
+        .unwrap_or_default()
+}
+
+/// `myhad`, the daemons' binary, next to `myha_bin` (`myha agent|manager|router`
+/// runs it).
+pub fn daemon_bin(myha_bin: &Path) -> PathBuf {
+    myha_bin.with_file_name("myhad")
 }
 
 /// Delete a router's retired table (its bed or sandbox is going away).

@@ -7,8 +7,30 @@ use std::time::Duration;
 use myha_testbed::{wait_until, Bed, BedOptions};
 use serde_json::Value;
 
+/// The CLI under test. `myha agent|manager|router` runs `myhad` from the
+/// same directory: a package of its own that `cargo test` does not build
+/// for this one, so it is built here (once per test binary; a no-op when
+/// it is up to date), never tested stale.
+pub fn myha_bin() -> &'static str {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = std::process::Command::new(cargo);
+        build.args(["build", "-q", "-p", "myhad"]);
+        if env!("CARGO_BIN_EXE_myha").contains("/release/") {
+            build.arg("--release");
+        }
+        let status = build
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build -p myhad");
+        assert!(status.success(), "cargo build -p myhad failed");
+    });
+    env!("CARGO_BIN_EXE_myha")
+}
+
 pub fn options() -> BedOptions {
-    BedOptions::new(env!("CARGO_BIN_EXE_myha"))
+    BedOptions::new(myha_bin())
 }
 
 /// A 3-host bed whose status shows db1 master and the others replicas.

@@ -122,7 +122,7 @@ fn gcd(a: u64, b: u64) -> u64 {
 }
 
 /// The router's table name, after its writer listener.
-pub(crate) fn table_name(writer_listen: SocketAddrV4) -> String {
+pub fn table_name(writer_listen: SocketAddrV4) -> String {
     let ip = writer_listen.ip().to_string().replace('.', "_");
     format!("myha_router_{ip}_{}", writer_listen.port())
 }

@@ -1,0 +1,193 @@
+//! `myhad`: the daemons, the agent of one database host, the manager and a
+//! router. The operator's `myha agent|manager|router` runs this binary with
+//! the same arguments; the CLI itself links none of the daemons.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "myhad",
+    version,
+    about = "The myha daemons (run through `myha agent|manager|router`)"
+)]
+struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "MYHA_CONFIG",
+        default_value = "/etc/myha/myha.yaml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Daemon,
+}
+
+/// The daemons. Their arguments are the CLI's `myha agent|manager|router`.
+#[derive(Subcommand, Debug)]
+enum Daemon {
+    /// Run the agent of one database host.
+    Agent {
+        /// This host's name in the configuration.
+        #[arg(long, env = "MYHA_HOST")]
+        host: String,
+        /// Listen address (default 0.0.0.0:<agent_port>).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Run the manager daemon.
+    Manager,
+    /// Run a router for one cluster (writer and reader ports, discovery).
+    Router {
+        /// The cluster (may be omitted when the config has one).
+        #[arg(long)]
+        cluster: Option<String>,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MYHA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load_config(path: &Path, role: &myha_config::Role) -> Result<myha_config::Config, ExitCode> {
+    myha_config::load_as(path, role).map_err(|errors| {
+        eprintln!("{errors}");
+        eprintln!(
+            "myha: configuration {} is invalid; nothing was started",
+            path.display()
+        );
+        ExitCode::from(2)
+    })
+}
+
+/// A channel that turns true on SIGTERM or SIGINT.
+fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
+/// The process the configuration is loaded for: it decides which secrets
+/// are read (see docs/security.md). A router without `--cluster` is the
+/// router of the file's one cluster.
+fn role_of(command: &Daemon, config_path: &Path) -> Result<myha_config::Role, ExitCode> {
+    use myha_config::Role;
+    Ok(match command {
+        Daemon::Agent { host, .. } => Role::Agent(host.clone()),
+        Daemon::Manager => Role::Manager,
+        Daemon::Router { cluster: Some(c) } => Role::Router(c.clone()),
+        Daemon::Router { cluster: None } => {
+            // The one cluster of the file: read it without any secret.
+            let config = load_config(config_path, &Role::Cli { database: false })
+                .or_else(|_| load_config(config_path, &Role::Manager))?;
+            match config.clusters.as_slice() {
+                [one] => Role::Router(one.name.clone()),
+                _ => {
+                    eprintln!(
+                        "myha: the configuration has several clusters: name one with --cluster"
+                    );
+                    return Err(ExitCode::from(2));
+                }
+            }
+        }
+    })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let role = match role_of(&cli.command, &cli.config) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    let config = match load_config(&cli.config, &role) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    init_tracing();
+    match cli.command {
+        Daemon::Agent { host, listen } => {
+            myha_agent::run(config, &host, listen, shutdown_signal()?).await?;
+        }
+        Daemon::Manager => myha_manager::run(config, shutdown_signal()?).await?,
+        Daemon::Router { .. } => {
+            let name = match &role {
+                myha_config::Role::Router(name) if config.cluster(name).is_some() => name,
+                _ => {
+                    eprintln!(
+                        "myha: no such cluster in {} (see --cluster)",
+                        cli.config.display()
+                    );
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            myha_router::run(config.clone(), name, shutdown_signal()?).await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // rustls with ring for every TLS connection (HTTP APIs and MySQL).
+    myha_http::install_crypto_provider();
+    // A daemon serves many clients: its soft file limit goes to the hard
+    // one (the router raises its own in `myha_router::run`, where it also
+    // warns when the hard limit is low).
+    if matches!(cli.command, Daemon::Agent { .. } | Daemon::Manager) {
+        if let Err(e) = myha_http::raise_nofile_limit() {
+            eprintln!("myha: cannot raise the open-file limit: {e}");
+        }
+    }
+    // The router relays bytes: one thread without work stealing costs less
+    // CPU per query than a pool that moves tasks between cores.
+    // MYHA_ROUTER_THREADS overrides (0 = one per core).
+    let router = matches!(cli.command, Daemon::Router { .. });
+    let router_threads = std::env::var("MYHA_ROUTER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1);
+    let built = if router && router_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if router && router_threads > 1 {
+            b.worker_threads(router_threads);
+        }
+        b.enable_all().build()
+    };
+    let runtime = match built {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("myha: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("myha: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
