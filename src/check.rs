@@ -79,6 +79,7 @@ async fn manager_view(config: &Config, cluster: &str) -> Option<ManagerView> {
     Some(ManagerView {
         rejoin_refused: st.rejoin_refused,
         semi_sync_degraded: st.semi_sync_degraded,
+        failover_blocked: st.coordination.and_then(|c| c.blocked),
     })
 }
 

@@ -7,7 +7,11 @@ use serde::de::DeserializeOwned;
 
 pub struct ManagerClient {
     http: reqwest::Client,
-    base: String,
+    /// Every manager (`manager.urls`), tried in order: any one answers
+    /// reads, and a follower forwards actions to the leader.
+    bases: Vec<String>,
+    /// The one that answered last.
+    at: std::sync::atomic::AtomicUsize,
     token: String,
 }
 
@@ -17,7 +21,13 @@ impl ManagerClient {
             .context("building the HTTP client")?;
         Ok(ManagerClient {
             http,
-            base: config.manager.url.trim_end_matches('/').to_string(),
+            bases: config
+                .manager
+                .urls
+                .iter()
+                .map(|u| u.trim_end_matches('/').to_string())
+                .collect(),
+            at: std::sync::atomic::AtomicUsize::new(0),
             token: config.token.expose().to_string(),
         })
     }
@@ -45,16 +55,15 @@ impl ManagerClient {
         path: &str,
         body: &impl serde::Serialize,
     ) -> anyhow::Result<T> {
-        let url = format!("{}{path}", self.base);
-        let resp = self
-            .http
-            .post(&url)
-            .bearer_auth(&self.token)
-            .json(body)
-            .timeout(Duration::from_secs(120))
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the manager at {url}"))?;
+        let body = serde_json::to_value(body)?;
+        let (_, resp) = self
+            .send(
+                reqwest::Method::POST,
+                path,
+                Some(&body),
+                Duration::from_secs(120),
+            )
+            .await?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         serde_json::from_str(&text)
@@ -68,16 +77,15 @@ impl ManagerClient {
         body: &impl serde::Serialize,
         mut line: impl FnMut(&str),
     ) -> anyhow::Result<()> {
-        let url = format!("{}{path}", self.base);
-        let mut resp = self
-            .http
-            .post(&url)
-            .bearer_auth(&self.token)
-            .json(body)
-            .timeout(Duration::from_secs(300))
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the manager at {url}"))?;
+        let body = serde_json::to_value(body)?;
+        let (url, mut resp) = self
+            .send(
+                reqwest::Method::POST,
+                path,
+                Some(&body),
+                Duration::from_secs(300),
+            )
+            .await?;
         let status = resp.status();
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
@@ -107,16 +115,12 @@ impl ManagerClient {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> anyhow::Result<T> {
-        let url = format!("{}{path}", self.base);
-        let mut req = self.http.request(method, &url).bearer_auth(&self.token);
-        if let Some(b) = body {
-            // Operations (failover) may take their bounded time.
-            req = req.json(&b).timeout(Duration::from_secs(180));
-        }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the manager at {url}"))?;
+        // Operations (failover) may take their bounded time.
+        let bound = match body {
+            Some(_) => Duration::from_secs(180),
+            None => Duration::from_secs(10),
+        };
+        let (url, resp) = self.send(method, path, body.as_ref(), bound).await?;
         let status = resp.status();
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
@@ -125,5 +129,48 @@ impl ManagerClient {
         resp.json::<T>()
             .await
             .with_context(|| format!("unreadable answer from {url}"))
+    }
+
+    /// Send to the manager that answered last, else to the next ones in
+    /// `manager.urls`. Only a manager that could not be reached is skipped
+    /// (a request that reached one is never sent twice).
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        bound: Duration,
+    ) -> anyhow::Result<(String, reqwest::Response)> {
+        use std::sync::atomic::Ordering;
+        let n = self.bases.len().max(1);
+        let first = self.at.load(Ordering::Relaxed) % n;
+        let mut failures = Vec::new();
+        for k in 0..n {
+            let i = (first + k) % n;
+            let Some(base) = self.bases.get(i) else {
+                break;
+            };
+            let url = format!("{base}{path}");
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(&self.token)
+                .timeout(bound);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    self.at.store(i, Ordering::Relaxed);
+                    return Ok((url, resp));
+                }
+                Err(e) if e.is_connect() && k + 1 < n => failures.push(format!("{base}: {e}")),
+                Err(e) => {
+                    failures.push(format!("{base}: {e}"));
+                    bail!("cannot reach the manager ({})", failures.join("; "));
+                }
+            }
+        }
+        bail!("cannot reach any manager ({})", failures.join("; "))
     }
 }

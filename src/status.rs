@@ -38,6 +38,9 @@ struct JsonCluster<'a> {
     servers: Vec<JsonServer<'a>>,
     #[serde(flatten)]
     rails: Rails<'a>,
+    /// Which manager answered, who leads, and why no failover is possible
+    /// now when none is.
+    coordination: Option<&'a myha_api::coordination::Coordination>,
 }
 
 #[derive(Serialize)]
@@ -63,6 +66,7 @@ fn json_cluster(st: &ClusterStatus) -> JsonCluster<'_> {
         epoch: s.epoch,
         master: s.master.as_deref(),
         problems: &s.problems,
+        coordination: st.coordination.as_ref(),
         rails: Rails {
             epoch_master: st.epoch_master.as_deref(),
             verdict: st.analysis.as_ref().map(|a| a.verdict),
@@ -114,6 +118,75 @@ fn thread(t: Option<ThreadState>) -> &'static str {
     }
 }
 
+/// Rows as aligned columns, two spaces apart.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.get(i).map_or(0, String::len))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// One line per cluster: name, master, verdict, readiness (the candidate
+/// a failover would promote now), the largest replica lag. `--cluster`
+/// shows one in full.
+pub fn summary(all: &[ClusterStatus]) -> String {
+    let mut rows: Vec<Vec<String>> = vec![[
+        "CLUSTER", "EPOCH", "MASTER", "VERDICT", "READY", "LAG MAX",
+    ]
+    .iter()
+    .map(|h| h.to_string())
+    .collect()];
+    for st in all {
+        let s = &st.snapshot;
+        let lag = s
+            .servers
+            .iter()
+            .filter_map(|v| v.lag_seconds)
+            .fold(None::<f64>, |m, l| Some(m.map_or(l, |m| m.max(l))));
+        let ready = match &st.readiness {
+            Some(r) => match &r.chosen {
+                Some(c) => format!("-> {c}"),
+                None => format!("NO ({})", r.blocker.as_deref().unwrap_or("no candidate")),
+            },
+            None => "-".into(),
+        };
+        rows.push(vec![
+            s.cluster.clone(),
+            s.epoch.to_string(),
+            s.master.clone().unwrap_or_else(|| "NONE".into()),
+            st.analysis
+                .as_ref()
+                .map_or("-".into(), |a| format!("{:?}", a.verdict)),
+            ready,
+            lag.map_or("-".into(), |l| format!("{l:.3}s")),
+        ]);
+    }
+    let mut out = table(&rows);
+    if let Some(why) = all
+        .iter()
+        .find_map(|st| st.coordination.as_ref().and_then(|c| c.blocked.clone()))
+    {
+        out.push_str(&format!("! {why}\n"));
+    }
+    out
+}
+
 pub fn render(st: &ClusterStatus) -> String {
     let s = &st.snapshot;
     let mut out = format!(
@@ -122,6 +195,22 @@ pub fn render(st: &ClusterStatus) -> String {
         s.epoch,
         s.master.as_deref().unwrap_or("NONE")
     );
+    if let Some(c) = &st.coordination {
+        if c.mode == myha_api::coordination::CoordinationMode::Etcd {
+            let role = if c.is_leader { "leader" } else { "follower" };
+            out.push_str(&format!(
+                "manager {} ({role}; leader {})\n",
+                c.this,
+                c.leader.as_deref().unwrap_or("NONE")
+            ));
+        }
+        if let Some(why) = &c.blocked {
+            match &c.error {
+                Some(e) => out.push_str(&format!("! {why} (last error: {e})\n")),
+                None => out.push_str(&format!("! {why}\n")),
+            }
+        }
+    }
     let header = [
         "NAME", "ADDRESS", "ROLE", "MYSQLD", "HOST", "RO", "IO", "SQL", "LAG", "AGE", "GTID",
     ];
@@ -145,18 +234,7 @@ pub fn render(st: &ClusterStatus) -> String {
             v.gtid_position.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    for r in &rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
+    out.push_str(&table(&rows));
     for v in &s.servers {
         if let Some(e) = &v.last_error {
             out.push_str(&format!("  {}: last error: {e}\n", v.name));
@@ -234,6 +312,8 @@ pub async fn run(config: &Config, cluster: Option<&str>, json: bool) -> anyhow::
     if json {
         let out: Vec<JsonCluster<'_>> = snapshots.iter().map(json_cluster).collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if cluster.is_none() && snapshots.len() > 1 {
+        print!("{}", summary(&snapshots));
     } else {
         for s in &snapshots {
             print!("{}", render(s));

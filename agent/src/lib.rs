@@ -118,7 +118,7 @@ pub async fn run(
         config.agent.report_timeout,
         config.agent.report_timeout,
     )?;
-    tracing::info!(host = %host_cfg.name, %addr, manager = %config.manager.url, "agent started");
+    tracing::info!(host = %host_cfg.name, %addr, managers = ?config.manager.urls, "agent started");
 
     let (report_tx, report_rx) = watch::channel::<Option<AgentReport>>(None);
     let (epoch_tx, epoch_rx) = watch::channel::<sampler::LastAck>(None);
@@ -130,7 +130,7 @@ pub async fn run(
         shutdown.clone(),
     ));
     let reporter = tokio::spawn(sampler::report_loop(
-        config.manager.url.clone(),
+        config.manager.urls.clone(),
         shared.token.clone(),
         http,
         Arc::clone(&shared),

@@ -65,6 +65,21 @@ fn record_answer(last: &mut LastAck, ack: ReportAck, instance: u64, at: Instant)
         answers.stale_instance = Some(instance);
         return;
     }
+    if !ack.leader {
+        // A follower's answer never names a master on its own: it is
+        // contact only when it agrees with the leader's last answer (with
+        // etcd down, no manager leads, and a master must not fence itself
+        // for that alone).
+        if let Some(a) = answers.accepted.as_mut() {
+            if a.ack.epoch == ack.epoch && a.ack.master == ack.master && at > a.at {
+                a.at = at;
+                if a.instance == instance {
+                    a.ack.seq = a.ack.seq.max(ack.seq);
+                }
+            }
+        }
+        return;
+    }
     let older = answers
         .accepted
         .as_ref()
@@ -655,15 +670,42 @@ fn rand_u64() -> u64 {
     h.finish()
 }
 
-/// Push every new report to the manager. A slow or absent manager never
-/// delays sampling: only the newest report is sent.
+/// Push every new report to every manager (`manager.urls`): each keeps
+/// its own view, so that a follower that takes over knows the cluster. A
+/// slow or absent manager never delays sampling nor the others: only the
+/// newest report is sent to each.
 pub(crate) async fn report_loop(
+    manager_urls: Vec<String>,
+    token: String,
+    client: reqwest::Client,
+    shared: Arc<Shared>,
+    reports: watch::Receiver<Option<AgentReport>>,
+    epoch: watch::Sender<LastAck>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let epoch = Arc::new(epoch);
+    let mut loops = tokio::task::JoinSet::new();
+    for url in manager_urls {
+        loops.spawn(report_to(
+            url,
+            token.clone(),
+            client.clone(),
+            Arc::clone(&shared),
+            reports.clone(),
+            Arc::clone(&epoch),
+            shutdown.clone(),
+        ));
+    }
+    while loops.join_next().await.is_some() {}
+}
+
+async fn report_to(
     manager_url: String,
     token: String,
     client: reqwest::Client,
     shared: Arc<Shared>,
     mut reports: watch::Receiver<Option<AgentReport>>,
-    epoch: watch::Sender<LastAck>,
+    epoch: Arc<watch::Sender<LastAck>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let url = format!(
@@ -709,7 +751,7 @@ pub(crate) async fn report_loop(
             }
             Ok(ack) => {
                 if failures > 0 {
-                    tracing::info!(after = failures, "reporting to the manager again");
+                    tracing::info!(manager = %manager_url, after = failures, "reporting to the manager again");
                 }
                 failures = 0;
                 shared
@@ -721,7 +763,7 @@ pub(crate) async fn report_loop(
             Err(e) => {
                 failures += 1;
                 if failures == 1 || failures.is_multiple_of(40) {
-                    tracing::warn!(error = %e, failures, "report to the manager failed");
+                    tracing::warn!(manager = %manager_url, error = %e, failures, "report to the manager failed");
                 }
             }
         }
@@ -735,6 +777,7 @@ mod tests {
 
     fn ack(epoch: u64, seq: u64, status: AckStatus) -> ReportAck {
         ReportAck {
+            leader: true,
             epoch,
             master: Some("db2".into()),
             seq,

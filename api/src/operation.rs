@@ -16,6 +16,10 @@ pub enum OpStatus {
     Refused,
     /// A switchover undone before its target became writable.
     RolledBack,
+    /// This manager lost its leadership during the operation: it stopped
+    /// acting, and the new leader finishes (past promotion) or abandons
+    /// (before it) what is on record.
+    HandedOver,
 }
 
 impl OpStatus {
@@ -27,6 +31,7 @@ impl OpStatus {
             OpStatus::DryRun => "dry_run",
             OpStatus::Refused => "refused",
             OpStatus::RolledBack => "rolled_back",
+            OpStatus::HandedOver => "handed_over",
         }
     }
 }

@@ -63,4 +63,7 @@ pub struct AckAnswer {
 pub struct Health {
     pub ok: bool,
     pub version: String,
+    /// The manager's coordination (agents answer without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordination: Option<crate::coordination::Coordination>,
 }

@@ -28,4 +28,8 @@ pub struct ClusterStatus {
     /// Semi-sync degraded to asynchronous by the manager, and why.
     #[serde(default)]
     pub semi_sync_degraded: Option<String>,
+    /// Which manager answered, who leads, and why no failover is possible
+    /// now when none is.
+    #[serde(default)]
+    pub coordination: Option<crate::coordination::Coordination>,
 }

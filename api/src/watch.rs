@@ -17,4 +17,9 @@ pub struct WatchQuery {
 pub struct WatchAnswer {
     pub digest: u64,
     pub view: RouterView,
+    /// The leading manager's URL as the answering manager knows it: a
+    /// router that asked a follower moves to the leader, whose view is
+    /// the first to change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
 }

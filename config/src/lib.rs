@@ -40,9 +40,9 @@ use serde_saphyr::Spanned;
 pub use access::{Principal, Scope};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    defaults, AccessEntry, AccessRole, AgentConfig, ClusterConfig, Config, Credentials, Flavor,
-    HooksConfig, HostConfig, ManagerConfig, MysqlTlsConfig, Relay, Role, RouterConfig, Strategy,
-    TlsConfig, TokenHash, VipConfig,
+    defaults, AccessEntry, AccessRole, AgentConfig, ClusterConfig, Config, Coordination,
+    Credentials, EtcdConfig, Flavor, HooksConfig, HostConfig, ManagerConfig, MysqlTlsConfig, Relay,
+    Role, RouterConfig, Strategy, TlsConfig, TokenHash, VipConfig,
 };
 pub use secret::Secret;
 pub use timings::{TimingKey, Timings};

@@ -22,6 +22,8 @@ pub mod defaults {
     pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
     pub const MANAGER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
     pub const MANAGER_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const ETCD_LEASE_TTL: Duration = Duration::from_secs(5);
+    pub const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
 
     pub const AGENT_PORT: u16 = 7071;
     pub const AGENT_INTERVAL: Duration = Duration::from_millis(250);
@@ -264,8 +266,15 @@ pub struct MysqlTlsConfig {
 pub struct ManagerConfig {
     /// Address the manager's HTTP API listens on.
     pub listen: SocketAddr,
-    /// URL agents use to reach the manager (no trailing `/`).
+    /// This manager's own URL (no trailing `/`): agents, routers and the
+    /// CLI use it when `urls` is not set; with several managers, it is
+    /// this one's identity (peers forward actions to the leader's).
     pub url: String,
+    /// Every manager's URL, in the order agents, routers and the CLI try
+    /// them (`[url]` when `urls:` is not set).
+    pub urls: Vec<String>,
+    /// How several managers agree on one leader; `Embedded` by default.
+    pub coordination: Coordination,
     /// The hash of the manager's token: agents accept fences and VIP moves
     /// only from its holder.
     pub token_sha256: TokenHash,
@@ -274,6 +283,40 @@ pub struct ManagerConfig {
     pub probe_interval: Duration,
     pub connect_timeout: Duration,
     pub query_timeout: Duration,
+}
+
+/// `manager.coordination`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Coordination {
+    /// One manager, its durable state in `state_dir`.
+    #[default]
+    Embedded,
+    /// Several managers on etcd: one leader, shared state under `prefix`.
+    Etcd(EtcdConfig),
+}
+
+/// `manager.coordination.etcd`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdConfig {
+    /// `http://host:port` of each etcd member.
+    pub endpoints: Vec<String>,
+    /// Every key myha writes starts with it (no trailing `/`).
+    pub prefix: String,
+    /// TTL of the leader's lease: a dead leader is replaced after at most
+    /// this long.
+    pub lease_ttl: Duration,
+    /// Bound of one etcd request.
+    pub request_timeout: Duration,
+}
+
+impl EtcdConfig {
+    /// How long before its lease could expire a leader stops acting when
+    /// it cannot renew: a third of the TTL, so that a leader that stops
+    /// hearing from etcd has stopped before any other manager can be
+    /// elected (clock rates differ by far less than that).
+    pub fn stop_margin(&self) -> Duration {
+        self.lease_ttl / 3
+    }
 }
 
 /// `agent:` — settings shared by every per-host agent.

@@ -69,6 +69,8 @@ pub(crate) struct RawMysqlTls {
 pub(crate) struct RawManager {
     pub listen: Option<Spanned<String>>,
     pub url: Option<Spanned<String>>,
+    pub urls: Option<Spanned<Vec<Spanned<String>>>>,
+    pub coordination: Option<Spanned<RawCoordination>>,
     pub token: Rejected,
     pub token_env: Option<Spanned<String>>,
     pub token_file: Option<Spanned<String>>,
@@ -76,6 +78,21 @@ pub(crate) struct RawManager {
     pub probe_interval: Option<Spanned<String>>,
     pub connect_timeout: Option<Spanned<String>>,
     pub query_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCoordination {
+    pub etcd: Option<Spanned<RawEtcd>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEtcd {
+    pub endpoints: Option<Spanned<Vec<Spanned<String>>>>,
+    pub prefix: Option<Spanned<String>>,
+    pub lease_ttl: Option<Spanned<String>>,
+    pub request_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1504,3 +1504,72 @@ fn timings_are_derived_in_one_place_and_their_rules_checked_with_a_location() {
         "`semi_sync_degrade_after` (2s) must be longer than the time a failover may wait",
     );
 }
+
+#[test]
+fn coordination_on_etcd_loads_with_its_defaults() {
+    let c = ok(&with(
+        MANAGER_END,
+        "  urls: [http://10.0.0.1:7070, http://10.0.0.2:7070/]\n  coordination:\n    etcd:\n      endpoints: [http://10.0.0.1:2379, http://10.0.0.2:2379]\n",
+    ));
+    assert_eq!(
+        c.manager.urls,
+        vec!["http://10.0.0.1:7070", "http://10.0.0.2:7070"]
+    );
+    let crate::Coordination::Etcd(etcd) = &c.manager.coordination else {
+        panic!("{:?}", c.manager.coordination)
+    };
+    assert_eq!(etcd.prefix, "/myha");
+    assert_eq!(etcd.lease_ttl, Duration::from_secs(5));
+    assert_eq!(etcd.stop_margin(), Duration::from_secs(5) / 3);
+    assert!(etcd.request_timeout < etcd.lease_ttl / 3);
+    // Without coordination: one manager, `urls` is its `url`.
+    let one = ok(BASE);
+    assert_eq!(one.manager.urls, vec![one.manager.url.clone()]);
+    assert_eq!(one.manager.coordination, crate::Coordination::Embedded);
+}
+
+#[test]
+fn coordination_mistakes_are_located() {
+    // Several managers without a way to agree.
+    assert_error(
+        &with(MANAGER_END, "  urls: [http://a:7070, http://b:7070]"),
+        3,
+        9,
+        "need",
+    );
+    // An endpoint that is not a URL.
+    assert_error(
+        &with(
+            MANAGER_END,
+            "  coordination:\n    etcd:\n      endpoints: [10.0.0.1:2379]",
+        ),
+        5,
+        19,
+        "etcd endpoint `10.0.0.1:2379`",
+    );
+    // A lease that is not whole seconds, a request bound too long for it.
+    assert_error(
+        &with(
+            MANAGER_END,
+            "  coordination:\n    etcd:\n      endpoints: [http://e:2379]\n      lease_ttl: 2500ms",
+        ),
+        6,
+        18,
+        "whole number of seconds",
+    );
+    assert_error(
+        &with(
+            MANAGER_END,
+            "  coordination:\n    etcd:\n      endpoints: [http://e:2379]\n      lease_ttl: 3s\n      request_timeout: 1s",
+        ),
+        6,
+        18,
+        "under a third",
+    );
+    assert_error(
+        &with(MANAGER_END, "  coordination: {}"),
+        3,
+        17,
+        "names no service",
+    );
+}

@@ -11,10 +11,10 @@ use std::time::Duration;
 use serde_saphyr::Spanned;
 
 use crate::error::line_column;
-use crate::model::{default_url, defaults};
+use crate::model::{default_url, defaults, Coordination, EtcdConfig};
 use crate::raw::{
-    RawAccess, RawAgent, RawCli, RawCluster, RawConfig, RawHooks, RawHost, RawManager, RawMysqlTls,
-    RawRelay, RawRouter, RawTls, RawVip, Rejected,
+    RawAccess, RawAgent, RawCli, RawCluster, RawConfig, RawCoordination, RawHooks, RawHost,
+    RawManager, RawMysqlTls, RawRelay, RawRouter, RawTls, RawVip, Rejected,
 };
 use crate::{
     AccessEntry, AgentConfig, ClusterConfig, Config, ConfigError, ConfigErrors, Credentials,
@@ -252,6 +252,44 @@ impl Validator<'_> {
                 default_url(listen, tls)
             }
         };
+        let urls_at = raw.urls.as_ref().map_or(at, At::of);
+        let urls = match raw.urls {
+            None => vec![url.clone()],
+            Some(list) if list.value.is_empty() => {
+                self.error(
+                    At::of(&list),
+                    "`urls` lists no manager: list every manager's URL, or remove the key",
+                );
+                vec![url.clone()]
+            }
+            Some(list) => {
+                let mut urls: Vec<String> = Vec::new();
+                for node in list.value {
+                    let at = At::of(&node);
+                    let u = self.url(node, tls);
+                    if urls.contains(&u) {
+                        self.error(at, format!("`urls` lists {u} twice"));
+                    } else {
+                        urls.push(u);
+                    }
+                }
+                urls
+            }
+        };
+        let coordination = match raw.coordination {
+            None => Coordination::Embedded,
+            Some(c) => self.coordination(c),
+        };
+        if urls.len() > 1 && coordination == Coordination::Embedded {
+            self.error(
+                urls_at,
+                format!(
+                    "`urls` lists {} managers but `coordination` is not set: several managers need \
+                     `coordination: {{ etcd: {{ endpoints: [...] }} }}` to agree on one leader",
+                    urls.len()
+                ),
+            );
+        }
         let token = self.secret(
             at,
             "`manager`",
@@ -272,6 +310,8 @@ impl Validator<'_> {
         let config = ManagerConfig {
             listen,
             url,
+            urls,
+            coordination,
             token_sha256,
             state_dir,
             probe_interval: self.duration(
@@ -291,6 +331,100 @@ impl Validator<'_> {
             ),
         };
         (config, token)
+    }
+
+    fn coordination(&mut self, node: Spanned<RawCoordination>) -> Coordination {
+        let at = At::of(&node);
+        let Some(etcd) = node.value.etcd else {
+            self.error(
+                at,
+                "`coordination` names no service: set `etcd: { endpoints: [...] }` or remove the key",
+            );
+            return Coordination::Embedded;
+        };
+        let etcd_at = At::of(&etcd);
+        let raw = etcd.value;
+        let mut endpoints = Vec::new();
+        match raw.endpoints {
+            None => self.error(
+                etcd_at,
+                "`etcd` needs `endpoints`: the `http://host:port` of each etcd member",
+            ),
+            Some(list) if list.value.is_empty() => {
+                self.error(At::of(&list), "`endpoints` lists no etcd member")
+            }
+            Some(list) => {
+                for node in list.value {
+                    let e = node.value.trim().trim_end_matches('/').to_owned();
+                    let ok = e
+                        .strip_prefix("http://")
+                        .or_else(|| e.strip_prefix("https://"))
+                        .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+                    if !ok {
+                        self.error(
+                            At::of(&node),
+                            format!(
+                                "etcd endpoint `{}` is not `http://host:port` or `https://host:port`",
+                                node.value
+                            ),
+                        );
+                    } else if endpoints.contains(&e) {
+                        self.error(At::of(&node), format!("etcd endpoint {e} is listed twice"));
+                    } else {
+                        endpoints.push(e);
+                    }
+                }
+            }
+        }
+        let prefix = match raw.prefix {
+            None => "/myha".to_owned(),
+            Some(p) => {
+                let v = p.value.trim().trim_end_matches('/').to_owned();
+                if !v.starts_with('/') || v.len() < 2 || v.chars().any(char::is_whitespace) {
+                    self.error(
+                        At::of(&p),
+                        format!(
+                            "`prefix` must start with `/`, name something, and hold no space (got `{}`)",
+                            p.value
+                        ),
+                    );
+                }
+                v
+            }
+        };
+        let lease_at = At::value_or(&raw.lease_ttl, etcd_at);
+        let lease_ttl = self.duration("lease_ttl", raw.lease_ttl, defaults::ETCD_LEASE_TTL);
+        if lease_ttl.subsec_nanos() != 0 {
+            self.error(
+                lease_at,
+                format!(
+                    "`lease_ttl` is a whole number of seconds (etcd leases are), got {}",
+                    humantime::format_duration(lease_ttl)
+                ),
+            );
+        }
+        let request_timeout = self.duration(
+            "request_timeout",
+            raw.request_timeout,
+            defaults::ETCD_REQUEST_TIMEOUT,
+        );
+        if request_timeout >= lease_ttl / 3 && !lease_ttl.is_zero() {
+            self.error(
+                lease_at,
+                format!(
+                    "`request_timeout` ({}) must be under a third of `lease_ttl` ({}): a leader must \
+                     learn that it cannot renew before it has to stop acting",
+                    humantime::format_duration(request_timeout),
+                    humantime::format_duration(lease_ttl)
+                ),
+            );
+        }
+        Coordination::Etcd(EtcdConfig {
+            endpoints,
+            prefix,
+            lease_ttl,
+            request_timeout,
+        })
     }
 
     fn agent(&mut self, raw: RawAgent) -> (AgentConfig, RawSecret) {
@@ -1549,6 +1683,8 @@ fn duration_bounds(key: &str) -> (Duration, Duration) {
         "timeout" => (S, HOUR),
         "writer_hold_timeout" => (10 * MS, 600 * S),
         "handshake_timeout" => (100 * MS, 300 * S),
+        "lease_ttl" => (2 * S, 600 * S),
+        "request_timeout" => (10 * MS, 60 * S),
         _ => (MS, DAY),
     }
 }

@@ -44,6 +44,9 @@ pub struct CheckInput {
 pub struct ManagerView {
     pub rejoin_refused: std::collections::BTreeMap<String, String>,
     pub semi_sync_degraded: Option<String>,
+    /// Why no manager can fail over now (coordination unavailable, no
+    /// leader), if so.
+    pub failover_blocked: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +211,17 @@ fn semi_sync_checks(
 /// stable order (by check, then by configured server order).
 pub fn check(input: &CheckInput) -> Vec<Finding> {
     let mut out = Out(Vec::new());
+    if let Some(m) = &input.manager {
+        match &m.failover_blocked {
+            Some(why) => out.fail(
+                "coordination",
+                None,
+                why.clone(),
+                "bring etcd back (a quorum of its members), or start a manager: traffic is untouched meanwhile, but a dead master stays dead".into(),
+            ),
+            None => out.ok("coordination", None, "a manager leads and may fail over".into()),
+        }
+    }
     let up: Vec<(&CheckServer, &ServerFacts)> = input
         .servers
         .iter()

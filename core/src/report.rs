@@ -214,6 +214,15 @@ pub struct ReportAck {
     /// took every report in).
     #[serde(default)]
     pub status: AckStatus,
+    /// The answering manager leads (always, with one manager). An agent
+    /// takes a master's name only from the leader; a follower's answer
+    /// that agrees with the leader's last one counts as contact.
+    #[serde(default = "leader_by_default")]
+    pub leader: bool,
+}
+
+fn leader_by_default() -> bool {
+    true
 }
 
 impl ReportAck {

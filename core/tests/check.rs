@@ -866,3 +866,20 @@ fn skip_name_resolve_off_behind_a_router_fails() {
         .unwrap_or("")
         .contains("skip_name_resolve = ON"));
 }
+
+#[test]
+fn no_leader_is_a_failed_coordination_check() {
+    let mut input = healthy();
+    input.manager = Some(myha_core::check::ManagerView {
+        failover_blocked: Some("no failover possible: coordination unavailable".into()),
+        ..Default::default()
+    });
+    let f = failures(&input);
+    assert!(
+        f.iter().any(|f| f.check == "coordination"
+            && f.message == "no failover possible: coordination unavailable"),
+        "{f:?}"
+    );
+    input.manager = Some(myha_core::check::ManagerView::default());
+    assert!(failures(&input).iter().all(|f| f.check != "coordination"));
+}

@@ -31,6 +31,8 @@ use myha_api::watch::{WatchAnswer, WatchQuery};
 struct App {
     ctx: Arc<Context>,
     config: Arc<Config>,
+    /// Forwards a follower's action requests to the leader.
+    forwarder: reqwest::Client,
 }
 
 pub use myha_api::status::ClusterStatus;
@@ -54,6 +56,7 @@ fn status_of(app: &App, name: &str) -> Option<ClusterStatus> {
         needs_rejoin: durable.needs_rejoin,
         rejoin_refused: topo.rejoin_refused(name),
         semi_sync_degraded: durable.semi_sync_degraded,
+        coordination: Some(app.ctx.coord.view()),
         snapshot,
     })
 }
@@ -84,6 +87,7 @@ async fn watch(
             return Json(WatchAnswer {
                 digest: published.digest,
                 view: published.view.clone(),
+                leader: app.ctx.coord.leader_url(),
             })
             .into_response();
         }
@@ -176,7 +180,10 @@ async fn report(
             .into_response();
     }
     match app.ctx.topology.ingest(report) {
-        Ok(ack) => Json(ack).into_response(),
+        Ok(mut ack) => {
+            ack.leader = app.ctx.coord.is_leader();
+            Json(ack).into_response()
+        }
         Err(e @ IngestError::UnknownCluster(_)) | Err(e @ IngestError::UnknownHost { .. }) => {
             (StatusCode::NOT_FOUND, format!("{e}\n")).into_response()
         }
@@ -372,11 +379,93 @@ async fn ack(
     }
 }
 
-async fn health() -> Json<Health> {
+async fn health(State(app): State<App>) -> Json<Health> {
     Json(Health {
         ok: true,
         version: env!("CARGO_PKG_VERSION").to_string(),
+        coordination: Some(app.ctx.coord.view()),
     })
+}
+
+/// Bounds of a request a follower forwards to the leader (a switchover
+/// streams its steps for up to its own bound).
+const FORWARD_CONNECT: std::time::Duration = std::time::Duration::from_secs(3);
+const FORWARD_BOUND: std::time::Duration = std::time::Duration::from_secs(300);
+/// The largest action request body forwarded.
+const FORWARD_MAX_BODY: usize = 64 * 1024;
+
+/// Actions run on the leader: a follower forwards the request (the caller's
+/// credentials with it; the leader checks them again) and streams the
+/// answer back. With no leader, nothing runs and the answer says why.
+async fn to_leader(State(app): State<App>, req: Request, next: Next) -> Response {
+    if app.ctx.coord.is_leader() {
+        return next.run(req).await;
+    }
+    let view = app.ctx.coord.view();
+    let Some(leader) = view.leader.clone().filter(|l| *l != view.this) else {
+        let why = view
+            .blocked
+            .unwrap_or_else(|| "no manager leads now".to_string());
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
+    };
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, FORWARD_MAX_BODY).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+    let url = format!("{leader}{path}");
+    tracing::info!(%url, method = %parts.method, "forwarding an action to the leader");
+    let mut call = app
+        .forwarder
+        .request(parts.method.clone(), &url)
+        .body(bytes);
+    for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
+        if let Some(v) = parts.headers.get(&name) {
+            call = call.header(name, v);
+        }
+    }
+    let mut resp = match call.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_GATEWAY,
+                format!("this manager follows; the leader {leader} did not answer: {e}\n"),
+            )
+                .into_response()
+        }
+    };
+    let status = resp.status();
+    let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(16);
+    tokio::spawn(async move {
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => {
+                    if tx.send(Ok(c)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    let _ = tx.send(Err(std::io::Error::other(e))).await;
+                    return;
+                }
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let mut out = Response::builder().status(status);
+    if let Some(ct) = content_type {
+        out = out.header(header::CONTENT_TYPE, ct);
+    }
+    out.header("x-myha-forwarded-to", leader.as_str())
+        .body(axum::body::Body::from_stream(stream))
+        .unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
 }
 
 pub(crate) async fn serve(
@@ -386,21 +475,27 @@ pub(crate) async fn serve(
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ManagerError> {
+    let forwarder = myha_http::client_for(&config, FORWARD_CONNECT, FORWARD_BOUND)?;
     let app = App {
         ctx,
         config: Arc::new(config),
+        forwarder,
     };
+    // What changes the cluster runs on the leader: a follower forwards it.
+    let actions = Router::new()
+        .route(paths::FAILOVER_ROUTE, post(failover_now))
+        .route(paths::ACK_ROUTE, post(ack))
+        .route(paths::SWITCHOVER_ROUTE, post(switchover_now))
+        .route(paths::REJOIN_ROUTE, post(rejoin_now))
+        .route_layer(middleware::from_fn_with_state(app.clone(), to_leader));
     let router = Router::new()
         .route(paths::HEALTH, get(health))
         .route(paths::REPORT, post(report))
         .route(paths::CLUSTERS, get(clusters))
         .route(paths::CLUSTER_ROUTE, get(cluster))
         .route(paths::HISTORY_ROUTE, get(history))
-        .route(paths::FAILOVER_ROUTE, post(failover_now))
-        .route(paths::ACK_ROUTE, post(ack))
-        .route(paths::SWITCHOVER_ROUTE, post(switchover_now))
-        .route(paths::REJOIN_ROUTE, post(rejoin_now))
         .route(paths::WATCH_ROUTE, get(watch))
+        .merge(actions)
         .layer(middleware::from_fn_with_state(app.clone(), require_token))
         .with_state(app);
     myha_http::serve(

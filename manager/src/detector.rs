@@ -42,7 +42,6 @@ pub(crate) async fn run(
     cluster: ClusterConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    resume(&ctx, &cluster).await;
     let config = DetectorConfig {
         auto_failover: cluster.auto_failover,
         auto_rejoin: cluster.auto_rejoin,
@@ -59,10 +58,39 @@ pub(crate) async fn run(
     let mut state = DetectorState::default();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let terms = ctx.coord.terms();
+    let shared = ctx.coord.shared().is_some();
+    // The leadership term this loop has taken over (resumed) for.
+    let mut led = 0u64;
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.wait_for(|s| *s) => return,
+        }
+        ticks += 1;
+        if !ctx.coord.is_leader() {
+            follow(
+                &ctx,
+                &cluster,
+                shared && ticks.is_multiple_of(FOLLOWER_RELOAD_TICKS),
+            );
+            led = 0;
+            continue;
+        }
+        let term = *terms.borrow();
+        if term != led {
+            // Leading from now on: the shared state as the last leader left
+            // it, then what it left half-done.
+            if shared {
+                if let Err(e) = ctx.topology.reload_durable(&cluster.name, true) {
+                    tracing::warn!(cluster = %cluster.name, error = %e, "leading, but the shared state cannot be read: not acting yet");
+                    continue;
+                }
+            }
+            led = term;
+            state = DetectorState::default();
+            resume(&ctx, &cluster).await;
         }
         let Some(snapshot) = ctx.topology.snapshot(&cluster.name) else {
             return;
@@ -79,6 +107,23 @@ pub(crate) async fn run(
         for action in actions {
             execute(&ctx, &cluster, &mut state, action).await;
         }
+    }
+}
+
+/// A follower's tick every this many ticks (250 ms) reads the shared state.
+const FOLLOWER_RELOAD_TICKS: u64 = 5;
+
+/// A follower acts on nothing: it keeps its view of the shared state and
+/// the verdict fresh, for `myha status`, routers and a quick takeover.
+fn follow(ctx: &Context, cluster: &ClusterConfig, reload: bool) {
+    if reload {
+        if let Err(e) = ctx.topology.reload_durable(&cluster.name, false) {
+            tracing::debug!(cluster = %cluster.name, error = %e, "follower: shared state not read");
+        }
+    }
+    ctx.topology.refresh_view(&cluster.name);
+    if let Some(a) = analyse_now(ctx, cluster) {
+        ctx.topology.set_analysis(&cluster.name, a);
     }
 }
 

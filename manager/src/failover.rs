@@ -48,8 +48,12 @@ pub async fn failover(
     };
     let (mut cand, executed, epoch) = match fo.up_to_promotion().await {
         Ok(promoted) => promoted,
+        Err(_) if !fo.run.leads() => return fo.run.handed_over(fo.epoch, None),
         Err(why) => return fo.abort(&why).await,
     };
+    if !fo.run.leads() {
+        return fo.run.handed_over(epoch, Some(cand.name));
+    }
     // Past this point there is no going back: finish and report.
     fo.publish(&cand.name, &executed).await;
     let lost = fo.lost(&mut cand).await;

@@ -7,6 +7,7 @@
 mod actions;
 mod agents;
 mod api;
+pub mod coord;
 mod detector;
 pub mod failover;
 mod hooks;
@@ -32,8 +33,8 @@ pub use api::ClusterStatus;
 pub use failover::{FailoverReport, OpStatus};
 pub use hooks::HookEvent;
 pub use state::Topology;
+pub use store::{EtcdStore, FileStore, StateStore, StoreError};
 pub use store::{Event, OpKind, Operation, Step, StepStatus};
-pub use store::{FileStore, StateStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
@@ -60,8 +61,29 @@ const BACKGROUND_BOUND: std::time::Duration = std::time::Duration::from_secs(30)
 
 /// Run the manager until `shutdown` turns true.
 pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), ManagerError> {
-    let store: Arc<dyn StateStore> = Arc::new(FileStore::open(&config.manager.state_dir)?);
-    let topology = Arc::new(Topology::new(&config, Arc::clone(&store))?);
+    let coord = match &config.manager.coordination {
+        myha_config::Coordination::Embedded => coord::Coordinator::embedded(&config.manager.url),
+        myha_config::Coordination::Etcd(etcd) => {
+            coord::Coordinator::etcd(&config.manager.url, etcd).map_err(|e| {
+                ManagerError::Task(format!("cannot start the etcd client thread: {e}"))
+            })?
+        }
+    };
+    let store: Arc<dyn StateStore> = match coord.shared() {
+        None => Arc::new(FileStore::open(&config.manager.state_dir)?),
+        Some(etcd) => {
+            // Local files too: reinstatement saves its transactions there.
+            std::fs::create_dir_all(&config.manager.state_dir).map_err(|source| {
+                StoreError::Io {
+                    path: config.manager.state_dir.clone(),
+                    source,
+                }
+            })?;
+            Arc::new(EtcdStore::new(etcd, &config.manager.url))
+        }
+    };
+    let shared = coord.shared().is_some();
+    let topology = Arc::new(Topology::new(&config, Arc::clone(&store), shared)?);
     let agents = agents::AgentClient::new(
         &config,
         config
@@ -77,6 +99,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         agent_interval: config.agent.interval,
         agents,
         background: tracker::Tracker::default(),
+        coord: coord.clone(),
     });
     let listener = tokio::net::TcpListener::bind(config.manager.listen)
         .await
@@ -86,6 +109,10 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         })?;
     tracing::info!(listen = %config.manager.listen, clusters = config.clusters.len(), "manager started");
     let mut tasks = tokio::task::JoinSet::new();
+    if shared {
+        let (coord, shutdown) = (coord.clone(), shutdown.clone());
+        tasks.spawn(async move { coord.run(shutdown).await });
+    }
     for cluster in &config.clusters {
         tasks.spawn(detector::run(
             Arc::clone(&ctx),

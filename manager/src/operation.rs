@@ -24,6 +24,9 @@ pub struct Context {
     /// Work spawned in the background (automatic rejoins, switchovers
     /// requested over the API), awaited on shutdown.
     pub(crate) background: Tracker,
+    /// Who may act: only the leader runs operations, rejoins, VIP moves
+    /// and hooks.
+    pub coord: crate::coord::Coordinator,
 }
 
 pub use myha_api::operation::{FailoverReport, OpStatus};
@@ -159,6 +162,32 @@ impl<'a> Journal<'a> {
     }
 
     /// The report of the operation, ending as `outcome` says.
+    /// This manager does not lead any more: it stops here, touching
+    /// nothing, and says who carries on.
+    pub(crate) fn handed_over(mut self, epoch: u64, new_master: Option<String>) -> FailoverReport {
+        let leader = self
+            .ctx
+            .coord
+            .leader_url()
+            .unwrap_or_else(|| "the next leader".into());
+        let detail = match &new_master {
+            Some(m) => format!(
+                "this manager lost its leadership after promoting {m} (epoch {epoch}): it stops here; {leader} finishes the operation on record"
+            ),
+            None => format!(
+                "this manager lost its leadership before promotion: it stops here and changes nothing back; {leader} abandons the operation on record and decides again"
+            ),
+        };
+        self.problems.push(detail.clone());
+        self.record(Step::Abort, StepStatus::Skipped, detail, None);
+        self.finish(Outcome::new(OpStatus::HandedOver, epoch).to(new_master))
+    }
+
+    /// This manager may still act.
+    pub(crate) fn leads(&self) -> bool {
+        self.ctx.coord.is_leader()
+    }
+
     pub(crate) fn finish(self, outcome: Outcome) -> FailoverReport {
         FailoverReport {
             operation: self.op,
@@ -379,11 +408,12 @@ mod tests {
             .unwrap_or_else(|e| panic!("test configuration does not load:\n{e}"));
         let store = Arc::new(FileStore::open(dir).unwrap());
         let ctx = Context {
-            topology: Arc::new(Topology::new(&config, store).unwrap()),
+            topology: Arc::new(Topology::new(&config, store, false).unwrap()),
             manager: config.manager.clone(),
             agent_interval: config.agent.interval,
             agents: AgentClient::new(&config, Duration::from_secs(1)).unwrap(),
             background: Tracker::default(),
+            coord: crate::coord::Coordinator::embedded(&config.manager.url),
         };
         (ctx, config)
     }

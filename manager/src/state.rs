@@ -105,15 +105,21 @@ fn age_ms(at: Instant, now: Instant) -> u64 {
 }
 
 impl Topology {
+    /// `shared`: the state lives on etcd, written by the leader only; it
+    /// is read when this manager leads or follows ([`Topology::reload_durable`]),
+    /// not here (etcd may be down when the manager starts).
     pub fn new(
         config: &Config,
         store: std::sync::Arc<dyn StateStore>,
+        shared: bool,
     ) -> Result<Topology, StoreError> {
         let mut clusters = BTreeMap::new();
         for c in &config.clusters {
-            let durable = match store.load(&c.name)? {
-                Some(s) => s,
-                None => {
+            let durable = match (shared, store.load(&c.name)) {
+                (true, Ok(Some(s))) => s,
+                (true, _) => ClusterState::default(),
+                (false, Ok(Some(s))) => s,
+                (false, Ok(None)) => {
                     let s = ClusterState {
                         epoch: 1,
                         ..ClusterState::default()
@@ -121,6 +127,7 @@ impl Topology {
                     store.save(&c.name, &s)?;
                     s
                 }
+                (false, Err(e)) => return Err(e),
             };
             let hosts = c
                 .hosts
@@ -167,6 +174,35 @@ impl Topology {
     /// The durable state of a cluster.
     pub fn durable(&self, cluster: &str) -> Option<ClusterState> {
         self.clusters.get(cluster).map(|e| e.read().durable.clone())
+    }
+
+    /// Read the cluster's shared state again (a follower, every few
+    /// ticks; a new leader, before it acts). `init`: a leader that finds
+    /// none writes the first epoch.
+    pub fn reload_durable(&self, cluster: &str, init: bool) -> Result<(), StoreError> {
+        let Some(entry) = self.clusters.get(cluster) else {
+            return Ok(());
+        };
+        let loaded = match self.store.load(cluster)? {
+            Some(s) => s,
+            None if init => {
+                let s = ClusterState {
+                    epoch: 1,
+                    ..ClusterState::default()
+                };
+                self.store.save(cluster, &s)?;
+                s
+            }
+            None => return Ok(()),
+        };
+        let mut inner = entry.write();
+        if inner.durable == loaded {
+            return Ok(());
+        }
+        inner.durable = loaded;
+        drop(inner);
+        self.refresh_view(cluster);
+        Ok(())
     }
 
     /// Change the durable state and persist it before anyone sees it.
@@ -284,6 +320,8 @@ impl Topology {
             } else {
                 AckStatus::Stale
             },
+            // Set by the API from the coordination.
+            leader: true,
         };
         drop(inner);
         if newer {
@@ -437,7 +475,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("myha-state-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = std::sync::Arc::new(FileStore::open(&dir).unwrap());
-        Topology::new(&config, store).unwrap()
+        Topology::new(&config, store, false).unwrap()
     }
 
     #[test]

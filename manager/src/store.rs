@@ -17,6 +17,31 @@ pub enum StoreError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    /// The shared state on etcd could not be read or written.
+    #[error("shared state {key}: {source}")]
+    Etcd {
+        key: String,
+        source: crate::coord::EtcdError,
+    },
+    /// Shared state under `key` is not what myha wrote.
+    #[error("shared state {key} is corrupt: {source}")]
+    CorruptShared {
+        key: String,
+        source: serde_json::Error,
+    },
+}
+
+impl StoreError {
+    /// The write was refused because this manager does not lead.
+    pub fn not_leader(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Etcd {
+                source: crate::coord::EtcdError::NotLeader,
+                ..
+            }
+        )
+    }
 }
 
 /// Durable per-cluster state.
@@ -184,6 +209,116 @@ impl StateStore for FileStore {
             .lines()
             .filter_map(|l| serde_json::from_str::<Event>(l).ok())
             .collect())
+    }
+}
+
+/// The durable state on etcd, shared by every manager: each cluster's
+/// state under `<prefix>/clusters/<name>/state`, its journal under
+/// `<prefix>/clusters/<name>/journal/`. Reads from any manager; writes only
+/// from the leader, each conditioned on its leadership (see `coord`).
+#[derive(Debug)]
+pub struct EtcdStore {
+    etcd: std::sync::Arc<crate::coord::Etcd>,
+    /// Tells apart two events journaled in the same millisecond.
+    seq: std::sync::atomic::AtomicU64,
+    /// This manager, in journal keys (two leaders' events never collide).
+    tag: u64,
+}
+
+impl EtcdStore {
+    pub fn new(etcd: std::sync::Arc<crate::coord::Etcd>, me: &str) -> EtcdStore {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        me.hash(&mut h);
+        EtcdStore {
+            etcd,
+            seq: std::sync::atomic::AtomicU64::new(0),
+            tag: h.finish() & 0xffff_ffff,
+        }
+    }
+
+    fn state_key(&self, cluster: &str) -> String {
+        self.etcd.key(&format!("clusters/{cluster}/state"))
+    }
+
+    fn journal_prefix(&self, cluster: &str) -> String {
+        self.etcd.key(&format!("clusters/{cluster}/journal/"))
+    }
+}
+
+impl StateStore for EtcdStore {
+    fn load(&self, cluster: &str) -> Result<Option<ClusterState>, StoreError> {
+        let key = self.state_key(cluster);
+        let k = key.clone();
+        let got = self
+            .etcd
+            .blocking(self.etcd.store_bound(), |e| async move { e.get(&k).await })
+            .map_err(|source| StoreError::Etcd {
+                key: key.clone(),
+                source,
+            })?;
+        got.map(|bytes| {
+            serde_json::from_slice(&bytes).map_err(|source| StoreError::CorruptShared {
+                key: key.clone(),
+                source,
+            })
+        })
+        .transpose()
+    }
+
+    fn save(&self, cluster: &str, state: &ClusterState) -> Result<(), StoreError> {
+        let key = self.state_key(cluster);
+        let bytes = serde_json::to_vec(state).map_err(|source| StoreError::CorruptShared {
+            key: key.clone(),
+            source,
+        })?;
+        self.put(key, bytes)
+    }
+
+    fn append(&self, event: &Event) -> Result<(), StoreError> {
+        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = format!(
+            "{}{:016}-{:08x}-{:010}",
+            self.journal_prefix(&event.cluster),
+            event.at_ms,
+            self.tag,
+            seq
+        );
+        let bytes = serde_json::to_vec(event).map_err(|source| StoreError::CorruptShared {
+            key: key.clone(),
+            source,
+        })?;
+        self.put(key, bytes)
+    }
+
+    fn history(&self, cluster: &str) -> Result<Vec<Event>, StoreError> {
+        let prefix = self.journal_prefix(cluster);
+        let p = prefix.clone();
+        let values = self
+            .etcd
+            .blocking(self.etcd.store_bound(), |e| async move {
+                e.get_prefix(&p).await
+            })
+            .map_err(|source| StoreError::Etcd {
+                key: prefix.clone(),
+                source,
+            })?;
+        Ok(values
+            .iter()
+            .filter_map(|v| serde_json::from_slice::<Event>(v).ok())
+            .collect())
+    }
+}
+
+impl EtcdStore {
+    /// `key = bytes`, if this manager still leads.
+    fn put(&self, key: String, bytes: Vec<u8>) -> Result<(), StoreError> {
+        let k = key.clone();
+        self.etcd
+            .blocking(self.etcd.store_bound(), |e| async move {
+                e.put_as_leader(&k, bytes).await
+            })
+            .map_err(|source| StoreError::Etcd { key, source })
     }
 }
 

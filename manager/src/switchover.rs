@@ -78,7 +78,9 @@ pub async fn switchover(
         fenced: false,
     };
     match so.up_to_promotion(req.timeout).await {
+        Ok((_, _, epoch)) if !so.run.leads() => so.run.handed_over(epoch, Some(so.target)),
         Ok((old, final_pos, epoch)) => so.publish(old, &final_pos, epoch).await,
+        Err(_) if !so.run.leads() => so.run.handed_over(so.epoch, None),
         Err(why) => so.rollback(&why).await,
     }
 }

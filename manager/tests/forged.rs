@@ -92,7 +92,7 @@ fn topology() -> Topology {
         Ok(c) => c,
         Err(e) => panic!("test configuration does not load:\n{e}"),
     };
-    Topology::new(&config, Arc::new(MemStore::default())).unwrap()
+    Topology::new(&config, Arc::new(MemStore::default()), false).unwrap()
 }
 
 /// A writable MariaDB server that replicates from nobody.

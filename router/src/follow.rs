@@ -55,13 +55,22 @@ impl Shared {
 /// Follow the manager's view of the cluster by long-polling.
 pub(crate) async fn subscribe(
     shared: Arc<Shared>,
-    url: String,
+    managers: Vec<String>,
+    cluster: String,
     token: String,
     client: reqwest::Client,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let base = |i: usize| managers.get(i).map(|m| m.trim_end_matches('/').to_string());
+    // The manager asked now: the leader when one says who it is, the next
+    // one in the list when it does not answer.
+    let mut at = 0usize;
     let mut digest: Option<u64> = None;
     loop {
+        let Some(manager) = base(at) else {
+            return;
+        };
+        let url = format!("{manager}{}", myha_api::paths::watch(&cluster));
         let full = match digest {
             Some(d) => format!("{url}?timeout_ms=10000&after={d}"),
             None => format!("{url}?timeout_ms=10000"),
@@ -75,21 +84,40 @@ pub(crate) async fn subscribe(
             Ok(r) => r.json::<WatchAnswer>().await.ok(),
             Err(e) => {
                 if shared.manager_ok.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(error = %e, "manager unreachable: keeping the last known topology");
+                    tracing::warn!(%manager, error = %e, "manager unreachable: keeping the last known topology");
                 }
                 None
             }
         };
-        match answer {
-            Some(WatchAnswer { digest: d, view }) => {
-                if !shared.manager_ok.swap(true, Ordering::Relaxed) {
-                    tracing::info!(epoch = view.epoch, "following the manager's topology");
+        let mut moved = false;
+        if let Some(leader) = answer.as_ref().and_then(|a| a.leader.as_deref()) {
+            let leader = leader.trim_end_matches('/');
+            if leader != manager {
+                if let Some(i) = managers
+                    .iter()
+                    .position(|m| m.trim_end_matches('/') == leader)
+                {
+                    at = i;
+                    moved = true;
                 }
-                digest = Some(d);
+            }
+        }
+        match answer {
+            Some(WatchAnswer {
+                digest: d, view, ..
+            }) => {
+                if !shared.manager_ok.swap(true, Ordering::Relaxed) {
+                    tracing::info!(epoch = view.epoch, %manager, "following the manager's topology");
+                }
+                // Moving to the leader: its digest may differ, ask afresh.
+                digest = (!moved).then_some(d);
                 shared.accept_view(view);
             }
             None => {
                 digest = None;
+                if managers.len() > 1 {
+                    at = (at + 1) % managers.len();
+                }
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         }

@@ -152,11 +152,7 @@ pub async fn run(
     let http = bind(router.http_listen).await?;
     let shared = Arc::new(Shared::new(cfg, router.clone()));
     tracing::info!(cluster, writer = %router.writer_listen, reader = %router.reader_listen, http = %router.http_listen, "router started");
-    let url = format!(
-        "{}{}",
-        config.manager.url.trim_end_matches('/'),
-        myha_api::paths::watch(cluster)
-    );
+    let managers = config.manager.urls.clone();
     if let Some(budget) = busy_poll::budget(&router) {
         tokio::spawn(busy_poll::busy_poll(
             Arc::clone(&shared),
@@ -190,7 +186,8 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(follow::subscribe(
         Arc::clone(&shared),
-        url,
+        managers,
+        cluster.to_string(),
         config.token.expose().to_string(),
         client,
         shutdown.clone(),

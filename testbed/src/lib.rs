@@ -18,7 +18,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub mod flood;
+pub mod ha;
 pub mod router_path;
+
+pub use ha::{CutProxy, EtcdCluster, HA_LEASE_TTL};
 
 pub const IMAGE: &str = "myha/mariadb-host:10.11";
 pub const ADMIN_USER: &str = "myha";
@@ -141,8 +144,14 @@ fn reap_stale_processes() {
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        let is_bed_daemon = args.first().is_some_and(|a| a.ends_with("/myha"))
-            && args.get(1).is_some_and(|a| a == "manager" || a == "router");
+        // `myha manager|router` execs `myhad` with the same arguments;
+        // an HA bed's etcd members carry the bed's directory too.
+        let is_bed_daemon = (args
+            .first()
+            .is_some_and(|a| a.ends_with("/myha") || a.ends_with("/myhad"))
+            && args.get(1).is_some_and(|a| a == "manager" || a == "router"))
+            || (args.first().is_some_and(|a| a.ends_with("etcd"))
+                && args.iter().any(|a| a == "--initial-cluster-token"));
         if !is_bed_daemon {
             continue;
         }
@@ -258,6 +267,12 @@ pub struct BedOptions {
     /// With `tls`: servers require client certificates (`client_auth`):
     /// agents, manager, router and CLI present their own.
     pub client_auth: bool,
+    /// Managers on etcd (`manager.coordination`): 0, the default, runs
+    /// one manager without coordination; `n` starts an etcd cluster of
+    /// [`ha::ETCD_MEMBERS`] in the bed's directory and `n` managers on
+    /// `{gateway}:7070..`, each with its own `manager-{i}.yaml` (its
+    /// listen, url, state_dir and etcd endpoints: proxies a test can cut).
+    pub ha_managers: usize,
 }
 
 impl BedOptions {
@@ -278,6 +293,7 @@ impl BedOptions {
             // MYHA_BED_TLS=1 runs every bed (and so the whole suite) over TLS.
             tls: std::env::var_os("MYHA_BED_TLS").is_some_and(|v| v == "1"),
             client_auth: false,
+            ha_managers: 0,
         }
     }
 }
@@ -321,6 +337,8 @@ pub struct Bed {
     manager: Option<Child>,
     router: Option<Child>,
     keep: bool,
+    /// With [`BedOptions::ha_managers`]: etcd, the proxies, the managers.
+    ha: Option<ha::HaManagers>,
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -408,7 +426,11 @@ impl Bed {
             manager: None,
             router: None,
             keep: std::env::var_os("MYHA_KEEP_BED").is_some(),
+            ha: None,
         };
+        if opts.ha_managers > 0 {
+            bed.ha = Some(ha::HaManagers::start(&bed.dir, opts.ha_managers)?);
+        }
         bed.write_config(&opts)?;
         for h in bed.hosts.clone() {
             bed.run_host(&h, &opts)?;
@@ -437,14 +459,22 @@ impl Bed {
         write_private(&dir.join("admin.pw"), ADMIN_PASSWORD)?;
         write_private(&dir.join("repl.pw"), REPL_PASSWORD)?;
         let scheme = self.scheme();
+        // An HA bed's main configuration (agents', routers', the CLI's)
+        // lists every manager; each manager's own differs in its block.
+        let manager_block = match &self.ha {
+            Some(ha) => self.ha_manager_block(ha, None),
+            None => format!(
+                "manager:\n  listen: {gw}:7070\n  url: {scheme}://{gw}:7070\n  token_file: manager.token\n  state_dir: {dir}/state\n  probe_interval: 250ms\n  connect_timeout: 300ms\n  query_timeout: 1s\n",
+                dir = dir.display(),
+            ),
+        };
         let mut yaml = format!(
             "# Written by the myha test bed. Secrets are the files next to this\n\
              # one (mode 0600); each host has a copy of this file in hosts/<name>/\n\
              # with its own agent token (and certificate), nothing else.\n\
-             manager:\n  listen: {gw}:7070\n  url: {scheme}://{gw}:7070\n  token_file: manager.token\n  state_dir: {dir}/state\n  probe_interval: 250ms\n  connect_timeout: 300ms\n  query_timeout: 1s\n\
+             {manager_block}\
              agent:\n  port: 7071\n  interval: 250ms\n  connect_timeout: 300ms\n  query_timeout: 1s\n  report_timeout: 500ms\n  token_file: agent.token\n\
              cli:\n  token_file: operator.token\n",
-            dir = dir.display(),
         );
         if self.tls {
             yaml.push_str(
@@ -510,6 +540,12 @@ impl Bed {
             ));
         }
         write_file(&self.config_path, yaml.as_bytes(), 0o644)?;
+        if let Some(ha) = &self.ha {
+            for i in 0..ha.len() {
+                let own = yaml.replacen(&manager_block, &self.ha_manager_block(ha, Some(i)), 1);
+                write_file(&self.manager_config_n(i), own.as_bytes(), 0o644)?;
+            }
+        }
 
         // Each host: the YAML, its own agent token, the admin password
         // (its agent's), and with TLS its certificate, key and the CA.
@@ -588,11 +624,24 @@ impl Bed {
         token: Option<&str>,
         body: Option<&str>,
     ) -> Result<(u16, String)> {
+        self.http_within(method, url, token, body, Duration::from_secs(5))
+    }
+
+    /// [`Bed::http`] with its own time limit.
+    pub fn http_within(
+        &self,
+        method: &str,
+        url: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        limit: Duration,
+    ) -> Result<(u16, String)> {
         let mut cmd = Command::new("curl");
+        let max_time = format!("{:.3}", limit.as_secs_f64());
         cmd.args([
             "-s",
             "--max-time",
-            "5",
+            &max_time,
             "-X",
             method,
             "-w",
@@ -902,9 +951,16 @@ impl Bed {
         )
     }
 
-    /// Start (or restart) the manager on this machine.
+    /// Start (or restart) the manager on this machine; on an HA bed,
+    /// every manager.
     pub fn start_manager(&mut self) -> Result<()> {
         self.stop_manager();
+        if self.ha.is_some() {
+            for i in 0..self.ha_managers() {
+                self.start_manager_n(i)?;
+            }
+            return Ok(());
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -991,8 +1047,12 @@ impl Bed {
         serde_json::from_str(&body).map_err(|e| BedError::Other(format!("endpoints JSON: {e}")))
     }
 
-    /// Stop the manager (SIGKILL: a crash, not a clean shutdown).
+    /// Stop the manager (SIGKILL: a crash, not a clean shutdown); on an
+    /// HA bed, every manager.
     pub fn stop_manager(&mut self) {
+        for i in 0..self.ha_managers() {
+            self.kill_manager_n(i);
+        }
         if let Some(mut c) = self.manager.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -1113,8 +1173,12 @@ impl Bed {
         self.exec(host, &["iptables", "-F"]).map(|_| ())
     }
 
-    /// The tail of the manager's log, for failure messages.
+    /// The tail of the manager's log, for failure messages; on an HA bed,
+    /// every manager's with a header each, and etcd's.
     pub fn manager_log(&self) -> String {
+        if let Some(ha) = &self.ha {
+            return format!("{}{}", self.ha_manager_logs(40), ha.etcd.log_tails(10));
+        }
         std::fs::read_to_string(self.dir.join("manager.log"))
             .map(|s| {
                 let lines: Vec<&str> = s.lines().collect();
@@ -1187,6 +1251,8 @@ impl Drop for Bed {
     fn drop(&mut self) {
         self.stop_manager();
         self.stop_router();
+        // Managers first, then their proxies and etcd.
+        self.ha = None;
         // A `relay: nat` router leaves its retired table; the bed's
         // network goes, so does the table.
         delete_nat_table(&format!("{}:6033", self.gateway));
@@ -2544,7 +2610,16 @@ impl Bed {
                 Err(e) => did.push(format!("start mysqld on {name}: {e}")),
             }
         }
-        if self.manager.is_none() {
+        if self.ha.is_some() {
+            for i in 0..self.ha_managers() {
+                if !self.manager_running_n(i) {
+                    did.push(format!("start manager {i}"));
+                    if let Err(e) = self.start_manager_n(i) {
+                        did.push(format!("start manager {i}: {e}"));
+                    }
+                }
+            }
+        } else if self.manager.is_none() {
             did.push("start manager".into());
             if let Err(e) = self.start_manager() {
                 did.push(format!("start manager: {e}"));
@@ -2687,12 +2762,15 @@ impl Bed {
                 })
                 .unwrap_or_else(|e| e.to_string())
         };
-        let log = std::fs::read_to_string(self.dir.join("manager.log"))
-            .map(|s| {
-                let lines: Vec<&str> = s.lines().collect();
-                lines[lines.len().saturating_sub(120)..].join("\n")
-            })
-            .unwrap_or_default();
+        let log = match &self.ha {
+            Some(ha) => format!("{}{}", self.ha_manager_logs(120), ha.etcd.log_tails(20)),
+            None => std::fs::read_to_string(self.dir.join("manager.log"))
+                .map(|s| {
+                    let lines: Vec<&str> = s.lines().collect();
+                    lines[lines.len().saturating_sub(120)..].join("\n")
+                })
+                .unwrap_or_default(),
+        };
         // Each agent's warnings and errors (fences, leases, refusals).
         let agents: String = self
             .hosts
