@@ -56,6 +56,17 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// Loads and validates the configuration file at `path` for the process
 /// `role`, resolving the secrets that role needs (`*_env` from the process
 /// environment, `*_file` from files that only their owner may read).
+/// [`load_as`], with the whole explanation an operator reads when it fails:
+/// every error with its location, then that nothing was started.
+pub fn load_or_explain(path: &Path, role: &Role) -> Result<Config, String> {
+    load_as(path, role).map_err(|errors| {
+        format!(
+            "{errors}\nmyha: configuration {} is invalid; nothing was started",
+            path.display()
+        )
+    })
+}
+
 pub fn load_as(path: &Path, role: &Role) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|err| {
         ConfigError::whole_file(path, format!("cannot read configuration file: {err}"))

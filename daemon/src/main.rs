@@ -60,13 +60,12 @@ fn init_tracing() {
         .init();
 }
 
-fn load_config(path: &Path, role: &myha_config::Role) -> Result<myha_config::Config, ExitCode> {
-    myha_config::load_as(path, role).map_err(|errors| {
-        eprintln!("{errors}");
-        eprintln!(
-            "myha: configuration {} is invalid; nothing was started",
-            path.display()
-        );
+fn load_config(
+    path: &std::path::Path,
+    role: &myha_config::Role,
+) -> Result<myha_config::Config, ExitCode> {
+    myha_config::load_or_explain(path, role).map_err(|why| {
+        eprintln!("{why}");
         ExitCode::from(2)
     })
 }

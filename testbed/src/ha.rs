@@ -1024,39 +1024,32 @@ impl Bed {
         slot.is_some()
     }
 
-    /// Cut manager `i` off every etcd member (its proxies close every
-    /// connection and refuse new ones); nothing else changes.
-    pub fn cut_from_etcd(&self, i: usize) -> Result<()> {
+    /// Apply `f` to every proxy between manager `i` and etcd.
+    fn each_proxy_of(&self, i: usize, f: fn(&CutProxy)) -> Result<()> {
         let ha = self.ha()?;
         let p = ha
             .proxies
             .get(i)
             .ok_or_else(|| other(format!("no manager {i}")))?;
-        p.iter().for_each(CutProxy::cut);
+        p.iter().for_each(f);
         Ok(())
+    }
+
+    /// Cut manager `i` off every etcd member (its proxies close every
+    /// connection and refuse new ones); nothing else changes.
+    pub fn cut_from_etcd(&self, i: usize) -> Result<()> {
+        self.each_proxy_of(i, CutProxy::cut)
     }
 
     /// Like [`Bed::cut_from_etcd`] but silent: manager `i`'s connections
     /// to etcd stay open and carry nothing (a partition as TCP sees it).
     pub fn hang_etcd(&self, i: usize) -> Result<()> {
-        let ha = self.ha()?;
-        let p = ha
-            .proxies
-            .get(i)
-            .ok_or_else(|| other(format!("no manager {i}")))?;
-        p.iter().for_each(CutProxy::hang);
-        Ok(())
+        self.each_proxy_of(i, CutProxy::hang)
     }
 
     /// Undo [`Bed::cut_from_etcd`] / [`Bed::hang_etcd`].
     pub fn heal_etcd(&self, i: usize) -> Result<()> {
-        let ha = self.ha()?;
-        let p = ha
-            .proxies
-            .get(i)
-            .ok_or_else(|| other(format!("no manager {i}")))?;
-        p.iter().for_each(CutProxy::heal);
-        Ok(())
+        self.each_proxy_of(i, CutProxy::heal)
     }
 
     /// Manager `i`'s `/v1/health` (the operator's token), within `timeout`.
