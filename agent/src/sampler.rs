@@ -829,4 +829,45 @@ mod tests {
         let (a, _) = contact(&last, 11).unwrap_or_else(|| panic!("contact"));
         assert_eq!((a.epoch, a.seq), (4, 5));
     }
+
+    fn follower(epoch: u64, seq: u64, master: &str) -> ReportAck {
+        ReportAck {
+            leader: false,
+            master: Some(master.into()),
+            ..ack(epoch, seq, AckStatus::Accepted)
+        }
+    }
+
+    #[test]
+    fn a_follower_never_names_a_master_on_its_own() {
+        let t0 = Instant::now();
+        let mut last: LastAck = None;
+        // No leader heard yet: a follower's answer is no contact.
+        record_answer(&mut last, follower(3, 5, "db2"), 11, t0);
+        assert!(contact(&last, 11).is_none());
+        // The leader's answer, then a follower naming another master (a
+        // stale or wrong view): the leader's word stands, not refreshed.
+        record_answer(&mut last, ack(3, 6, AckStatus::Accepted), 11, t0);
+        let later = t0 + Duration::from_secs(1);
+        record_answer(&mut last, follower(4, 7, "db3"), 11, later);
+        let (a, at) = contact(&last, 11).unwrap_or_else(|| panic!("contact"));
+        assert_eq!(
+            (a.epoch, a.master.as_deref(), a.seq, at),
+            (3, Some("db2"), 6, t0)
+        );
+    }
+
+    #[test]
+    fn a_follower_that_agrees_with_the_leader_is_contact() {
+        // etcd down: no manager leads, the followers still answer with
+        // the epoch and master on record: the master keeps contact and
+        // does not fence itself for the managers' trouble alone.
+        let t0 = Instant::now();
+        let mut last: LastAck = None;
+        record_answer(&mut last, ack(3, 6, AckStatus::Accepted), 11, t0);
+        let later = t0 + Duration::from_secs(5);
+        record_answer(&mut last, follower(3, 9, "db2"), 11, later);
+        let (a, at) = contact(&last, 11).unwrap_or_else(|| panic!("contact"));
+        assert_eq!((a.epoch, a.seq, at), (3, 9, later));
+    }
 }

@@ -315,7 +315,7 @@ impl EtcdConfig {
     /// hearing from etcd has stopped before any other manager can be
     /// elected (clock rates differ by far less than that).
     pub fn stop_margin(&self) -> Duration {
-        self.lease_ttl / 3
+        myha_core::leadership::stop_margin(self.lease_ttl)
     }
 }
 

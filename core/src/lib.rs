@@ -12,6 +12,7 @@ pub mod durable;
 pub mod fence;
 pub mod flavor;
 pub mod gtid;
+pub mod leadership;
 pub mod reinstate;
 pub mod rejoin;
 pub mod report;

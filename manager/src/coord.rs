@@ -126,16 +126,6 @@ impl Coordinator {
     }
 }
 
-/// How often a manager renews its lease (and a follower campaigns): a
-/// sixth of the TTL, at most a second, at least 200 ms. A leader keeps
-/// `2/3` of the TTL after each renewal, so it survives several failed
-/// rounds: an etcd raft election (a member lost) takes one to two seconds.
-pub fn renew_period(lease_ttl: Duration) -> Duration {
-    (lease_ttl / 6)
-        .min(Duration::from_secs(1))
-        .max(Duration::from_millis(200))
-}
-
 /// Why an etcd call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
@@ -330,12 +320,13 @@ impl Etcd {
     }
 
     async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let period = renew_period(self.cfg.lease_ttl);
+        use myha_core::leadership;
+        let ttl = self.cfg.lease_ttl;
+        let period = leadership::renew_period(ttl);
         // After a failed round, try again soon: an etcd election (a member
         // lost) lasts a second or two, and the lease must be renewed as
         // soon as etcd answers again.
-        let retry = Duration::from_millis(250).min(period);
-        let window = self.cfg.lease_ttl;
+        let retry = leadership::retry_after(ttl);
         let mut last_ok: Option<Instant> = None;
         let mut wait = Duration::ZERO;
         loop {
@@ -360,7 +351,7 @@ impl Etcd {
                     // Unavailable once nothing has worked for a whole lease:
                     // a few failed rounds (an etcd election) are not an
                     // outage.
-                    let down = last_ok.is_none_or(|t| t.elapsed() >= window);
+                    let down = leadership::unavailable(last_ok.map(|t| t.elapsed()), ttl);
                     if st.available && down {
                         tracing::warn!(error = %e, "etcd unreachable: no failover is possible while it is");
                     }
@@ -410,7 +401,7 @@ impl Etcd {
     async fn round(&self) -> Result<(), EtcdError> {
         let ttl = self.cfg.lease_ttl;
         let ttl_s = ttl.as_secs() as i64;
-        let margin = self.cfg.stop_margin();
+        let acts_for = myha_core::leadership::acts_for(ttl);
         let sent = Instant::now();
         let held = self.status().lease;
         let renewed = match held {
@@ -461,7 +452,7 @@ impl Etcd {
                 let rev = won.header().map(|h| h.revision()).unwrap_or_default();
                 let mut st = self.status();
                 st.my_rev = Some(rev);
-                st.valid_until = Some(sent + ttl.saturating_sub(margin));
+                st.valid_until = Some(sent + acts_for);
                 st.leader = Some(self.me.clone());
                 return Ok(());
             }
@@ -480,7 +471,7 @@ impl Etcd {
         let mut st = self.status();
         if ours {
             st.my_rev = kv.map(|kv| kv.create_revision());
-            st.valid_until = Some(sent + ttl.saturating_sub(margin));
+            st.valid_until = Some(sent + acts_for);
             st.leader = Some(self.me.clone());
         } else {
             st.my_rev = None;
