@@ -521,6 +521,16 @@ impl EtcdCluster {
     }
 
     /// SIGKILL every member.
+    /// Leave every member running after this process (a sandbox): their
+    /// names (`etcd-{i}`) and pids; Drop then stops nothing.
+    pub fn detach(&self) -> Vec<(String, u32)> {
+        lock(&self.members)
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, m)| m.child.take().map(|c| (format!("etcd-{i}"), c.id())))
+            .collect()
+    }
+
     pub fn stop_all(&self) {
         for m in lock(&self.members).iter_mut() {
             m.kill();
@@ -869,14 +879,18 @@ pub(crate) struct HaManagers {
 }
 
 impl HaManagers {
-    pub(crate) fn start(dir: &Path, managers: usize) -> Result<HaManagers> {
+    /// `direct`: the managers reach the members themselves (no proxies to
+    /// cut; what a sandbox that outlives its starter needs).
+    pub(crate) fn start(dir: &Path, managers: usize, direct: bool) -> Result<HaManagers> {
         let etcd = EtcdCluster::start(&dir.join("etcd"), ETCD_MEMBERS)?;
         let proxies = (0..managers)
-            .map(|_| {
-                etcd.client_addrs()
+            .map(|_| match direct {
+                true => Ok(Vec::new()),
+                false => etcd
+                    .client_addrs()
                     .into_iter()
                     .map(CutProxy::start)
-                    .collect::<Result<Vec<_>>>()
+                    .collect::<Result<Vec<_>>>(),
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(HaManagers {
@@ -890,12 +904,25 @@ impl HaManagers {
         self.proxies.len()
     }
 
-    /// Manager `i`'s etcd endpoints: its own proxies.
+    /// Manager `i`'s etcd endpoints: its own proxies, or the members.
     pub(crate) fn endpoints(&self, i: usize) -> Vec<String> {
-        self.proxies
-            .get(i)
-            .map(|p| p.iter().map(CutProxy::url).collect())
-            .unwrap_or_default()
+        match self.proxies.get(i) {
+            Some(p) if !p.is_empty() => p.iter().map(CutProxy::url).collect(),
+            _ => self.etcd.client_urls(),
+        }
+    }
+
+    /// Leave the managers and etcd running after this process: their
+    /// names (`manager-{i}`, `etcd-{i}`) and pids.
+    pub(crate) fn detach(self) -> Vec<(String, u32)> {
+        let mut out = Vec::new();
+        for (i, c) in lock(&self.children).iter_mut().enumerate() {
+            if let Some(c) = c.take() {
+                out.push((format!("manager-{i}"), c.id()));
+            }
+        }
+        out.extend(self.etcd.detach());
+        out
     }
 }
 
@@ -1273,7 +1300,7 @@ mod tests {
     #[test]
     fn an_ha_bed_writes_one_configuration_per_manager() {
         let dir = paper_dir("paper-ha");
-        let ha = HaManagers::start(&dir, 3).unwrap();
+        let ha = HaManagers::start(&dir, 3, false).unwrap();
         let bed = paper_bed(&dir, Some(ha));
         bed.write_config(&BedOptions::new("/nonexistent/myha"))
             .unwrap();

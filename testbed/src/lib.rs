@@ -273,6 +273,10 @@ pub struct BedOptions {
     /// `{gateway}:7070..`, each with its own `manager-{i}.yaml` (its
     /// listen, url, state_dir and etcd endpoints: proxies a test can cut).
     pub ha_managers: usize,
+    /// With `ha_managers`: the managers reach etcd directly, not through
+    /// proxies (a sandbox outlives the process that started it; its
+    /// proxies would not).
+    pub ha_direct: bool,
 }
 
 impl BedOptions {
@@ -294,6 +298,7 @@ impl BedOptions {
             tls: std::env::var_os("MYHA_BED_TLS").is_some_and(|v| v == "1"),
             client_auth: false,
             ha_managers: 0,
+            ha_direct: false,
         }
     }
 }
@@ -429,7 +434,11 @@ impl Bed {
             ha: None,
         };
         if opts.ha_managers > 0 {
-            bed.ha = Some(ha::HaManagers::start(&bed.dir, opts.ha_managers)?);
+            bed.ha = Some(ha::HaManagers::start(
+                &bed.dir,
+                opts.ha_managers,
+                opts.ha_direct,
+            )?);
         }
         bed.write_config(&opts)?;
         for h in bed.hosts.clone() {
@@ -1193,6 +1202,13 @@ impl Bed {
     /// manager keeps running detached; returns its pid.
     pub fn detach(mut self) -> Option<u32> {
         self.keep = true;
+        // An HA bed: its managers and etcd members keep running too; their
+        // pids go to files the sandbox's `down` reads.
+        if let Some(ha) = self.ha.take() {
+            for (name, pid) in ha.detach() {
+                let _ = std::fs::write(self.dir.join(format!("{name}.pid")), pid.to_string());
+            }
+        }
         let pid = self.manager.as_ref().map(Child::id);
         // Dropping a Child neither kills nor waits for it.
         self.manager = None;

@@ -1,6 +1,8 @@
-//! `myha-sandbox up [N] [--tls]` / `myha-sandbox down`: the demo cluster,
-//! a long-lived test bed. Called by `scripts/sandbox`. With `--tls`, every
-//! HTTP API is https and MariaDB requires TLS (a CA of the sandbox's own).
+//! `myha-sandbox up [N] [--tls] [--ha]` / `myha-sandbox down`: the demo
+//! cluster, a long-lived test bed. Called by `scripts/sandbox`. With
+//! `--tls`, every HTTP API is https and MariaDB requires TLS (a CA of the
+//! sandbox's own). With `--ha`, three managers on an etcd cluster of three
+//! members (docs/ha.md) instead of one manager.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -11,7 +13,9 @@ use myha_testbed::{Bed, BedOptions};
 const NAME: &str = "myha-sandbox";
 
 fn usage() -> ExitCode {
-    eprintln!("usage: myha-sandbox up [N] [--tls] --myha-bin PATH --dir DIR | down --dir DIR");
+    eprintln!(
+        "usage: myha-sandbox up [N] [--tls] [--ha] --myha-bin PATH --dir DIR | down --dir DIR"
+    );
     ExitCode::from(2)
 }
 
@@ -22,8 +26,17 @@ fn arg_value(args: &[String], flag: &str) -> Option<String> {
 }
 
 fn down(dir: &std::path::Path) {
-    for f in ["manager.pid", "router.pid"] {
-        if let Ok(pid) = std::fs::read_to_string(dir.join(f)) {
+    // The manager(s) and the router first, then etcd (`--ha`).
+    let mut pids: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "pid"))
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_by_key(|p| p.to_string_lossy().contains("etcd-"));
+    for f in pids {
+        if let Ok(pid) = std::fs::read_to_string(&f) {
             let _ = std::process::Command::new("kill").arg(pid.trim()).status();
         }
     }
@@ -81,10 +94,17 @@ fn main() -> ExitCode {
             // and falls back to user space where nftables is missing.
             opts.router_extra = ", relay: nat".into();
             opts.tls = args.iter().any(|a| a == "--tls");
+            if args.iter().any(|a| a == "--ha") {
+                opts.ha_managers = 3;
+                opts.ha_direct = true;
+            }
             match Bed::start(opts) {
                 Ok(bed) => {
                     let config = bed.config_path.clone();
                     let tls = bed.tls;
+                    let ha = (0..bed.ha_managers())
+                        .map(|i| bed.manager_url_n(i))
+                        .collect::<Vec<_>>();
                     if let Some(pid) = bed.detach() {
                         let _ = std::fs::write(dir.join("manager.pid"), pid.to_string());
                     }
@@ -104,6 +124,13 @@ fn main() -> ExitCode {
                         "[sandbox]   each database host sees only {}/<name>/: its copy of the config, its own agent token",
                         hosts.display()
                     );
+                    if !ha.is_empty() {
+                        eprintln!(
+                            "[sandbox]   HA: managers {} on an etcd cluster of 3 members ({}/etcd); `myha status` names the leader",
+                            ha.join(", "),
+                            dir.display()
+                        );
+                    }
                     if tls {
                         eprintln!(
                             "[sandbox]   TLS: every API is https and MariaDB requires TLS (the sandbox's CA: {})",
