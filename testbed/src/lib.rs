@@ -1249,6 +1249,50 @@ pub fn nat_table_name(writer_listen: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Where the VIP's packets go, for a writer that stopped hearing back:
+/// the holders of the VIP with their MAC addresses, the application
+/// host's neighbour entry for the VIP, its sockets to the VIP with their
+/// retransmission state, each mysqld's state and the kernel lease rules.
+pub fn vip_path_picture(bed: &Bed, app: &AppHost) -> String {
+    let vip = bed.vip();
+    let mut out = format!("  path to the VIP {vip}:\n");
+    for h in bed.hosts.clone() {
+        let text = bed
+            .exec(
+                &h.name,
+                &[
+                    "sh",
+                    "-c",
+                    &format!(
+                        "ip -o -4 addr show | grep -F ' {vip}/' >/dev/null && echo 'holds the VIP'; \
+                         ip -o link show eth0 | grep -o 'link/ether [0-9a-f:]*'; \
+                         pgrep -x mariadbd >/dev/null && echo mariadbd up || echo mariadbd DOWN; \
+                         iptables -t mangle -S 2>/dev/null | grep -v '^-P' | head -6; true"
+                    ),
+                ],
+            )
+            .unwrap_or_else(|e| e.to_string());
+        out.push_str(&format!(
+            "    {}: {}\n",
+            h.name,
+            text.trim().replace('\n', " | ")
+        ));
+    }
+    let app = docker(&[
+        "exec",
+        &app.container,
+        "sh",
+        "-c",
+        &format!("ip neigh show {vip}; ss -tnoi dst {vip} | head -20; true"),
+    ])
+    .unwrap_or_else(|e| e.to_string());
+    out.push_str(&format!(
+        "    app: {}\n",
+        app.trim().replace('\n', "\n         ")
+    ));
+    out
+}
+
 /// `myhad`, the daemons' binary, next to `myha_bin` (`myha agent|manager|router`
 /// runs it).
 pub fn daemon_bin(myha_bin: &Path) -> PathBuf {
@@ -3320,44 +3364,7 @@ pub mod chaos {
         /// the VIP with their retransmission state, each mysqld's state and
         /// the kernel lease rules.
         fn path_picture(&self) -> String {
-            let vip = self.bed.vip();
-            let mut out = format!("  path to the VIP {vip}:\n");
-            for h in self.bed.hosts.clone() {
-                let text = self
-                    .bed
-                    .exec(
-                        &h.name,
-                        &[
-                            "sh",
-                            "-c",
-                            &format!(
-                                "ip -o -4 addr show | grep -F ' {vip}/' >/dev/null && echo 'holds the VIP'; \
-                                 ip -o link show eth0 | grep -o 'link/ether [0-9a-f:]*'; \
-                                 pgrep -x mariadbd >/dev/null && echo mariadbd up || echo mariadbd DOWN; \
-                                 iptables -t mangle -S 2>/dev/null | grep -v '^-P' | head -6; true"
-                            ),
-                        ],
-                    )
-                    .unwrap_or_else(|e| e.to_string());
-                out.push_str(&format!(
-                    "    {}: {}\n",
-                    h.name,
-                    text.trim().replace('\n', " | ")
-                ));
-            }
-            let app = docker(&[
-                "exec",
-                &self.app.container,
-                "sh",
-                "-c",
-                &format!("ip neigh show {vip}; ss -tnoi dst {vip} | head -20; true"),
-            ])
-            .unwrap_or_else(|e| e.to_string());
-            out.push_str(&format!(
-                "    app: {}\n",
-                app.trim().replace('\n', "\n         ")
-            ));
-            out
+            crate::vip_path_picture(self.bed, self.app)
         }
 
         fn expect_failover(&self, m: &str, epoch: u64, errors: &mut Vec<String>) {
