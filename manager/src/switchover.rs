@@ -156,6 +156,47 @@ async fn fresh_plan(run: &Journal<'_>, req: &SwitchoverRequest<'_>) -> Option<Sw
     }
 }
 
+/// The old master rejoins as a replica of the new one. Its connection may
+/// be reset once by its own agent: when the host stops being the master,
+/// the agent ends its lease and closes the sockets on mysqld's port that
+/// still hold data. Such a reset is not a refusal: once it is known that
+/// the server does not already replicate from the new master (the first
+/// attempt may have got that far), the rejoin is tried once more on a new
+/// connection.
+async fn rejoin_old_master(
+    mut old: Server,
+    new_host: &myha_config::HostConfig,
+    cluster: &ClusterConfig,
+    final_pos: &str,
+) -> Result<(), crate::actions::ActionError> {
+    let first = old.rejoin_as_replica(new_host, cluster, final_pos).await;
+    let Err(e) = first else {
+        return Ok(());
+    };
+    let reset = matches!(
+        &e,
+        crate::actions::ActionError::Db(myha_mysql::DbError::Io { .. })
+    );
+    if !reset {
+        return Err(e);
+    }
+    tokio::time::sleep(REJOIN_RETRY_AFTER).await;
+    if let Ok(f) = old.facts().await {
+        let replicating = f.replication.as_ref().is_some_and(|r| {
+            r.source_host == new_host.address
+                && r.io_thread != myha_core::flavor::ThreadState::Stopped
+                && r.sql_thread == myha_core::flavor::ThreadState::Running
+        });
+        if replicating {
+            return Ok(());
+        }
+    }
+    old.rejoin_as_replica(new_host, cluster, final_pos).await
+}
+
+/// How long after a reset connection the old master's rejoin is tried again.
+const REJOIN_RETRY_AFTER: Duration = Duration::from_millis(300);
+
 /// A switchover under way, the cluster claimed.
 struct Switchover<'a> {
     run: Journal<'a>,
@@ -293,7 +334,7 @@ impl Switchover<'_> {
 
     /// Beside each other: VIP, the other replicas, the old master; then
     /// the post hook and the report.
-    async fn publish(mut self, mut old: Server, final_pos: &str, epoch: u64) -> FailoverReport {
+    async fn publish(mut self, old: Server, final_pos: &str, epoch: u64) -> FailoverReport {
         let target = self.target.clone();
         let done = Outcome::new(OpStatus::CompletedWithErrors, epoch).to(Some(target.clone()));
         let Some(new_host) = self.run.host(&target).cloned() else {
@@ -303,7 +344,7 @@ impl Switchover<'_> {
         let rejoin_old = async {
             let t = Instant::now();
             (
-                old.rejoin_as_replica(&new_host, cluster, final_pos).await,
+                rejoin_old_master(old, &new_host, cluster, final_pos).await,
                 t,
             )
         };
