@@ -173,4 +173,36 @@ impl ManagerClient {
         }
         bail!("cannot reach any manager ({})", failures.join("; "))
     }
+
+    /// POST an empty body to every manager in turn (a reload: each
+    /// manager reads its own file), with each one's status and answer, or
+    /// why it could not be reached.
+    pub async fn post_every(
+        &self,
+        path: &str,
+    ) -> Vec<(String, anyhow::Result<(reqwest::StatusCode, String)>)> {
+        let mut out = Vec::new();
+        for base in &self.bases {
+            let url = format!("{base}{path}");
+            let answer = async {
+                let resp = self
+                    .http
+                    .post(&url)
+                    .bearer_auth(&self.token)
+                    .timeout(Duration::from_secs(60))
+                    .send()
+                    .await
+                    .with_context(|| format!("cannot reach {base}"))?;
+                let status = resp.status();
+                let text = resp
+                    .text()
+                    .await
+                    .with_context(|| format!("reading the answer of {base}"))?;
+                Ok((status, text))
+            }
+            .await;
+            out.push((base.clone(), answer));
+        }
+        out
+    }
 }

@@ -115,6 +115,14 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Make every manager read its configuration file again (as SIGHUP
+    /// does): clusters added, removed or changed take effect without a
+    /// restart. An invalid file, or an operation in progress on a cluster
+    /// it changes, is refused and changes nothing.
+    Reload {
+        #[arg(long)]
+        json: bool,
+    },
     /// Make or hash credentials for `access:` (no configuration needed).
     Token {
         #[command(subcommand)]
@@ -226,6 +234,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             last,
             json,
         } => ops::history(&config, cluster.as_deref(), last, json).await,
+        Command::Reload { json } => ops::reload(&config, json).await,
     }
 }
 

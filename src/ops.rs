@@ -219,3 +219,81 @@ pub async fn rejoin(
         Ok(ExitCode::FAILURE)
     }
 }
+
+/// `myha reload`: every manager reloads its own file; exit 0 only if all
+/// of them took it.
+pub async fn reload(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let client = ManagerClient::new(config)?;
+    let mut all_ok = true;
+    let mut answers = Vec::new();
+    for (url, result) in client.post_every(myha_api::paths::RELOAD).await {
+        let (ok, value, text) = match result {
+            Ok((status, body)) if status.is_success() => {
+                match serde_json::from_str::<myha_api::requests::ReloadAnswer>(&body) {
+                    Ok(a) => {
+                        let text = reload_summary(&a);
+                        (true, serde_json::to_value(&a)?, text)
+                    }
+                    Err(e) => (
+                        false,
+                        serde_json::json!({ "error": format!("unreadable answer: {e}") }),
+                        format!("unreadable answer: {e}"),
+                    ),
+                }
+            }
+            Ok((status, body)) => (
+                false,
+                serde_json::json!({ "status": status.as_u16(), "error": body.trim() }),
+                format!("{status}: {}", body.trim()),
+            ),
+            Err(e) => (
+                false,
+                serde_json::json!({ "error": format!("{e:#}") }),
+                format!("{e:#}"),
+            ),
+        };
+        all_ok &= ok;
+        if json {
+            answers.push(serde_json::json!({ "manager": url, "ok": ok, "answer": value }));
+        } else if ok {
+            println!("{url}: reloaded: {text}");
+        } else {
+            eprintln!("{url}: NOT reloaded: {text}");
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answers)?);
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn reload_summary(a: &myha_api::requests::ReloadAnswer) -> String {
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    let mut text = format!(
+        "added {}; removed {}; changed {}; {} unchanged",
+        list(&a.added),
+        list(&a.removed),
+        list(&a.changed),
+        a.unchanged.len()
+    );
+    if a.access_changed {
+        text.push_str("; access list changed");
+    }
+    if !a.restart_needed.is_empty() {
+        text.push_str(&format!(
+            "; NOT applied until a restart: {}",
+            a.restart_needed.join(", ")
+        ));
+    }
+    text
+}

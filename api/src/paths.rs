@@ -16,6 +16,10 @@ pub const ACK_ROUTE: &str = "/v1/clusters/{name}/ack";
 pub const SWITCHOVER_ROUTE: &str = "/v1/clusters/{name}/switchover";
 pub const REJOIN_ROUTE: &str = "/v1/clusters/{name}/rejoin";
 pub const WATCH_ROUTE: &str = "/v1/clusters/{name}/watch";
+/// Read the configuration file again and apply its clusters (`POST`,
+/// [`crate::requests::ReloadAnswer`]); the same as `SIGHUP`. Each manager
+/// reloads its own file: it is not forwarded to the leader.
+pub const RELOAD: &str = "/v1/reload";
 
 // Agent.
 /// The agent's last sample (`GET`, an [`crate::AgentReport`]).

@@ -58,6 +58,30 @@ pub struct AckAnswer {
     pub acknowledged: bool,
 }
 
+/// The answer to `POST /v1/reload` (and what a `SIGHUP` logs): what the
+/// new configuration changed. A refused reload (invalid file, a cluster
+/// with an operation in progress) changes nothing and answers an error.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ReloadAnswer {
+    /// The file read.
+    pub path: String,
+    /// Clusters new in the file: now probed, detected and served.
+    pub added: Vec<String>,
+    /// Clusters gone from the file: no longer probed or acted on; their
+    /// durable state is kept (a cluster added back resumes from it).
+    pub removed: Vec<String>,
+    /// Clusters whose settings changed: restarted with the new ones,
+    /// their epoch, master and journal kept.
+    pub changed: Vec<String>,
+    /// Clusters left as they were.
+    pub unchanged: Vec<String>,
+    /// Whether the access list (tokens, roles) changed: applied.
+    pub access_changed: bool,
+    /// Sections that differ but take effect only at the next restart
+    /// (`manager`, `agent`, `tls`), by name.
+    pub restart_needed: Vec<String>,
+}
+
 /// `GET /v1/health` of the manager and the agents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {

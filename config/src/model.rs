@@ -262,7 +262,7 @@ pub struct MysqlTlsConfig {
 }
 
 /// `manager:` — the failover manager process.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ManagerConfig {
     /// Address the manager's HTTP API listens on.
     pub listen: SocketAddr,
@@ -349,14 +349,14 @@ impl Default for AgentConfig {
 pub use myha_core::flavor::Flavor;
 
 /// A database account.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Credentials {
     pub user: String,
     pub password: Secret,
 }
 
 /// One entry of `clusters:`: a replication topology managed as a unit.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
     pub name: String,
     pub flavor: Flavor,

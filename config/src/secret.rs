@@ -43,6 +43,16 @@ impl Secret {
     }
 }
 
+/// Equal when both hold the same value (or neither was loaded): a reload
+/// tells a changed password from an unchanged one without printing either.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Secret {}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")

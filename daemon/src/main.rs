@@ -86,6 +86,33 @@ fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
     Ok(rx)
 }
 
+/// One message per SIGHUP: the manager reloads its configuration file.
+fn hangup_signal() -> anyhow::Result<tokio::sync::mpsc::Receiver<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            // One pending reload covers every SIGHUP sent before it runs.
+            let _ = tx.try_send(());
+        }
+    });
+    Ok(rx)
+}
+
+/// Agents and routers read their configuration at start only: a SIGHUP
+/// (which would end them by default) is logged and changes nothing.
+fn ignore_hangup() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::warn!("SIGHUP: this daemon reads its configuration only at start; restart it to apply a change");
+        }
+    });
+    Ok(())
+}
+
 /// The process the configuration is loaded for: it decides which secrets
 /// are read (see docs/security.md). A router without `--cluster` is the
 /// router of the file's one cluster.
@@ -124,9 +151,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_tracing();
     match cli.command {
         Daemon::Agent { host, listen } => {
+            ignore_hangup()?;
             myha_agent::run(config, &host, listen, shutdown_signal()?).await?;
         }
-        Daemon::Manager => myha_manager::run(config, shutdown_signal()?).await?,
+        Daemon::Manager => myha_manager::run(config, shutdown_signal()?, hangup_signal()?).await?,
         Daemon::Router { .. } => {
             let name = match &role {
                 myha_config::Role::Router(name) if config.cluster(name).is_some() => name,
@@ -138,6 +166,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
+            ignore_hangup()?;
             myha_router::run(config.clone(), name, shutdown_signal()?).await?;
         }
     }

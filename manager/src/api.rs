@@ -30,7 +30,6 @@ use myha_api::watch::{WatchAnswer, WatchQuery};
 #[derive(Clone)]
 struct App {
     ctx: Arc<Context>,
-    config: Arc<Config>,
     /// Forwards a follower's action requests to the leader.
     forwarder: reqwest::Client,
 }
@@ -41,7 +40,8 @@ fn status_of(app: &App, name: &str) -> Option<ClusterStatus> {
     let topo = &app.ctx.topology;
     let snapshot = topo.snapshot(name)?;
     let durable = topo.durable(name)?;
-    let cluster = app.config.cluster(name)?;
+    let config = app.ctx.live.get();
+    let cluster = config.cluster(name)?;
     let master = durable.master.clone().or(snapshot.master.clone());
     let readiness = master
         .as_deref()
@@ -120,7 +120,7 @@ async fn require_token(State(app): State<App>, mut req: Request, next: Next) -> 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let Some(principal) = app.config.authenticate(given) else {
+    let Some(principal) = app.ctx.live.get().authenticate(given) else {
         return (StatusCode::UNAUTHORIZED, "missing or wrong token\n").into_response();
     };
     let path = req
@@ -195,7 +195,9 @@ async fn report(
 
 async fn clusters(State(app): State<App>) -> Response {
     let all: Vec<ClusterStatus> = app
-        .config
+        .ctx
+        .live
+        .get()
         .clusters
         .iter()
         .filter_map(|c| status_of(&app, &c.name))
@@ -211,7 +213,7 @@ async fn cluster(State(app): State<App>, Path(name): Path<String>) -> Response {
 }
 
 async fn history(State(app): State<App>, Path(name): Path<String>) -> Response {
-    if app.config.cluster(&name).is_none() {
+    if app.ctx.live.get().cluster(&name).is_none() {
         return not_found(&name);
     }
     match app.ctx.topology.store().history(&name) {
@@ -225,7 +227,7 @@ async fn failover_now(
     Path(name): Path<String>,
     Json(req): Json<FailoverRequest>,
 ) -> Response {
-    let Some(cluster) = app.config.cluster(&name).cloned() else {
+    let Some(cluster) = app.ctx.live.get().cluster(&name).cloned() else {
         return not_found(&name);
     };
     let Some(analysis) = analyse_now(&app.ctx, &cluster) else {
@@ -271,7 +273,7 @@ async fn switchover_now(
     Path(name): Path<String>,
     Json(req): Json<SwitchoverRequest>,
 ) -> Response {
-    let Some(cluster) = app.config.cluster(&name).cloned() else {
+    let Some(cluster) = app.ctx.live.get().cluster(&name).cloned() else {
         return not_found(&name);
     };
     if let Some(bad) = unknown_target(&cluster, req.to.as_deref()) {
@@ -327,7 +329,7 @@ async fn rejoin_now(
     Path(name): Path<String>,
     Json(req): Json<RejoinRequest>,
 ) -> Response {
-    let Some(cluster) = app.config.cluster(&name).cloned() else {
+    let Some(cluster) = app.ctx.live.get().cluster(&name).cloned() else {
         return not_found(&name);
     };
     match crate::rejoin::rejoin(&app.ctx, &cluster, &req.host, req.force).await {
@@ -355,7 +357,7 @@ async fn ack(
     Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Response {
-    if app.config.cluster(&name).is_none() {
+    if app.ctx.live.get().cluster(&name).is_none() {
         return not_found(&name);
     }
     match app
@@ -376,6 +378,22 @@ async fn ack(
             Json(AckAnswer { acknowledged: true }).into_response()
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// Reload this manager's configuration file (never forwarded: every
+/// manager reads its own).
+async fn reload(State(app): State<App>, Extension(principal): Extension<Principal>) -> Response {
+    tracing::info!(%principal, "configuration reload requested");
+    match app.ctx.live.request().await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(e @ crate::ReloadError::Invalid(_)) => {
+            (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
+        }
+        Err(e @ crate::ReloadError::Busy(_)) => {
+            (StatusCode::CONFLICT, format!("{e}\n")).into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
     }
 }
 
@@ -476,11 +494,7 @@ pub(crate) async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ManagerError> {
     let forwarder = myha_http::client_for(&config, FORWARD_CONNECT, FORWARD_BOUND)?;
-    let app = App {
-        ctx,
-        config: Arc::new(config),
-        forwarder,
-    };
+    let app = App { ctx, forwarder };
     // What changes the cluster runs on the leader: a follower forwards it.
     let actions = Router::new()
         .route(paths::FAILOVER_ROUTE, post(failover_now))
@@ -495,6 +509,7 @@ pub(crate) async fn serve(
         .route(paths::CLUSTER_ROUTE, get(cluster))
         .route(paths::HISTORY_ROUTE, get(history))
         .route(paths::WATCH_ROUTE, get(watch))
+        .route(paths::RELOAD, post(reload))
         .merge(actions)
         .layer(middleware::from_fn_with_state(app.clone(), require_token))
         .with_state(app);

@@ -15,6 +15,7 @@ mod operation;
 mod probe;
 mod reinstate;
 mod rejoin;
+mod reload;
 pub mod state;
 mod steps;
 pub mod store;
@@ -32,6 +33,7 @@ use tokio::sync::watch;
 pub use api::ClusterStatus;
 pub use failover::{FailoverReport, OpStatus};
 pub use hooks::HookEvent;
+pub use reload::ReloadError;
 pub use state::Topology;
 pub use store::{EtcdStore, FileStore, StateStore, StoreError};
 pub use store::{Event, OpKind, Operation, Step, StepStatus};
@@ -59,8 +61,30 @@ pub enum ManagerError {
 /// to finish.
 const BACKGROUND_BOUND: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Run the manager until `shutdown` turns true.
-pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), ManagerError> {
+fn log_reload(result: &Result<myha_api::requests::ReloadAnswer, ReloadError>) {
+    match result {
+        Ok(a) => tracing::info!(
+            path = %a.path,
+            added = ?a.added,
+            removed = ?a.removed,
+            changed = ?a.changed,
+            unchanged = a.unchanged.len(),
+            access_changed = a.access_changed,
+            restart_needed = ?a.restart_needed,
+            "configuration reloaded"
+        ),
+        Err(e) => tracing::error!(error = %e, "configuration reload refused"),
+    }
+}
+
+/// Run the manager until `shutdown` turns true. Each message on `hangup`
+/// (the daemon's `SIGHUP`) reloads the configuration file, as
+/// `POST /v1/reload` does; the outcome is logged.
+pub async fn run(
+    config: Config,
+    shutdown: watch::Receiver<bool>,
+    mut hangup: tokio::sync::mpsc::Receiver<()>,
+) -> Result<(), ManagerError> {
     let coord = match &config.manager.coordination {
         myha_config::Coordination::Embedded => coord::Coordinator::embedded(&config.manager.url),
         myha_config::Coordination::Etcd(etcd) => {
@@ -93,6 +117,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     )
     .map_err(ManagerError::Client)?;
     let tls = myha_http::server_tls_for(&config)?;
+    let (live, mut reloads) = reload::Live::new(config.clone());
     let ctx = Arc::new(failover::Context {
         topology: Arc::clone(&topology),
         manager: config.manager.clone(),
@@ -100,6 +125,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         agents,
         background: tracker::Tracker::default(),
         coord: coord.clone(),
+        live,
     });
     let listener = tokio::net::TcpListener::bind(config.manager.listen)
         .await
@@ -113,21 +139,9 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         let (coord, shutdown) = (coord.clone(), shutdown.clone());
         tasks.spawn(async move { coord.run(shutdown).await });
     }
+    let (mut fleet, mut ended) = reload::Fleet::new(Arc::clone(&ctx));
     for cluster in &config.clusters {
-        tasks.spawn(detector::run(
-            Arc::clone(&ctx),
-            cluster.clone(),
-            shutdown.clone(),
-        ));
-        for host in &cluster.hosts {
-            tasks.spawn(probe::run(
-                Arc::clone(&topology),
-                cluster.clone(),
-                host.clone(),
-                config.manager.clone(),
-                shutdown.clone(),
-            ));
-        }
+        fleet.start(cluster);
     }
     let mut api = tokio::spawn(api::serve(
         listener,
@@ -140,25 +154,37 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
     // panic) ends the manager with an error, never a zombie that answers.
     let mut stop = shutdown.clone();
     let mut served = None;
-    let early: Option<String> = tokio::select! {
-        Some(r) = tasks.join_next() => Some(match r {
-            Err(e) if e.is_panic() => "a detector or probe task panicked".to_string(),
-            Err(e) => format!("a detector or probe task failed: {e}"),
-            Ok(()) => "a detector or probe task returned".to_string(),
-        }),
-        r = &mut api => match r {
-            Ok(result) => {
-                let stopping = *shutdown.borrow();
-                served = Some(result);
-                (!stopping).then(|| "the HTTP API stopped".to_string())
+    let early: Option<String> = loop {
+        tokio::select! {
+            Some(r) = tasks.join_next() => break Some(match r {
+                Err(e) if e.is_panic() => "the coordination task panicked".to_string(),
+                Err(e) => format!("the coordination task failed: {e}"),
+                Ok(()) => "the coordination task returned".to_string(),
+            }),
+            Some(why) = ended.recv() => break Some(why),
+            r = &mut api => break match r {
+                Ok(result) => {
+                    let stopping = *shutdown.borrow();
+                    served = Some(result);
+                    (!stopping).then(|| "the HTTP API stopped".to_string())
+                }
+                Err(e) => {
+                    // Never polled again below.
+                    served = Some(Err(ManagerError::Task(format!("the HTTP API task failed: {e}"))));
+                    Some(format!("the HTTP API task failed: {e}"))
+                }
+            },
+            Some(reply) = reloads.recv() => {
+                let result = fleet.reload().await;
+                log_reload(&result);
+                let _ = reply.send(result);
             }
-            Err(e) => {
-                // Never polled again below.
-                served = Some(Err(ManagerError::Task(format!("the HTTP API task failed: {e}"))));
-                Some(format!("the HTTP API task failed: {e}"))
+            Some(()) = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                log_reload(&fleet.reload().await);
             }
-        },
-        _ = stop.wait_for(|s| *s) => None,
+            _ = stop.wait_for(|s| *s) => break None,
+        }
     };
     if let Some(why) = early {
         if !*shutdown.borrow() {
@@ -175,6 +201,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
             .await
             .unwrap_or_else(|e| Err(ManagerError::Task(e.to_string()))),
     };
+    fleet.stop_all().await;
     while tasks.join_next().await.is_some() {}
     // The detectors and the API are done: no more background work starts.
     // What runs (an automatic rejoin, a switchover) finishes, within a

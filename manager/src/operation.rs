@@ -27,6 +27,9 @@ pub struct Context {
     /// Who may act: only the leader runs operations, rejoins, VIP moves
     /// and hooks.
     pub coord: crate::coord::Coordinator,
+    /// The configuration in force (a reload replaces its clusters and
+    /// access list), and the way to ask for a reload.
+    pub(crate) live: crate::reload::Live,
 }
 
 pub use myha_api::operation::{FailoverReport, OpStatus};
@@ -414,6 +417,7 @@ mod tests {
             agents: AgentClient::new(&config, Duration::from_secs(1)).unwrap(),
             background: Tracker::default(),
             coord: crate::coord::Coordinator::embedded(&config.manager.url),
+            live: crate::reload::Live::new(config.clone()).0,
         };
         (ctx, config)
     }

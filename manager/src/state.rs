@@ -77,10 +77,56 @@ struct ClusterEntry {
     /// The routing view, recomputed whenever the state changes (and on
     /// every detection tick, for what only time changes); its receivers
     /// are woken only when its digest changes.
-    view: watch::Sender<Option<Arc<PublishedView>>>,
+    view: Arc<watch::Sender<Option<Arc<PublishedView>>>>,
 }
 
 impl ClusterEntry {
+    fn new(config: &ClusterConfig, durable: ClusterState) -> ClusterEntry {
+        ClusterEntry {
+            config: config.clone(),
+            inner: RwLock::new(ClusterInner {
+                durable,
+                hosts: config
+                    .hosts
+                    .iter()
+                    .map(|h| (h.name.clone(), HostEntry::default()))
+                    .collect(),
+                analysis: None,
+                rejoin_refused: BTreeMap::new(),
+            }),
+            view: Arc::new(watch::Sender::new(None)),
+        }
+    }
+
+    /// This cluster under new settings: its durable state, its view's
+    /// watchers, and the observations of hosts whose settings did not
+    /// change are kept; the analysis is made again.
+    fn reconfigured(&self, config: &ClusterConfig) -> ClusterEntry {
+        let mut old = self.write();
+        let hosts = config
+            .hosts
+            .iter()
+            .map(|h| {
+                let same = self.config.host(&h.name) == Some(h);
+                let kept = same
+                    .then(|| old.hosts.remove(&h.name))
+                    .flatten()
+                    .unwrap_or_default();
+                (h.name.clone(), kept)
+            })
+            .collect();
+        ClusterEntry {
+            config: config.clone(),
+            inner: RwLock::new(ClusterInner {
+                durable: old.durable.clone(),
+                hosts,
+                analysis: None,
+                rejoin_refused: std::mem::take(&mut old.rejoin_refused),
+            }),
+            view: Arc::clone(&self.view),
+        }
+    }
+
     fn read(&self) -> RwLockReadGuard<'_, ClusterInner> {
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -92,10 +138,38 @@ impl ClusterEntry {
 /// Every cluster's live state.
 #[derive(Debug)]
 pub struct Topology {
-    clusters: BTreeMap<String, ClusterEntry>,
+    /// Replaced as a whole by a configuration reload; each entry is shared
+    /// with whoever holds it at that moment.
+    clusters: RwLock<BTreeMap<String, Arc<ClusterEntry>>>,
     fresh: Freshness,
     store: std::sync::Arc<dyn StateStore>,
+    /// The state lives on etcd (see [`Topology::new`]).
+    shared: bool,
     started: Instant,
+}
+
+/// The durable state a cluster starts from: the store's; in embedded
+/// mode a new cluster's first epoch is written at once, on etcd the
+/// leader writes it ([`Topology::reload_durable`]).
+fn initial_durable(
+    store: &dyn StateStore,
+    shared: bool,
+    cluster: &str,
+) -> Result<ClusterState, StoreError> {
+    Ok(match (shared, store.load(cluster)) {
+        (true, Ok(Some(s))) => s,
+        (true, _) => ClusterState::default(),
+        (false, Ok(Some(s))) => s,
+        (false, Ok(None)) => {
+            let s = ClusterState {
+                epoch: 1,
+                ..ClusterState::default()
+            };
+            store.save(cluster, &s)?;
+            s
+        }
+        (false, Err(e)) => return Err(e),
+    })
 }
 
 pub(crate) use myha_http::unix_ms;
@@ -115,50 +189,67 @@ impl Topology {
     ) -> Result<Topology, StoreError> {
         let mut clusters = BTreeMap::new();
         for c in &config.clusters {
-            let durable = match (shared, store.load(&c.name)) {
-                (true, Ok(Some(s))) => s,
-                (true, _) => ClusterState::default(),
-                (false, Ok(Some(s))) => s,
-                (false, Ok(None)) => {
-                    let s = ClusterState {
-                        epoch: 1,
-                        ..ClusterState::default()
-                    };
-                    store.save(&c.name, &s)?;
-                    s
-                }
-                (false, Err(e)) => return Err(e),
-            };
-            let hosts = c
-                .hosts
-                .iter()
-                .map(|h| (h.name.clone(), HostEntry::default()))
-                .collect();
-            clusters.insert(
-                c.name.clone(),
-                ClusterEntry {
-                    config: c.clone(),
-                    inner: RwLock::new(ClusterInner {
-                        durable,
-                        hosts,
-                        analysis: None,
-                        rejoin_refused: BTreeMap::new(),
-                    }),
-                    view: watch::Sender::new(None),
-                },
-            );
+            let durable = initial_durable(store.as_ref(), shared, &c.name)?;
+            clusters.insert(c.name.clone(), Arc::new(ClusterEntry::new(c, durable)));
         }
         let agent_stale = myha_config::Timings::agent_stale_after(&config.agent);
         let probe_stale = myha_config::Timings::probe_stale_after(&config.manager);
         Ok(Topology {
-            clusters,
+            clusters: RwLock::new(clusters),
             fresh: Freshness {
                 agent_stale_after_ms: agent_stale.as_millis() as u64,
                 probe_stale_after_ms: probe_stale.as_millis() as u64,
             },
             store,
+            shared,
             started: Instant::now(),
         })
+    }
+
+    /// The entry of `cluster`, if configured.
+    fn entry(&self, cluster: &str) -> Option<Arc<ClusterEntry>> {
+        self.clusters
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(cluster)
+            .cloned()
+    }
+
+    /// Take a reloaded configuration's clusters: new ones are added (with
+    /// their durable state, if any), gone ones dropped (their durable state
+    /// stays in the store), changed ones take their new settings and keep
+    /// their durable state, their routing view's watchers and what is
+    /// known of the hosts they still have. The caller has checked that no
+    /// operation runs on a changed or removed cluster.
+    pub fn apply_clusters(&self, wanted: &[ClusterConfig]) -> Result<(), StoreError> {
+        // Durable states are read before the map is locked (a store read
+        // may be a network call).
+        let mut fresh = BTreeMap::new();
+        for c in wanted {
+            if self.entry(&c.name).is_none() {
+                let durable = initial_durable(self.store.as_ref(), self.shared, &c.name)?;
+                fresh.insert(c.name.clone(), durable);
+            }
+        }
+        let mut map = self.clusters.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = BTreeMap::new();
+        for c in wanted {
+            let entry = match map.remove(&c.name) {
+                Some(old) if old.config == *c => old,
+                Some(old) => Arc::new(old.reconfigured(c)),
+                None => Arc::new(ClusterEntry::new(
+                    c,
+                    fresh.remove(&c.name).unwrap_or_default(),
+                )),
+            };
+            next.insert(c.name.clone(), entry);
+        }
+        *map = next;
+        drop(map);
+        for c in wanted {
+            self.refresh_view(&c.name);
+        }
+        Ok(())
     }
 
     pub fn store(&self) -> &dyn StateStore {
@@ -173,14 +264,14 @@ impl Topology {
 
     /// The durable state of a cluster.
     pub fn durable(&self, cluster: &str) -> Option<ClusterState> {
-        self.clusters.get(cluster).map(|e| e.read().durable.clone())
+        self.entry(cluster).map(|e| e.read().durable.clone())
     }
 
     /// Read the cluster's shared state again (a follower, every few
     /// ticks; a new leader, before it acts). `init`: a leader that finds
     /// none writes the first epoch.
     pub fn reload_durable(&self, cluster: &str, init: bool) -> Result<(), StoreError> {
-        let Some(entry) = self.clusters.get(cluster) else {
+        let Some(entry) = self.entry(cluster) else {
             return Ok(());
         };
         let loaded = match self.store.load(cluster)? {
@@ -211,7 +302,7 @@ impl Topology {
         cluster: &str,
         change: impl FnOnce(&mut ClusterState),
     ) -> Result<ClusterState, StoreError> {
-        let Some(entry) = self.clusters.get(cluster) else {
+        let Some(entry) = self.entry(cluster) else {
             return Err(StoreError::Io {
                 path: cluster.into(),
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "unknown cluster"),
@@ -231,7 +322,7 @@ impl Topology {
     }
 
     pub fn set_analysis(&self, cluster: &str, analysis: myha_core::analysis::Analysis) {
-        if let Some(e) = self.clusters.get(cluster) {
+        if let Some(e) = self.entry(cluster) {
             e.write().analysis = Some(analysis);
         }
     }
@@ -240,7 +331,7 @@ impl Topology {
     /// be). Returns whether the reason changed, so callers log changes
     /// only.
     pub fn set_rejoin_refused(&self, cluster: &str, host: &str, why: Option<String>) -> bool {
-        let Some(e) = self.clusters.get(cluster) else {
+        let Some(e) = self.entry(cluster) else {
             return false;
         };
         let mut inner = e.write();
@@ -252,20 +343,17 @@ impl Topology {
 
     /// Why servers that should rejoin did not, by server.
     pub fn rejoin_refused(&self, cluster: &str) -> BTreeMap<String, String> {
-        self.clusters
-            .get(cluster)
+        self.entry(cluster)
             .map(|e| e.read().rejoin_refused.clone())
             .unwrap_or_default()
     }
 
     pub fn analysis(&self, cluster: &str) -> Option<myha_core::analysis::Analysis> {
-        self.clusters
-            .get(cluster)
-            .and_then(|e| e.read().analysis.clone())
+        self.entry(cluster).and_then(|e| e.read().analysis.clone())
     }
 
-    pub fn cluster_config(&self, cluster: &str) -> Option<&ClusterConfig> {
-        self.clusters.get(cluster).map(|e| &e.config)
+    pub fn cluster_config(&self, cluster: &str) -> Option<ClusterConfig> {
+        self.entry(cluster).map(|e| e.config.clone())
     }
 
     /// Take an agent's report; answer with the cluster's epoch, and
@@ -277,8 +365,7 @@ impl Topology {
     /// reports out of reach.
     pub fn ingest(&self, report: AgentReport) -> Result<ReportAck, IngestError> {
         let entry = self
-            .clusters
-            .get(&report.cluster)
+            .entry(&report.cluster)
             .ok_or_else(|| IngestError::UnknownCluster(report.cluster.clone()))?;
         let probe_stale_after_ms = self.fresh.probe_stale_after_ms;
         let ack_cluster = report.cluster.clone();
@@ -332,7 +419,7 @@ impl Topology {
 
     /// Record the manager's own probe of `host`.
     pub fn record_probe(&self, cluster: &str, host: &str, probe: ProbeResult) {
-        let Some(entry) = self.clusters.get(cluster) else {
+        let Some(entry) = self.entry(cluster) else {
             return;
         };
         {
@@ -355,21 +442,26 @@ impl Topology {
 
     /// The last facts anyone read from `host`, with their age.
     pub fn last_known_facts(&self, cluster: &str, host: &str) -> Option<(ServerFacts, Duration)> {
-        let entry = self.clusters.get(cluster)?;
+        let entry = self.entry(cluster)?;
         let inner = entry.read();
         let (f, at) = inner.hosts.get(host)?.last_facts.as_ref()?;
         Some((f.clone(), at.elapsed()))
     }
 
-    pub fn cluster_names(&self) -> impl Iterator<Item = &str> {
-        self.clusters.keys().map(String::as_str)
+    pub fn cluster_names(&self) -> Vec<String> {
+        self.clusters
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// The snapshot of one cluster now.
     pub fn snapshot(&self, cluster: &str) -> Option<ClusterSnapshot> {
-        let entry = self.clusters.get(cluster)?;
+        let entry = self.entry(cluster)?;
         let inner = entry.read();
-        Some(self.snapshot_of(cluster, entry, &inner))
+        Some(self.snapshot_of(cluster, &entry, &inner))
     }
 
     /// The snapshot of `entry` (named `cluster`) from `inner`, its state.
@@ -416,9 +508,9 @@ impl Topology {
     /// The routing view of one cluster now (snapshot and durable state
     /// read together).
     pub fn router_view(&self, cluster: &str) -> Option<RouterView> {
-        let entry = self.clusters.get(cluster)?;
+        let entry = self.entry(cluster)?;
         let inner = entry.read();
-        let snapshot = self.snapshot_of(cluster, entry, &inner);
+        let snapshot = self.snapshot_of(cluster, &entry, &inner);
         let config = &entry.config;
         Some(router_view(
             &snapshot,
@@ -431,7 +523,7 @@ impl Topology {
     /// Recompute the routing view of `cluster`; its watchers wake if its
     /// digest changed.
     pub fn refresh_view(&self, cluster: &str) {
-        let Some(entry) = self.clusters.get(cluster) else {
+        let Some(entry) = self.entry(cluster) else {
             return;
         };
         // Computed while holding the sender, so that two refreshes never
@@ -449,12 +541,12 @@ impl Topology {
 
     /// Watch the routing view of `cluster` (see [`Topology::refresh_view`]).
     pub fn watch_view(&self, cluster: &str) -> Option<watch::Receiver<Option<Arc<PublishedView>>>> {
-        self.clusters.get(cluster).map(|e| e.view.subscribe())
+        self.entry(cluster).map(|e| e.view.subscribe())
     }
 
     pub fn snapshots(&self) -> Vec<ClusterSnapshot> {
-        self.clusters
-            .keys()
+        self.cluster_names()
+            .iter()
             .filter_map(|c| self.snapshot(c))
             .collect()
     }
