@@ -693,3 +693,155 @@ fn a_switchover_sent_to_a_follower_is_run_by_the_leader() {
     }
     assert_eq!(writable(&bed), ["db3"]);
 }
+
+/// Events of `myha history --json` journaled at or after `from_ms`.
+fn history_since(bed: &Bed, from_ms: u64) -> Vec<Value> {
+    history(bed)
+        .into_iter()
+        .filter(|e| e["at_ms"].as_u64().is_some_and(|t| t >= from_ms))
+        .collect()
+}
+
+/// Operation ids (failovers) with a `step` event of one of `statuses`.
+fn ops_with(events: &[Value], step: &str, statuses: &[&str]) -> Vec<String> {
+    let mut ops: Vec<String> = events
+        .iter()
+        .filter(|e| {
+            e["operation"]
+                .as_str()
+                .is_some_and(|o| o.starts_with("failover"))
+                && e["step"] == step
+                && statuses.iter().any(|s| e["status"] == *s)
+        })
+        .filter_map(|e| e["operation"].as_str().map(str::to_string))
+        .collect();
+    ops.sort();
+    ops.dedup();
+    ops
+}
+
+/// Kill the leader (kill -9) while a failover is paused right after each
+/// of its phases in turn: detection (`started`), fencing, promotion (the
+/// new epoch persisted, not yet writable) and repointing. Each time the
+/// failover completes exactly once (one new epoch, one finished
+/// operation, one promotion), no acknowledged write is lost, no sample
+/// sees two writable servers or two VIP holders, and the cluster returns
+/// to full strength before the next round.
+#[test]
+fn killing_the_leader_at_each_failover_step_completes_it_once() {
+    let _one_at_a_time = one_at_a_time();
+    let (bed, app, sampler) = ha_gray_bed();
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    };
+    // Before promotion the new leader abandons the operation and detection
+    // runs a new one; past it, the new leader finishes it.
+    for (phase, abandoned) in [
+        ("started", true),
+        ("fenced", true),
+        ("promoted", false),
+        ("repointed", false),
+    ] {
+        let (epoch, master) = bed.epoch_master().unwrap();
+        let master = master.unwrap_or_else(|| fail(&bed, "no master on record".into()));
+        let leader = bed.wait_leader(Duration::from_secs(20)).unwrap();
+        bed.ensure_patient_table(&master).unwrap();
+        let writer = vip_writer(&bed, &app);
+        let pauses = bed.failpoint_pauses(leader);
+        bed.set_failpoint(Some((phase, Duration::from_secs(8))))
+            .unwrap();
+        let (from, from_ms) = (Instant::now(), now_ms());
+        bed.kill_mysqld(&master).unwrap();
+        if wait_until(Duration::from_secs(30), "the leader pausing", || {
+            Ok(bed.failpoint_pauses(leader) > pauses)
+        })
+        .is_err()
+        {
+            fail(&bed, format!("{phase}: manager {leader} never paused"));
+        }
+        bed.set_failpoint(None).unwrap();
+        bed.kill_manager_n(leader);
+        let new = bed
+            .wait_failover(&master, epoch, Duration::from_secs(60))
+            .unwrap_or_else(|| {
+                fail(
+                    &bed,
+                    format!("{phase}: no failover after the leader died there"),
+                )
+            });
+        let took = from.elapsed();
+        let now_leading = bed.wait_leader(Duration::from_secs(20)).unwrap();
+        assert_ne!(now_leading, leader);
+        vip_acks(&bed, &app, &writer, 10);
+        assert_safe(&bed, &sampler, from, vec![writer]);
+        // Exactly once: one new epoch, one finished operation, one
+        // promotion (by the operation, or resumed by the new leader).
+        let _ = wait_until(Duration::from_secs(30), "the finish step", || {
+            Ok(!ops_with(&history_since(&bed, from_ms), "finish", &["ok"]).is_empty())
+        });
+        let events = history_since(&bed, from_ms);
+        let finished = ops_with(&events, "finish", &["ok"]);
+        let promoted = ops_with(&events, "promote", &["ok", "resumed"]);
+        let resumed = ops_with(&events, "resume", &["info"]);
+        let (after, on_record) = bed.epoch_master().unwrap();
+        eprintln!(
+            "{phase}: leader {leader} killed; {new} master after {} ms (epoch {after}); \
+             finished {finished:?}, promoted {promoted:?}, resumed {resumed:?}",
+            took.as_millis()
+        );
+        let mut problems = Vec::new();
+        if after != epoch + 1 || on_record.as_deref() != Some(new.as_str()) {
+            problems.push(format!(
+                "epoch {after} master {on_record:?}: expected epoch {} master {new}",
+                epoch + 1
+            ));
+        }
+        if finished.len() != 1 || promoted != finished {
+            problems.push(format!(
+                "expected one failover finished and promoted: finished {finished:?}, promoted {promoted:?}"
+            ));
+        }
+        if resumed.len() != 1 {
+            problems.push(format!(
+                "the new leader took over {resumed:?}, expected exactly one"
+            ));
+        }
+        // Abandoned before promotion: the finished failover is a new one.
+        if abandoned == resumed.iter().any(|r| finished.contains(r)) {
+            problems.push(format!(
+                "{phase}: expected the interrupted operation {}: resumed {resumed:?}, finished {finished:?}",
+                if abandoned { "abandoned and a new one run" } else { "finished by the new leader" }
+            ));
+        }
+        if !problems.is_empty() {
+            fail(&bed, format!("{phase}:\n{}", problems.join("\n")));
+        }
+
+        // Heal: the old leader back (it follows), the old master back
+        // (it rejoins; reinstated if it holds what was never acknowledged).
+        bed.start_manager_n(leader).unwrap();
+        bed.start_mysqld(&master).unwrap();
+        let mut s = bed.wait_full_strength(Duration::from_secs(60));
+        if s.diverged.iter().any(|(n, _)| *n == master) {
+            let out = bed.myha(&["rejoin", &master, "--force"]).unwrap();
+            eprintln!(
+                "{master} diverged: rejoin --force: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            s = bed.wait_full_strength(Duration::from_secs(60));
+        }
+        if !s.full() {
+            fail(&bed, format!("{phase}: not back to full strength: {s:?}"));
+        }
+        // The anti-flapping block would refuse the next round's failover.
+        let out = bed.myha(&["failover", "--ack"]).unwrap();
+        assert!(
+            out.status.success(),
+            "failover --ack: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::agents::VipOp;
 use crate::failover::{self, OpStatus};
-use crate::operation::{journal, Context};
+use crate::operation::{journal, journal_for, Context};
 use crate::state::unix_ms;
 use crate::store::{Phase, Step, StepStatus};
 
@@ -256,9 +256,10 @@ async fn resume(ctx: &Context, cluster: &ClusterConfig) {
         return;
     };
     if op.phase >= Phase::Promoted {
-        journal(
+        journal_for(
             ctx,
             &cluster.name,
+            &op.id,
             Step::Resume,
             StepStatus::Info,
             format!(
@@ -271,9 +272,10 @@ async fn resume(ctx: &Context, cluster: &ClusterConfig) {
         let _ = ctx
             .topology
             .update_durable(&cluster.name, |s| s.in_progress = None);
-        journal(
+        journal_for(
             ctx,
             &cluster.name,
+            &op.id,
             Step::Resume,
             StepStatus::Info,
             format!("{} stopped before promotion ({:?}) when the manager stopped: abandoned, nothing was promoted; detection decides again", op.id, op.phase),

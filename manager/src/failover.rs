@@ -128,10 +128,13 @@ impl<'a> Failover<'a> {
 
     /// Everything that can still be given up: Err is why.
     async fn up_to_promotion(&mut self) -> Result<(Server, String, u64), String> {
+        self.run.checkpoint(Phase::Started).await;
         self.pre_hook().await?;
         let mut cand = self.choose()?;
+        self.run.checkpoint(Phase::CandidateChosen).await;
         self.io_stops = Some(stop_io_threads(&self.run, &cand.name));
         let executed = self.prepare(&mut cand).await?;
+        self.run.checkpoint(Phase::Fenced).await;
         let epoch = self.promote(&mut cand).await?;
         Ok((cand, executed, epoch))
     }
@@ -246,6 +249,7 @@ impl<'a> Failover<'a> {
             self.run.record_all(vip.into_iter().chain(repointed));
         }
         self.run.set_phase(Phase::Repointed, None);
+        self.run.checkpoint(Phase::Repointed).await;
         drop(self.io_stops.take());
         let old = &self.run.old_master;
         let (status, detail, t) = match detach {
@@ -469,7 +473,10 @@ pub(crate) async fn finish_after_restart(ctx: &Context, cluster: &ClusterConfig,
     };
     let t = Instant::now();
     let (status, detail) = match cand.make_writable(true).await {
-        Ok(()) => (StepStatus::Ok, format!("{new_master} writable (resumed)")),
+        Ok(()) => (
+            StepStatus::Resumed,
+            format!("{new_master} writable (resumed)"),
+        ),
         Err(e) => (StepStatus::Failed, format!("{new_master}: {e} (resumed)")),
     };
     run.record(Step::Promote, status, detail, Some(t));

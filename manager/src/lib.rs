@@ -10,6 +10,7 @@ mod api;
 pub mod coord;
 mod detector;
 pub mod failover;
+mod failpoint;
 mod hooks;
 mod operation;
 mod probe;

@@ -80,10 +80,23 @@ pub(crate) fn journal(
     status: StepStatus,
     detail: String,
 ) {
+    journal_for(ctx, cluster, "", step, status, detail);
+}
+
+/// [`journal`] an event of operation `op` outside its run (a new leader
+/// or a restarted manager taking it over).
+pub(crate) fn journal_for(
+    ctx: &Context,
+    cluster: &str,
+    op: &str,
+    step: Step,
+    status: StepStatus,
+    detail: String,
+) {
     let ev = Event {
         at_ms: unix_ms(),
         cluster: cluster.to_string(),
-        operation: String::new(),
+        operation: op.to_string(),
         step,
         status,
         detail,
@@ -263,6 +276,12 @@ impl<'a> Journal<'a> {
     pub(crate) fn server(&self, name: &str) -> Option<Server> {
         self.host(name)
             .map(|h| Server::new(self.cluster, h, &self.ctx.manager))
+    }
+
+    /// A phase reached and persisted: where a test's failpoint may pause
+    /// (see `failpoint`).
+    pub(crate) async fn checkpoint(&self, phase: Phase) {
+        crate::failpoint::reached(&self.cluster.name, &self.op, phase).await;
     }
 
     pub(crate) fn set_phase(&mut self, phase: Phase, new_master: Option<&str>) {

@@ -338,6 +338,7 @@ pub(crate) async fn promote(
             return Err(e.to_string());
         }
     };
+    run.checkpoint(Phase::Promoted).await;
     if let Some(why) = p.degraded {
         run.record(Step::SemiSync, StepStatus::Degraded, why, None);
     }
@@ -352,6 +353,7 @@ pub(crate) async fn promote(
             run.record(Step::Promote, StepStatus::Ok, detail, Some(t));
             // Routers send writes to it from now on.
             run.set_phase(Phase::Writable, None);
+            run.checkpoint(Phase::Writable).await;
         }
         Err(e) => {
             let detail = if failover {

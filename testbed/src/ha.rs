@@ -1002,6 +1002,7 @@ impl Bed {
             .args(["manager", "--config"])
             .arg(self.manager_config_n(i))
             .env("MYHA_LOG", "info,myha_manager=debug")
+            .env("MYHA_FAILPOINTS_FILE", self.failpoints_path())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
@@ -1012,6 +1013,35 @@ impl Bed {
             })?;
         *slot = Some(child);
         Ok(())
+    }
+
+    /// The managers' failpoints file (`MYHA_FAILPOINTS_FILE`, see the
+    /// manager's `failpoint` module).
+    pub fn failpoints_path(&self) -> PathBuf {
+        self.dir.join("failpoints")
+    }
+
+    /// Make every manager pause `pause` right after an operation reaches
+    /// `phase` (`"fenced"`, `"promoted"`, ...); `None` removes the pause.
+    pub fn set_failpoint(&self, pause: Option<(&str, Duration)>) -> Result<()> {
+        let path = self.failpoints_path();
+        match pause {
+            Some((phase, d)) => {
+                std::fs::write(&path, format!("{phase} {}\n", d.as_millis())).map_err(other)
+            }
+            None => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(other(e)),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// How many times manager `i`'s log says an operation paused at a
+    /// failpoint.
+    pub fn failpoint_pauses(&self, i: usize) -> usize {
+        std::fs::read_to_string(self.manager_log_path_n(i))
+            .map(|l| l.matches("failpoint: pausing").count())
+            .unwrap_or(0)
     }
 
     /// SIGKILL manager `i` (kill -9: a crash).
