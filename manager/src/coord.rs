@@ -529,6 +529,38 @@ impl Etcd {
         Ok(r.kvs().first().map(|kv| kv.value().to_vec()))
     }
 
+    /// Every key and value under `prefix` modified after revision `after`
+    /// (all of them for 0), and etcd's revision at the time of the read:
+    /// the next call passes it to read only what changed since.
+    pub async fn changed_under(
+        &self,
+        prefix: &str,
+        after: i64,
+    ) -> Result<(i64, Vec<(String, Vec<u8>)>), EtcdError> {
+        let r = self
+            .call(|mut c| {
+                let prefix = prefix.to_string();
+                let mut opts = GetOptions::new().with_prefix();
+                if after > 0 {
+                    opts = opts.with_min_mod_revision(after + 1);
+                }
+                async move { c.get(prefix, Some(opts)).await }
+            })
+            .await?;
+        let revision = r.header().map_or(after, |h| h.revision());
+        let kvs = r
+            .kvs()
+            .iter()
+            .map(|kv| {
+                (
+                    String::from_utf8_lossy(kv.key()).into_owned(),
+                    kv.value().to_vec(),
+                )
+            })
+            .collect();
+        Ok((revision, kvs))
+    }
+
     /// Every value under `prefix`, in key order.
     pub async fn get_prefix(&self, prefix: &str) -> Result<Vec<Vec<u8>>, EtcdError> {
         let r = self

@@ -62,19 +62,13 @@ pub(crate) async fn run(
     let shared = ctx.coord.shared().is_some();
     // The leadership term this loop has taken over (resumed) for.
     let mut led = 0u64;
-    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        ticks += 1;
         if !ctx.coord.is_leader() {
-            follow(
-                &ctx,
-                &cluster,
-                shared && ticks.is_multiple_of(FOLLOWER_RELOAD_TICKS),
-            );
+            follow(&ctx, &cluster);
             led = 0;
             continue;
         }
@@ -110,17 +104,35 @@ pub(crate) async fn run(
     }
 }
 
-/// A follower's tick every this many ticks (250 ms) reads the shared state.
-const FOLLOWER_RELOAD_TICKS: u64 = 5;
+/// How often a follower reads what changed in the shared state, for every
+/// cluster at once ([`follow_shared`]).
+const FOLLOWER_SYNC: Duration = Duration::from_millis(250);
+
+/// A follower's one reader of the shared state: every 250 ms, one range
+/// read of the states that changed since the last one (nothing in steady
+/// state, whatever the number of clusters).
+pub(crate) async fn follow_shared(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+    let mut revision = 0i64;
+    let mut tick = tokio::time::interval(FOLLOWER_SYNC);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        if ctx.coord.is_leader() {
+            continue;
+        }
+        match ctx.topology.sync_shared(revision) {
+            Ok(r) => revision = r,
+            Err(e) => tracing::debug!(error = %e, "follower: shared state not read"),
+        }
+    }
+}
 
 /// A follower acts on nothing: it keeps its view of the shared state and
 /// the verdict fresh, for `myha status`, routers and a quick takeover.
-fn follow(ctx: &Context, cluster: &ClusterConfig, reload: bool) {
-    if reload {
-        if let Err(e) = ctx.topology.reload_durable(&cluster.name, false) {
-            tracing::debug!(cluster = %cluster.name, error = %e, "follower: shared state not read");
-        }
-    }
+fn follow(ctx: &Context, cluster: &ClusterConfig) {
     ctx.topology.refresh_view(&cluster.name);
     if let Some(a) = analyse_now(ctx, cluster) {
         ctx.topology.set_analysis(&cluster.name, a);

@@ -137,8 +137,9 @@ pub async fn run(
     tracing::info!(listen = %config.manager.listen, clusters = config.clusters.len(), "manager started");
     let mut tasks = tokio::task::JoinSet::new();
     if shared {
-        let (coord, shutdown) = (coord.clone(), shutdown.clone());
-        tasks.spawn(async move { coord.run(shutdown).await });
+        let (coord, stop) = (coord.clone(), shutdown.clone());
+        tasks.spawn(async move { coord.run(stop).await });
+        tasks.spawn(detector::follow_shared(Arc::clone(&ctx), shutdown.clone()));
     }
     let (mut fleet, mut ended) = reload::Fleet::new(Arc::clone(&ctx));
     for cluster in &config.clusters {
@@ -158,9 +159,9 @@ pub async fn run(
     let early: Option<String> = loop {
         tokio::select! {
             Some(r) = tasks.join_next() => break Some(match r {
-                Err(e) if e.is_panic() => "the coordination task panicked".to_string(),
-                Err(e) => format!("the coordination task failed: {e}"),
-                Ok(()) => "the coordination task returned".to_string(),
+                Err(e) if e.is_panic() => "a coordination task panicked".to_string(),
+                Err(e) => format!("a coordination task failed: {e}"),
+                Ok(()) => "a coordination task returned".to_string(),
             }),
             Some(why) = ended.recv() => break Some(why),
             r = &mut api => break match r {

@@ -296,6 +296,29 @@ impl Topology {
         Ok(())
     }
 
+    /// A follower's read of the shared state: every cluster whose state
+    /// changed on the store after `revision` takes it (one read for all
+    /// clusters). Returns the revision to pass next time; unchanged for a
+    /// store that is not shared.
+    pub fn sync_shared(&self, revision: i64) -> Result<i64, StoreError> {
+        let Some(changes) = self.store.changed_since(revision)? else {
+            return Ok(revision);
+        };
+        for (cluster, loaded) in changes.states {
+            let Some(entry) = self.entry(&cluster) else {
+                continue;
+            };
+            let mut inner = entry.write();
+            if inner.durable == loaded {
+                continue;
+            }
+            inner.durable = loaded;
+            drop(inner);
+            self.refresh_view(&cluster);
+        }
+        Ok(changes.revision)
+    }
+
     /// Change the durable state and persist it before anyone sees it.
     pub fn update_durable(
         &self,

@@ -117,6 +117,20 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     fn append(&self, event: &Event) -> Result<(), StoreError>;
     /// The journal, oldest first.
     fn history(&self, cluster: &str) -> Result<Vec<Event>, StoreError>;
+    /// A shared store: every cluster's state written after `revision` (all
+    /// of them for 0), by cluster, and the revision to pass next time.
+    /// `None` for a store only this manager writes.
+    fn changed_since(&self, _revision: i64) -> Result<Option<SharedChanges>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// What [`StateStore::changed_since`] found.
+#[derive(Debug, Default)]
+pub struct SharedChanges {
+    /// The store's revision when read.
+    pub revision: i64,
+    pub states: Vec<(String, ClusterState)>,
 }
 
 #[derive(Debug)]
@@ -213,8 +227,8 @@ impl StateStore for FileStore {
 }
 
 /// The durable state on etcd, shared by every manager: each cluster's
-/// state under `<prefix>/clusters/<name>/state`, its journal under
-/// `<prefix>/clusters/<name>/journal/`. Reads from any manager; writes only
+/// state under `<prefix>/state/<name>` (one range read finds every state
+/// that changed), its journal under `<prefix>/clusters/<name>/journal/`. Reads from any manager; writes only
 /// from the leader, each conditioned on its leadership (see `coord`).
 #[derive(Debug)]
 pub struct EtcdStore {
@@ -237,8 +251,12 @@ impl EtcdStore {
         }
     }
 
+    fn state_prefix(&self) -> String {
+        self.etcd.key("state/")
+    }
+
     fn state_key(&self, cluster: &str) -> String {
-        self.etcd.key(&format!("clusters/{cluster}/state"))
+        format!("{}{cluster}", self.state_prefix())
     }
 
     fn journal_prefix(&self, cluster: &str) -> String {
@@ -289,6 +307,33 @@ impl StateStore for EtcdStore {
             source,
         })?;
         self.put(key, bytes)
+    }
+
+    fn changed_since(&self, revision: i64) -> Result<Option<SharedChanges>, StoreError> {
+        let prefix = self.state_prefix();
+        let p = prefix.clone();
+        let (revision, kvs) = self
+            .etcd
+            .blocking(self.etcd.store_bound(), |e| async move {
+                e.changed_under(&p, revision).await
+            })
+            .map_err(|source| StoreError::Etcd {
+                key: prefix.clone(),
+                source,
+            })?;
+        let mut states = Vec::with_capacity(kvs.len());
+        for (key, bytes) in kvs {
+            let Some(cluster) = key.strip_prefix(&prefix) else {
+                continue;
+            };
+            let state =
+                serde_json::from_slice(&bytes).map_err(|source| StoreError::CorruptShared {
+                    key: key.clone(),
+                    source,
+                })?;
+            states.push((cluster.to_string(), state));
+        }
+        Ok(Some(SharedChanges { revision, states }))
     }
 
     fn history(&self, cluster: &str) -> Result<Vec<Event>, StoreError> {
