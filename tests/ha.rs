@@ -40,9 +40,15 @@ fn fail(bed: &Bed, what: String) -> ! {
 
 /// A healthy bed of three managers on etcd, one of them leading.
 fn ha_bed() -> Bed {
+    ha_bed_with(false)
+}
+
+/// [`ha_bed`], with etcd on TLS and client certificates if `etcd_tls`.
+fn ha_bed_with(etcd_tls: bool) -> Bed {
     let mut opts = options();
     opts.ha_managers = MANAGERS;
     opts.vip = true;
+    opts.etcd_tls = etcd_tls;
     let bed = Bed::start(opts).expect("start an HA bed");
     if let Err(e) = bed.wait_leader(Duration::from_secs(30)) {
         fail(&bed, format!("no leader after the start: {e}"));
@@ -249,10 +255,17 @@ fn assert_safe(bed: &Bed, sampler: &Sampler, from: Instant, writers: Vec<Patient
 
 /// Kill the leader (kill -9): a follower leads within the lease plus 3 s,
 /// and the CLI answers throughout; the killed one, restarted, follows.
+/// On etcd over TLS with client certificates (every other test runs on
+/// plain HTTP).
 #[test]
 fn killing_the_idle_leader_hands_over_within_the_lease() {
     let _one_at_a_time = one_at_a_time();
-    let bed = ha_bed();
+    let bed = ha_bed_with(true);
+    let own = std::fs::read_to_string(bed.manager_config_n(0)).unwrap();
+    assert!(
+        own.contains("endpoints: [https://") && own.contains("tls: { ca_file:"),
+        "the managers reach etcd over TLS:\n{own}"
+    );
     let old = bed.wait_leader(Duration::from_secs(10)).unwrap();
     let stop = AtomicBool::new(false);
     let (new, took, splits, statuses, failures) = std::thread::scope(|s| {

@@ -41,8 +41,8 @@ pub use access::{Principal, Scope};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     defaults, AccessEntry, AccessRole, AgentConfig, ClusterConfig, Config, Coordination,
-    Credentials, EtcdConfig, Flavor, HooksConfig, HostConfig, ManagerConfig, MysqlTlsConfig, Relay,
-    Role, RouterConfig, Strategy, TlsConfig, TokenHash, VipConfig,
+    Credentials, EtcdConfig, EtcdTls, Flavor, HooksConfig, HostConfig, ManagerConfig,
+    MysqlTlsConfig, Relay, Role, RouterConfig, Strategy, TlsConfig, TokenHash, VipConfig,
 };
 pub use secret::Secret;
 pub use timings::{TimingKey, Timings};

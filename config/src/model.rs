@@ -307,6 +307,18 @@ pub struct EtcdConfig {
     pub lease_ttl: Duration,
     /// Bound of one etcd request.
     pub request_timeout: Duration,
+    /// TLS to the members (`https://` endpoints): the CA that signs their
+    /// certificates, and the manager's own client certificate when the
+    /// members require one (`--client-cert-auth`).
+    pub tls: Option<EtcdTls>,
+}
+
+/// `manager.coordination.etcd.tls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    pub ca_file: PathBuf,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 impl EtcdConfig {

@@ -93,6 +93,15 @@ pub(crate) struct RawEtcd {
     pub prefix: Option<Spanned<String>>,
     pub lease_ttl: Option<Spanned<String>>,
     pub request_timeout: Option<Spanned<String>>,
+    pub tls: Option<Spanned<RawEtcdTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEtcdTls {
+    pub ca_file: Option<Spanned<String>>,
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1572,4 +1572,42 @@ fn coordination_mistakes_are_located() {
         17,
         "names no service",
     );
+    // https without a CA; a CA with an http endpoint; a certificate
+    // without its key; a CA file that is not there.
+    assert_error(
+        &with(
+            MANAGER_END,
+            "  coordination:\n    etcd:\n      endpoints: [https://e:2379]",
+        ),
+        5,
+        7,
+        "need `tls: { ca_file",
+    );
+    assert_error(
+        &with(
+            MANAGER_END,
+            "  coordination:\n    etcd:\n      endpoints: [http://e:2379]\n      tls: { ca_file: /etc/hostname }",
+        ),
+        6,
+        12,
+        "every etcd endpoint must be `https://",
+    );
+    assert_error(
+        &with(
+            MANAGER_END,
+            "  coordination:\n    etcd:\n      endpoints: [https://e:2379]\n      tls: { ca_file: /etc/hostname, cert_file: /etc/hostname }",
+        ),
+        6,
+        12,
+        "both `cert_file` and `key_file`",
+    );
+    assert_error(
+        &with(
+            MANAGER_END,
+            "  coordination:\n    etcd:\n      endpoints: [https://e:2379]\n      tls: { ca_file: /nonexistent/ca.pem }",
+        ),
+        6,
+        23,
+        "cannot read `ca_file`",
+    );
 }

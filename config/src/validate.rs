@@ -419,11 +419,37 @@ impl Validator<'_> {
                 ),
             );
         }
+        let https = endpoints
+            .iter()
+            .filter(|e| e.starts_with("https://"))
+            .count();
+        let tls = match raw.tls {
+            Some(node) => {
+                let tls_at = At::of(&node);
+                if https < endpoints.len() {
+                    self.error(
+                        tls_at,
+                        "`tls` is set: every etcd endpoint must be `https://host:port`",
+                    );
+                }
+                Some(self.etcd_tls(node))
+            }
+            None => {
+                if https > 0 {
+                    self.error(
+                        etcd_at,
+                        "`https://` etcd endpoints need `tls: { ca_file: ... }` (the CA that signs the members' certificates)",
+                    );
+                }
+                None
+            }
+        };
         Coordination::Etcd(EtcdConfig {
             endpoints,
             prefix,
             lease_ttl,
             request_timeout,
+            tls,
         })
     }
 
@@ -1447,6 +1473,34 @@ impl Validator<'_> {
             cert_file,
             key_file,
             client_auth,
+        }
+    }
+
+    /// `manager.coordination.etcd.tls`: only the manager reads the files.
+    fn etcd_tls(&mut self, node: Spanned<crate::raw::RawEtcdTls>) -> crate::model::EtcdTls {
+        let at = At::of(&node);
+        let raw = node.value;
+        let used = matches!(self.role, Role::Manager);
+        let ca_file = match self.required(at, "`tls`", "ca_file", raw.ca_file) {
+            Some(node) => self.readable_file("ca_file", node, false, used),
+            None => PathBuf::new(),
+        };
+        if raw.cert_file.is_some() != raw.key_file.is_some() {
+            self.error(
+                at,
+                "etcd `tls` needs both `cert_file` and `key_file` (a client certificate), or neither",
+            );
+        }
+        let cert_file = raw
+            .cert_file
+            .map(|node| self.readable_file("cert_file", node, false, used));
+        let key_file = raw
+            .key_file
+            .map(|node| self.readable_file("key_file", node, true, used));
+        crate::model::EtcdTls {
+            ca_file,
+            cert_file,
+            key_file,
         }
     }
 

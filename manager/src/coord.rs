@@ -148,6 +148,25 @@ pub struct Status {
     error: Option<String>,
 }
 
+/// The TLS options of `tls`: its files read now (an unreadable one stops
+/// the manager's start, naming it).
+fn tls_options(tls: &myha_config::EtcdTls) -> std::io::Result<etcd_client::TlsOptions> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("etcd tls: cannot read {}: {e}", path.display()),
+            )
+        })
+    };
+    let mut options = etcd_client::TlsOptions::new()
+        .ca_certificate(etcd_client::Certificate::from_pem(read(&tls.ca_file)?));
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        options = options.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(options)
+}
+
 /// The etcd side: the client, the leadership, the keys.
 pub struct Etcd {
     cfg: EtcdConfig,
@@ -160,6 +179,8 @@ pub struct Etcd {
     preferred: std::sync::atomic::AtomicUsize,
     status: Mutex<Status>,
     term: watch::Sender<u64>,
+    /// TLS to the members (`tls:`), its files read at start.
+    tls: Option<etcd_client::TlsOptions>,
     /// Every etcd connection and request runs here, on a thread of its
     /// own: a manager worker blocked on the topology lock can never hold
     /// up the etcd I/O that would release it.
@@ -191,8 +212,10 @@ impl Etcd {
             .thread_name("myha-etcd")
             .enable_all()
             .build()?;
+        let tls = cfg.tls.as_ref().map(tls_options).transpose()?;
         Ok(Etcd {
             rt: Some(rt),
+            tls,
             cfg: cfg.clone(),
             me: me.to_string(),
             clients: tokio::sync::Mutex::new(vec![None; cfg.endpoints.len()]),
@@ -267,10 +290,13 @@ impl Etcd {
             return Ok(c.clone());
         }
         let endpoint = self.cfg.endpoints.get(i).cloned().unwrap_or_default();
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(self.cfg.request_timeout)
             .with_timeout(self.cfg.request_timeout)
             .with_keep_alive(self.cfg.lease_ttl / 3, self.cfg.request_timeout);
+        if let Some(tls) = &self.tls {
+            options = options.with_tls(tls.clone());
+        }
         let c = self
             .bounded(Client::connect([endpoint], Some(options)))
             .await?;

@@ -89,9 +89,8 @@ pub async fn run(
     let coord = match &config.manager.coordination {
         myha_config::Coordination::Embedded => coord::Coordinator::embedded(&config.manager.url),
         myha_config::Coordination::Etcd(etcd) => {
-            coord::Coordinator::etcd(&config.manager.url, etcd).map_err(|e| {
-                ManagerError::Task(format!("cannot start the etcd client thread: {e}"))
-            })?
+            coord::Coordinator::etcd(&config.manager.url, etcd)
+                .map_err(|e| ManagerError::Task(format!("cannot start the etcd client: {e}")))?
         }
     };
     let store: Arc<dyn StateStore> = match coord.shared() {

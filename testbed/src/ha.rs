@@ -212,6 +212,10 @@ struct Member {
     name: String,
     client: u16,
     peer: u16,
+    /// Plain HTTP `/health` (`--listen-metrics-urls`), TLS or not.
+    metrics: u16,
+    /// The clients' scheme: `https` with TLS.
+    scheme: &'static str,
     data: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -223,7 +227,11 @@ impl Member {
     }
 
     fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client)
+        format!("{}://127.0.0.1:{}", self.scheme, self.client)
+    }
+
+    fn metrics_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.metrics))
     }
 
     fn peer_url(&self) -> String {
@@ -250,7 +258,7 @@ impl Member {
     /// cluster has a leader).
     fn healthy(&self) -> bool {
         http_plain(
-            self.client_addr(),
+            self.metrics_addr(),
             "GET",
             "/health",
             None,
@@ -262,7 +270,7 @@ impl Member {
     /// The member's HTTP port answers (healthy or not).
     fn serving(&self) -> bool {
         http_plain(
-            self.client_addr(),
+            self.metrics_addr(),
             "GET",
             "/health",
             None,
@@ -279,7 +287,48 @@ impl Member {
 pub struct EtcdCluster {
     dir: PathBuf,
     token: String,
+    /// With TLS: the CA, the members' certificate and a client's, as
+    /// files under `dir/tls`.
+    tls: Option<EtcdTlsFiles>,
     members: Mutex<Vec<Member>>,
+}
+
+/// The files of a TLS etcd cluster (see [`EtcdCluster::start_tls`]).
+#[derive(Debug, Clone)]
+pub struct EtcdTlsFiles {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    /// A client certificate the members accept (`--client-cert-auth`).
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl EtcdTlsFiles {
+    fn generate(dir: &Path) -> Result<EtcdTlsFiles> {
+        let leaves = [
+            ("etcd member".to_string(), vec!["127.0.0.1".to_string()]),
+            ("myha manager".to_string(), vec!["myha-manager".to_string()]),
+        ];
+        let (ca, pems) = crate::issue_certificates("myha etcd test CA", &leaves)?;
+        let d = dir.join("tls");
+        let files = EtcdTlsFiles {
+            ca: d.join("ca.pem"),
+            server_cert: d.join("server.pem"),
+            server_key: d.join("server-key.pem"),
+            client_cert: d.join("client.pem"),
+            client_key: d.join("client-key.pem"),
+        };
+        let [(server_cert, server_key), (client_cert, client_key)] = pems.as_slice() else {
+            return Err(other("etcd TLS: two certificates expected".to_string()));
+        };
+        crate::write_file(&files.ca, ca.as_bytes(), 0o644)?;
+        crate::write_file(&files.server_cert, server_cert.as_bytes(), 0o644)?;
+        crate::write_private(&files.server_key, server_key)?;
+        crate::write_file(&files.client_cert, client_cert.as_bytes(), 0o644)?;
+        crate::write_private(&files.client_key, client_key)?;
+        Ok(files)
+    }
 }
 
 impl EtcdCluster {
@@ -287,7 +336,21 @@ impl EtcdCluster {
     /// Ports come from the OS; a port taken between the question and
     /// etcd's bind makes a fresh attempt with new ports.
     pub fn start(dir: &Path, n: usize) -> Result<EtcdCluster> {
+        EtcdCluster::start_with(dir, n, false)
+    }
+
+    /// [`EtcdCluster::start`] with clients on TLS, a client certificate
+    /// required (a CA of the cluster's own: [`EtcdCluster::tls_files`]).
+    pub fn start_tls(dir: &Path, n: usize) -> Result<EtcdCluster> {
+        EtcdCluster::start_with(dir, n, true)
+    }
+
+    fn start_with(dir: &Path, n: usize, tls: bool) -> Result<EtcdCluster> {
         std::fs::create_dir_all(dir).map_err(|e| other(format!("{}: {e}", dir.display())))?;
+        let tls = match tls {
+            true => Some(EtcdTlsFiles::generate(dir)?),
+            false => None,
+        };
         let mut last = String::new();
         for attempt in 0..5 {
             let token = format!(
@@ -298,12 +361,14 @@ impl EtcdCluster {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_micros())
             );
-            let ports = free_ports(2 * n)?;
+            let ports = free_ports(3 * n)?;
             let members = (0..n)
                 .map(|i| Member {
                     name: format!("m{i}"),
-                    client: ports[2 * i],
-                    peer: ports[2 * i + 1],
+                    client: ports[3 * i],
+                    peer: ports[3 * i + 1],
+                    metrics: ports[3 * i + 2],
+                    scheme: if tls.is_some() { "https" } else { "http" },
                     data: dir.join(format!("m{i}.data")),
                     log: dir.join(format!("etcd-{i}.log")),
                     child: None,
@@ -314,6 +379,7 @@ impl EtcdCluster {
             }
             let cluster = EtcdCluster {
                 dir: dir.to_path_buf(),
+                tls: tls.clone(),
                 token,
                 members: Mutex::new(members),
             };
@@ -395,11 +461,24 @@ impl EtcdCluster {
             .args(["--initial-cluster", &initial])
             .args(["--initial-cluster-state", state])
             .args(["--initial-cluster-token", &self.token])
+            .args([
+                "--listen-metrics-urls",
+                &format!("http://{}", m.metrics_addr()),
+            ])
             .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
             .args(["--logger", "zap", "--log-outputs", "stderr"])
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err);
+        if let Some(t) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&t.server_cert)
+                .arg("--key-file")
+                .arg(&t.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&t.ca)
+                .arg("--client-cert-auth");
+        }
         let child = cmd.spawn().map_err(|source| BedError::Spawn {
             cmd: format!("{} --name {}", etcd_bin().display(), m.name),
             source,
@@ -440,7 +519,13 @@ impl EtcdCluster {
         }
     }
 
-    /// Every member's client URL (`http://127.0.0.1:PORT`), running or not.
+    /// The TLS files, if the members serve TLS.
+    pub fn tls_files(&self) -> Option<&EtcdTlsFiles> {
+        self.tls.as_ref()
+    }
+
+    /// Every member's client URL (`http://127.0.0.1:PORT`, `https` with
+    /// TLS), running or not.
     pub fn client_urls(&self) -> Vec<String> {
         lock(&self.members).iter().map(Member::client_url).collect()
     }
@@ -881,8 +966,13 @@ pub(crate) struct HaManagers {
 impl HaManagers {
     /// `direct`: the managers reach the members themselves (no proxies to
     /// cut; what a sandbox that outlives its starter needs).
-    pub(crate) fn start(dir: &Path, managers: usize, direct: bool) -> Result<HaManagers> {
-        let etcd = EtcdCluster::start(&dir.join("etcd"), ETCD_MEMBERS)?;
+    pub(crate) fn start(
+        dir: &Path,
+        managers: usize,
+        direct: bool,
+        tls: bool,
+    ) -> Result<HaManagers> {
+        let etcd = EtcdCluster::start_with(&dir.join("etcd"), ETCD_MEMBERS, tls)?;
         let proxies = (0..managers)
             .map(|_| match direct {
                 true => Ok(Vec::new()),
@@ -907,7 +997,14 @@ impl HaManagers {
     /// Manager `i`'s etcd endpoints: its own proxies, or the members.
     pub(crate) fn endpoints(&self, i: usize) -> Vec<String> {
         match self.proxies.get(i) {
-            Some(p) if !p.is_empty() => p.iter().map(CutProxy::url).collect(),
+            Some(p) if !p.is_empty() => {
+                let scheme = if self.etcd.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                p.iter().map(|p| format!("{scheme}://{}", p.addr)).collect()
+            }
             _ => self.etcd.client_urls(),
         }
     }
@@ -1229,7 +1326,7 @@ impl Bed {
             None => ha.etcd.client_urls(),
         };
         format!(
-            "manager:\n  listen: {gw}:{port}\n  url: {url}\n{urls}  token_file: manager.token\n  state_dir: {dir}/state-{k}\n  probe_interval: 250ms\n  connect_timeout: 300ms\n  query_timeout: 1s\n  coordination:\n    etcd:\n      endpoints: [{eps}]\n      prefix: /myha/{prefix}\n      lease_ttl: {ttl}s\n",
+            "manager:\n  listen: {gw}:{port}\n  url: {url}\n{urls}  token_file: manager.token\n  state_dir: {dir}/state-{k}\n  probe_interval: 250ms\n  connect_timeout: 300ms\n  query_timeout: 1s\n  coordination:\n    etcd:\n      endpoints: [{eps}]\n      prefix: /myha/{prefix}\n      lease_ttl: {ttl}s\n{tls}",
             gw = self.gateway,
             url = self.manager_url_n(k),
             urls = self.urls_line(&(0..ha.len()).collect::<Vec<_>>()),
@@ -1237,6 +1334,12 @@ impl Bed {
             eps = endpoints.join(", "),
             prefix = self.prefix,
             ttl = HA_LEASE_TTL.as_secs(),
+            tls = ha.etcd.tls_files().map_or(String::new(), |t| format!(
+                "      tls: {{ ca_file: {}, cert_file: {}, key_file: {} }}\n",
+                t.ca.display(),
+                t.client_cert.display(),
+                t.client_key.display()
+            )),
         )
     }
 
@@ -1330,7 +1433,7 @@ mod tests {
     #[test]
     fn an_ha_bed_writes_one_configuration_per_manager() {
         let dir = paper_dir("paper-ha");
-        let ha = HaManagers::start(&dir, 3, false).unwrap();
+        let ha = HaManagers::start(&dir, 3, false, false).unwrap();
         let bed = paper_bed(&dir, Some(ha));
         bed.write_config(&BedOptions::new("/nonexistent/myha"))
             .unwrap();

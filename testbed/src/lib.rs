@@ -273,6 +273,9 @@ pub struct BedOptions {
     /// `{gateway}:7070..`, each with its own `manager-{i}.yaml` (its
     /// listen, url, state_dir and etcd endpoints: proxies a test can cut).
     pub ha_managers: usize,
+    /// With `ha_managers`: etcd serves its clients over TLS and requires
+    /// a client certificate (a CA of its own); the managers present one.
+    pub etcd_tls: bool,
     /// With `ha_managers`: the managers reach etcd directly, not through
     /// proxies (a sandbox outlives the process that started it; its
     /// proxies would not).
@@ -298,6 +301,7 @@ impl BedOptions {
             tls: std::env::var_os("MYHA_BED_TLS").is_some_and(|v| v == "1"),
             client_auth: false,
             ha_managers: 0,
+            etcd_tls: false,
             ha_direct: false,
         }
     }
@@ -438,6 +442,7 @@ impl Bed {
                 &bed.dir,
                 opts.ha_managers,
                 opts.ha_direct,
+                opts.etcd_tls,
             )?);
         }
         bed.write_config(&opts)?;
@@ -1382,26 +1387,50 @@ struct BedTls {
 
 impl BedTls {
     fn generate(gateway: &str, hosts: &[Host]) -> Result<BedTls> {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-            KeyPair, KeyUsagePurpose,
-        };
-        let err = |e: rcgen::Error| BedError::Other(format!("certificate: {e}"));
-        let ca_key = KeyPair::generate().map_err(err)?;
-        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-        ca.distinguished_name
-            .push(DnType::CommonName, "myha test bed CA");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_pem = ca.self_signed(&ca_key).map_err(err)?.pem();
-        let issuer = Issuer::new(ca, &ca_key);
-        let leaf = |name: &str, sans: Vec<String>| -> Result<(String, String)> {
+        let mut leaves = vec![("myha manager".to_string(), vec![gateway.to_string()])];
+        leaves.extend(
+            hosts
+                .iter()
+                .map(|h| (h.name.clone(), vec![h.ip.clone(), DB_TLS_NAME.to_string()])),
+        );
+        let (ca_pem, mut pems) = issue_certificates("myha test bed CA", &leaves)?;
+        let gateway = pems.remove(0);
+        Ok(BedTls {
+            gateway,
+            hosts: hosts.iter().map(|h| h.name.clone()).zip(pems).collect(),
+            ca_pem,
+        })
+    }
+}
+
+/// A CA of its own (its key never written) named `ca_name`, and one
+/// certificate per `(name, subject alternative names)` it signs, for
+/// servers and clients alike: the CA's PEM and each (certificate, key).
+pub(crate) fn issue_certificates(
+    ca_name: &str,
+    leaves: &[(String, Vec<String>)],
+) -> Result<(String, Vec<(String, String)>)> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let err = |e: rcgen::Error| BedError::Other(format!("certificate: {e}"));
+    let ca_key = KeyPair::generate().map_err(err)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca.distinguished_name.push(DnType::CommonName, ca_name);
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_pem = ca.self_signed(&ca_key).map_err(err)?.pem();
+    let issuer = Issuer::new(ca, &ca_key);
+    let pems = leaves
+        .iter()
+        .map(|(name, sans)| {
             let key = KeyPair::generate().map_err(err)?;
-            let mut p = CertificateParams::new(sans).map_err(err)?;
+            let mut p = CertificateParams::new(sans.clone()).map_err(err)?;
             p.distinguished_name.push(DnType::CommonName, name);
             p.is_ca = IsCa::ExplicitNoCa;
             p.key_usages = vec![
@@ -1414,19 +1443,9 @@ impl BedTls {
             ];
             let cert = p.signed_by(&key, &issuer).map_err(err)?;
             Ok((cert.pem(), key.serialize_pem()))
-        };
-        Ok(BedTls {
-            gateway: leaf("myha manager", vec![gateway.to_string()])?,
-            hosts: hosts
-                .iter()
-                .map(|h| {
-                    let sans = vec![h.ip.clone(), DB_TLS_NAME.to_string()];
-                    Ok((h.name.clone(), leaf(&h.name, sans)?))
-                })
-                .collect::<Result<_>>()?,
-            ca_pem,
         })
-    }
+        .collect::<Result<Vec<_>>>()?;
+    Ok((ca_pem, pems))
 }
 
 /// A running writer; see `myha-writer`.
