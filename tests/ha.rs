@@ -381,6 +381,7 @@ fn failover_runs_once_after_the_leader_dies() {
     assert_eq!(bed.leader(), Some(now_leading));
     assert_eq!(bed.epoch_master().unwrap().0, epoch + 1);
     assert_one_operation(&bed, "failover");
+    heal_old_master(&bed, "db1", "after the failover");
 }
 
 /// The leader loses etcd (every connection closed, none accepted): it
@@ -446,6 +447,7 @@ fn a_leader_cut_from_etcd_stops_acting_and_a_follower_takes_over() {
     assert_one_operation(&bed, "failover");
     let out = bed.myha(&["history", "--last", "25"]).unwrap();
     eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    heal_old_master(&bed, "db1", "after the failover");
 }
 
 /// One etcd member down changes nothing (the leader stays and acts); all
@@ -599,6 +601,7 @@ fn etcd_trouble() {
         "{}",
         st["coordination"]
     );
+    heal_old_master(&bed, "db2", "after etcd came back");
 }
 
 /// Patient clients through the VIP while no server is writable: they wait
@@ -705,6 +708,27 @@ fn a_switchover_sent_to_a_follower_is_run_by_the_leader() {
         );
     }
     assert_eq!(writable(&bed), ["db3"]);
+}
+
+/// The old master's mysqld back after a failover: it rejoins, reinstated
+/// first if it holds what no client was told was committed; the cluster is
+/// at full strength again, or the test fails saying why.
+fn heal_old_master(bed: &Bed, old: &str, what: &str) {
+    bed.start_mysqld(old).unwrap();
+    let mut s = bed.wait_full_strength(Duration::from_secs(60));
+    if s.diverged.iter().any(|(n, _)| n == old) {
+        let out = bed.myha(&["rejoin", old, "--force"]).unwrap();
+        eprintln!(
+            "{old} diverged: rejoin --force: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        s = bed.wait_full_strength(Duration::from_secs(60));
+    }
+    if !s.full() {
+        fail(bed, format!("{what}: not back to full strength: {s:?}"));
+    }
+    eprintln!("{what}: full strength after {} ms", s.waited.as_millis());
 }
 
 /// Events of `myha history --json` journaled at or after `from_ms`.
@@ -835,20 +859,7 @@ fn killing_the_leader_at_each_failover_step_completes_it_once() {
         // Heal: the old leader back (it follows), the old master back
         // (it rejoins; reinstated if it holds what was never acknowledged).
         bed.start_manager_n(leader).unwrap();
-        bed.start_mysqld(&master).unwrap();
-        let mut s = bed.wait_full_strength(Duration::from_secs(60));
-        if s.diverged.iter().any(|(n, _)| *n == master) {
-            let out = bed.myha(&["rejoin", &master, "--force"]).unwrap();
-            eprintln!(
-                "{master} diverged: rejoin --force: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            s = bed.wait_full_strength(Duration::from_secs(60));
-        }
-        if !s.full() {
-            fail(&bed, format!("{phase}: not back to full strength: {s:?}"));
-        }
+        heal_old_master(&bed, &master, phase);
         // The anti-flapping block would refuse the next round's failover.
         let out = bed.myha(&["failover", "--ack"]).unwrap();
         assert!(
