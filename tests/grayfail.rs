@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use myha_testbed::{
-    longest_silence, missing_acked, wait_until, AppHost, Bed, PatientOptions, PatientWriter,
-    Sampler,
+    longest_silence, wait_until, AppHost, Bed, PatientOptions, PatientWriter, Sampler,
 };
 
 /// A bed with the VIP (and the router if asked), the patient table, an
@@ -62,75 +61,16 @@ fn fail(bed: &Bed, what: String) -> ! {
     panic!("{what}\n{}", bed.diagnostics());
 }
 
-/// The end of every scenario: the sampler saw no split, every writer's
-/// acknowledged ids are on the final master.
+/// The end of every scenario: the sampler saw no split and watched
+/// throughout, every writer's acknowledged ids are on the final master.
 fn assert_safe(bed: &Bed, sampler: &Sampler, from: Instant, writers: Vec<PatientWriter>) {
-    let split = sampler.report_between(from, Instant::now());
-    eprintln!("sampler: {split}");
-    let master = bed
-        .epoch_master()
-        .unwrap()
-        .1
-        .unwrap_or_else(|| fail(bed, "no master on record".into()));
-    let mut problems = Vec::new();
-    for w in writers {
-        let log = w.stop();
-        let ids = log.acked_ids();
-        let missing = missing_acked(bed, &master, &ids, Duration::from_secs(15)).unwrap();
-        eprintln!(
-            "writer {}: {} acknowledged, {} errors (last: {:?}), {} missing on {master}",
-            log.label,
-            ids.len(),
-            log.errors,
-            log.last_error,
-            missing.len()
-        );
-        if !missing.is_empty() {
-            for a in log.acks.iter().filter(|a| missing.contains(&a.id)) {
-                let on: Vec<String> = ["db1", "db2", "db3"]
-                    .iter()
-                    .map(|h| {
-                        let has = bed
-                            .sql(
-                                h,
-                                &format!("SELECT COUNT(*) FROM app.patient WHERE id = {}", a.id),
-                            )
-                            .map(|o| o.trim().to_string())
-                            .unwrap_or_else(|e| format!("? ({e})"));
-                        let state = bed
-                            .sql(h, "SELECT @@gtid_binlog_state")
-                            .map(|o| o.trim().to_string())
-                            .unwrap_or_default();
-                        format!("{h}: has {has}, binlog state {state}")
-                    })
-                    .collect();
-                eprintln!(
-                    "missing id {} (client {}): sent at {:+} ms, acked at {:+} ms after the fault; {}",
-                    a.id,
-                    a.client,
-                    a.sent.saturating_duration_since(from).as_millis() as i64,
-                    a.acked.saturating_duration_since(from).as_millis() as i64,
-                    on.join("; ")
-                );
-            }
-            problems.push(format!(
-                "{} acknowledged writes through `{}` missing on the final master {master}: {missing:?}",
-                missing.len(),
-                log.label
-            ));
-        }
-    }
-    if split.split_writable > 0 {
-        problems.push(format!(
-            "{} samples with two writable servers",
-            split.split_writable
-        ));
-    }
-    if split.split_vip > 0 {
-        problems.push(format!("{} samples with two VIP holders", split.split_vip));
-    }
+    let settled = Settled {
+        every_writer_acked: false,
+        one_writable: false,
+    };
+    let problems = safety_problems(bed, sampler, from, writers, settled);
     if !problems.is_empty() {
-        fail(bed, format!("{}\nsampler: {split}", problems.join("\n")));
+        fail(bed, problems.join("\n"));
     }
 }
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use myha_api::coordination::UNAVAILABLE;
 use myha_testbed::{
-    missing_acked, vip_path_picture, wait_until, AppHost, Bed, PatientOptions, PatientWriter,
-    Sampler, HA_LEASE_TTL,
+    vip_path_picture, wait_until, AppHost, Bed, PatientOptions, PatientWriter, Sampler,
+    HA_LEASE_TTL,
 };
 use serde_json::Value;
 
@@ -184,72 +184,18 @@ fn assert_one_operation(bed: &Bed, kind: &str) {
     }
 }
 
-/// The servers whose mysqld answers `read_only = 0` now.
-fn writable(bed: &Bed) -> Vec<String> {
-    bed.hosts
-        .iter()
-        .filter(|h| {
-            bed.sql(&h.name, "SELECT @@read_only")
-                .is_ok_and(|r| r == "0")
-        })
-        .map(|h| h.name.clone())
-        .collect()
-}
-
-/// No sample saw two writable servers or two VIP holders since `from`;
-/// every id a writer saw acknowledged is on the master on record.
+/// No sample saw two writable servers or two VIP holders since `from`,
+/// the sampler watched throughout; every id a writer saw acknowledged is on
+/// the master on record, every writer had some; exactly one server is
+/// writable now.
 fn assert_safe(bed: &Bed, sampler: &Sampler, from: Instant, writers: Vec<PatientWriter>) {
-    let split = sampler.report_between(from, Instant::now());
-    eprintln!("sampler: {split}");
-    let master = bed
-        .epoch_master()
-        .unwrap()
-        .1
-        .unwrap_or_else(|| fail(bed, "no master on record".into()));
-    let mut problems = Vec::new();
-    for w in writers {
-        let log = w.stop();
-        let ids = log.acked_ids();
-        let missing = missing_acked(bed, &master, &ids, Duration::from_secs(15)).unwrap();
-        eprintln!(
-            "writer {}: {} acknowledged, {} errors, {} missing on {master}",
-            log.label,
-            ids.len(),
-            log.errors,
-            missing.len()
-        );
-        if ids.is_empty() {
-            problems.push(format!("writer {} acknowledged nothing", log.label));
-        }
-        if !missing.is_empty() {
-            problems.push(format!(
-                "{} acknowledged writes missing on {master}: {missing:?}",
-                missing.len()
-            ));
-        }
-    }
-    if split.split_writable > 0 {
-        problems.push(format!(
-            "{} samples with two writable servers",
-            split.split_writable
-        ));
-    }
-    if split.split_vip > 0 {
-        problems.push(format!("{} samples with two VIP holders", split.split_vip));
-    }
-    if split.max_interval_ms > 1000 {
-        problems.push(format!(
-            "the sampler paused {} ms: it did not watch throughout",
-            split.max_interval_ms
-        ));
-    }
-    // Settled: exactly one writable server, the master on record.
-    let w = writable(bed);
-    if w != [master.clone()] {
-        problems.push(format!("writable now: {w:?}, master on record {master}"));
-    }
+    let settled = Settled {
+        every_writer_acked: true,
+        one_writable: true,
+    };
+    let problems = safety_problems(bed, sampler, from, writers, settled);
     if !problems.is_empty() {
-        fail(bed, format!("{}\nsampler: {split}", problems.join("\n")));
+        fail(bed, problems.join("\n"));
     }
 }
 

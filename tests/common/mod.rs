@@ -157,3 +157,124 @@ pub fn http_status(addr: &str, path: &str, token: Option<&str>) -> u16 {
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no HTTP status in {buf:?}"))
 }
+
+/// What [`safety_problems`] also requires.
+#[derive(Debug, Clone, Copy)]
+pub struct Settled {
+    /// Every writer had at least one write acknowledged.
+    pub every_writer_acked: bool,
+    /// Exactly one server is writable now: the master on record.
+    pub one_writable: bool,
+}
+
+/// The servers whose mysqld answers `read_only = 0` now.
+pub fn writable(bed: &Bed) -> Vec<String> {
+    bed.hosts
+        .iter()
+        .filter(|h| {
+            bed.sql(&h.name, "SELECT @@read_only")
+                .is_ok_and(|r| r == "0")
+        })
+        .map(|h| h.name.clone())
+        .collect()
+}
+
+/// The end of every fault scenario: what went wrong since `from`, if
+/// anything. No sample saw two writable servers or two VIP holders, the
+/// sampler watched throughout (no pause over 1 s), and every id a writer
+/// saw acknowledged is on the master on record (a missing one is printed
+/// with where it is found and when it was sent and acknowledged); the
+/// writers are stopped.
+pub fn safety_problems(
+    bed: &Bed,
+    sampler: &myha_testbed::Sampler,
+    from: std::time::Instant,
+    writers: Vec<myha_testbed::PatientWriter>,
+    settled: Settled,
+) -> Vec<String> {
+    let split = sampler.report_between(from, std::time::Instant::now());
+    eprintln!("sampler: {split}");
+    let mut problems = Vec::new();
+    let master = match bed.epoch_master() {
+        Ok((_, Some(m))) => m,
+        other => return vec![format!("no master on record: {other:?}")],
+    };
+    for w in writers {
+        let log = w.stop();
+        let ids = log.acked_ids();
+        let missing = myha_testbed::missing_acked(bed, &master, &ids, Duration::from_secs(15))
+            .unwrap_or_else(|e| panic!("reading the acknowledged ids on {master}: {e}"));
+        eprintln!(
+            "writer {}: {} acknowledged, {} errors (last: {:?}), {} missing on {master}",
+            log.label,
+            ids.len(),
+            log.errors,
+            log.last_error,
+            missing.len()
+        );
+        if settled.every_writer_acked && ids.is_empty() {
+            problems.push(format!("writer {} acknowledged nothing", log.label));
+        }
+        if missing.is_empty() {
+            continue;
+        }
+        for a in log.acks.iter().filter(|a| missing.contains(&a.id)) {
+            let on: Vec<String> = bed
+                .hosts
+                .iter()
+                .map(|h| {
+                    let has = bed
+                        .sql(
+                            &h.name,
+                            &format!("SELECT COUNT(*) FROM app.patient WHERE id = {}", a.id),
+                        )
+                        .map(|o| o.trim().to_string())
+                        .unwrap_or_else(|e| format!("? ({e})"));
+                    let state = bed
+                        .sql(&h.name, "SELECT @@gtid_binlog_state")
+                        .map(|o| o.trim().to_string())
+                        .unwrap_or_default();
+                    format!("{}: has {has}, binlog state {state}", h.name)
+                })
+                .collect();
+            eprintln!(
+                "missing id {} (client {}): sent at {:+} ms, acked at {:+} ms after the fault; {}",
+                a.id,
+                a.client,
+                a.sent.saturating_duration_since(from).as_millis() as i64,
+                a.acked.saturating_duration_since(from).as_millis() as i64,
+                on.join("; ")
+            );
+        }
+        problems.push(format!(
+            "{} acknowledged writes through `{}` missing on the final master {master}: {missing:?}",
+            missing.len(),
+            log.label
+        ));
+    }
+    if split.split_writable > 0 {
+        problems.push(format!(
+            "{} samples with two writable servers",
+            split.split_writable
+        ));
+    }
+    if split.split_vip > 0 {
+        problems.push(format!("{} samples with two VIP holders", split.split_vip));
+    }
+    if split.max_interval_ms > 1000 {
+        problems.push(format!(
+            "the sampler paused {} ms: it did not watch throughout",
+            split.max_interval_ms
+        ));
+    }
+    if settled.one_writable {
+        let w = writable(bed);
+        if w != [master.clone()] {
+            problems.push(format!("writable now: {w:?}, master on record {master}"));
+        }
+    }
+    if !problems.is_empty() {
+        problems.push(format!("sampler: {split}"));
+    }
+    problems
+}
