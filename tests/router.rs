@@ -356,7 +356,7 @@ fn nat_bed() -> Bed {
     opts.router_extra = ", relay: nat".to_string();
     let bed = router_bed_with(opts);
     wait_until(Duration::from_secs(10), "nat rules in place", || {
-        Ok(router_metric(&bed, "myha_router_nat") == Some(1))
+        Ok(router_metric(&bed, "myha_router_nat", &[]) == Some(1))
     })
     .unwrap();
     bed
@@ -380,7 +380,8 @@ fn assert_forwarded_by_the_kernel(bed: &Bed) {
     let served = |endpoint: &str| {
         router_metric(
             bed,
-            &format!("myha_router_connections_total{{endpoint=\"{endpoint}\"}}"),
+            "myha_router_connections_total",
+            &[("endpoint", endpoint)],
         )
         .unwrap()
     };
@@ -541,10 +542,18 @@ fn nat_resets_connections_to_a_partitioned_old_master_after_failover() {
 }
 
 fn assert_forwarded_by_the_kernel_to(bed: &Bed, master: &str) {
-    let before = router_metric(bed, "myha_router_connections_total{endpoint=\"writer\"}");
+    let before = router_metric(
+        bed,
+        "myha_router_connections_total",
+        &[("endpoint", "writer")],
+    );
     assert_eq!(through(bed, 6033, "SELECT @@hostname").unwrap(), master);
     assert_eq!(
-        router_metric(bed, "myha_router_connections_total{endpoint=\"writer\"}"),
+        router_metric(
+            bed,
+            "myha_router_connections_total",
+            &[("endpoint", "writer")]
+        ),
         before
     );
 }
@@ -574,7 +583,7 @@ fn nat_rules_expire_when_the_router_dies_and_go_when_it_stops() {
     eprintln!("rules expired {refused_after:?} after the router was killed");
     bed.start_router().unwrap();
     wait_until(Duration::from_secs(15), "a new router forwards", || {
-        Ok(router_metric(&bed, "myha_router_nat") == Some(1)
+        Ok(router_metric(&bed, "myha_router_nat", &[]) == Some(1)
             && through(&bed, 6033, "SELECT @@hostname").as_deref() == Ok("db1"))
     })
     .unwrap();
@@ -668,11 +677,17 @@ fn nat_spreads_reads_by_weight_and_by_client_address() {
         wait_until(Duration::from_secs(15), "both replicas in the pool", || {
             Ok(in_pool(&bed, "db2")?
                 && in_pool(&bed, "db3")?
-                && router_metric(&bed, "myha_router_nat") == Some(1))
+                && router_metric(&bed, "myha_router_nat", &[]) == Some(1))
         })
         .unwrap();
-        let served = || router_metric(&bed, "myha_router_connections_total{endpoint=\"reader\"}");
-        let rewrites = || router_metric(&bed, "myha_router_nat_rewrites_total");
+        let served = || {
+            router_metric(
+                &bed,
+                "myha_router_connections_total",
+                &[("endpoint", "reader")],
+            )
+        };
+        let rewrites = || router_metric(&bed, "myha_router_nat_rewrites_total", &[]);
         // Across more than one refresh of the rules. On a loaded host a
         // replica can leave the pool for a moment, and the rules are then
         // rewritten: such a try does not count.
@@ -815,13 +830,14 @@ fn weighted_least_connections_and_address_hash_strategies() {
     assert_ne!(other, held, "least connections must avoid the busy replica");
 }
 
-/// The router's metric `series` (name and labels), as a number.
-fn router_metric(bed: &Bed, series: &str) -> Option<u64> {
+/// The router's metric `name` with `labels`, as a number (the exposition
+/// parsed by a Prometheus text parser).
+fn router_metric(bed: &Bed, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
     // Plain or TLS (MYHA_BED_TLS=1): the bed's curl knows which.
     let url = format!("{}://{}:6035/metrics", bed.scheme(), bed.gateway);
     let (_, body) = bed.http("GET", &url, None, None).ok()?;
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    let scrape = myha_testbed::parse_metrics(&body).ok()?;
+    myha_testbed::metric_value(&scrape, name, labels).map(|v| v as u64)
 }
 
 /// Thousands of concurrent connections on the router's one thread: 2,000
@@ -850,11 +866,11 @@ fn two_thousand_concurrent_connections_through_the_writer_port() {
     let (open, version) = open_greeted(&writer, N, Duration::from_secs(10)).unwrap();
     assert_eq!(open.len(), N);
     assert!(version.contains("MariaDB"), "greeting from {version:?}");
-    let active = "myha_router_active_connections{endpoint=\"writer\"}";
+    let active = "myha_router_active_connections";
     wait_until(
         Duration::from_secs(10),
         "router counts 2,000 live writer connections",
-        || Ok(router_metric(&bed, active) == Some(N as u64)),
+        || Ok(router_metric(&bed, active, &[("endpoint", "writer")]) == Some(N as u64)),
     )
     .unwrap();
     // The master holds them too, still at the handshake.
@@ -877,7 +893,7 @@ fn two_thousand_concurrent_connections_through_the_writer_port() {
     wait_until(
         Duration::from_secs(20),
         "live writer connections drop to 0",
-        || Ok(router_metric(&bed, active) == Some(0)),
+        || Ok(router_metric(&bed, active, &[("endpoint", "writer")]) == Some(0)),
     )
     .unwrap();
 }

@@ -82,12 +82,13 @@ fn through_with(bed: &Bed, port: u16, sql: &str, extra: &[&str]) -> Result<Strin
     }
 }
 
-/// The router's metric `series` (name and labels), as a number.
-fn router_metric(bed: &Bed, series: &str) -> Option<u64> {
+/// The router's metric `name` with `labels`, as a number (the exposition
+/// parsed by a Prometheus text parser).
+fn router_metric(bed: &Bed, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
     let url = format!("{}://{}:6035/metrics", bed.scheme(), bed.gateway);
     let (_, body) = bed.http("GET", &url, None, None).ok()?;
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    let scrape = myha_testbed::parse_metrics(&body).ok()?;
+    myha_testbed::metric_value(&scrape, name, labels).map(|v| v as u64)
 }
 
 /// A limit counter of the discovery endpoint's `limits` section.
@@ -116,7 +117,7 @@ fn relay_bed(relay: &str, extra: &str) -> Bed {
     let bed = router_bed_with(opts);
     if relay == "nat" {
         wait_until(Duration::from_secs(10), "nat rules in place", || {
-            Ok(router_metric(&bed, "myha_router_nat") == Some(1))
+            Ok(router_metric(&bed, "myha_router_nat", &[]) == Some(1))
         })
         .unwrap();
     }
@@ -404,7 +405,8 @@ fn idle_flood_leaves_other_clients_served(relay: &str) {
     for e in ["reader", "writer"] {
         let m = router_metric(
             &bed,
-            &format!("myha_router_refused_source_cap_total{{endpoint=\"{e}\"}}"),
+            "myha_router_refused_source_cap_total",
+            &[("endpoint", e)],
         )
         .unwrap();
         assert!(m >= (FLOOD - PER_SOURCE) as u64, "{e}: {m}");
@@ -509,7 +511,8 @@ fn handshake_timeout_and_caps(relay: &str) {
     assert_eq!(
         router_metric(
             &bed,
-            "myha_router_handshake_timeouts_total{endpoint=\"reader\"}"
+            "myha_router_handshake_timeouts_total",
+            &[("endpoint", "reader")]
         ),
         Some(1)
     );
@@ -559,7 +562,8 @@ fn handshake_timeout_and_caps(relay: &str) {
     assert_eq!(
         router_metric(
             &bed,
-            "myha_router_refused_listener_cap_total{endpoint=\"writer\"}"
+            "myha_router_refused_listener_cap_total",
+            &[("endpoint", "writer")]
         ),
         Some(1)
     );

@@ -44,6 +44,10 @@ async fn require_token(State(shared): State<Arc<Shared>>, req: Request, next: Ne
     next.run(req).await
 }
 
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    myha_http::metrics::exposition(shared.metrics.registry(&shared))
+}
+
 async fn health(State(shared): State<Arc<Shared>>) -> Json<AgentHealth> {
     let last = shared.last.lock().await;
     Json(AgentHealth {
@@ -90,6 +94,11 @@ async fn vip(State(shared): State<Arc<Shared>>, Json(req): Json<VipRequest>) -> 
         }
         VipOp::Remove => crate::lease::drop_vip(&spec, shared.host.port).await,
     };
+    let op = match req.op {
+        VipOp::Add => "add",
+        VipOp::Remove => "remove",
+    };
+    shared.metrics.vip(op, res.is_ok());
     match res {
         Ok(outcome) => {
             tracing::info!(host = %shared.host.name, op = ?req.op, address = %spec.address, epoch = ?req.epoch, ?outcome, "VIP");
@@ -179,10 +188,13 @@ pub(crate) async fn serve(
         .route(paths::AGENT_STATUS, get(status))
         .route(paths::VIP, axum::routing::post(vip))
         .route(paths::FENCE, axum::routing::post(fence))
+        .route(paths::METRICS, get(metrics))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
             require_token,
         ))
+        // Outside the credential check: it tells nothing.
+        .route(paths::LIVENESS, get(|| async { "ok\n" }))
         .with_state(shared);
     myha_http::serve(listener, app, tls, myha_http::Limits::default(), shutdown)
         .await

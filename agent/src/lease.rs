@@ -354,6 +354,15 @@ pub(crate) async fn fence_host(
     shared: &crate::Shared,
     db: &mut myha_mysql::Db,
 ) -> Result<usize, FenceError> {
+    let fenced = fence_host_now(shared, db).await;
+    shared.metrics.fence(fenced.is_ok());
+    fenced
+}
+
+async fn fence_host_now(
+    shared: &crate::Shared,
+    db: &mut myha_mysql::Db,
+) -> Result<usize, FenceError> {
     let port = shared.host.port;
     let own = shared.host.address.as_str();
     let mut lease = shared.lease.lock().await;

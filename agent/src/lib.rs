@@ -6,6 +6,7 @@
 
 mod api;
 mod lease;
+mod metrics;
 mod sampler;
 pub mod vip;
 
@@ -53,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) lease: Arc<Mutex<lease::Lease>>,
     /// A fence waiting for a hung mysqld to answer is in flight.
     pub(crate) queued_fence: Arc<std::sync::atomic::AtomicBool>,
+    /// Prometheus metrics (`GET /metrics`).
+    pub(crate) metrics: metrics::AgentMetrics,
 }
 
 impl Shared {
@@ -80,6 +83,7 @@ pub async fn run(
         .map(|(c, h)| (c.clone(), h.clone()))
         .ok_or_else(|| AgentError::UnknownHost(host.to_string()))?;
     let fence_ttl = cluster.self_fence_after();
+    let cluster_name = cluster.name.clone();
     let shared = Arc::new(Shared {
         cluster,
         host: host_cfg.clone(),
@@ -90,6 +94,7 @@ pub async fn run(
         last: Mutex::new(None),
         lease: Arc::new(Mutex::new(lease::Lease::new(host_cfg.port, fence_ttl))),
         queued_fence: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        metrics: metrics::AgentMetrics::new(&cluster_name, &host_cfg.name),
     });
     // The host's configured address, not every interface.
     let addr = match listen_override {

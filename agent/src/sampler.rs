@@ -737,6 +737,7 @@ async fn report_to(
             Ok(ack) if !ack.accepted() => {
                 // Not taken in: no contact with the manager (the self-fence
                 // clock runs on); the sampler starts a new instance.
+                shared.metrics.report("stale");
                 failures += 1;
                 if failures == 1 || failures.is_multiple_of(40) {
                     tracing::warn!(
@@ -750,6 +751,7 @@ async fn report_to(
                 epoch.send_modify(|last| record_answer(last, ack, instance, Instant::now()));
             }
             Ok(ack) => {
+                shared.metrics.report("accepted");
                 if failures > 0 {
                     tracing::info!(manager = %manager_url, after = failures, "reporting to the manager again");
                 }
@@ -761,6 +763,7 @@ async fn report_to(
                 epoch.send_modify(|last| record_answer(last, ack, instance, Instant::now()));
             }
             Err(e) => {
+                shared.metrics.report("failed");
                 failures += 1;
                 if failures == 1 || failures.is_multiple_of(40) {
                     tracing::warn!(manager = %manager_url, error = %e, failures, "report to the manager failed");

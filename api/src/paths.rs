@@ -1,8 +1,15 @@
 //! Every path of every API. The `*_ROUTE` templates are what the servers
 //! route on; the functions build a concrete path for a client.
 
-/// Health of the manager, an agent or a router.
+/// Health of the manager, an agent or a router (the manager's and the
+/// agents' need a credential: they tell what they know).
 pub const HEALTH: &str = "/v1/health";
+/// Liveness of any daemon, without a credential: `200 ok` and nothing
+/// else (for load balancers, systemd and orchestrators).
+pub const LIVENESS: &str = "/health";
+/// Prometheus metrics of any daemon (text format 0.0.4); the manager's
+/// and the agents' need a read credential (a monitor's).
+pub const METRICS: &str = "/metrics";
 
 // Manager.
 /// An agent's report (`POST`, [`crate::AgentReport`] → [`crate::ReportAck`]).

@@ -16,6 +16,7 @@
 
 mod client;
 mod error;
+pub mod metrics;
 mod server;
 mod tls;
 

@@ -397,6 +397,15 @@ async fn reload(State(app): State<App>, Extension(principal): Extension<Principa
     }
 }
 
+async fn metrics(State(app): State<App>) -> Response {
+    myha_http::metrics::exposition(app.ctx.metrics.registry())
+}
+
+/// Liveness without a credential: nothing but that the manager serves.
+async fn alive() -> &'static str {
+    "ok\n"
+}
+
 async fn health(State(app): State<App>) -> Json<Health> {
     Json(Health {
         ok: true,
@@ -510,8 +519,11 @@ pub(crate) async fn serve(
         .route(paths::HISTORY_ROUTE, get(history))
         .route(paths::WATCH_ROUTE, get(watch))
         .route(paths::RELOAD, post(reload))
+        .route(paths::METRICS, get(metrics))
         .merge(actions)
         .layer(middleware::from_fn_with_state(app.clone(), require_token))
+        // Outside the credential check: it tells nothing.
+        .route(paths::LIVENESS, get(alive))
         .with_state(app);
     myha_http::serve(
         listener,

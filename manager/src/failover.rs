@@ -93,7 +93,7 @@ impl<'a> Failover<'a> {
         let durable = topo.durable(&cluster.name).unwrap_or_default();
         let old_master = analysis.master.clone().or(durable.master.clone());
         let op = match dry_run {
-            true => "dry-run".to_string(),
+            true => crate::operation::DRY_RUN.to_string(),
             false => new_op_id(OpKind::Failover),
         };
         let mut run = Journal::new(ctx, cluster, op, old_master.unwrap_or_default(), None);

@@ -12,6 +12,7 @@ mod detector;
 pub mod failover;
 mod failpoint;
 mod hooks;
+mod metrics;
 mod operation;
 mod probe;
 mod reinstate;
@@ -118,6 +119,12 @@ pub async fn run(
     .map_err(ManagerError::Client)?;
     let tls = myha_http::server_tls_for(&config)?;
     let (live, mut reloads) = reload::Live::new(config.clone());
+    let live = Arc::new(live);
+    let metrics = metrics::Metrics::new().with_live(metrics::LiveState {
+        topology: Arc::clone(&topology),
+        coord: coord.clone(),
+        configs: Arc::clone(&live),
+    });
     let ctx = Arc::new(failover::Context {
         topology: Arc::clone(&topology),
         manager: config.manager.clone(),
@@ -126,6 +133,7 @@ pub async fn run(
         background: tracker::Tracker::default(),
         coord: coord.clone(),
         live,
+        metrics: Arc::new(metrics),
     });
     let listener = tokio::net::TcpListener::bind(config.manager.listen)
         .await

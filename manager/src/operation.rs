@@ -29,7 +29,9 @@ pub struct Context {
     pub coord: crate::coord::Coordinator,
     /// The configuration in force (a reload replaces its clusters and
     /// access list), and the way to ask for a reload.
-    pub(crate) live: crate::reload::Live,
+    pub(crate) live: Arc<crate::reload::Live>,
+    /// Prometheus metrics (`GET /metrics`).
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub use myha_api::operation::{FailoverReport, OpStatus};
@@ -107,6 +109,10 @@ pub(crate) fn journal_for(
         tracing::error!(error = %e, "cannot journal an event");
     }
 }
+
+/// The operation id of a dry run (failover or switchover): it is never
+/// journaled.
+pub(crate) const DRY_RUN: &str = "dry-run";
 
 pub(crate) fn new_op_id(kind: OpKind) -> String {
     format!("{}-{}", kind.as_str(), unix_ms())
@@ -205,6 +211,15 @@ impl<'a> Journal<'a> {
     }
 
     pub(crate) fn finish(self, outcome: Outcome) -> FailoverReport {
+        let duration_ms = self.started.elapsed().as_millis() as u64;
+        if !self.dry_run() {
+            self.ctx.metrics.operation(
+                &self.cluster.name,
+                &self.op,
+                outcome.status.as_str(),
+                duration_ms,
+            );
+        }
         FailoverReport {
             operation: self.op,
             cluster: self.cluster.name.clone(),
@@ -216,8 +231,13 @@ impl<'a> Journal<'a> {
             lost: outcome.lost,
             problems: self.problems,
             steps: self.steps,
-            duration_ms: self.started.elapsed().as_millis() as u64,
+            duration_ms,
         }
+    }
+
+    /// A dry run: its steps are answered, never journaled or counted.
+    fn dry_run(&self) -> bool {
+        self.op == DRY_RUN
     }
 
     pub(crate) fn record(
@@ -253,8 +273,13 @@ impl<'a> Journal<'a> {
         if let Some(sink) = &self.sink {
             let _ = sink.send(ev.clone());
         }
-        if let Err(e) = self.ctx.topology.store().append(&ev) {
-            tracing::error!(error = %e, "cannot journal a failover step");
+        if !self.dry_run() {
+            self.ctx
+                .metrics
+                .step(&ev.cluster, &self.op, step, status, duration_ms);
+            if let Err(e) = self.ctx.topology.store().append(&ev) {
+                tracing::error!(error = %e, "cannot journal a failover step");
+            }
         }
         if status == StepStatus::Failed {
             self.problems.push(format!("{step}: {}", ev.detail));
@@ -436,7 +461,8 @@ mod tests {
             agents: AgentClient::new(&config, Duration::from_secs(1)).unwrap(),
             background: Tracker::default(),
             coord: crate::coord::Coordinator::embedded(&config.manager.url),
-            live: crate::reload::Live::new(config.clone()).0,
+            live: Arc::new(crate::reload::Live::new(config.clone()).0),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         };
         (ctx, config)
     }

@@ -47,7 +47,7 @@ pub async fn switchover(
 ) -> FailoverReport {
     let durable = ctx.topology.durable(&cluster.name).unwrap_or_default();
     let op = match req.dry_run {
-        true => "dry-run".to_string(),
+        true => crate::operation::DRY_RUN.to_string(),
         false => new_op_id(OpKind::Switchover),
     };
     let old_master = durable.master.clone().unwrap_or_default();

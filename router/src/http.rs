@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use myha_api::paths;
 use myha_api::router::{EndpointLimits, Endpoints, Limits, Reader, RouterHealth, Writer};
+use myha_http::metrics::prometheus_client::collector::Collector;
+use myha_http::metrics::prometheus_client::encoding::DescriptorEncoder;
+use myha_http::metrics::{Emit, Labels};
 
 use crate::{limits, Shared};
 
@@ -35,8 +38,9 @@ pub(crate) fn app(shared: &Arc<Shared>) -> axum::Router {
                 }
             }),
         )
+        .route(paths::LIVENESS, axum::routing::get(|| async { "ok\n" }))
         .route(
-            "/metrics",
+            paths::METRICS,
             axum::routing::get(move || {
                 let s = Arc::clone(&s3);
                 async move { metrics(&s) }
@@ -134,77 +138,161 @@ fn relay_in_effect(shared: &Shared) -> &'static str {
     }
 }
 
-fn metrics(shared: &Shared) -> String {
-    let epoch = shared.view.borrow().as_ref().map_or(0, |v| v.epoch);
-    let mut out = String::new();
-    out.push_str(&format!(
-        "myha_router_epoch{{cluster=\"{}\"}} {epoch}\n",
-        shared.cluster.name
-    ));
-    out.push_str(&format!(
-        "myha_router_manager_reachable {}\n",
-        u8::from(shared.manager_ok.load(Ordering::Relaxed))
-    ));
-    out.push_str(&format!(
-        "myha_router_connections_total{{endpoint=\"writer\"}} {}\n",
-        shared.writer_total.load(Ordering::Relaxed)
-    ));
-    out.push_str(&format!(
-        "myha_router_connections_total{{endpoint=\"reader\"}} {}\n",
-        shared.reader_total.load(Ordering::Relaxed)
-    ));
-    for (endpoint, active) in ["writer", "reader"].iter().zip(&shared.active) {
-        out.push_str(&format!(
-            "myha_router_active_connections{{endpoint=\"{endpoint}\"}} {}\n",
-            active.load(Ordering::Relaxed)
-        ));
-    }
-    out.push_str(&format!(
-        "myha_router_nat {}\n",
-        u8::from(shared.nat_active.load(Ordering::Relaxed))
-    ));
-    for (name, v) in [
-        ("applies", &shared.nat_applies),
-        ("rewrites", &shared.nat_rewrites),
-        ("errors", &shared.nat_errors),
-    ] {
-        out.push_str(&format!(
-            "myha_router_nat_{name}_total {}\n",
-            v.load(Ordering::Relaxed)
-        ));
-    }
-    out.push_str(&format!(
-        "myha_router_refused_total {}\n",
-        shared.refused_total.load(Ordering::Relaxed)
-    ));
-    let l = &shared.limits;
-    for (i, endpoint) in limits::ENDPOINTS.iter().enumerate() {
-        let (open, sources) = l.open_now(i);
-        let (listener_cap, source_cap) = l.refusals(i);
-        for (name, v) in [
-            ("refused_listener_cap_total", listener_cap),
-            ("refused_source_cap_total", source_cap),
-            (
-                "handshake_timeouts_total",
-                l.handshake_timeouts[i].load(Ordering::Relaxed),
-            ),
-            ("open_connections", u64::from(open)),
-            ("open_sources", sources as u64),
+fn metrics(shared: &Arc<Shared>) -> axum::response::Response {
+    myha_http::metrics::exposition(shared.registry())
+}
+
+/// Every metric of the router, read at each scrape from its counters and
+/// its view; each sample carries the router's `cluster`.
+#[derive(Debug)]
+pub(crate) struct Collected(pub(crate) std::sync::Weak<Shared>);
+
+impl Collector for Collected {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(shared) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let cluster = shared.cluster.name.clone();
+        let c = || -> Labels { vec![("cluster", cluster.clone())] };
+        let with = |k: &'static str, v: &str| -> Labels {
+            let mut l = c();
+            l.push((k, v.to_string()));
+            l
+        };
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let flag = |b: &std::sync::atomic::AtomicBool| i64::from(b.load(Ordering::Relaxed));
+        let epoch = shared.view.borrow().as_ref().map_or(0, |v| v.epoch);
+        let mut e = Emit::new(&mut encoder);
+        e.int_gauges(
+            "myha_router_epoch",
+            "The epoch of the manager's view the router follows.",
+            [(c(), epoch as i64)],
+        )?;
+        e.int_gauges(
+            "myha_router_manager_reachable",
+            "1 if the router's last call to a manager succeeded.",
+            [(c(), flag(&shared.manager_ok))],
+        )?;
+        e.counters(
+            "myha_router_connections",
+            "Client connections relayed, by endpoint (writer, reader).",
+            [
+                (with("endpoint", "writer"), load(&shared.writer_total)),
+                (with("endpoint", "reader"), load(&shared.reader_total)),
+            ],
+        )?;
+        e.int_gauges(
+            "myha_router_active_connections",
+            "Client connections being relayed now, by endpoint.",
+            ["writer", "reader"]
+                .iter()
+                .zip(&shared.active)
+                .map(|(endpoint, a)| (with("endpoint", endpoint), load(a) as i64)),
+        )?;
+        e.int_gauges(
+            "myha_router_held_writers",
+            "Writer connections waiting now for a writable master (a failover or switchover under way).",
+            [(c(), load(&shared.holding) as i64)],
+        )?;
+        e.int_gauges(
+            "myha_router_nat",
+            "1 if the kernel NAT rules relay new connections (relay: nat), 0 for the userspace relay.",
+            [(c(), flag(&shared.nat_active))],
+        )?;
+        for (name, help, v) in [
+            ("myha_router_nat_applies", "Applications of the NAT rules.", &shared.nat_applies),
+            ("myha_router_nat_rewrites", "Rewrites of the NAT rules (a change of plan).", &shared.nat_rewrites),
+            ("myha_router_nat_errors", "Failed applications of the NAT rules.", &shared.nat_errors),
+            ("myha_router_refused", "Connections closed without a backend (no writable master within the hold timeout, backend unreachable).", &shared.refused_total),
         ] {
-            out.push_str(&format!(
-                "myha_router_{name}{{endpoint=\"{endpoint}\"}} {v}\n"
-            ));
+            e.counters(name, help, [(c(), load(v))])?;
         }
+        let l = &shared.limits;
+        let per_endpoint = |f: &dyn Fn(usize) -> u64| -> Vec<(Labels, u64)> {
+            limits::ENDPOINTS
+                .iter()
+                .enumerate()
+                .map(|(i, endpoint)| (with("endpoint", endpoint), f(i)))
+                .collect()
+        };
+        e.counters(
+            "myha_router_refused_listener_cap",
+            "Connections refused by the listener's cap (max_connections).",
+            per_endpoint(&|i| l.refusals(i).0),
+        )?;
+        e.counters(
+            "myha_router_refused_source_cap",
+            "Connections refused by the per-source cap.",
+            per_endpoint(&|i| l.refusals(i).1),
+        )?;
+        e.counters(
+            "myha_router_handshake_timeouts",
+            "Connections closed for not completing the handshake in time.",
+            per_endpoint(&|i| l.handshake_timeouts[i].load(Ordering::Relaxed)),
+        )?;
+        e.int_gauges(
+            "myha_router_open_connections",
+            "Connections open now (admitted by the limits), by endpoint.",
+            per_endpoint(&|i| u64::from(l.open_now(i).0))
+                .into_iter()
+                .map(|(k, v)| (k, v as i64)),
+        )?;
+        e.int_gauges(
+            "myha_router_open_sources",
+            "Distinct client addresses with a connection open now, by endpoint.",
+            per_endpoint(&|i| l.open_now(i).1 as u64)
+                .into_iter()
+                .map(|(k, v)| (k, v as i64)),
+        )?;
+        // The reader pool: every replica of the view, in or out, and why.
+        let pool: Vec<String> = shared.pool().into_iter().map(|p| p.name).collect();
+        let view = shared.view.borrow().clone();
+        let replicas: Vec<(String, bool)> = view
+            .as_ref()
+            .map(|v| {
+                v.servers
+                    .iter()
+                    .filter(|b| b.role == myha_core::topology::Role::Replica)
+                    .map(|b| (b.name.clone(), pool.contains(&b.name)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let inside = replicas.iter().filter(|(_, i)| *i).count() as i64;
+        e.int_gauges(
+            "myha_router_backends",
+            "Replicas of the view in the reader pool (state in) and out of it (state out: unhealthy, lagging, or not yet fit long enough).",
+            [
+                (with("state", "in"), inside),
+                (with("state", "out"), replicas.len() as i64 - inside),
+            ],
+        )?;
+        e.int_gauges(
+            "myha_router_backend_in_pool",
+            "1 if the replica is in the reader pool now.",
+            replicas
+                .iter()
+                .map(|(name, i)| (with("backend", name), i64::from(*i))),
+        )?;
+        let backends = shared.backends();
+        let conns: Vec<(Labels, i64)> = backends
+            .iter()
+            .map(|(name, b)| {
+                (
+                    with("backend", name),
+                    b.connections.load(Ordering::Relaxed) as i64,
+                )
+            })
+            .collect();
+        drop(backends);
+        e.int_gauges(
+            "myha_router_backend_connections",
+            "Reader connections relayed now to each backend.",
+            conns,
+        )?;
+        e.int_gauges(
+            "myha_router_uptime_seconds",
+            "Seconds since the router started.",
+            [(c(), shared.started.elapsed().as_secs() as i64)],
+        )
     }
-    for (name, b) in shared.backends().iter() {
-        out.push_str(&format!(
-            "myha_router_backend_connections{{backend=\"{name}\"}} {}\n",
-            b.connections.load(Ordering::Relaxed)
-        ));
-    }
-    out.push_str(&format!(
-        "myha_router_uptime_seconds {}\n",
-        shared.started.elapsed().as_secs()
-    ));
-    out
 }

@@ -85,6 +85,12 @@ struct Shared {
     nat_errors: AtomicU64,
     /// Connection caps and handshake timeouts, with their counters.
     limits: Arc<limits::Limits>,
+    /// Writer connections waiting now for a writable master.
+    holding: AtomicU64,
+    /// How long writer connections waited for a writable master.
+    hold_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// The metrics, built on first scrape ([`Shared::registry`]).
+    registry: std::sync::OnceLock<prometheus_client::registry::Registry>,
 }
 
 impl Shared {
@@ -111,7 +117,31 @@ impl Shared {
             nat_applies: AtomicU64::new(0),
             nat_rewrites: AtomicU64::new(0),
             nat_errors: AtomicU64::new(0),
+            holding: AtomicU64::new(0),
+            hold_seconds: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 17),
+            ),
+            registry: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The router's metrics: the hold-time histogram and everything read
+    /// at each scrape ([`http::Collected`]).
+    fn registry(self: &Arc<Self>) -> &prometheus_client::registry::Registry {
+        self.registry.get_or_init(|| {
+            let mut r = prometheus_client::registry::Registry::default();
+            r.register_collector(Box::new(http::Collected(Arc::downgrade(self))));
+            r.sub_registry_with_label((
+                std::borrow::Cow::Borrowed("cluster"),
+                std::borrow::Cow::Owned(self.cluster.name.clone()),
+            ))
+            .register(
+                "myha_router_writer_hold_seconds",
+                "How long writer connections waited for a writable master (only those that had to wait).",
+                self.hold_seconds.clone(),
+            );
+            r
+        })
     }
 
     fn backends(&self) -> std::sync::MutexGuard<'_, HashMap<String, BackendState>> {

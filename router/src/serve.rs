@@ -37,20 +37,35 @@ async fn connect(addr: &str) -> std::io::Result<TcpStream> {
 /// hold timeout: applications see a pause rather than errors.
 async fn wait_for_writer(shared: &Shared) -> Option<(u64, String, String)> {
     let mut rx = shared.view.subscribe();
-    let deadline = tokio::time::Instant::now() + shared.router.writer_hold_timeout;
-    loop {
-        if let Some(v) = rx.borrow_and_update().as_ref() {
-            if let (false, Some(w)) = (v.changing, v.writer.as_ref()) {
-                return Some((v.epoch, w.name.clone(), w.address.clone()));
-            }
-        }
-        if tokio::time::timeout_at(deadline, rx.changed())
-            .await
-            .is_err()
-        {
-            return None;
-        }
+    let writer = |rx: &mut watch::Receiver<Option<myha_core::routing::RouterView>>| {
+        rx.borrow_and_update()
+            .as_ref()
+            .and_then(|v| match (v.changing, v.writer.as_ref()) {
+                (false, Some(w)) => Some((v.epoch, w.name.clone(), w.address.clone())),
+                _ => None,
+            })
+    };
+    if let Some(w) = writer(&mut rx) {
+        return Some(w);
     }
+    // Held: counted while it waits, its wait measured.
+    let started = tokio::time::Instant::now();
+    shared.holding.fetch_add(1, Ordering::Relaxed);
+    let deadline = started + shared.router.writer_hold_timeout;
+    let found = loop {
+        if !matches!(
+            tokio::time::timeout_at(deadline, rx.changed()).await,
+            Ok(Ok(()))
+        ) {
+            break None;
+        }
+        if let Some(w) = writer(&mut rx) {
+            break Some(w);
+        }
+    };
+    shared.holding.fetch_sub(1, Ordering::Relaxed);
+    shared.hold_seconds.observe(started.elapsed().as_secs_f64());
+    found
 }
 
 async fn serve_writer(

@@ -3675,3 +3675,53 @@ pub mod chaos {
         }
     }
 }
+
+pub use prometheus_parse;
+
+/// Prometheus text exposition (`GET /metrics`), parsed by a Prometheus
+/// text parser (the `prometheus-parse` crate): an error if it does not
+/// parse, or if a sample's metric has no `# TYPE` line.
+pub fn parse_metrics(body: &str) -> Result<prometheus_parse::Scrape> {
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines)
+        .map_err(|e| BedError::Other(format!("metrics do not parse: {e}")))?;
+    let typed: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for s in &scrape.samples {
+        let base = ["_bucket", "_sum", "_count", "_total"]
+            .iter()
+            .find_map(|suffix| s.metric.strip_suffix(suffix))
+            .unwrap_or(&s.metric);
+        if !typed.iter().any(|t| *t == s.metric || *t == base) {
+            return Err(BedError::Other(format!(
+                "metric {} has no # TYPE line",
+                s.metric
+            )));
+        }
+    }
+    Ok(scrape)
+}
+
+/// The value of the sample `name` whose labels include `labels`, in a
+/// parsed exposition (counters, gauges and untyped samples; a histogram's
+/// `_count` and `_sum` are samples of their own names).
+pub fn metric_value(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    scrape.samples.iter().find_map(|s| {
+        let named = s.metric == name;
+        let labelled = labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v));
+        let value = match &s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => Some(*v),
+            _ => None,
+        };
+        (named && labelled).then_some(value).flatten()
+    })
+}

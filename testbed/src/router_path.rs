@@ -185,7 +185,7 @@ impl Routers {
                     ))?)
                     .map_err(other)?;
                     let ready = match relay.as_str() {
-                        "nat" => routers.metric(k, "myha_router_nat") == Some(1),
+                        "nat" => routers.metric(k, "myha_router_nat", &[]) == Some(1),
                         _ => true,
                     };
                     Ok(e["writer"]["name"] == "db1" && ready)
@@ -195,12 +195,11 @@ impl Routers {
         Ok(routers)
     }
 
-    /// One series of router `k`'s `/metrics`.
-    pub fn metric(&self, k: usize, series: &str) -> Option<u64> {
-        http_get(&format!("{}/metrics", self.http(k)))
-            .ok()?
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    /// The sample `name` with `labels` of router `k`'s `/metrics`.
+    pub fn metric(&self, k: usize, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
+        let body = http_get(&format!("{}/metrics", self.http(k))).ok()?;
+        let scrape = crate::parse_metrics(&body).ok()?;
+        crate::metric_value(&scrape, name, labels).map(|v| v as u64)
     }
 
     /// One writer per router, on this machine, each into a table of
@@ -230,7 +229,11 @@ impl Routers {
     /// space) against the writer's attempts; with `relay: nat` the
     /// kernel forwarded the rest.
     pub fn connections_note(&self, k: usize, log: &PortLog) -> String {
-        let taken = self.metric(k, "myha_router_connections_total{endpoint=\"writer\"}");
+        let taken = self.metric(
+            k,
+            "myha_router_connections_total",
+            &[("endpoint", "writer")],
+        );
         format!(
             "writer connect attempts {} ({} established), taken by the router's own socket {}{}",
             log.attempts,

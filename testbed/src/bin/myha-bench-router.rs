@@ -268,7 +268,12 @@ fn spawn_router(bin: &str, bed: &Bed, relay: &str, offset: u16) -> Result<Proxy>
             .map_err(|e| BedError::Other(e.to_string()))?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    let metric = "myha_router_nat 1";
+    let nat_on = |body: String| {
+        myha_testbed::parse_metrics(&body)
+            .ok()
+            .and_then(|m| myha_testbed::metric_value(&m, "myha_router_nat", &[]))
+            == Some(1.0)
+    };
     myha_testbed::wait_until(
         Duration::from_secs(20),
         &format!(
@@ -278,7 +283,7 @@ fn spawn_router(bin: &str, bed: &Bed, relay: &str, offset: u16) -> Result<Proxy>
             Ok(
                 curl(&format!("/v1/clusters/{}/endpoints", myha_testbed::CLUSTER))?
                     .contains("\"writer\":{")
-                    && curl("/metrics")?.contains(metric),
+                    && nat_on(curl("/metrics")?),
             )
         },
     )?;
