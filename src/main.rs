@@ -6,6 +6,7 @@
 mod check;
 mod client;
 mod daemon;
+mod import_mha;
 mod ops;
 mod status;
 mod token;
@@ -128,6 +129,25 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Convert an MHA configuration (app.cnf over its global defaults) to a
+    /// myha.yaml; the settings it cannot map are listed on stderr with
+    /// their line (no myha configuration needed).
+    ImportMha {
+        /// MHA's application file, e.g. /etc/masterha/app1.cnf.
+        app: PathBuf,
+        /// MHA's global defaults file, e.g. /etc/masterha_default.cnf.
+        #[arg(long)]
+        global: Option<PathBuf>,
+        /// Write the YAML to this new file (never overwritten) instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The cluster's name (default: the application file's name without .cnf).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// The servers' flavor, which MHA's files do not tell: mysql (assumed) or mariadb.
+        #[arg(long)]
+        flavor: Option<String>,
+    },
     /// The journal of failovers and decisions, oldest first.
     History {
         #[arg(long)]
@@ -175,6 +195,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Token { action } = &cli.command {
         return token::run(action);
     }
+    if let Command::ImportMha {
+        app,
+        global,
+        out,
+        cluster,
+        flavor,
+    } = &cli.command
+    {
+        let (global, out) = (global.as_deref(), out.as_deref());
+        let (cluster, flavor) = (cluster.as_deref(), flavor.as_deref());
+        return Ok(import_mha::run(app, global, out, cluster, flavor));
+    }
     if matches!(
         cli.command,
         Command::Agent { .. } | Command::Manager | Command::Router { .. }
@@ -186,7 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     match cli.command {
-        Command::Token { .. } => Ok(ExitCode::SUCCESS),
+        Command::Token { .. } | Command::ImportMha { .. } => Ok(ExitCode::SUCCESS),
         Command::Agent { .. } | Command::Manager | Command::Router { .. } => Ok(daemon::exec()),
         Command::Status { cluster, json } => status::run(&config, cluster.as_deref(), json).await,
         Command::Check { cluster, json } => check::run(&config, cluster.as_deref(), json).await,

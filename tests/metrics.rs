@@ -39,10 +39,95 @@ fn scrape_until(
     }
 }
 
+/// A webhook receiver on loopback: each request's `Authorization` header
+/// and JSON body; the first request is answered 500 (the manager must
+/// retry it), the others 200.
+struct Receiver {
+    port: u16,
+    got: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&got);
+        std::thread::spawn(move || {
+            let mut first = true;
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let (mut length, mut auth) = (0usize, String::new());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    let l = line.trim_end().to_string();
+                    line.clear();
+                    if l.is_empty() {
+                        break;
+                    }
+                    let lower = l.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if lower.starts_with("authorization:") {
+                        auth = l["authorization:".len()..].trim().to_string();
+                    }
+                }
+                let mut body = vec![0u8; length];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                let status = if first {
+                    "500 Internal Server Error"
+                } else {
+                    "200 OK"
+                };
+                first = false;
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    seen.lock().unwrap().push((auth, v));
+                }
+            }
+        });
+        Receiver { port, got }
+    }
+
+    fn events(&self) -> Vec<(String, serde_json::Value)> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
 #[test]
 fn every_metrics_endpoint_parses_and_a_failover_is_counted() {
+    let receiver = Receiver::start();
+    let secrets = std::env::temp_dir().join(format!("myha-webhook-{}", std::process::id()));
+    std::fs::create_dir_all(&secrets).unwrap();
+    let token_file = secrets.join("webhook.token");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::remove_file(&token_file);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&token_file)
+            .unwrap();
+        f.write_all(b"hook-t0ken-0123456789").unwrap();
+    }
     let mut opts = options();
     opts.router = true;
+    opts.manager_yaml = format!(
+        "  webhooks:\n    - {{ url: http://127.0.0.1:{}/hook, timeout: 1s, retries: 2, token_file: {} }}\n",
+        receiver.port,
+        token_file.display()
+    );
     let bed = Bed::start(opts).expect("start a bed");
     wait_healthy(&bed, Duration::from_secs(60));
     let manager = format!("{}/metrics", bed.manager_url());
@@ -188,4 +273,32 @@ fn every_metrics_endpoint_parses_and_a_failover_is_counted() {
     );
     assert!(metric_value(&a, "myha_agent_epoch", &[]).is_some_and(|e| e > epoch as f64));
     eprintln!("failover to {new}: {took:.3} s by the manager's metrics");
+    // Every journaled event reached the webhook, with its token; the
+    // first attempt, answered 500, was retried.
+    wait_until(
+        Duration::from_secs(20),
+        "the failover's finish at the webhook",
+        || Ok(receiver.events().iter().any(|(_, e)| e["step"] == "finish")),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}", receiver.events()));
+    let events = receiver.events();
+    assert!(
+        events
+            .iter()
+            .all(|(auth, _)| auth == "Bearer hook-t0ken-0123456789"),
+        "{events:?}"
+    );
+    for step in ["adopt_master", "detect", "promote", "finish"] {
+        assert!(
+            events
+                .iter()
+                .any(|(_, e)| e["step"] == step && e["cluster"] == CLUSTER),
+            "no {step} event at the webhook: {events:?}"
+        );
+    }
+    std::fs::remove_dir_all(&secrets).unwrap();
+    // The manager's log is a file: text without colour codes.
+    let log = bed.manager_log();
+    assert!(log.contains("manager started"), "{log}");
+    assert!(!log.contains('\u{1b}'), "escape codes in the manager's log");
 }

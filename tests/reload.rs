@@ -211,6 +211,7 @@ fn clusters_come_and_go_without_a_restart_and_a_bad_file_changes_nothing() {
         Command::new(common::myha_bin())
             .args(["manager", "--config"])
             .arg(s.path())
+            .env("MYHA_LOG_FORMAT", "json")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -315,6 +316,16 @@ fn clusters_come_and_go_without_a_restart_and_a_bad_file_changes_nothing() {
     assert_eq!(a["answer"]["added"], serde_json::json!(["c1"]), "{a}");
     let log = std::fs::read_to_string(dir.join("manager.log")).unwrap();
     assert!(log.contains("SIGHUP: reloading"), "{log}");
+    // MYHA_LOG_FORMAT=json: one JSON object per line, no escape codes.
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+    assert!(!log.contains('\u{1b}'), "escape codes in the log");
     drop(manager);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -42,7 +42,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     defaults, AccessEntry, AccessRole, AgentConfig, ClusterConfig, Config, Coordination,
     Credentials, EtcdConfig, EtcdTls, Flavor, HooksConfig, HostConfig, ManagerConfig,
-    MysqlTlsConfig, Relay, Role, RouterConfig, Strategy, TlsConfig, TokenHash, VipConfig,
+    MysqlTlsConfig, Relay, Role, RouterConfig, Strategy, TlsConfig, TokenHash, VipConfig, Webhook,
 };
 pub use secret::Secret;
 pub use timings::{TimingKey, Timings};

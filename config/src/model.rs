@@ -283,6 +283,21 @@ pub struct ManagerConfig {
     pub probe_interval: Duration,
     pub connect_timeout: Duration,
     pub query_timeout: Duration,
+    /// Every journaled event is POSTed as JSON to each of these.
+    pub webhooks: Vec<Webhook>,
+}
+
+/// `manager.webhooks[]`: an HTTP endpoint notified of every event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Webhook {
+    /// `http(s)://…`; the event is the request's JSON body.
+    pub url: String,
+    /// Bound of one attempt.
+    pub timeout: Duration,
+    /// Further attempts after a failed one (1 s, 2 s, 4 s … apart).
+    pub retries: u32,
+    /// Sent as `Authorization: Bearer …` when set.
+    pub token: Option<Secret>,
 }
 
 /// `manager.coordination`.

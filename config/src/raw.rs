@@ -78,6 +78,18 @@ pub(crate) struct RawManager {
     pub probe_interval: Option<Spanned<String>>,
     pub connect_timeout: Option<Spanned<String>>,
     pub query_timeout: Option<Spanned<String>>,
+    pub webhooks: Option<Spanned<Vec<Spanned<RawWebhook>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWebhook {
+    pub url: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub retries: Option<Spanned<i64>>,
+    pub token: Rejected,
+    pub token_env: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -307,7 +307,16 @@ impl Validator<'_> {
             Some(dir) => self.dir_path("state_dir", dir),
             None => PathBuf::from(defaults::STATE_DIR),
         };
+        let webhooks = match raw.webhooks {
+            None => Vec::new(),
+            Some(list) => list
+                .value
+                .into_iter()
+                .map(|node| self.webhook(node))
+                .collect(),
+        };
         let config = ManagerConfig {
+            webhooks,
             listen,
             url,
             urls,
@@ -1473,6 +1482,65 @@ impl Validator<'_> {
             cert_file,
             key_file,
             client_auth,
+        }
+    }
+
+    /// One of `manager.webhooks`.
+    fn webhook(&mut self, node: Spanned<crate::raw::RawWebhook>) -> crate::model::Webhook {
+        let at = At::of(&node);
+        let raw = node.value;
+        let url = match self.required(at, "a webhook", "url", raw.url) {
+            Some(u) => {
+                let v = u.value.trim().to_string();
+                let ok = v
+                    .strip_prefix("http://")
+                    .or_else(|| v.strip_prefix("https://"))
+                    .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace));
+                if !ok {
+                    self.error(
+                        At::of(&u),
+                        format!("webhook `url` must be `http://…` or `https://…`, got `{v}`"),
+                    );
+                }
+                v
+            }
+            None => String::new(),
+        };
+        let timeout_at = At::value_or(&raw.timeout, at);
+        let timeout = self.duration("timeout", raw.timeout, Duration::from_secs(2));
+        if timeout.is_zero() || timeout > Duration::from_secs(30) {
+            self.error(
+                timeout_at,
+                "webhook `timeout` must be above 0 and at most 30s (a slow receiver must not hold events back)",
+            );
+        }
+        let retries = match raw.retries {
+            None => 3,
+            Some(n) if (0..=10).contains(&n.value) => n.value as u32,
+            Some(n) => {
+                self.error(At::of(&n), "webhook `retries` must be between 0 and 10");
+                3
+            }
+        };
+        let token = (raw.token.is_some() || raw.token_env.is_some() || raw.token_file.is_some())
+            .then(|| {
+                self.secret(
+                    at,
+                    "a webhook",
+                    &TOKEN,
+                    RawSecret {
+                        inline: raw.token,
+                        env: raw.token_env,
+                        file: raw.token_file,
+                    },
+                    *self.role == Role::Manager,
+                )
+            });
+        crate::model::Webhook {
+            url,
+            timeout,
+            retries,
+            token,
         }
     }
 

@@ -25,8 +25,25 @@ struct Cli {
         default_value = "/etc/myha/myha.yaml"
     )]
     config: PathBuf,
+    /// Log format on standard error: `text` (colours only on a terminal)
+    /// or `json` (one object per line, for log shippers).
+    #[arg(
+        long,
+        global = true,
+        env = "MYHA_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Daemon,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The daemons. Their arguments are the CLI's `myha agent|manager|router`.
@@ -51,13 +68,20 @@ enum Daemon {
     },
 }
 
-fn init_tracing() {
+/// Logs on standard error, filtered by `MYHA_LOG` (default `info`): text
+/// with colours only when standard error is a terminal (a log file or the
+/// journal gets no escape codes), or JSON.
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("MYHA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 fn load_config(
@@ -148,7 +172,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    init_tracing();
+    init_tracing(cli.log_format);
     match cli.command {
         Daemon::Agent { host, listen } => {
             ignore_hangup()?;

@@ -13,6 +13,7 @@ pub mod failover;
 mod failpoint;
 mod hooks;
 mod metrics;
+mod notify;
 mod operation;
 mod probe;
 mod reinstate;
@@ -134,6 +135,7 @@ pub async fn run(
         coord: coord.clone(),
         live,
         metrics: Arc::new(metrics),
+        notify: notify::Notifier::start(&config.manager.webhooks)?,
     });
     let listener = tokio::net::TcpListener::bind(config.manager.listen)
         .await

@@ -32,6 +32,8 @@ pub struct Context {
     pub(crate) live: Arc<crate::reload::Live>,
     /// Prometheus metrics (`GET /metrics`).
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// Webhooks told of every journaled event.
+    pub(crate) notify: crate::notify::Notifier,
 }
 
 pub use myha_api::operation::{FailoverReport, OpStatus};
@@ -108,6 +110,7 @@ pub(crate) fn journal_for(
     if let Err(e) = ctx.topology.store().append(&ev) {
         tracing::error!(error = %e, "cannot journal an event");
     }
+    ctx.notify.event(&ev);
 }
 
 /// The operation id of a dry run (failover or switchover): it is never
@@ -280,6 +283,7 @@ impl<'a> Journal<'a> {
             if let Err(e) = self.ctx.topology.store().append(&ev) {
                 tracing::error!(error = %e, "cannot journal a failover step");
             }
+            self.ctx.notify.event(&ev);
         }
         if status == StepStatus::Failed {
             self.problems.push(format!("{step}: {}", ev.detail));
@@ -463,6 +467,7 @@ mod tests {
             coord: crate::coord::Coordinator::embedded(&config.manager.url),
             live: Arc::new(crate::reload::Live::new(config.clone()).0),
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            notify: crate::notify::Notifier::default(),
         };
         (ctx, config)
     }

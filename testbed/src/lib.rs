@@ -243,6 +243,9 @@ pub struct BedOptions {
     pub manager: bool,
     /// Extra YAML appended to the cluster's section (indented 4 spaces).
     pub cluster_yaml: String,
+    /// Extra YAML appended to the `manager:` section (indented 2 spaces;
+    /// the single manager's only).
+    pub manager_yaml: String,
     /// Extra mysqld options for every host (my.cnf lines).
     pub mysqld_extra: String,
     /// Name prefix of containers and network (default: per test process).
@@ -302,6 +305,7 @@ impl BedOptions {
             client_auth: false,
             ha_managers: 0,
             etcd_tls: false,
+            manager_yaml: String::new(),
             ha_direct: false,
         }
     }
@@ -478,8 +482,9 @@ impl Bed {
         let manager_block = match &self.ha {
             Some(ha) => self.ha_manager_block(ha, None),
             None => format!(
-                "manager:\n  listen: {gw}:7070\n  url: {scheme}://{gw}:7070\n  token_file: manager.token\n  state_dir: {dir}/state\n  probe_interval: 250ms\n  connect_timeout: 300ms\n  query_timeout: 1s\n",
+                "manager:\n  listen: {gw}:7070\n  url: {scheme}://{gw}:7070\n  token_file: manager.token\n  state_dir: {dir}/state\n  probe_interval: 250ms\n  connect_timeout: 300ms\n  query_timeout: 1s\n{extra}",
                 dir = dir.display(),
+                extra = opts.manager_yaml,
             ),
         };
         let mut yaml = format!(
