@@ -56,6 +56,7 @@ enum Command {
     },
     /// Show the live topology of every cluster (or one).
     Status {
+        /// The cluster (may be omitted when the config has one).
         #[arg(long)]
         cluster: Option<String>,
         /// Print JSON instead of a table.
@@ -64,8 +65,10 @@ enum Command {
     },
     /// Validate the configuration and the cluster (like masterha_check_repl, and more).
     Check {
+        /// The cluster (may be omitted when the config has one).
         #[arg(long)]
         cluster: Option<String>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -84,11 +87,13 @@ enum Command {
         /// Acknowledge the last failover: lift the anti-flapping block.
         #[arg(long, conflicts_with_all = ["to", "dry_run"])]
         ack: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Planned switchover of a healthy master to a replica.
     Switchover {
+        /// The cluster (may be omitted when the config has one).
         #[arg(long)]
         cluster: Option<String>,
         /// The replica to promote (default: the best candidate).
@@ -100,6 +105,7 @@ enum Command {
         /// How long the target may take to reach the old master's final position.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -107,6 +113,7 @@ enum Command {
     Rejoin {
         /// The server to rejoin.
         host: String,
+        /// The cluster (may be omitted when the config has one).
         #[arg(long)]
         cluster: Option<String>,
         /// MariaDB: reinstate a diverged server: the transactions it has
@@ -115,14 +122,31 @@ enum Command {
         /// (nothing changed) for DDL or statement-format DML.
         #[arg(long)]
         force: bool,
+        /// Print the manager's answer as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Make every manager read its configuration file again (as SIGHUP
     /// does): clusters added, removed or changed take effect without a
     /// restart. An invalid file, or an operation in progress on a cluster
     /// it changes, is refused and changes nothing.
     Reload {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Print the shell completion script for `shell` (no configuration
+    /// needed): e.g. `myha completions bash > /etc/bash_completion.d/myha`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (myha.1, myha-status.1, ...) into a directory
+    /// (no configuration needed).
+    Man {
+        /// Where to write them.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
     },
     /// Make or hash credentials for `access:` (no configuration needed).
     Token {
@@ -150,11 +174,17 @@ enum Command {
     },
     /// The journal of failovers and decisions, oldest first.
     History {
+        /// The cluster (may be omitted when the config has one).
         #[arg(long)]
         cluster: Option<String>,
-        /// Only the last N events.
-        #[arg(long)]
-        last: Option<usize>,
+        /// Only events since then: a duration back from now (`2h`, `30m`)
+        /// or a UTC time (`2026-12-01T22:00:00Z`).
+        #[arg(long, value_parser = ops::parse_since)]
+        since: Option<u64>,
+        /// At most the latest N events (the manager answers 10,000 at most).
+        #[arg(long, alias = "last", default_value_t = 200)]
+        limit: usize,
+        /// Print JSON instead of lines.
         #[arg(long)]
         json: bool,
     },
@@ -166,6 +196,8 @@ enum TokenAction {
     /// With --out the token goes to a new file (mode 0600) and only the
     /// hash is printed.
     New {
+        /// Write the token to this new file (mode 0600) and print only
+        /// its hash.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -195,6 +227,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Token { action } = &cli.command {
         return token::run(action);
     }
+    if let Command::Completions { shell } = &cli.command {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(*shell, &mut cmd, "myha", &mut std::io::stdout());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::Man { out } = &cli.command {
+        let cmd = <Cli as clap::CommandFactory>::command();
+        std::fs::create_dir_all(out)?;
+        clap_mangen::generate_to(cmd, out)?;
+        println!("man pages written to {}", out.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Command::ImportMha {
         app,
         global,
@@ -218,7 +262,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     match cli.command {
-        Command::Token { .. } | Command::ImportMha { .. } => Ok(ExitCode::SUCCESS),
+        Command::Token { .. }
+        | Command::ImportMha { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. } => Ok(ExitCode::SUCCESS),
         Command::Agent { .. } | Command::Manager | Command::Router { .. } => Ok(daemon::exec()),
         Command::Status { cluster, json } => status::run(&config, cluster.as_deref(), json).await,
         Command::Check { cluster, json } => check::run(&config, cluster.as_deref(), json).await,
@@ -260,12 +307,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             host,
             cluster,
             force,
-        } => ops::rejoin(&config, cluster.as_deref(), &host, force).await,
+            json,
+        } => ops::rejoin(&config, cluster.as_deref(), &host, force, json).await,
         Command::History {
             cluster,
-            last,
+            since,
+            limit,
             json,
-        } => ops::history(&config, cluster.as_deref(), last, json).await,
+        } => ops::history(&config, cluster.as_deref(), since, limit, json).await,
         Command::Reload { json } => ops::reload(&config, json).await,
     }
 }
@@ -290,5 +339,43 @@ fn main() -> ExitCode {
             eprintln!("myha: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command, subcommand and argument says what it is for.
+    #[test]
+    fn no_blank_help() {
+        fn walk(cmd: &clap::Command, path: &str, blank: &mut Vec<String>) {
+            let here = format!("{path} {}", cmd.get_name()).trim().to_string();
+            if cmd
+                .get_about()
+                .is_none_or(|a| a.to_string().trim().is_empty())
+            {
+                blank.push(here.clone());
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg
+                    .get_help()
+                    .is_none_or(|h| h.to_string().trim().is_empty())
+                {
+                    blank.push(format!("{here} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &here, blank);
+            }
+        }
+        let mut blank = Vec::new();
+        walk(&Cli::command(), "", &mut blank);
+        assert!(blank.is_empty(), "blank help strings: {blank:#?}");
     }
 }

@@ -24,10 +24,25 @@ pub fn pick_cluster<'a>(config: &'a Config, name: Option<&'a str>) -> anyhow::Re
     }
 }
 
+/// `2026-12-02T02:23:52.755Z`: the date too (a journal spans days).
 fn fmt_time(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    format!("{h:02}:{m:02}:{s:02}.{:03}Z", ms % 1000)
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// `--since`: a duration back from now (`2h`, `30m`) or a time
+/// (`2026-12-01T22:00:00Z`, `2026-12-01 22:00:00`), as unix ms.
+pub fn parse_since(text: &str) -> Result<u64, String> {
+    let now = std::time::SystemTime::now();
+    let at = match humantime::parse_duration(text) {
+        Ok(d) => now.checked_sub(d).ok_or("too far back")?,
+        Err(_) => humantime::parse_rfc3339_weak(text).map_err(|e| {
+            format!("`{text}` is neither a duration (2h, 30m) nor a UTC time (2026-12-01T22:00:00Z): {e}")
+        })?,
+    };
+    Ok(at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64))
 }
 
 pub fn print_event(e: &Event) {
@@ -112,16 +127,19 @@ pub async fn failover(
 pub async fn history(
     config: &Config,
     cluster: Option<&str>,
-    last: Option<usize>,
+    since_ms: Option<u64>,
+    limit: usize,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let cluster = pick_cluster(config, cluster)?;
     let client = ManagerClient::new(config)?;
-    let mut events: Vec<Event> = client.get(&paths::history(cluster)).await?;
-    if let Some(n) = last {
-        let skip = events.len().saturating_sub(n);
-        events.drain(..skip);
+    let mut query = format!("?limit={limit}");
+    if let Some(s) = since_ms {
+        query.push_str(&format!("&since_ms={s}"));
     }
+    let events: Vec<Event> = client
+        .get(&format!("{}{query}", paths::history(cluster)))
+        .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&events)?);
     } else {
@@ -198,6 +216,7 @@ pub async fn rejoin(
     cluster: Option<&str>,
     host: &str,
     force: bool,
+    json: bool,
 ) -> anyhow::Result<ExitCode> {
     let cluster = pick_cluster(config, cluster)?;
     let client = ManagerClient::new(config)?;
@@ -211,6 +230,14 @@ pub async fn rejoin(
         )
         .await?;
     let detail = &v.detail;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(if v.rejoined {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     if v.rejoined {
         println!("rejoined: {detail}");
         Ok(ExitCode::SUCCESS)

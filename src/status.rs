@@ -4,30 +4,10 @@ use std::process::ExitCode;
 use myha_api::status::ClusterStatus;
 use myha_config::Config;
 use myha_core::flavor::ThreadState;
-use myha_core::topology::ServerView;
 use serde::Serialize;
 
 use crate::client::ManagerClient;
-
-/// The documented `--json` shape: per server the fields scripts rely on,
-/// plus everything else the manager knows.
-#[derive(Serialize)]
-struct JsonServer<'a> {
-    name: &'a str,
-    address: &'a str,
-    role: String,
-    mysqld_up: Option<bool>,
-    host_reachable: bool,
-    read_only: Option<bool>,
-    gtid_position: Option<&'a str>,
-    io_running: Option<ThreadState>,
-    sql_running: Option<ThreadState>,
-    last_error: Option<&'a str>,
-    lag_seconds: Option<f64>,
-    age_ms: Option<u64>,
-    #[serde(flatten)]
-    detail: &'a ServerView,
-}
+use myha_api::status::Attention;
 
 #[derive(Serialize)]
 struct JsonCluster<'a> {
@@ -35,12 +15,24 @@ struct JsonCluster<'a> {
     epoch: u64,
     master: Option<&'a str>,
     problems: &'a [String],
-    servers: Vec<JsonServer<'a>>,
+    /// Per server, each key once: name, address, role, mysqld_up,
+    /// host_reachable, read_only, gtid_position, io_running, sql_running,
+    /// last_error, lag_seconds, age_ms, and everything else known.
+    servers: &'a [myha_core::topology::ServerView],
+    /// How much the cluster needs an operator (the exit code), and why.
+    attention: JsonAttention,
     #[serde(flatten)]
     rails: Rails<'a>,
     /// Which manager answered, who leads, and why no failover is possible
     /// now when none is.
     coordination: Option<&'a myha_api::coordination::Coordination>,
+}
+
+#[derive(Serialize)]
+struct JsonAttention {
+    level: Attention,
+    code: u8,
+    reasons: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -79,25 +71,15 @@ fn json_cluster(st: &ClusterStatus) -> JsonCluster<'_> {
             rejoin_refused: &st.rejoin_refused,
             semi_sync_degraded: st.semi_sync_degraded.as_deref(),
         },
-        servers: s
-            .servers
-            .iter()
-            .map(|v| JsonServer {
-                name: &v.name,
-                address: &v.address,
-                role: v.role.to_string(),
-                mysqld_up: v.mysqld_up,
-                host_reachable: v.host_reachable,
-                read_only: v.read_only,
-                gtid_position: v.gtid_position.as_deref(),
-                io_running: v.io_running,
-                sql_running: v.sql_running,
-                last_error: v.last_error.as_deref(),
-                lag_seconds: v.lag_seconds,
-                age_ms: v.age_ms,
-                detail: v,
-            })
-            .collect(),
+        servers: &s.servers,
+        attention: {
+            let (level, reasons) = st.attention(myha_http::unix_ms());
+            JsonAttention {
+                level,
+                code: level.code(),
+                reasons,
+            }
+        },
     }
 }
 
@@ -303,12 +285,31 @@ pub fn render(st: &ClusterStatus) -> String {
     out
 }
 
+/// `myha status`: exits 0 when every cluster is healthy, 1 when one is
+/// degraded, 2 when one has no writable master or no failover possible,
+/// 3 when the manager cannot be asked (Nagios: OK, WARNING, CRITICAL,
+/// UNKNOWN).
 pub async fn run(config: &Config, cluster: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
-    let client = ManagerClient::new(config)?;
-    let snapshots: Vec<ClusterStatus> = match cluster {
-        Some(name) => vec![client.get(&myha_api::paths::cluster(name)).await?],
-        None => client.get(myha_api::paths::CLUSTERS).await?,
+    let asked = async {
+        let client = ManagerClient::new(config)?;
+        anyhow::Ok(match cluster {
+            Some(name) => vec![client.get(&myha_api::paths::cluster(name)).await?],
+            None => client.get(myha_api::paths::CLUSTERS).await?,
+        })
     };
+    let snapshots: Vec<ClusterStatus> = match asked.await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("myha: {e:#}");
+            return Ok(ExitCode::from(3));
+        }
+    };
+    let now = myha_http::unix_ms();
+    let worst = snapshots
+        .iter()
+        .map(|s| s.attention(now).0)
+        .max()
+        .unwrap_or(Attention::Healthy);
     if json {
         let out: Vec<JsonCluster<'_>> = snapshots.iter().map(json_cluster).collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -319,5 +320,21 @@ pub async fn run(config: &Config, cluster: Option<&str>, json: bool) -> anyhow::
             print!("{}", render(s));
         }
     }
-    Ok(ExitCode::SUCCESS)
+    if !json {
+        for s in &snapshots {
+            let (level, reasons) = s.attention(now);
+            if level != Attention::Healthy {
+                println!(
+                    "{} {}: {}",
+                    s.snapshot.cluster,
+                    match level {
+                        Attention::Critical => "CRITICAL",
+                        _ => "DEGRADED",
+                    },
+                    reasons.join("; ")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::from(worst.code()))
 }

@@ -407,6 +407,12 @@ fn dry_run_and_refusal_on_a_healthy_master() {
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["status"], "dry_run");
     assert_eq!(plan["new_master"], "db2", "{plan:#}");
+    // The master answers: the plan does not call it unreachable.
+    let lost = plan["lost"].as_str().unwrap_or_default();
+    assert!(!lost.contains("unreachable"), "{plan:#}");
+    // A dry run enters no journal.
+    let hist = String::from_utf8_lossy(&bed.myha(&["history"]).unwrap().stdout).into_owned();
+    assert!(!hist.contains("dry-run"), "{hist}");
     let st = bed.status().unwrap();
     assert_eq!(st["readiness"]["chosen"], "db2", "{st:#}");
     let out = bed.myha(&["failover"]).unwrap();

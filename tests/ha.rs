@@ -135,7 +135,9 @@ fn steady_leader(bed: &Bed, leader: usize, span: Duration) -> Vec<String> {
 
 /// `myha history --json`, parsed.
 fn history(bed: &Bed) -> Vec<Value> {
-    let out = bed.myha(&["history", "--json"]).unwrap();
+    let out = bed
+        .myha(&["history", "--json", "--limit", "10000"])
+        .unwrap();
     assert!(
         out.status.success(),
         "myha history: {}",

@@ -122,7 +122,8 @@ impl Setup {
     /// unknown to it: names only.
     fn clusters(&self) -> Vec<String> {
         let (code, out, err) = self.myha(&["status", "--json"]);
-        assert_eq!(code, 0, "myha status --json: {err}");
+        // The clusters' servers are down: critical (2), answered.
+        assert!((0..=2).contains(&code), "myha status --json: {err}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         let mut names: Vec<String> = v
             .as_array()
@@ -219,7 +220,7 @@ fn clusters_come_and_go_without_a_restart_and_a_bad_file_changes_nothing() {
     );
     let pid = manager.0.id();
     wait_for("the manager answers", Duration::from_secs(30), || {
-        s.myha(&["status", "--json"]).0 == 0
+        (0..=2).contains(&s.myha(&["status", "--json"]).0)
     });
     assert_eq!(s.clusters(), names(&["c1"]));
 

@@ -202,3 +202,40 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
 }
+
+/// `GET /v1/clusters/{name}/history?since_ms=&before_ms=&limit=`: a page of
+/// the journal, oldest first: the latest `limit` events at or after
+/// `since_ms` and before `before_ms`. The next page back passes the first
+/// event's `at_ms` as `before_ms`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryQuery {
+    #[serde(default)]
+    pub since_ms: Option<u64>,
+    #[serde(default)]
+    pub before_ms: Option<u64>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+impl HistoryQuery {
+    /// Events in one page without `limit`.
+    pub const DEFAULT_LIMIT: usize = 1000;
+    /// The most one page holds.
+    pub const MAX_LIMIT: usize = 10_000;
+
+    /// The page of `events` (oldest first) this query asks for.
+    pub fn page(&self, events: Vec<Event>) -> Vec<Event> {
+        let limit = self
+            .limit
+            .unwrap_or(Self::DEFAULT_LIMIT)
+            .min(Self::MAX_LIMIT);
+        let mut kept: Vec<Event> = events
+            .into_iter()
+            .filter(|e| self.since_ms.is_none_or(|s| e.at_ms >= s))
+            .filter(|e| self.before_ms.is_none_or(|b| e.at_ms < b))
+            .collect();
+        let skip = kept.len().saturating_sub(limit);
+        kept.drain(..skip);
+        kept
+    }
+}

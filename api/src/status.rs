@@ -33,3 +33,111 @@ pub struct ClusterStatus {
     #[serde(default)]
     pub coordination: Option<crate::coordination::Coordination>,
 }
+
+/// How much a cluster needs an operator, as `myha status` exits (the
+/// Nagios convention): 0 healthy, 1 degraded, 2 critical.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attention {
+    /// Nothing to do.
+    Healthy,
+    /// It works, and a failover would work, but something is not as it
+    /// should be (a replica down or lagging, a server to rejoin, semi-sync
+    /// degraded, an operation under way, failover blocked, a suspect
+    /// verdict).
+    Degraded,
+    /// No writable master, or no failover possible now.
+    Critical,
+}
+
+impl Attention {
+    /// The exit code: 0, 1 or 2.
+    pub fn code(self) -> u8 {
+        match self {
+            Attention::Healthy => 0,
+            Attention::Degraded => 1,
+            Attention::Critical => 2,
+        }
+    }
+}
+
+impl ClusterStatus {
+    /// How much this cluster needs an operator, and why (pure: over what
+    /// the manager answered, at `now_ms`).
+    pub fn attention(&self, now_ms: u64) -> (Attention, Vec<String>) {
+        use myha_core::analysis::Verdict;
+        use myha_core::flavor::ThreadState;
+        use myha_core::topology::Role;
+        let mut critical = Vec::new();
+        let mut degraded = Vec::new();
+        let s = &self.snapshot;
+        match (&self.epoch_master, &s.master) {
+            (None, _) => critical.push("no master on record".to_string()),
+            (Some(m), None) => critical.push(format!("no writable master ({m} on record)")),
+            (Some(m), Some(w)) if m != w => {
+                critical.push(format!("{w} is writable but {m} is the master on record"))
+            }
+            _ => {}
+        }
+        if let Some(c) = &self.coordination {
+            if let Some(why) = &c.blocked {
+                critical.push(why.clone());
+            }
+        }
+        match &self.readiness {
+            None => critical.push("no failover possible: no candidate is known".to_string()),
+            Some(r) if r.chosen.is_none() => critical.push(format!(
+                "no failover possible: {}",
+                r.blocker.as_deref().unwrap_or("no eligible replica")
+            )),
+            Some(_) => {}
+        }
+        if let Some(a) = &self.analysis {
+            if a.verdict != Verdict::Healthy {
+                degraded.push(format!("verdict {:?}", a.verdict));
+            }
+        }
+        degraded.extend(s.problems.iter().cloned());
+        for v in &s.servers {
+            let is_master = self.epoch_master.as_deref() == Some(v.name.as_str());
+            if !is_master && v.role == Role::Replica {
+                let running = |t: Option<ThreadState>| t == Some(ThreadState::Running);
+                if !running(v.io_running) || !running(v.sql_running) {
+                    degraded.push(format!("{}: replication threads not running", v.name));
+                }
+            } else if !is_master && v.mysqld_up != Some(true) {
+                degraded.push(format!(
+                    "{}: not replicating (mysqld down or unknown)",
+                    v.name
+                ));
+            }
+            if !v.diverged_gtids.is_empty() {
+                degraded.push(format!("{}: diverged", v.name));
+            }
+        }
+        for n in &self.needs_rejoin {
+            degraded.push(format!("{n} needs a rejoin"));
+        }
+        if self.semi_sync_degraded.is_some() {
+            degraded.push("semi-sync degraded to asynchronous".to_string());
+        }
+        if let Some(op) = &self.in_progress {
+            degraded.push(format!("operation {} in progress", op.id));
+        }
+        if self.failover_blocked_until_ms.is_some_and(|u| u > now_ms) {
+            degraded.push(
+                "automatic failover blocked after the last one (acknowledge with `myha failover --ack`)"
+                    .to_string(),
+            );
+        }
+        degraded.dedup();
+        if !critical.is_empty() {
+            critical.extend(degraded);
+            (Attention::Critical, critical)
+        } else if !degraded.is_empty() {
+            (Attention::Degraded, degraded)
+        } else {
+            (Attention::Healthy, Vec::new())
+        }
+    }
+}

@@ -212,12 +212,16 @@ async fn cluster(State(app): State<App>, Path(name): Path<String>) -> Response {
     }
 }
 
-async fn history(State(app): State<App>, Path(name): Path<String>) -> Response {
+async fn history(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<myha_api::journal::HistoryQuery>,
+) -> Response {
     if app.ctx.live.get().cluster(&name).is_none() {
         return not_found(&name);
     }
     match app.ctx.topology.store().history(&name) {
-        Ok(events) => Json::<Vec<Event>>(events).into_response(),
+        Ok(events) => Json::<Vec<Event>>(q.page(events)).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }

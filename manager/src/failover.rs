@@ -371,8 +371,14 @@ fn plan(
         .and_then(|c| snapshot.server(c))
         .and_then(|v| v.facts.clone());
     let old_facts = (run.ctx.topology).last_known_facts(&run.cluster.name, &run.old_master);
+    // A master the manager reads now is not "unreachable": what it has
+    // that the candidate lacks is exact (and a failover would first bring
+    // the candidate up to it, or wait).
+    let readable = snapshot
+        .server(&run.old_master)
+        .is_some_and(|v| v.manager_probe.ok);
     let lost = match (new_facts, old_facts) {
-        (Some(new), Some((old, age))) => lost_gtids(Some((&old, age, false)), &new),
+        (Some(new), Some((old, age))) => lost_gtids(Some((&old, age, readable)), &new),
         _ => "unknown".into(),
     };
     if let Some(b) = &choice.blocker {

@@ -190,7 +190,7 @@ fn one_trial(
     }
     let mut promote = None;
     if !control {
-        let out = bed.myha(&["history", "--json"])?;
+        let out = bed.myha(&["history", "--json", "--limit", "10000"])?;
         let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         promote = events
             .as_array()
