@@ -49,12 +49,31 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn health(State(shared): State<Arc<Shared>>) -> Json<AgentHealth> {
-    let last = shared.last.lock().await;
+    let (last_sample_at_ms, mysqld_up) = {
+        let last = shared.last.lock().await;
+        (
+            last.as_ref().map(|r| r.sampled_at_ms),
+            last.as_ref().map(|r| r.mysqld.facts().is_some()),
+        )
+    };
+    let vip = shared.cluster.vip.as_ref();
+    let arping = match vip {
+        Some(_) => Some(crate::vip::find_arping().await.is_some()),
+        None => None,
+    };
     Json(AgentHealth {
         host: shared.host.name.clone(),
         cluster: shared.cluster.name.clone(),
-        last_sample_at_ms: last.as_ref().map(|r| r.sampled_at_ms),
-        mysqld_up: last.as_ref().map(|r| r.mysqld.facts().is_some()),
+        last_sample_at_ms,
+        mysqld_up,
+        version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        unix_ms: Some(myha_http::unix_ms()),
+        vip_interface: vip.map(|v| {
+            std::path::Path::new("/sys/class/net")
+                .join(&v.interface)
+                .exists()
+        }),
+        arping,
     })
 }
 

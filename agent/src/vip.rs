@@ -478,7 +478,7 @@ async fn arping_tool() -> Result<Arping, VipError> {
     Ok(ARPING.get_or_init(|| tool).clone())
 }
 
-async fn find_arping() -> Option<PathBuf> {
+pub(crate) async fn find_arping() -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();

@@ -63,4 +63,16 @@ pub struct AgentHealth {
     pub cluster: String,
     pub last_sample_at_ms: Option<u64>,
     pub mysqld_up: Option<bool>,
+    /// The agent's myha version.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The agent's clock when it answered (unix ms).
+    #[serde(default)]
+    pub unix_ms: Option<u64>,
+    /// The cluster's VIP interface exists on the host (`None`: no VIP).
+    #[serde(default)]
+    pub vip_interface: Option<bool>,
+    /// `arping` is installed (`None`: no VIP, not needed).
+    #[serde(default)]
+    pub arping: Option<bool>,
 }

@@ -23,6 +23,39 @@ pub struct CheckServer {
     pub replication_grants: Option<Vec<String>>,
     /// Server clock minus the checker's clock, RTT-corrected, milliseconds.
     pub clock_offset_ms: Option<i64>,
+    /// `@@slave_net_timeout` (MySQL 8: `replica_net_timeout`), seconds.
+    pub slave_net_timeout_s: Option<i64>,
+    /// `SHOW GRANTS` of myha's own (admin) account on this server.
+    pub admin_grants: Option<Vec<String>>,
+    /// Logging in as the replication user with the configured password:
+    /// `Err` says why it failed; `None` when not tried.
+    pub replication_login: Option<Result<(), String>>,
+    /// What this host's agent says, when it was asked.
+    pub agent: Option<AgentCheck>,
+}
+
+/// The agent of a host as `check` sees it.
+#[derive(Debug, Clone)]
+pub struct AgentCheck {
+    /// `Err`: why the agent did not answer (`/v1/health`).
+    pub reachable: Result<(), String>,
+    pub version: Option<String>,
+    /// The cluster's VIP interface exists on the host (`None`: no VIP).
+    pub vip_interface: Option<bool>,
+    /// `arping` is installed (for gratuitous ARP after a VIP move).
+    pub arping: Option<bool>,
+    /// Age of this agent's last report at the manager (`None`: the manager
+    /// was not asked or has none).
+    pub report_age_ms: Option<u64>,
+}
+
+/// A configured hook: its name, path, and whether it can be run here.
+#[derive(Debug, Clone)]
+pub struct HookCheck {
+    pub name: String,
+    pub path: String,
+    /// `Err`: why it cannot run (missing, not executable).
+    pub runnable: Result<(), String>,
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +70,224 @@ pub struct CheckInput {
     /// What the manager says, when it answers: server -> why it was not
     /// rejoined; and why semi-sync was degraded, if it was.
     pub manager: Option<ManagerView>,
+    /// This `myha`'s version: every agent must run the same.
+    pub version: String,
+    /// The cluster's VIP interface, when a VIP is configured.
+    pub vip_interface: Option<String>,
+    /// The cluster's hooks.
+    pub hooks: Vec<HookCheck>,
+    /// `manager.listen` and whether any host is remote (not loopback).
+    pub manager_listen: Option<(String, bool)>,
+}
+
+/// Freshness an agent's report must have at the manager (it reports
+/// several times a second).
+const REPORT_FRESH_MS: u64 = 5_000;
+/// Above this, a replica notices a silent master too late (its IO thread
+/// is what the manager asks the replicas about).
+const MAX_SLAVE_NET_TIMEOUT_S: i64 = 60;
+
+/// The global privileges myha's own account needs, by flavor (MariaDB
+/// 10.11 names; MySQL 8 dynamic privileges), for what failover and
+/// switchover run: read status, kill sessions, set read_only, repoint,
+/// semi-sync.
+fn admin_privileges(flavor: Flavor) -> &'static [&'static [&'static str]] {
+    // Each entry: the privilege and the names that grant it too.
+    match flavor {
+        Flavor::Mariadb => &[
+            &["PROCESS"],
+            &["CONNECTION ADMIN", "SUPER"],
+            &["READ_ONLY ADMIN"],
+            &["SLAVE MONITOR", "REPLICA MONITOR", "SUPER"],
+            &["REPLICATION SLAVE ADMIN", "SUPER"],
+            &["REPLICATION MASTER ADMIN", "SUPER"],
+        ],
+        Flavor::Mysql => &[
+            &["PROCESS"],
+            &["CONNECTION_ADMIN", "SUPER"],
+            &["SYSTEM_VARIABLES_ADMIN", "SUPER"],
+            &["REPLICATION_SLAVE_ADMIN", "SUPER"],
+            &["REPLICATION CLIENT"],
+        ],
+    }
+}
+
+/// The privileges `grants` (`SHOW GRANTS` lines) lack among those myha's
+/// account needs on `*.*` (pure). `ALL PRIVILEGES ON *.*` has them all.
+pub fn missing_admin_privileges(flavor: Flavor, grants: &[String]) -> Vec<String> {
+    let mut global: Vec<String> = Vec::new();
+    for line in grants {
+        let upper = line.to_ascii_uppercase();
+        let Some(rest) = upper.strip_prefix("GRANT ") else {
+            continue;
+        };
+        let Some((privs, target)) = rest.split_once(" ON ") else {
+            continue;
+        };
+        if target.trim_start().starts_with("*.*") {
+            global.extend(privs.split(',').map(|p| p.trim().to_string()));
+        }
+    }
+    if global.iter().any(|p| p == "ALL PRIVILEGES" || p == "ALL") {
+        return Vec::new();
+    }
+    admin_privileges(flavor)
+        .iter()
+        .filter(|names| !names.iter().any(|n| global.iter().any(|g| g == n)))
+        .map(|names| names[0].to_string())
+        .collect()
+}
+
+/// The checks of what runs beside the servers: the admin account's
+/// privileges, the replication login, `slave_net_timeout`, every agent
+/// (reachable, same version, VIP interface, arping, reporting to the
+/// manager), the hooks, and `manager.listen` against remote hosts.
+fn operational_checks(out: &mut Out, input: &CheckInput) {
+    for s in &input.servers {
+        let name = Some(s.name.as_str());
+        if let Some(grants) = &s.admin_grants {
+            let missing = missing_admin_privileges(input.flavor, grants);
+            if missing.is_empty() {
+                out.ok(
+                    "admin_privileges",
+                    name,
+                    "myha's account has the privileges failover needs".into(),
+                );
+            } else {
+                out.fail(
+                    "admin_privileges",
+                    name,
+                    format!("myha's account lacks {} on *.*: fencing, promotion or repointing would fail with ERROR 1227", missing.join(", ")),
+                    format!("GRANT {} ON *.* TO the account myha uses (docs/deploy.md lists every grant)", missing.join(", ")),
+                );
+            }
+        }
+        match &s.replication_login {
+            Some(Ok(())) => out.ok("replication_login", name, format!("{} logs in with the configured password", input.replication_user)),
+            Some(Err(e)) => out.fail(
+                "replication_login",
+                name,
+                format!("the replication user {} cannot log in with the configured password: {e}: replicas repointed to this server after a failover would not connect", input.replication_user),
+                "set the account's password to the configured one (with sql_log_bin=0 on each server), and allow it from every DB host and from where `myha check` runs".into(),
+            ),
+            None => {}
+        }
+        match s.slave_net_timeout_s {
+            Some(t) if t > MAX_SLAVE_NET_TIMEOUT_S => out.fail(
+                "slave_net_timeout",
+                name,
+                format!("slave_net_timeout is {t} s: a replica notices a silent master (frozen, cut off) only that late, and a failover waits for the replicas' word"),
+                format!("slave_net_timeout = {MAX_SLAVE_NET_TIMEOUT_S} (or less) in my.cnf of every server, and SET GLOBAL slave_net_timeout = {MAX_SLAVE_NET_TIMEOUT_S}"),
+            ),
+            Some(t) => out.ok("slave_net_timeout", name, format!("slave_net_timeout is {t} s")),
+            None => {}
+        }
+        let Some(a) = &s.agent else { continue };
+        match &a.reachable {
+            Err(e) => {
+                out.fail(
+                    "agent",
+                    name,
+                    format!("the agent does not answer: {e}"),
+                    "start the agent (systemctl start myha-agent@HOST) and open its port to the manager".into(),
+                );
+                continue;
+            }
+            Ok(()) => out.ok("agent", name, "the agent answers".into()),
+        }
+        match &a.version {
+            Some(v) if *v == input.version => {}
+            Some(v) => out.fail(
+                "agent_version",
+                name,
+                format!("the agent runs myha {v}, this myha is {}", input.version),
+                "upgrade every host to the same myha version (docs/deploy.md: agents first, one host at a time)".into(),
+            ),
+            None => out.fail(
+                "agent_version",
+                name,
+                "the agent does not say its version (older than this myha)".into(),
+                "upgrade the agent".into(),
+            ),
+        }
+        if let (Some(iface), Some(present)) = (&input.vip_interface, a.vip_interface) {
+            if present {
+                out.ok(
+                    "vip_interface",
+                    name,
+                    format!("interface {iface} is present"),
+                );
+            } else {
+                out.fail(
+                    "vip_interface",
+                    name,
+                    format!("the VIP's interface {iface} does not exist on this host: the VIP cannot move here"),
+                    "fix `vip.interface` or the host's network configuration".into(),
+                );
+            }
+        }
+        if input.vip_interface.is_some() {
+            match a.arping {
+                Some(false) => out.fail(
+                    "arping",
+                    name,
+                    "arping is not installed: after a VIP move, clients and the gateway keep the old MAC until their ARP entries expire".into(),
+                    "apt-get install arping".into(),
+                ),
+                Some(true) => out.ok("arping", name, "arping is installed".into()),
+                None => {}
+            }
+        }
+        if input.manager.is_some() {
+            match a.report_age_ms {
+                Some(age) if age <= REPORT_FRESH_MS => {}
+                other => out.fail(
+                    "manager_reachable",
+                    name,
+                    match other {
+                        Some(age) => format!("the agent answers, but its last report reached the manager {age} ms ago"),
+                        None => "the agent answers, but the manager has no report from it".into(),
+                    },
+                    "the agent must reach `manager.urls` (manager.listen must not be a loopback address when agents are remote; open the port)".into(),
+                ),
+            }
+        }
+    }
+    for h in &input.hooks {
+        match &h.runnable {
+            Ok(()) => out.ok(
+                "hooks",
+                None,
+                format!("{} ({}) is executable", h.name, h.path),
+            ),
+            Err(e) => out.fail(
+                "hooks",
+                None,
+                format!("hook {} ({}) cannot run: {e}", h.name, h.path),
+                "install the script on the manager's host, executable by the user myha runs as"
+                    .into(),
+            ),
+        }
+    }
+    if let Some((listen, remote)) = &input.manager_listen {
+        let loopback = listen.starts_with("127.")
+            || listen.starts_with("[::1]")
+            || listen.starts_with("localhost");
+        if loopback && *remote {
+            out.fail(
+                "manager_listen",
+                None,
+                format!("manager.listen is {listen}, a loopback address, but the agents run on other hosts: they cannot report, and a master fences itself when it cannot reach the manager"),
+                "listen on an address the agents reach (e.g. 0.0.0.0:7070 with `url:` set)".into(),
+            );
+        } else {
+            out.ok(
+                "manager_listen",
+                None,
+                format!("manager.listen {listen} is reachable from the hosts' side"),
+            );
+        }
+    }
 }
 
 /// The manager's view `check` adds to what it reads from the servers.
@@ -525,5 +776,6 @@ pub fn check(input: &CheckInput) -> Vec<Finding> {
             }
         }
     }
+    operational_checks(&mut out, input);
     out.0
 }

@@ -2,7 +2,7 @@
 //! with its own check id, the server at fault and a fix.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use myha_core::check::{check, CheckInput, CheckServer, Finding};
+use myha_core::check::{check, AgentCheck, CheckInput, CheckServer, Finding, HookCheck};
 mod common;
 
 use common::{facts, repl};
@@ -44,6 +44,16 @@ fn server(name: &str, facts: ServerFacts) -> CheckServer {
         facts: Ok(facts),
         replication_grants: Some(vec![MARIADB_REPL_GRANT.into()]),
         clock_offset_ms: Some(3),
+        slave_net_timeout_s: Some(60),
+        admin_grants: Some(vec!["GRANT ALL PRIVILEGES ON *.* TO `myha`@`%`".into()]),
+        replication_login: Some(Ok(())),
+        agent: Some(AgentCheck {
+            reachable: Ok(()),
+            version: Some("1.0.0".into()),
+            vip_interface: Some(true),
+            arping: Some(true),
+            report_age_ms: Some(300),
+        }),
     }
 }
 
@@ -61,6 +71,10 @@ fn healthy() -> CheckInput {
         ],
         behind_router: false,
         manager: None,
+        version: "1.0.0".into(),
+        vip_interface: Some("eth0".into()),
+        hooks: Vec::new(),
+        manager_listen: Some(("10.0.0.1:7070".into(), true)),
     }
 }
 
@@ -239,6 +253,21 @@ fn healthy_findings_in_stable_order() {
         id("semi_sync_replica", Some("db2")),
         id("semi_sync_replica", Some("db3")),
     ];
+    // Then what runs beside the servers, per server, then the whole.
+    let mut want = want.to_vec();
+    for db in ["db1", "db2", "db3"] {
+        for c in [
+            "admin_privileges",
+            "replication_login",
+            "slave_net_timeout",
+            "agent",
+            "vip_interface",
+            "arping",
+        ] {
+            want.push(id(c, Some(db)));
+        }
+    }
+    want.push(id("manager_listen", None));
     assert_eq!(got, want);
 }
 
@@ -882,4 +911,119 @@ fn no_leader_is_a_failed_coordination_check() {
     );
     input.manager = Some(myha_core::check::ManagerView::default());
     assert!(failures(&input).iter().all(|f| f.check != "coordination"));
+}
+
+fn failing(input: &CheckInput, check_name: &str) -> Vec<Finding> {
+    check(input)
+        .into_iter()
+        .filter(|f| !f.ok && f.check == check_name)
+        .collect()
+}
+
+#[test]
+fn the_operational_checks_pass_on_a_healthy_cluster() {
+    let all = check(&healthy());
+    let bad: Vec<&Finding> = all.iter().filter(|f| !f.ok).collect();
+    assert!(bad.is_empty(), "{bad:#?}");
+    for c in [
+        "admin_privileges",
+        "replication_login",
+        "slave_net_timeout",
+        "agent",
+        "vip_interface",
+        "arping",
+        "manager_listen",
+    ] {
+        assert!(all.iter().any(|f| f.ok && f.check == c), "no passing {c}");
+    }
+}
+
+#[test]
+fn missing_admin_privileges_are_named() {
+    use myha_core::check::missing_admin_privileges;
+    let least = "GRANT PROCESS, CONNECTION ADMIN, READ_ONLY ADMIN, SLAVE MONITOR, REPLICATION SLAVE ADMIN, RELOAD, REPLICATION MASTER ADMIN, BINLOG MONITOR, REPLICATION SLAVE, BINLOG REPLAY, BINLOG ADMIN ON *.* TO `myha`@`10.0.0.%`";
+    assert!(missing_admin_privileges(Flavor::Mariadb, &[least.into()]).is_empty());
+    assert!(missing_admin_privileges(
+        Flavor::Mariadb,
+        &["GRANT ALL PRIVILEGES ON *.* TO `myha`@`%` WITH GRANT OPTION".into()]
+    )
+    .is_empty());
+    let without_ro = least.replace("READ_ONLY ADMIN, ", "");
+    assert_eq!(
+        missing_admin_privileges(Flavor::Mariadb, &[without_ro]),
+        vec!["READ_ONLY ADMIN"]
+    );
+    // On one database only: not global.
+    let on_db = "GRANT ALL PRIVILEGES ON `app`.* TO `myha`@`%`".to_string();
+    assert_eq!(missing_admin_privileges(Flavor::Mariadb, &[on_db]).len(), 6);
+    let mysql = "GRANT PROCESS, RELOAD, REPLICATION CLIENT ON *.* TO `myha`@`%`".to_string();
+    let dynamic = "GRANT CONNECTION_ADMIN,REPLICATION_SLAVE_ADMIN,SYSTEM_VARIABLES_ADMIN ON *.* TO `myha`@`%`".to_string();
+    assert!(missing_admin_privileges(Flavor::Mysql, &[mysql.clone(), dynamic]).is_empty());
+    assert_eq!(
+        missing_admin_privileges(Flavor::Mysql, &[mysql]),
+        vec![
+            "CONNECTION_ADMIN",
+            "SYSTEM_VARIABLES_ADMIN",
+            "REPLICATION_SLAVE_ADMIN"
+        ]
+    );
+    let mut input = healthy();
+    srv(&mut input, "db2").admin_grants = Some(vec![least.replace("PROCESS, ", "")]);
+    let f = failing(&input, "admin_privileges");
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].server.as_deref(), Some("db2"));
+    assert!(f[0].message.contains("PROCESS"), "{f:?}");
+}
+
+#[test]
+fn each_operational_misconfiguration_fails_its_check() {
+    let mut input = healthy();
+    srv(&mut input, "db3").slave_net_timeout_s = Some(3600);
+    srv(&mut input, "db2").replication_login = Some(Err("Access denied".into()));
+    if let Some(a) = srv(&mut input, "db1").agent.as_mut() {
+        a.version = Some("0.9.0".into());
+        a.arping = Some(false);
+        a.vip_interface = Some(false);
+    }
+    input.manager = Some(Default::default());
+    if let Some(a) = srv(&mut input, "db2").agent.as_mut() {
+        a.report_age_ms = None;
+    }
+    srv(&mut input, "db3").agent = Some(AgentCheck {
+        reachable: Err("connection refused".into()),
+        version: None,
+        vip_interface: None,
+        arping: None,
+        report_age_ms: None,
+    });
+    input.hooks = vec![HookCheck {
+        name: "pre_failover".into(),
+        path: "/nonexistent".into(),
+        runnable: Err("no such file".into()),
+    }];
+    input.manager_listen = Some(("127.0.0.1:7070".into(), true));
+    let on = |input: &CheckInput, c: &str| -> Vec<Option<String>> {
+        failing(input, c).into_iter().map(|f| f.server).collect()
+    };
+    assert_eq!(
+        on(&input, "slave_net_timeout"),
+        vec![Some("db3".to_string())]
+    );
+    assert_eq!(
+        on(&input, "replication_login"),
+        vec![Some("db2".to_string())]
+    );
+    assert_eq!(on(&input, "agent_version"), vec![Some("db1".to_string())]);
+    assert_eq!(on(&input, "arping"), vec![Some("db1".to_string())]);
+    assert_eq!(on(&input, "vip_interface"), vec![Some("db1".to_string())]);
+    assert_eq!(
+        on(&input, "manager_reachable"),
+        vec![Some("db2".to_string())]
+    );
+    assert_eq!(on(&input, "agent"), vec![Some("db3".to_string())]);
+    assert_eq!(on(&input, "hooks"), vec![None]);
+    assert_eq!(on(&input, "manager_listen"), vec![None]);
+    // A loopback listen is fine when every host is local.
+    input.manager_listen = Some(("127.0.0.1:7070".into(), false));
+    assert!(on(&input, "manager_listen").is_empty());
 }
