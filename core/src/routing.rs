@@ -309,6 +309,7 @@ mod tests {
             diverged_gtids: Vec::new(),
             disagreements: Vec::new(),
             agent: AgentView {
+                version: None,
                 reachable: agent_fresh,
                 last_report_age_ms: Some(if agent_fresh { 100 } else { 9_000 }),
                 mysqld_process: process,

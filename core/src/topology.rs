@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::flavor::ThreadState;
 use crate::report::{AgentReport, DownKind, MasterView, MysqldStatus, ServerFacts};
 
+/// The myha version this code is (every crate of the workspace shares it):
+/// an agent reporting another one is named in the snapshot's problems.
+pub const MYHA_VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// A server's role as derived from what it reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -65,6 +69,9 @@ pub struct Freshness {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentView {
     pub reachable: bool,
+    /// The myha version the agent runs (from its last report).
+    #[serde(default)]
+    pub version: Option<String>,
     pub last_report_age_ms: Option<u64>,
     pub mysqld_process: Option<bool>,
     pub down_kind: Option<DownKind>,
@@ -384,6 +391,7 @@ pub fn server_view(obs: &HostObservation<'_>, fresh: Freshness) -> ServerView {
     let agent_down = agent.and_then(|(r, _)| error_of(&r.mysqld));
     let agent_view = AgentView {
         reachable: agent.is_some(),
+        version: obs.agent.map(|(r, _)| r.agent_version.clone()),
         last_report_age_ms: obs.agent.map(|(_, age)| age),
         mysqld_process: agent.and_then(|(r, _)| r.mysqld_process),
         down_kind: agent_down.as_ref().map(|(k, _)| *k),
@@ -464,6 +472,13 @@ pub enum Problem {
     FormerMasterWritable {
         server: String,
     },
+    /// The server's agent runs another myha version than the manager
+    /// (an upgrade under way: agents first, then the managers).
+    AgentVersion {
+        server: String,
+        agent: String,
+        manager: String,
+    },
 }
 
 impl std::fmt::Display for Problem {
@@ -494,6 +509,14 @@ impl std::fmt::Display for Problem {
             Problem::FormerMasterWritable { server } => write!(
                 f,
                 "{server}: former master is WRITABLE: being fenced by its agent"
+            ),
+            Problem::AgentVersion {
+                server,
+                agent,
+                manager,
+            } => write!(
+                f,
+                "{server}: its agent runs myha {agent}, the manager {manager}: finish the upgrade"
             ),
         }
     }
@@ -564,6 +587,15 @@ pub fn build_snapshot_with_problems(
         let server = || s.name.clone();
         if !s.host_reachable {
             problems.push(Problem::AgentNotReporting { server: server() });
+        }
+        if let Some(v) = s.agent.version.as_deref() {
+            if v != MYHA_VERSION {
+                problems.push(Problem::AgentVersion {
+                    server: server(),
+                    agent: v.to_string(),
+                    manager: MYHA_VERSION.to_string(),
+                });
+            }
         }
         if s.mysqld_up == Some(false) {
             problems.push(Problem::MysqldDown { server: server() });

@@ -117,6 +117,7 @@ fn agent_silent(snap: &mut ClusterSnapshot, name: &str) {
     s.mysqld_up = None;
     s.agent = AgentView {
         reachable: false,
+        version: None,
         last_report_age_ms: Some(9_000),
         mysqld_process: None,
         down_kind: None,

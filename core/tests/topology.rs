@@ -55,7 +55,7 @@ fn report(host: &str, mysqld: MysqldStatus) -> AgentReport {
     AgentReport {
         cluster: "main".into(),
         host: host.into(),
-        agent_version: "0.1.0".into(),
+        agent_version: myha_core::topology::MYHA_VERSION.into(),
         instance: 42,
         seq: 7,
         sampled_at_ms: 1_700_000_000_000,
@@ -741,4 +741,24 @@ fn problems_are_values_shown_and_serialized_as_sentences() {
     let mut s = s;
     s.set_problems(&[Problem::NoMaster]);
     assert_eq!(s.problems, ["no writable master is visible"]);
+}
+
+#[test]
+fn an_agent_of_another_version_is_a_problem() {
+    let m = report("db1", up(facts(1)));
+    let mut r2 = report("db2", up(replica(2, "db1")));
+    r2.agent_version = "0.0.9".into();
+    let hosts = [
+        obs("db1", Some((&m, 100)), None),
+        obs("db2", Some((&r2, 100)), None),
+    ];
+    let s = build_snapshot("main", 4, 1_700_000_000_000, &hosts, FRESH);
+    assert_eq!(s.server("db2").unwrap().agent.version.as_deref(), Some("0.0.9"));
+    assert_eq!(
+        s.problems,
+        [format!(
+            "db2: its agent runs myha 0.0.9, the manager {}: finish the upgrade",
+            myha_core::topology::MYHA_VERSION
+        )]
+    );
 }

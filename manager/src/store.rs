@@ -29,6 +29,32 @@ pub enum StoreError {
         key: String,
         source: serde_json::Error,
     },
+    /// The state was written by a newer myha (a downgrade): this one
+    /// would not understand all of it, and refuses to act on it.
+    #[error("state of cluster {cluster} has schema {found}, newer than this myha's {known}: run the myha version that wrote it (or newer)")]
+    NewerSchema {
+        cluster: String,
+        found: u32,
+        known: u32,
+    },
+}
+
+/// The schema of the durable state this myha writes. 0 (absent) is the
+/// state written before schemas were numbered, read as 1. Bump it when a
+/// change of [`ClusterState`] cannot be read by an older myha.
+pub const STATE_SCHEMA: u32 = 1;
+
+/// `state` as read for `cluster`: refused if a newer myha wrote it.
+pub(crate) fn readable(cluster: &str, mut state: ClusterState) -> Result<ClusterState, StoreError> {
+    if state.schema > STATE_SCHEMA {
+        return Err(StoreError::NewerSchema {
+            cluster: cluster.to_string(),
+            found: state.schema,
+            known: STATE_SCHEMA,
+        });
+    }
+    state.schema = STATE_SCHEMA;
+    Ok(state)
 }
 
 impl StoreError {
@@ -47,6 +73,10 @@ impl StoreError {
 /// Durable per-cluster state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
+    /// The schema of this state ([`STATE_SCHEMA`] when written by this
+    /// myha; absent in states written before it was numbered).
+    #[serde(default)]
+    pub schema: u32,
     /// Bumped on every change of master; agents enforce it.
     pub epoch: u64,
     /// The master of `epoch`, once known.
@@ -163,8 +193,9 @@ impl StateStore for FileStore {
         let path = self.path(cluster);
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| StoreError::Corrupt { path, source }),
+                .map_err(|source| StoreError::Corrupt { path, source })
+                .and_then(|st| readable(cluster, st))
+                .map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(StoreError::Io { path, source }),
         }
@@ -177,6 +208,10 @@ impl StateStore for FileStore {
         let io = |source| StoreError::Io {
             path: tmp.clone(),
             source,
+        };
+        let state = &ClusterState {
+            schema: STATE_SCHEMA,
+            ..state.clone()
         };
         let bytes = serde_json::to_vec_pretty(state).map_err(|source| StoreError::Corrupt {
             path: path.clone(),
@@ -276,16 +311,22 @@ impl StateStore for EtcdStore {
                 source,
             })?;
         got.map(|bytes| {
-            serde_json::from_slice(&bytes).map_err(|source| StoreError::CorruptShared {
-                key: key.clone(),
-                source,
-            })
+            serde_json::from_slice(&bytes)
+                .map_err(|source| StoreError::CorruptShared {
+                    key: key.clone(),
+                    source,
+                })
+                .and_then(|st| readable(cluster, st))
         })
         .transpose()
     }
 
     fn save(&self, cluster: &str, state: &ClusterState) -> Result<(), StoreError> {
         let key = self.state_key(cluster);
+        let state = &ClusterState {
+            schema: STATE_SCHEMA,
+            ..state.clone()
+        };
         let bytes = serde_json::to_vec(state).map_err(|source| StoreError::CorruptShared {
             key: key.clone(),
             source,
@@ -331,7 +372,7 @@ impl StateStore for EtcdStore {
                     key: key.clone(),
                     source,
                 })?;
-            states.push((cluster.to_string(), state));
+            states.push((cluster.to_string(), readable(cluster, state)?));
         }
         Ok(Some(SharedChanges { revision, states }))
     }
@@ -383,9 +424,40 @@ mod tests {
             ..ClusterState::default()
         };
         store.save("c1", &st).unwrap();
-        assert_eq!(store.load("c1").unwrap(), Some(st));
+        let written = ClusterState {
+            schema: STATE_SCHEMA,
+            ..st.clone()
+        };
+        assert_eq!(store.load("c1").unwrap(), Some(written));
+        let text = std::fs::read_to_string(dir.join("cluster-c1.json")).unwrap();
+        assert!(
+            text.contains(&format!("\"schema\": {STATE_SCHEMA}")),
+            "{text}"
+        );
         std::fs::write(dir.join("cluster-bad.json"), b"{not json").unwrap();
         assert!(matches!(store.load("bad"), Err(StoreError::Corrupt { .. })));
+        // A state from before schemas were numbered is read; one from a
+        // newer myha is refused, naming both schemas.
+        std::fs::write(
+            dir.join("cluster-old.json"),
+            br#"{"epoch": 3, "master": "db1"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            store.load("old").unwrap().map(|s| (s.epoch, s.schema)),
+            Some((3, STATE_SCHEMA))
+        );
+        std::fs::write(
+            dir.join("cluster-new.json"),
+            format!(r#"{{"schema": {}, "epoch": 3}}"#, STATE_SCHEMA + 1),
+        )
+        .unwrap();
+        let e = store.load("new").unwrap_err();
+        assert!(
+            matches!(e, StoreError::NewerSchema { found, known, .. } if found == STATE_SCHEMA + 1 && known == STATE_SCHEMA),
+            "{e}"
+        );
+        assert!(e.to_string().contains("newer than this myha"), "{e}");
         let ev = Event {
             at_ms: 1,
             cluster: "c1".into(),

@@ -66,6 +66,7 @@ pub fn repl(host: &str) -> ReplicationStatus {
 pub fn agent_ok() -> myha_core::topology::AgentView {
     myha_core::topology::AgentView {
         reachable: true,
+        version: None,
         last_report_age_ms: Some(200),
         mysqld_process: Some(true),
         down_kind: None,
