@@ -553,21 +553,7 @@ fn is_name(s: &str) -> bool {
 
 /// An IP address or a DNS name.
 fn is_address(s: &str) -> bool {
-    if s.parse::<std::net::IpAddr>().is_ok() {
-        return true;
-    }
-    let s = s.strip_suffix('.').unwrap_or(s);
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
-        })
+    s.parse::<std::net::IpAddr>().is_ok() || myha_config::is_host_name(s)
 }
 
 /// Whether `name` is a `[serverN]` block for MHA: `server` and at least one

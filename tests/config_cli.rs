@@ -2,28 +2,13 @@
 //! errors naming file:line:column. No Docker needed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use myha_config::TokenHash;
 
 mod common;
-
-/// A file readable by its owner only, as every secret file must be.
-fn write_secret(dir: &Path, name: &str, text: &str) -> PathBuf {
-    use std::io::Write;
-    let p = dir.join(name);
-    let _ = std::fs::remove_file(&p);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&p)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-    p
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
@@ -104,10 +89,10 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 fn write_secrets(dir: &Path) {
-    write_secret(dir, "manager.token", MANAGER_TOKEN);
-    write_secret(dir, "agent.token", AGENT_TOKEN);
-    write_secret(dir, "cli.token", CLI_TOKEN);
-    write_secret(dir, "pw", PASSWORD);
+    common::write_secret(dir, "manager.token", MANAGER_TOKEN);
+    common::write_secret(dir, "agent.token", AGENT_TOKEN);
+    common::write_secret(dir, "cli.token", CLI_TOKEN);
+    common::write_secret(dir, "pw", PASSWORD);
 }
 
 #[test]

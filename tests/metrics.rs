@@ -108,19 +108,7 @@ fn every_metrics_endpoint_parses_and_a_failover_is_counted() {
     let receiver = Receiver::start();
     let secrets = std::env::temp_dir().join(format!("myha-webhook-{}", std::process::id()));
     std::fs::create_dir_all(&secrets).unwrap();
-    let token_file = secrets.join("webhook.token");
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let _ = std::fs::remove_file(&token_file);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&token_file)
-            .unwrap();
-        f.write_all(b"hook-t0ken-0123456789").unwrap();
-    }
+    let token_file = write_secret(&secrets, "webhook.token", "hook-t0ken-0123456789");
     let mut opts = options();
     opts.router = true;
     opts.manager_yaml = format!(

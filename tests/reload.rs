@@ -5,8 +5,7 @@
 //! nothing to what is configured.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,19 +17,6 @@ const MANAGER_TOKEN: &str = "m4nager-t0ken-reload";
 const CLI_TOKEN: &str = "0perator-t0ken-reload";
 const MONITOR_TOKEN: &str = "m0nitor-t0ken-reload";
 const PASSWORD: &str = "secret-pw";
-
-fn write_secret(dir: &Path, name: &str, text: &str) {
-    use std::io::Write;
-    let p = dir.join(name);
-    let _ = std::fs::remove_file(&p);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&p)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -198,9 +184,9 @@ fn clusters_come_and_go_without_a_restart_and_a_bad_file_changes_nothing() {
     let dir = std::env::temp_dir().join(format!("myha-reload-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    write_secret(&dir, "manager.token", MANAGER_TOKEN);
-    write_secret(&dir, "cli.token", CLI_TOKEN);
-    write_secret(&dir, "pw", PASSWORD);
+    common::write_secret(&dir, "manager.token", MANAGER_TOKEN);
+    common::write_secret(&dir, "cli.token", CLI_TOKEN);
+    common::write_secret(&dir, "pw", PASSWORD);
     let s = Setup {
         dir: dir.clone(),
         port: free_port(),

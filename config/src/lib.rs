@@ -29,6 +29,7 @@ mod raw;
 mod secret;
 mod timings;
 mod validate;
+pub use validate::is_host_name;
 
 #[cfg(test)]
 mod tests;

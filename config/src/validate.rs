@@ -1450,22 +1450,13 @@ impl Validator<'_> {
         // Servers present a certificate; with client_auth, every client too.
         let serves = !matches!(self.role, Role::Cli { .. });
         let presents = serves || client_auth;
-        let ca_file = match self.required(at, "`tls`", "ca_file", raw.ca_file) {
-            Some(node) => self.readable_file("ca_file", node, false, true),
-            None => PathBuf::new(),
-        };
-        if raw.cert_file.is_some() != raw.key_file.is_some() {
-            self.error(
-                at,
-                "`tls` needs both `cert_file` and `key_file`, or neither",
-            );
-        }
-        let cert_file = raw
-            .cert_file
-            .map(|node| self.readable_file("cert_file", node, false, presents));
-        let key_file = raw
-            .key_file
-            .map(|node| self.readable_file("key_file", node, true, presents));
+        let (ca_file, cert_file, key_file) = self.tls_files(
+            at,
+            "`tls`",
+            (raw.ca_file, raw.cert_file, raw.key_file),
+            true,
+            presents,
+        );
         if presents && cert_file.is_none() && key_file.is_none() {
             let who = if serves {
                 "this process serves HTTPS"
@@ -1544,27 +1535,49 @@ impl Validator<'_> {
         }
     }
 
+    /// A TLS section's files: the CA (required; checked if `ca_used`), and
+    /// the certificate and key (both or neither; checked if `pair_used`,
+    /// the key private).
+    #[allow(clippy::type_complexity)]
+    fn tls_files(
+        &mut self,
+        at: At,
+        what: &str,
+        (ca, cert, key): (
+            Option<Spanned<String>>,
+            Option<Spanned<String>>,
+            Option<Spanned<String>>,
+        ),
+        ca_used: bool,
+        pair_used: bool,
+    ) -> (PathBuf, Option<PathBuf>, Option<PathBuf>) {
+        let ca_file = match self.required(at, what, "ca_file", ca) {
+            Some(node) => self.readable_file("ca_file", node, false, ca_used),
+            None => PathBuf::new(),
+        };
+        if cert.is_some() != key.is_some() {
+            self.error(
+                at,
+                format!("{what} needs both `cert_file` and `key_file`, or neither"),
+            );
+        }
+        let cert_file = cert.map(|node| self.readable_file("cert_file", node, false, pair_used));
+        let key_file = key.map(|node| self.readable_file("key_file", node, true, pair_used));
+        (ca_file, cert_file, key_file)
+    }
+
     /// `manager.coordination.etcd.tls`: only the manager reads the files.
     fn etcd_tls(&mut self, node: Spanned<crate::raw::RawEtcdTls>) -> crate::model::EtcdTls {
         let at = At::of(&node);
         let raw = node.value;
         let used = matches!(self.role, Role::Manager);
-        let ca_file = match self.required(at, "`tls`", "ca_file", raw.ca_file) {
-            Some(node) => self.readable_file("ca_file", node, false, used),
-            None => PathBuf::new(),
-        };
-        if raw.cert_file.is_some() != raw.key_file.is_some() {
-            self.error(
-                at,
-                "etcd `tls` needs both `cert_file` and `key_file` (a client certificate), or neither",
-            );
-        }
-        let cert_file = raw
-            .cert_file
-            .map(|node| self.readable_file("cert_file", node, false, used));
-        let key_file = raw
-            .key_file
-            .map(|node| self.readable_file("key_file", node, true, used));
+        let (ca_file, cert_file, key_file) = self.tls_files(
+            at,
+            "etcd `tls`",
+            (raw.ca_file, raw.cert_file, raw.key_file),
+            used,
+            used,
+        );
         crate::model::EtcdTls {
             ca_file,
             cert_file,
@@ -1853,7 +1866,7 @@ fn is_identifier(s: &str) -> bool {
 
 /// A DNS name: dot-separated labels of letters, digits, `-` and `_`
 /// (container names), none empty or starting/ending with `-`.
-fn is_host_name(s: &str) -> bool {
+pub fn is_host_name(s: &str) -> bool {
     let s = s.strip_suffix('.').unwrap_or(s);
     !s.is_empty()
         && s.len() <= 253

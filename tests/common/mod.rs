@@ -278,3 +278,20 @@ pub fn safety_problems(
     }
     problems
 }
+
+/// A new file readable by its owner only (mode 0600), as every secret
+/// file must be; replaces one of the same name.
+pub fn write_secret(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let p = dir.join(name);
+    let _ = std::fs::remove_file(&p);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&p)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    p
+}
