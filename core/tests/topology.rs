@@ -753,7 +753,10 @@ fn an_agent_of_another_version_is_a_problem() {
         obs("db2", Some((&r2, 100)), None),
     ];
     let s = build_snapshot("main", 4, 1_700_000_000_000, &hosts, FRESH);
-    assert_eq!(s.server("db2").unwrap().agent.version.as_deref(), Some("0.0.9"));
+    assert_eq!(
+        s.server("db2").unwrap().agent.version.as_deref(),
+        Some("0.0.9")
+    );
     assert_eq!(
         s.problems,
         [format!(
