@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod fakemysql;
 pub mod flood;
 pub mod ha;
 pub mod router_path;
