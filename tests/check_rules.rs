@@ -2,9 +2,10 @@
 //! bed server misconfigured for it, then put right: `slave_net_timeout`,
 //! the admin account's privileges, the replication password, an agent
 //! down, `arping` missing, an agent that cannot reach the manager, a hook
-//! that cannot run, and `manager.listen` on loopback with remote agents.
-//! (The agent version and the VIP interface rules are unit-tested in
-//! core/tests/check.rs: a bed cannot run two versions.)
+//! that cannot run, `manager.listen` on loopback with remote agents,
+//! and a VIP interface the host lacks. (The agent version rule is
+//! unit-tested in core/tests/check.rs, and the manager's own report of it
+//! in core/tests/topology.rs: a bed runs one build.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -63,6 +64,31 @@ fn assert_passes(bed: &Bed, check: &str) {
         failing(&all, check).is_empty() && passing(&all, check) > 0,
         "[{check}] should pass again: {all:#?}"
     );
+}
+
+fn stop_agent(bed: &Bed, host: &str) {
+    bed.exec(host, &["pkill", "-f", "myhad agent"]).unwrap();
+    wait_until(Duration::from_secs(10), "the agent gone", || {
+        Ok(bed.exec(host, &["pgrep", "-f", "myhad agent"]).is_err())
+    })
+    .unwrap();
+}
+
+/// The agent started as the host's init starts it, answering again.
+fn start_agent(bed: &Bed, host: &str) {
+    bed.exec(
+        host,
+        &[
+            "sh",
+            "-c",
+            "setsid /usr/local/bin/myha agent $MYHA_AGENT_ARGS >>/var/log/myha-agent.log 2>&1 &",
+        ],
+    )
+    .unwrap();
+    wait_until(Duration::from_secs(20), "the agent back", || {
+        Ok(failing(&findings(bed, None), "agent").is_empty())
+    })
+    .unwrap();
 }
 
 #[test]
@@ -156,25 +182,28 @@ fn each_operational_rule_fails_on_its_misconfigured_server() {
     assert_passes(&bed, "replication_login");
 
     // db3's agent stopped.
-    bed.exec("db3", &["pkill", "-f", "myhad agent"]).unwrap();
-    wait_until(Duration::from_secs(10), "db3's agent gone", || {
-        Ok(bed.exec("db3", &["pgrep", "-f", "myhad agent"]).is_err())
-    })
-    .unwrap();
+    stop_agent(&bed, "db3");
     assert_fails(&bed, "agent", "db3");
-    bed.exec(
-        "db3",
-        &[
-            "sh",
-            "-c",
-            "setsid /usr/local/bin/myha agent $MYHA_AGENT_ARGS >>/var/log/myha-agent.log 2>&1 &",
-        ],
-    )
-    .unwrap();
-    wait_until(Duration::from_secs(20), "db3's agent back", || {
-        Ok(failing(&findings(&bed, None), "agent").is_empty())
-    })
-    .unwrap();
+    start_agent(&bed, "db3");
+
+    // db3's agent configured with a VIP interface its host lacks.
+    let own = bed.host_dir("db3").join("myha.yaml");
+    let text = std::fs::read_to_string(&own).unwrap();
+    let wrong = text.replace("interface: eth0", "interface: eth9");
+    assert_ne!(wrong, text, "the bed's VIP is on eth0");
+    std::fs::write(&own, wrong).unwrap();
+    stop_agent(&bed, "db3");
+    start_agent(&bed, "db3");
+    let all = assert_fails(&bed, "vip_interface", "db3");
+    assert!(
+        all.iter().any(|f| f["check"] == "vip_interface"
+            && f["message"].as_str().is_some_and(|m| m.contains("eth0"))),
+        "{all:#?}"
+    );
+    std::fs::write(&own, text).unwrap();
+    stop_agent(&bed, "db3");
+    start_agent(&bed, "db3");
+    assert_passes(&bed, "vip_interface");
 
     // arping missing on db1 (the master: the VIP's first home).
     let arping = bed.exec("db1", &["sh", "-c", "command -v arping"]).unwrap();
