@@ -72,7 +72,9 @@ fn sandbox() {
 fn minimal() {
     let config = load_example("minimal.yaml");
     assert_eq!(config.token.expose(), "demo-token");
-    assert_eq!(config.manager.url, "http://127.0.0.1:7070");
+    // The agents are remote: the manager listens where they reach it.
+    assert_eq!(config.manager.url, "http://10.0.0.2:7070");
+    assert!(config.manager.listen.ip().is_unspecified());
     let cluster = config.cluster("main").unwrap();
     assert_eq!(cluster.admin.user, "myha");
     assert_eq!(cluster.replication.user, "repl");
