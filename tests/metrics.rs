@@ -193,16 +193,35 @@ fn every_metrics_endpoint_parses_and_a_failover_is_counted() {
         );
     }
     // The router's, open like its discovery API.
-    let r = scrape(&bed, &router, None);
-    assert_eq!(
+    // A replica joins the reader pool once it has been fit for the
+    // pool's rise time: wait for it (then both states are counted).
+    let mut r = scrape(&bed, &router, None);
+    let in_pool = |r: &myha_testbed::prometheus_parse::Scrape| {
         metric_value(
-            &r,
+            r,
             "myha_router_backends",
-            &[("cluster", CLUSTER), ("state", "in")]
+            &[("cluster", CLUSTER), ("state", "in")],
         )
-        .map(|v| v >= 1.0),
-        Some(true)
+    };
+    let _ = wait_until(
+        Duration::from_secs(30),
+        "a replica in the reader pool",
+        || {
+            r = scrape(&bed, &router, None);
+            Ok(in_pool(&r).is_some_and(|v| v >= 1.0))
+        },
     );
+    assert_eq!(
+        in_pool(&r).map(|v| v >= 1.0),
+        Some(true),
+        "the router's pool: {r:?}"
+    );
+    assert!(metric_value(
+        &r,
+        "myha_router_backends",
+        &[("cluster", CLUSTER), ("state", "out")]
+    )
+    .is_some());
     assert!(metric_value(&r, "myha_router_held_writers", &c).is_some());
 
     // A failover: counted, with its duration and its steps' durations.
