@@ -52,13 +52,7 @@ impl<'a, 'e> Emit<'a, 'e> {
         help: &str,
         samples: impl IntoIterator<Item = (Labels, f64)>,
     ) -> Result<(), std::fmt::Error> {
-        let samples: Vec<(Labels, f64)> = samples.into_iter().collect();
-        let kind = ConstGauge::new(0.0f64).metric_type();
-        let mut metric = self.encoder.encode_descriptor(name, help, None, kind)?;
-        for (labels, v) in samples {
-            ConstGauge::new(v).encode(metric.encode_family(&labels)?)?;
-        }
-        Ok(())
+        self.metric(name, help, samples, ConstGauge::new)
     }
 
     /// A gauge `name` of whole numbers, one sample per `(labels, value)`.
@@ -68,13 +62,7 @@ impl<'a, 'e> Emit<'a, 'e> {
         help: &str,
         samples: impl IntoIterator<Item = (Labels, i64)>,
     ) -> Result<(), std::fmt::Error> {
-        let samples: Vec<(Labels, i64)> = samples.into_iter().collect();
-        let kind = ConstGauge::new(0i64).metric_type();
-        let mut metric = self.encoder.encode_descriptor(name, help, None, kind)?;
-        for (labels, v) in samples {
-            ConstGauge::new(v).encode(metric.encode_family(&labels)?)?;
-        }
-        Ok(())
+        self.metric(name, help, samples, ConstGauge::new)
     }
 
     /// A counter `name` (the `_total` suffix is added) with one sample per
@@ -85,11 +73,22 @@ impl<'a, 'e> Emit<'a, 'e> {
         help: &str,
         samples: impl IntoIterator<Item = (Labels, u64)>,
     ) -> Result<(), std::fmt::Error> {
-        let samples: Vec<(Labels, u64)> = samples.into_iter().collect();
-        let kind = ConstCounter::new(0u64).metric_type();
+        self.metric(name, help, samples, ConstCounter::new)
+    }
+
+    /// One metric `name`, each sample's value made a metric by `make` (its
+    /// type is the metric's).
+    fn metric<V: Default, M: EncodeMetric>(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (Labels, V)>,
+        make: impl Fn(V) -> M,
+    ) -> Result<(), std::fmt::Error> {
+        let kind = make(V::default()).metric_type();
         let mut metric = self.encoder.encode_descriptor(name, help, None, kind)?;
         for (labels, v) in samples {
-            ConstCounter::new(v).encode(metric.encode_family(&labels)?)?;
+            make(v).encode(metric.encode_family(&labels)?)?;
         }
         Ok(())
     }
