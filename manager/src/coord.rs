@@ -15,6 +15,7 @@
 //!   (its value and its create revision). A deposed leader's write fails,
 //!   and a promotion writes the new epoch before the new master is made
 //!   writable: a deposed leader never promotes.
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -283,10 +284,11 @@ impl Etcd {
         st.my_rev.is_some() && st.valid_until.is_some_and(|u| Instant::now() < u)
     }
 
-    /// The client of member `i`, connected on first use.
+    /// The client of member `i`, connected on first use. The slots' lock
+    /// is not held while connecting: a member that does not answer must
+    /// not hold up the others.
     async fn client(&self, i: usize) -> Result<Client, EtcdError> {
-        let mut slots = self.clients.lock().await;
-        if let Some(Some(c)) = slots.get(i) {
+        if let Some(Some(c)) = self.clients.lock().await.get(i) {
             return Ok(c.clone());
         }
         let endpoint = self.cfg.endpoints.get(i).cloned().unwrap_or_default();
@@ -300,39 +302,112 @@ impl Etcd {
         let c = self
             .bounded(Client::connect([endpoint], Some(options)))
             .await?;
-        if let Some(slot) = slots.get_mut(i) {
+        if let Some(slot) = self.clients.lock().await.get_mut(i) {
+            // A concurrent connect may have won: either client will do.
             *slot = Some(c.clone());
         }
         Ok(c)
     }
 
     /// Run `op` against the member that answered last, then the others in
-    /// turn; the last error if none answers. Every request myha sends is
-    /// safe to repeat (puts of the same value, guarded transactions whose
-    /// outcome is read back).
+    /// turn; the last error if none answers. A member that fails stops
+    /// being the first one asked. Every request myha sends is safe to
+    /// repeat (puts of the same value, guarded transactions whose outcome
+    /// is read back), but never concurrently: writes go here, one member
+    /// at a time, so that two copies of one write are never in flight.
     async fn call<T, F>(&self, op: impl Fn(Client) -> F) -> Result<T, EtcdError>
     where
         F: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
-        use std::sync::atomic::Ordering;
         let n = self.cfg.endpoints.len().max(1);
         let first = self.preferred.load(Ordering::Relaxed) % n;
         let mut last = EtcdError::TimedOut(self.cfg.request_timeout);
         for k in 0..n {
             let i = (first + k) % n;
-            let attempt = async {
-                let c = self.client(i).await?;
-                self.bounded(op(c)).await
-            };
-            match attempt.await {
+            match self.attempt(i, &op).await {
                 Ok(v) => {
                     self.preferred.store(i, Ordering::Relaxed);
                     return Ok(v);
                 }
-                Err(e) => last = e,
+                Err(e) => {
+                    self.demote(i);
+                    last = e;
+                }
             }
         }
         Err(last)
+    }
+
+    /// For reads and lease renewals only (repeating them concurrently is
+    /// harmless): ask the preferred member, and if it has not answered
+    /// within [`Etcd::hedge_after`] (or failed), ask the next one as well,
+    /// and so on; the first answer wins. A member that died, or an etcd
+    /// election, then costs a fraction of `request_timeout` instead of
+    /// several whole ones, and a leader renews its lease in time.
+    async fn call_hedged<T, F>(&self, op: impl Fn(Client) -> F) -> Result<T, EtcdError>
+    where
+        F: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        use futures_util::stream::{FuturesUnordered, StreamExt};
+        let n = self.cfg.endpoints.len().max(1);
+        let first = self.preferred.load(Ordering::Relaxed) % n;
+        let ask = |k: usize| {
+            let i = (first + k) % n;
+            let op = &op;
+            async move { (i, self.attempt(i, op).await) }
+        };
+        let mut pending = FuturesUnordered::new();
+        pending.push(ask(0));
+        let mut asked = 1;
+        let mut last = EtcdError::TimedOut(self.cfg.request_timeout);
+        loop {
+            tokio::select! {
+                got = pending.next() => match got {
+                    Some((i, Ok(v))) => {
+                        self.preferred.store(i, Ordering::Relaxed);
+                        return Ok(v);
+                    }
+                    Some((i, Err(e))) => {
+                        self.demote(i);
+                        last = e;
+                        if asked < n {
+                            pending.push(ask(asked));
+                            asked += 1;
+                        } else if pending.is_empty() {
+                            return Err(last);
+                        }
+                    }
+                    None => return Err(last),
+                },
+                _ = tokio::time::sleep(self.hedge_after()), if asked < n => {
+                    pending.push(ask(asked));
+                    asked += 1;
+                }
+            }
+        }
+    }
+
+    /// One request to member `i`, bounded by `request_timeout`.
+    async fn attempt<T, F>(&self, i: usize, op: &impl Fn(Client) -> F) -> Result<T, EtcdError>
+    where
+        F: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let c = self.client(i).await?;
+        self.bounded(op(c)).await
+    }
+
+    /// Member `i` failed: if it was the one asked first, the next one is.
+    fn demote(&self, i: usize) {
+        let n = self.cfg.endpoints.len().max(1);
+        let _ =
+            self.preferred
+                .compare_exchange(i, (i + 1) % n, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// How long a hedged request waits for one member before asking the
+    /// next as well.
+    fn hedge_after(&self) -> Duration {
+        (self.cfg.request_timeout / 4).max(Duration::from_millis(50))
     }
 
     async fn bounded<T>(
@@ -432,7 +507,7 @@ impl Etcd {
         let held = self.status().lease;
         let renewed = match held {
             Some(id) => {
-                self.call(|mut c| async move {
+                self.call_hedged(|mut c| async move {
                     let (mut keeper, mut stream) = c.lease_keep_alive(id).await?;
                     keeper.keep_alive().await?;
                     Ok(stream.message().await?.is_some_and(|a| a.ttl() > 0))
@@ -452,7 +527,7 @@ impl Etcd {
                     st.valid_until = None;
                 }
                 let g = self
-                    .call(|mut c| async move { c.lease_grant(ttl_s, None).await })
+                    .call_hedged(|mut c| async move { c.lease_grant(ttl_s, None).await })
                     .await?;
                 self.status().lease = Some(g.id());
                 g.id()
@@ -487,7 +562,7 @@ impl Etcd {
         // whose answer was lost), or another.
         let k = key.clone();
         let got = self
-            .call(|mut c| {
+            .call_hedged(|mut c| {
                 let k = k.clone();
                 async move { c.get(k, None).await }
             })
@@ -547,7 +622,7 @@ impl Etcd {
     /// The value of `key`, if any.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EtcdError> {
         let r = self
-            .call(|mut c| {
+            .call_hedged(|mut c| {
                 let key = key.to_string();
                 async move { c.get(key, None).await }
             })
@@ -564,7 +639,7 @@ impl Etcd {
         after: i64,
     ) -> Result<(i64, Vec<(String, Vec<u8>)>), EtcdError> {
         let r = self
-            .call(|mut c| {
+            .call_hedged(|mut c| {
                 let prefix = prefix.to_string();
                 let mut opts = GetOptions::new().with_prefix();
                 if after > 0 {
@@ -590,7 +665,7 @@ impl Etcd {
     /// Every value under `prefix`, in key order.
     pub async fn get_prefix(&self, prefix: &str) -> Result<Vec<Vec<u8>>, EtcdError> {
         let r = self
-            .call(|mut c| {
+            .call_hedged(|mut c| {
                 let prefix = prefix.to_string();
                 async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
             })
