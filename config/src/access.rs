@@ -1,9 +1,10 @@
 //! Who a request comes from, and what it may do: the credentials of
 //! `access:` resolved from a bearer token, and the scopes of each role.
 
+use std::collections::HashMap;
 use std::fmt;
 
-use crate::{AccessRole, Config};
+use crate::{AccessEntry, AccessRole, Config};
 
 /// The holder of a credential, as the manager or an agent identifies it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,37 +82,76 @@ impl fmt::Display for Principal {
     }
 }
 
+/// The entries of `access:`, in file order, with an index by token hash:
+/// a request is authenticated by one lookup, not a scan of every entry
+/// (with hundreds of clusters there are thousands, and every agent report
+/// is authenticated).
+#[derive(Debug, Clone, Default)]
+pub struct AccessList {
+    entries: Vec<AccessEntry>,
+    by_hash: HashMap<[u8; 32], usize>,
+}
+
+impl AccessList {
+    pub fn new(entries: Vec<AccessEntry>) -> AccessList {
+        let mut by_hash = HashMap::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            // The first entry of a hash wins, as it always did.
+            by_hash.entry(e.token_sha256.0).or_insert(i);
+        }
+        AccessList { entries, by_hash }
+    }
+
+    /// The entry whose token hashes to `hash`.
+    fn find(&self, hash: &crate::TokenHash) -> Option<&AccessEntry> {
+        let entry = self.entries.get(*self.by_hash.get(&hash.0)?)?;
+        // The map found it by the hash; the entry's own bytes confirm it.
+        entry.token_sha256.matches_hash(hash).then_some(entry)
+    }
+}
+
+impl std::ops::Deref for AccessList {
+    type Target = [AccessEntry];
+    fn deref(&self) -> &[AccessEntry] {
+        &self.entries
+    }
+}
+
+impl PartialEq for AccessList {
+    fn eq(&self, other: &AccessList) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Eq for AccessList {}
+
 impl Config {
     /// The principal whose token an `Authorization: Bearer …` header
-    /// carries, if any. Every known hash is compared (in constant time),
-    /// so the answer's timing does not tell which role almost matched.
+    /// carries, if any. The token is hashed (SHA-256) and the hash looked
+    /// up: the lookup's timing depends only on the hash of what the caller
+    /// sent, which tells it nothing about any stored token.
     pub fn authenticate(&self, authorization: Option<&str>) -> Option<Principal> {
         let token = authorization?.strip_prefix("Bearer ")?;
         if token.is_empty() {
             return None;
         }
         let given = crate::TokenHash::of(token);
-        let mut found = None;
-        for entry in &self.access {
-            if entry.token_sha256.matches_hash(&given) && found.is_none() {
-                found = Some(match entry.role {
-                    AccessRole::Manager => Principal::Manager,
-                    AccessRole::Agent => Principal::Agent {
-                        host: entry.host.clone().unwrap_or_default(),
-                    },
-                    AccessRole::Operator => Principal::Operator {
-                        name: entry.name.clone(),
-                    },
-                    AccessRole::Monitor => Principal::Monitor {
-                        name: entry.name.clone(),
-                    },
-                    AccessRole::Router => Principal::Router {
-                        name: entry.name.clone(),
-                    },
-                });
-            }
-        }
-        found
+        let entry = self.access.find(&given)?;
+        Some(match entry.role {
+            AccessRole::Manager => Principal::Manager,
+            AccessRole::Agent => Principal::Agent {
+                host: entry.host.clone().unwrap_or_default(),
+            },
+            AccessRole::Operator => Principal::Operator {
+                name: entry.name.clone(),
+            },
+            AccessRole::Monitor => Principal::Monitor {
+                name: entry.name.clone(),
+            },
+            AccessRole::Router => Principal::Router {
+                name: entry.name.clone(),
+            },
+        })
     }
 }
 

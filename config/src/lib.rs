@@ -38,7 +38,7 @@ use std::path::Path;
 
 use serde_saphyr::Spanned;
 
-pub use access::{Principal, Scope};
+pub use access::{AccessList, Principal, Scope};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     defaults, AccessEntry, AccessRole, AgentConfig, ClusterConfig, Config, Coordination,

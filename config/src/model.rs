@@ -78,7 +78,7 @@ pub struct Config {
     /// In file order.
     pub clusters: Vec<ClusterConfig>,
     /// Credentials of operators, monitors and routers, by hash.
-    pub access: Vec<AccessEntry>,
+    pub access: crate::AccessList,
     /// TLS of every HTTP API (absent: plain HTTP).
     pub tls: Option<TlsConfig>,
     /// The process this configuration was loaded for.

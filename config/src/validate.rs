@@ -212,7 +212,7 @@ impl Validator<'_> {
             manager,
             agent,
             clusters: clusters.into_iter().map(|c| c.config).collect(),
-            access,
+            access: crate::AccessList::new(access),
             tls,
             role: self.role.clone(),
             token,

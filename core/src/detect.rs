@@ -215,6 +215,41 @@ fn returning<'a>(
     })
 }
 
+/// The detector's pace while something is happening: a suspect master,
+/// an operation, a retry, the VIP not yet on the master, the warm-up.
+pub const FAST_TICK_MS: u64 = 50;
+
+/// The detector's pace while the cluster is quiet. It does not delay
+/// detection: a report or probe that differs materially from the last one
+/// (mysqld down, a probe failing, a replica's view of its master failing;
+/// see [`crate::report::MysqldStatus::differs_materially`]) wakes the
+/// detector at once. This tick only catches what time alone changes: a
+/// report growing stale, lag, a timer (rejoin, semi-sync upkeep) running
+/// out.
+pub const IDLE_TICK_MS: u64 = 250;
+
+/// How long the detector waits for its next look unless woken by a
+/// material change: [`IDLE_TICK_MS`] only while the cluster is quiet
+/// (the last verdict healthy, no operation, no failover retry pending,
+/// past the warm-up, the VIP known to be on the master of the epoch).
+pub fn next_look_ms(
+    state: &DetectorState,
+    durable: &DurableView,
+    config: &DetectorConfig,
+    now: Clock,
+) -> u64 {
+    let quiet = state.last_verdict == Some(Verdict::Healthy)
+        && !durable.in_progress
+        && state.retry_at_ms.is_none()
+        && now.mono_ms >= config.warmup_ms
+        && (!config.vip || state.vip_epoch == Some(durable.epoch));
+    if quiet {
+        IDLE_TICK_MS
+    } else {
+        FAST_TICK_MS
+    }
+}
+
 /// One tick of the detection loop: see the module documentation.
 pub fn next_actions(
     state: &DetectorState,

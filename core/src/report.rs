@@ -78,6 +78,32 @@ pub const SEMI_SYNC_NO_FALLBACK_MS: u64 = 4_294_967_295;
 pub const SEMI_SYNC_MIN_TIMEOUT_MS: u64 = 3_600_000;
 
 impl ServerFacts {
+    /// See [`MysqldStatus::differs_materially`].
+    pub fn differs_materially(&self, before: &ServerFacts) -> bool {
+        fn repl(f: &ServerFacts) -> Option<(&str, &str, u16, ThreadState, ThreadState, u32, u32)> {
+            f.replication.as_ref().map(|r| {
+                (
+                    r.connection_name.as_str(),
+                    r.source_host.as_str(),
+                    r.source_port,
+                    r.io_thread,
+                    r.sql_thread,
+                    r.last_io_errno,
+                    r.last_sql_errno,
+                )
+            })
+        }
+        self.flavor != before.flavor
+            || self.server_id != before.server_id
+            || self.read_only != before.read_only
+            || self.super_read_only != before.super_read_only
+            || self.semi_sync_master != before.semi_sync_master
+            || self.semi_sync_slave != before.semi_sync_slave
+            || self.semi_sync_timeout_ms != before.semi_sync_timeout_ms
+            || self.gtid_strict != before.gtid_strict
+            || repl(self) != repl(before)
+    }
+
     /// A server that replicates (has a source configured).
     pub fn is_replicating(&self) -> bool {
         self.replication
@@ -132,6 +158,22 @@ pub enum MysqldStatus {
 }
 
 impl MysqldStatus {
+    /// Whether `self` differs from `before` in what detection, routing or
+    /// repointing act on: up or down (and why), the server's identity, its
+    /// read-only and semi-sync switches, its replication source, threads
+    /// and errors. GTID positions, lag and clocks move all the time and are
+    /// not material: what depends on them is re-read on the detector's
+    /// steady tick. A material change wakes the detector at once.
+    pub fn differs_materially(&self, before: &MysqldStatus) -> bool {
+        match (self, before) {
+            (MysqldStatus::Up { facts: a }, MysqldStatus::Up { facts: b }) => {
+                a.differs_materially(b)
+            }
+            (MysqldStatus::Down { kind: a, .. }, MysqldStatus::Down { kind: b, .. }) => a != b,
+            _ => true,
+        }
+    }
+
     pub fn facts(&self) -> Option<&ServerFacts> {
         match self {
             MysqldStatus::Up { facts } => Some(facts),
@@ -223,6 +265,27 @@ pub struct ReportAck {
 
 fn leader_by_default() -> bool {
     true
+}
+
+impl AgentReport {
+    /// Whether this report, following `before` from the same host, says
+    /// something detection must weigh at once (see
+    /// [`MysqldStatus::differs_materially`]): another agent instance or
+    /// epoch, mysqld's process appearing or going, the server's material
+    /// state, or the replica's view of its master (reachable, source, IO
+    /// thread).
+    pub fn differs_materially(&self, before: &AgentReport) -> bool {
+        fn view(r: &AgentReport) -> Option<(&str, bool, ThreadState)> {
+            r.master_view
+                .as_ref()
+                .map(|v| (v.master_address.as_str(), v.probe_ok, v.io_thread))
+        }
+        self.instance != before.instance
+            || self.epoch_seen != before.epoch_seen
+            || self.mysqld_process != before.mysqld_process
+            || view(self) != view(before)
+            || self.mysqld.differs_materially(&before.mysqld)
+    }
 }
 
 impl ReportAck {

@@ -582,3 +582,39 @@ fn semi_sync_seen_on_the_master_is_recorded_as_wanted() {
     );
     assert!(!a.contains(&Action::WantSemiSync));
 }
+
+#[test]
+fn the_detector_slows_down_only_while_quiet() {
+    use myha_core::detect::{next_look_ms, FAST_TICK_MS, IDLE_TICK_MS};
+    let cfg = config();
+    let d = durable();
+    // A healthy cluster, past the warm-up: the idle pace.
+    let mut st = DetectorState::default();
+    let (next, _) = next_actions(&st, &healthy(), &d, &cfg, at(5_000));
+    st = next;
+    assert_eq!(next_look_ms(&st, &d, &cfg, at(5_000)), IDLE_TICK_MS);
+    // During the warm-up, an operation, a pending retry: fast.
+    assert_eq!(next_look_ms(&st, &d, &cfg, at(1_000)), FAST_TICK_MS);
+    let busy = DurableView {
+        in_progress: true,
+        ..durable()
+    };
+    assert_eq!(next_look_ms(&st, &busy, &cfg, at(5_000)), FAST_TICK_MS);
+    let retry = DetectorState {
+        retry_at_ms: Some(9_000),
+        ..st.clone()
+    };
+    assert_eq!(next_look_ms(&retry, &d, &cfg, at(5_000)), FAST_TICK_MS);
+    // With a VIP, fast until it is known to be on the master of the epoch.
+    let vip = DetectorConfig { vip: true, ..cfg };
+    assert_eq!(next_look_ms(&st, &d, &vip, at(5_000)), FAST_TICK_MS);
+    let held = DetectorState {
+        vip_epoch: Some(d.epoch),
+        ..st.clone()
+    };
+    assert_eq!(next_look_ms(&held, &d, &vip, at(5_000)), IDLE_TICK_MS);
+    // Any other verdict: fast.
+    let (suspect, _) = next_actions(&st, &dead_master(), &d, &cfg, at(5_000));
+    assert_ne!(suspect.last_verdict, Some(Verdict::Healthy));
+    assert_eq!(next_look_ms(&suspect, &d, &cfg, at(5_000)), FAST_TICK_MS);
+}

@@ -765,3 +765,106 @@ fn an_agent_of_another_version_is_a_problem() {
         )]
     );
 }
+
+// ------------------------------------------------------ material changes
+
+#[test]
+fn positions_lag_and_clocks_are_not_material() {
+    let a = replica(2, "db1");
+    let mut b = a.clone();
+    b.gtid_executed = "0-1-999".into();
+    b.gtid_binlog_state = "0-1-999".into();
+    b.heartbeat_lag_ms = Some(12_000);
+    b.clock_unix_us += 1_000_000;
+    if let Some(r) = b.replication.as_mut() {
+        r.seconds_behind_source = Some(40);
+        r.retrieved_gtids = "0-1-1000".into();
+        r.read_source_log_pos += 1;
+    }
+    assert!(!b.differs_materially(&a));
+    assert!(!up(b.clone()).differs_materially(&up(a.clone())));
+    let mut r = report("db2", up(b));
+    r.seq += 1;
+    r.sampled_at_ms += 250;
+    assert!(!r.differs_materially(&report("db2", up(a))));
+}
+
+#[test]
+fn what_detection_weighs_is_material() {
+    let a = replica(2, "db1");
+    let changed: Vec<(&str, Box<dyn Fn(&mut ServerFacts)>)> = vec![
+        ("read_only", Box::new(|f| f.read_only = false)),
+        ("server_id", Box::new(|f| f.server_id = 9)),
+        (
+            "semi_sync_master",
+            Box::new(|f| f.semi_sync_master = !f.semi_sync_master),
+        ),
+        ("replication gone", Box::new(|f| f.replication = None)),
+        (
+            "io thread",
+            Box::new(|f| {
+                if let Some(r) = f.replication.as_mut() {
+                    r.io_thread = ThreadState::Connecting;
+                }
+            }),
+        ),
+        (
+            "sql error",
+            Box::new(|f| {
+                if let Some(r) = f.replication.as_mut() {
+                    r.last_sql_errno = 1062;
+                }
+            }),
+        ),
+        (
+            "source",
+            Box::new(|f| {
+                if let Some(r) = f.replication.as_mut() {
+                    r.source_host = "db3".into();
+                }
+            }),
+        ),
+    ];
+    for (what, change) in changed {
+        let mut b = a.clone();
+        change(&mut b);
+        assert!(b.differs_materially(&a), "{what}");
+    }
+    // Up against down, and the kind of down.
+    let d = down(DownKind::Refused, "refused");
+    assert!(d.differs_materially(&up(a.clone())));
+    assert!(up(a.clone()).differs_materially(&d));
+    assert!(!down(DownKind::Refused, "other text").differs_materially(&d));
+    assert!(down(DownKind::Timeout, "t").differs_materially(&d));
+    // The agent's own fields.
+    let base = report("db2", up(a.clone()));
+    let mut r = base.clone();
+    r.instance += 1;
+    assert!(r.differs_materially(&base), "instance");
+    let mut r = base.clone();
+    r.epoch_seen += 1;
+    assert!(r.differs_materially(&base), "epoch");
+    let mut r = base.clone();
+    r.mysqld_process = Some(false);
+    assert!(r.differs_materially(&base), "process");
+    let view = |ok| MasterView {
+        master_address: "db1:3306".into(),
+        probe_ok: ok,
+        probe_error: None,
+        probe_latency_ms: Some(0.5),
+        io_thread: ThreadState::Running,
+        io_idle_ms: Some(10),
+    };
+    let mut with = base.clone();
+    with.master_view = Some(view(true));
+    assert!(with.differs_materially(&base), "master view appears");
+    let mut failing = with.clone();
+    failing.master_view = Some(view(false));
+    assert!(failing.differs_materially(&with), "master probe fails");
+    let mut idle = with.clone();
+    if let Some(v) = idle.master_view.as_mut() {
+        v.io_idle_ms = Some(900);
+        v.probe_latency_ms = Some(3.0);
+    }
+    assert!(!idle.differs_materially(&with), "latency and idle time");
+}

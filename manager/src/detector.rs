@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use myha_config::ClusterConfig;
-use myha_core::analysis::{analyze, Analysis, DetectionPolicy};
+use myha_core::analysis::{analyze, Analysis, DetectionPolicy, Verdict};
 use myha_core::detect::{
-    next_actions, Action, Clock, DetectorConfig, DetectorState, Entry, EntryStatus, EntryStep,
+    next_actions, next_look_ms, Action, Clock, DetectorConfig, DetectorState, Entry, EntryStatus,
+    EntryStep, FAST_TICK_MS, IDLE_TICK_MS,
 };
 use tokio::sync::watch;
 
@@ -18,7 +19,7 @@ use crate::operation::{journal, journal_for, Context};
 use crate::state::unix_ms;
 use crate::store::{Phase, Step, StepStatus};
 
-const TICK: Duration = Duration::from_millis(50);
+const FAST_TICK: Duration = Duration::from_millis(FAST_TICK_MS);
 
 pub(crate) fn policy(cluster: &ClusterConfig) -> DetectionPolicy {
     DetectionPolicy {
@@ -56,19 +57,25 @@ pub(crate) async fn run(
             .as_millis() as u64,
     };
     let mut state = DetectorState::default();
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let terms = ctx.coord.terms();
     let shared = ctx.coord.shared().is_some();
+    let Some(wake) = ctx.topology.waker(&cluster.name) else {
+        return;
+    };
     // The leadership term this loop has taken over (resumed) for.
     let mut led = 0u64;
+    // Fast until the first look says the cluster is quiet.
+    let mut pace = FAST_TICK;
     loop {
+        // The next look: after `pace`, or at once when a report or probe
+        // changes materially (a failure shows there first).
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(pace) => {}
+            _ = wake.notified() => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
         if !ctx.coord.is_leader() {
-            follow(&ctx, &cluster);
+            pace = follow(&ctx, &cluster, &config);
             led = 0;
             continue;
         }
@@ -92,13 +99,18 @@ pub(crate) async fn run(
         let Some(durable) = ctx.topology.durable(&cluster.name) else {
             return;
         };
-        // What only time changes (a report growing stale) reaches the
-        // routers from here.
-        ctx.topology.refresh_view(&cluster.name);
-        let (next, actions) =
-            next_actions(&state, &snapshot, &durable.view(), &config, clock(&ctx));
+        // The routers' view, from this snapshot: what changed since the
+        // last look (and what only time changes, a report growing stale)
+        // reaches them from here.
+        ctx.topology.publish_view(&snapshot);
+        let now = clock(&ctx);
+        let view = durable.view();
+        let (next, actions) = next_actions(&state, &snapshot, &view, &config, now);
         state = next;
+        pace = Duration::from_millis(next_look_ms(&state, &view, &config, now));
         for action in actions {
+            // An action (a failover) changes the state: look again soon.
+            pace = FAST_TICK;
             execute(&ctx, &cluster, &mut state, action).await;
         }
     }
@@ -132,10 +144,22 @@ pub(crate) async fn follow_shared(ctx: Arc<Context>, mut shutdown: watch::Receiv
 
 /// A follower acts on nothing: it keeps its view of the shared state and
 /// the verdict fresh, for `myha status`, routers and a quick takeover.
-fn follow(ctx: &Context, cluster: &ClusterConfig) {
-    ctx.topology.refresh_view(&cluster.name);
-    if let Some(a) = analyse_now(ctx, cluster) {
-        ctx.topology.set_analysis(&cluster.name, a);
+/// Returns the pace of its next look: fast unless the master is healthy.
+fn follow(ctx: &Context, cluster: &ClusterConfig, config: &DetectorConfig) -> Duration {
+    let Some(snapshot) = ctx.topology.snapshot(&cluster.name) else {
+        return FAST_TICK;
+    };
+    let Some(durable) = ctx.topology.durable(&cluster.name) else {
+        return FAST_TICK;
+    };
+    ctx.topology.publish_view(&snapshot);
+    let a = analyze(&snapshot, durable.master.as_deref(), config.policy);
+    let quiet = a.verdict == Verdict::Healthy && durable.in_progress.is_none();
+    ctx.topology.set_analysis(&cluster.name, a);
+    if quiet {
+        Duration::from_millis(IDLE_TICK_MS)
+    } else {
+        FAST_TICK
     }
 }
 

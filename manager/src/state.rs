@@ -12,7 +12,7 @@ use myha_core::topology::{
     build_snapshot_with_problems, ClusterSnapshot, Freshness, HostObservation, ProbeResult,
 };
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::store::{ClusterState, StateStore, StoreError};
 
@@ -78,6 +78,9 @@ struct ClusterEntry {
     /// every detection tick, for what only time changes); its receivers
     /// are woken only when its digest changes.
     view: Arc<watch::Sender<Option<Arc<PublishedView>>>>,
+    /// Wakes the cluster's detector at once: a report or probe differed
+    /// materially from the last one from its host.
+    wake: Arc<Notify>,
 }
 
 impl ClusterEntry {
@@ -95,6 +98,7 @@ impl ClusterEntry {
                 rejoin_refused: BTreeMap::new(),
             }),
             view: Arc::new(watch::Sender::new(None)),
+            wake: Arc::new(Notify::new()),
         }
     }
 
@@ -124,6 +128,7 @@ impl ClusterEntry {
                 rejoin_refused: std::mem::take(&mut old.rejoin_refused),
             }),
             view: Arc::clone(&self.view),
+            wake: Arc::clone(&self.wake),
         }
     }
 
@@ -391,7 +396,6 @@ impl Topology {
             .entry(&report.cluster)
             .ok_or_else(|| IngestError::UnknownCluster(report.cluster.clone()))?;
         let probe_stale_after_ms = self.fresh.probe_stale_after_ms;
-        let ack_cluster = report.cluster.clone();
         let mut inner = entry.write();
         let host = inner
             .hosts
@@ -412,6 +416,7 @@ impl Topology {
             .report
             .as_ref()
             .is_none_or(|(old, _)| old.instance != report.instance || old.seq < report.seq);
+        let mut material = false;
         if newer {
             let now = Instant::now();
             // What a failover may lose is what the manager last read
@@ -419,6 +424,10 @@ impl Topology {
             if !host.probe_reads(now, probe_stale_after_ms) {
                 host.remember(report.mysqld.facts(), now);
             }
+            material = host
+                .report
+                .as_ref()
+                .is_none_or(|(old, _)| report.differs_materially(old));
             host.report = Some((report, now));
         }
         let ack = ReportAck {
@@ -434,8 +443,11 @@ impl Topology {
             leader: true,
         };
         drop(inner);
-        if newer {
-            self.refresh_view(&ack_cluster);
+        // The detector recomputes the snapshot and the routing view: at
+        // once on a material change, else at its next tick. Not here, per
+        // report: that was most of the manager's work with many clusters.
+        if material {
+            entry.wake.notify_one();
         }
         Ok(ack)
     }
@@ -445,7 +457,7 @@ impl Topology {
         let Some(entry) = self.entry(cluster) else {
             return;
         };
-        {
+        let material = {
             let mut inner = entry.write();
             let Some(h) = inner.hosts.get_mut(host) else {
                 return;
@@ -458,9 +470,21 @@ impl Topology {
                 h.probe_failing_since = Some(h.probe.as_ref().map_or(now, |(_, at)| *at));
             }
             h.remember(probe.mysqld.facts(), now);
+            let material = h
+                .probe
+                .as_ref()
+                .is_none_or(|(old, _)| probe.mysqld.differs_materially(&old.mysqld));
             h.probe = Some((probe, now));
+            material
+        };
+        if material {
+            entry.wake.notify_one();
         }
-        self.refresh_view(cluster);
+    }
+
+    /// What wakes the detector of `cluster` (see [`Topology::ingest`]).
+    pub fn waker(&self, cluster: &str) -> Option<Arc<Notify>> {
+        self.entry(cluster).map(|e| Arc::clone(&e.wake))
     }
 
     /// The last facts anyone read from `host`, with their age.
@@ -541,6 +565,35 @@ impl Topology {
             |n| config.host(n).map_or(1, |h| h.weight),
             config.max_lag.as_secs_f64(),
         ))
+    }
+
+    /// Publish the routing view computed from `snapshot` (just built by
+    /// the detector) and the durable state now; watchers wake if its
+    /// digest changed. Saves the second snapshot [`Topology::refresh_view`]
+    /// would build.
+    pub fn publish_view(&self, snapshot: &ClusterSnapshot) {
+        let Some(entry) = self.entry(&snapshot.cluster) else {
+            return;
+        };
+        let config = &entry.config;
+        entry.view.send_if_modified(|published| {
+            let durable = entry.read().durable.view();
+            if durable.epoch != snapshot.epoch {
+                // The state moved on since the snapshot: whoever moved it
+                // published its own view.
+                return false;
+            }
+            let view = router_view(
+                snapshot,
+                &durable,
+                |n| config.host(n).map_or(1, |h| h.weight),
+                config.max_lag.as_secs_f64(),
+            );
+            let digest = view.digest();
+            let changed = published.as_ref().is_none_or(|p| p.digest != digest);
+            *published = Some(Arc::new(PublishedView { digest, view }));
+            changed
+        });
     }
 
     /// Recompute the routing view of `cluster`; its watchers wake if its
