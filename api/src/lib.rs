@@ -8,6 +8,7 @@
 //! A change of the JSON on the wire is a change of this crate.
 
 pub mod agent;
+pub mod console;
 pub mod coordination;
 pub mod journal;
 pub mod operation;

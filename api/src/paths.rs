@@ -23,6 +23,15 @@ pub const ACK_ROUTE: &str = "/v1/clusters/{name}/ack";
 pub const SWITCHOVER_ROUTE: &str = "/v1/clusters/{name}/switchover";
 pub const REJOIN_ROUTE: &str = "/v1/clusters/{name}/rejoin";
 pub const WATCH_ROUTE: &str = "/v1/clusters/{name}/watch";
+/// The web console's live feed of one cluster (`GET`, `text/event-stream`
+/// of [`crate::console::ConsoleFrame`]s; a read credential).
+pub const STREAM_ROUTE: &str = "/v1/clusters/{name}/stream";
+/// The web console's page (`GET`, no credential: it holds no data; its
+/// script calls the API with the token the operator gives it).
+pub const CONSOLE: &str = "/";
+/// The console's script and style sheet (no credential).
+pub const CONSOLE_JS: &str = "/console/app.js";
+pub const CONSOLE_CSS: &str = "/console/app.css";
 /// Read the configuration file again and apply its clusters (`POST`,
 /// [`crate::requests::ReloadAnswer`]); the same as `SIGHUP`. Each manager
 /// reloads its own file: it is not forwarded to the leader.
@@ -63,6 +72,9 @@ pub fn rejoin(name: &str) -> String {
 }
 pub fn watch(name: &str) -> String {
     fill(WATCH_ROUTE, name)
+}
+pub fn stream(name: &str) -> String {
+    fill(STREAM_ROUTE, name)
 }
 pub fn endpoints(name: &str) -> String {
     fill(ENDPOINTS_ROUTE, name)

@@ -142,3 +142,26 @@ fn history_pages_keep_the_latest_events_in_range() {
         HistoryQuery::MAX_LIMIT
     );
 }
+
+#[test]
+fn console_pool_members_keep_their_keys() {
+    use myha_api::console::{Pool, PoolMember, VipView};
+    let m = PoolMember {
+        name: "db2".into(),
+        role: myha_core::topology::Role::Replica,
+        pool: Pool::Reader,
+        reason: "healthy replica".into(),
+    };
+    assert_eq!(
+        serde_json::to_value(&m).unwrap(),
+        json!({"name": "db2", "role": "replica", "pool": "reader", "reason": "healthy replica"})
+    );
+    let v = VipView {
+        address: "10.0.0.100/24 on eth0".into(),
+        holder: Some("db1".into()),
+    };
+    assert_eq!(
+        serde_json::to_value(&v).unwrap(),
+        json!({"address": "10.0.0.100/24 on eth0", "holder": "db1"})
+    );
+}

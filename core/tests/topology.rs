@@ -792,7 +792,8 @@ fn positions_lag_and_clocks_are_not_material() {
 #[test]
 fn what_detection_weighs_is_material() {
     let a = replica(2, "db1");
-    let changed: Vec<(&str, Box<dyn Fn(&mut ServerFacts)>)> = vec![
+    type Change = Box<dyn Fn(&mut ServerFacts)>;
+    let changed: Vec<(&str, Change)> = vec![
         ("read_only", Box::new(|f| f.read_only = false)),
         ("server_id", Box::new(|f| f.server_id = 9)),
         (

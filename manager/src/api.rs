@@ -103,6 +103,21 @@ async fn watch(
     }
 }
 
+// --- web console (issue 16) ---
+/// The web console's live feed of one cluster (see `crate::console`).
+async fn console_stream(State(app): State<App>, Path(name): Path<String>) -> Response {
+    let Some(views) = app.ctx.topology.watch_view(&name) else {
+        return not_found(&name);
+    };
+    crate::console::stream(views, move || {
+        let status = status_of(&app, &name)?;
+        let cluster = app.ctx.live.get().cluster(&name).cloned()?;
+        let routing = app.ctx.topology.router_view(&name);
+        Some(crate::console::frame(status, routing, &cluster))
+    })
+}
+// --- end web console ---
+
 /// What a route asks of its caller.
 fn scope_of(method: &axum::http::Method, path: &str) -> Scope {
     match path {
@@ -299,12 +314,22 @@ async fn switchover_now(
     // Tracked: a shutdown waits for the switchover to end.
     let tracker = ctx.background.clone();
     tracker.spawn(async move {
-        let request = crate::switchover::SwitchoverRequest {
-            to: req.to.as_deref(),
-            dry_run: req.dry_run,
-            timeout: std::time::Duration::from_millis(req.timeout_ms.unwrap_or(10_000)),
+        // On the operations thread, as failovers (see `crate::ops`).
+        let c = Arc::clone(&ctx);
+        let run = async move {
+            let request = crate::switchover::SwitchoverRequest {
+                to: req.to.as_deref(),
+                dry_run: req.dry_run,
+                timeout: std::time::Duration::from_millis(req.timeout_ms.unwrap_or(10_000)),
+            };
+            crate::switchover::switchover(&c, &cluster, &request, Some(events_tx)).await
         };
-        let report = crate::switchover::switchover(&ctx, &cluster, &request, Some(events_tx)).await;
+        let Some(report) = ctx.ops.run(run).await else {
+            // No outcome (logged): the stream ends without a report, and
+            // the client says so.
+            let _ = forwarder.await;
+            return;
+        };
         // Every event is out (the sink closed with the run) before the report.
         let _ = forwarder.await;
         let _ = tx.send(
@@ -522,12 +547,15 @@ pub(crate) async fn serve(
         .route(paths::CLUSTER_ROUTE, get(cluster))
         .route(paths::HISTORY_ROUTE, get(history))
         .route(paths::WATCH_ROUTE, get(watch))
+        .route(paths::STREAM_ROUTE, get(console_stream))
         .route(paths::RELOAD, post(reload))
         .route(paths::METRICS, get(metrics))
         .merge(actions)
         .layer(middleware::from_fn_with_state(app.clone(), require_token))
         // Outside the credential check: it tells nothing.
         .route(paths::LIVENESS, get(alive))
+        // The console's page, script and style: no data, no credential.
+        .merge(crate::console::assets())
         .with_state(app);
     myha_http::serve(
         listener,

@@ -263,7 +263,17 @@ async fn execute(
             }
         }
         Action::StartFailover(analysis) => {
-            let report = failover::failover(ctx, cluster, &analysis, None, false).await;
+            let (c, conf) = (Arc::clone(ctx), cluster.clone());
+            let run = async move { failover::failover(&c, &conf, &analysis, None, false).await };
+            let Some(report) = ctx.ops.run(run).await else {
+                // No outcome (it panicked): as an aborted attempt, retried
+                // after the usual delay, and whatever it left half-done is
+                // in the durable state for the next look to resume.
+                if let Some(e) = state.failover_ended(true, None, clock(ctx).mono_ms) {
+                    say(ctx, cluster, e);
+                }
+                return;
+            };
             let vip_added = report
                 .steps
                 .iter()

@@ -7,6 +7,7 @@
 mod actions;
 mod agents;
 mod api;
+mod console;
 pub mod coord;
 mod detector;
 pub mod failover;
@@ -15,6 +16,7 @@ mod hooks;
 mod metrics;
 mod notify;
 mod operation;
+mod ops;
 mod probe;
 mod reinstate;
 mod rejoin;
@@ -136,6 +138,8 @@ pub async fn run(
         live,
         metrics: Arc::new(metrics),
         notify: notify::Notifier::start(&config.manager.webhooks)?,
+        ops: ops::OpsRuntime::new()
+            .map_err(|e| ManagerError::Task(format!("cannot start the operations thread: {e}")))?,
     });
     let listener = tokio::net::TcpListener::bind(config.manager.listen)
         .await

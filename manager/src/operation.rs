@@ -34,6 +34,8 @@ pub struct Context {
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// Webhooks told of every journaled event.
     pub(crate) notify: crate::notify::Notifier,
+    /// Where failovers run (a thread of their own).
+    pub(crate) ops: crate::ops::OpsRuntime,
 }
 
 pub use myha_api::operation::{FailoverReport, OpStatus};
@@ -468,6 +470,7 @@ mod tests {
             live: Arc::new(crate::reload::Live::new(config.clone()).0),
             metrics: Arc::new(crate::metrics::Metrics::new()),
             notify: crate::notify::Notifier::default(),
+            ops: crate::ops::OpsRuntime::default(),
         };
         (ctx, config)
     }
