@@ -342,14 +342,17 @@ fn the_console_follows_and_drives_a_switchover_on_the_bed() {
     });
 
     // (c) From the page, with the read-only token: refused.
-    b.wait_for(
-        "db3 offered as a target",
-        LONG,
-        "return !!document.querySelector('#switchover-to option[value=db3]');",
-    )
-    .unwrap();
-    b.click("#switchover-to option[value=db3]").unwrap();
-    b.click("#switchover-preview").unwrap();
+    let preview_db3 = |b: &Browser| {
+        b.wait_for(
+            "db3 offered as a target",
+            LONG,
+            "return !!document.querySelector('#switchover-to option[value=db3]');",
+        )
+        .unwrap();
+        b.click("#switchover-to option[value=db3]").unwrap();
+        b.click("#switchover-preview").unwrap();
+    };
+    preview_db3(&b);
     let refusal = b
         .wait_for(
             "the refusal",
@@ -369,14 +372,7 @@ fn the_console_follows_and_drives_a_switchover_on_the_bed() {
     // ... and with the operator's: preview, confirm, steps streamed, done.
     b.goto(&format!("{base}/#/cluster/bed?token={}", bed.token))
         .unwrap();
-    b.wait_for(
-        "db3 offered as a target",
-        LONG,
-        "return !!document.querySelector('#switchover-to option[value=db3]');",
-    )
-    .unwrap();
-    b.click("#switchover-to option[value=db3]").unwrap();
-    b.click("#switchover-preview").unwrap();
+    preview_db3(&b);
     let preview = b
         .wait_for(
             "the dry run",
