@@ -224,8 +224,12 @@ async fn execute(
             // for it (never cut between its STOP SLAVE and its CHANGE
             // MASTER).
             let tracker = ctx.background.clone();
+            // On the operations thread (see `crate::ops`): its SQL bounds
+            // must not run out behind the reports of hundreds of clusters.
             tracker.spawn(async move {
-                let _ = crate::rejoin::rejoin(&ctx, &cluster, &host, false).await;
+                let c = Arc::clone(&ctx);
+                let run = async move { crate::rejoin::rejoin(&c, &cluster, &host, false).await };
+                let _ = ctx.ops.run(run).await;
             });
         }
         Action::Publish(analysis) => ctx.topology.set_analysis(&cluster.name, analysis),
