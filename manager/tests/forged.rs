@@ -379,3 +379,65 @@ fn forged_reports_alone_do_not_make_a_master() {
     );
     assert_eq!(t.durable("main").unwrap().master, None);
 }
+
+// ------------------------------------------------------------------ waking the detector
+
+/// Whether the detector of `main` has been woken since the last call (the
+/// permit is taken).
+fn woken(t: &Topology) -> bool {
+    use futures_util::FutureExt;
+    let wake = t.waker("main").unwrap();
+    let woke = wake.notified().now_or_never().is_some();
+    woke
+}
+
+/// Reports and probes that say nothing new (positions, lag, clocks move)
+/// do not wake the detector, however many arrive; one that differs
+/// materially (mysqld down, read_only flipped, a thread stopped) wakes it
+/// at once. A flood of reports costs the manager no detector work.
+#[test]
+fn only_material_changes_wake_the_detector() {
+    let t = topology();
+    probe_all(&t);
+    t.ingest(report("db2", 7, 1, replica(2, "10.0.0.11")))
+        .unwrap();
+    assert!(woken(&t), "the first probe and report of a host are news");
+    assert!(!woken(&t), "one wake-up stored, not one per input");
+
+    // 1,000 reports and probes whose positions, lag and clocks move.
+    for seq in 2..1_000u64 {
+        let mut f = replica(2, "10.0.0.11");
+        f.gtid_executed = format!("0-1-{}", 100 + seq);
+        f.clock_unix_us += seq as i64 * 250_000;
+        if let Some(r) = f.replication.as_mut() {
+            r.seconds_behind_source = Some(seq % 3);
+            r.read_source_log_pos += seq;
+        }
+        t.ingest(report("db2", 7, seq, f.clone())).unwrap();
+        t.record_probe("main", "db2", probe(f));
+    }
+    assert!(!woken(&t), "nothing material changed");
+
+    // The replica's SQL thread stops: its next report wakes the detector.
+    let mut stopped = replica(2, "10.0.0.11");
+    if let Some(r) = stopped.replication.as_mut() {
+        r.sql_thread = ThreadState::Stopped;
+        r.last_sql_errno = 1062;
+    }
+    t.ingest(report("db2", 7, 1_000, stopped)).unwrap();
+    assert!(woken(&t), "a stopped SQL thread is material");
+
+    // The master's mysqld goes: the manager's probe wakes it.
+    t.record_probe(
+        "main",
+        "db1",
+        ProbeResult {
+            mysqld: MysqldStatus::Down {
+                kind: myha_core::report::DownKind::Refused,
+                error: "connection refused".into(),
+            },
+            latency_ms: None,
+        },
+    );
+    assert!(woken(&t), "mysqld down is material");
+}
