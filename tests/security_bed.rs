@@ -153,13 +153,7 @@ fn tls_bed_serves_https_and_mariadb_requires_tls() {
         assert!(replicates_over_tls(&bed, r), "{}", slave_status(&bed, r));
     }
     // `myha check` reads every server itself, over TLS.
-    let out = bed.myha(&["check"]).unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    myha_ok(&bed, &["check"]);
 
     // A switchover: the manager repoints over TLS (mysql_tls.replication).
     let out = bed.myha(&["switchover", "--to", "db2"]).unwrap();
@@ -419,13 +413,7 @@ fn client_auth_bed_requires_client_certificates() {
         );
     }
     // Agents report through it: a switchover works end to end.
-    let out = bed.myha(&["switchover", "--to", "db2"]).unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    myha_ok(&bed, &["switchover", "--to", "db2"]);
     wait_until(Duration::from_secs(30), "db2 master", || {
         Ok(bed.status()?["master"] == "db2")
     })

@@ -295,3 +295,17 @@ pub fn write_secret(dir: &std::path::Path, name: &str, text: &str) -> std::path:
     f.write_all(text.as_bytes()).unwrap();
     p
 }
+
+/// Run `myha ARGS` against the bed and require success; its output on
+/// failure. Returns the output for the caller to read.
+pub fn myha_ok(bed: &Bed, args: &[&str]) -> std::process::Output {
+    let out = bed.myha(args).unwrap();
+    assert!(
+        out.status.success(),
+        "myha {}: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
