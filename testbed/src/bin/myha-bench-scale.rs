@@ -27,7 +27,7 @@
 //!
 //! `myha-bench-scale --myha-bin PATH [--clusters 1,10,100,500,1000]
 //!   [--window 30] [--warmup 10] [--faults 3] [--perf-at 500] [--perf-seconds 10]
-//!   [--harness-nice -10] [--manager-nice -5]`
+//!   [--harness-nice -10] [--manager-nice -5] [--probe-interval 250ms]`
 //!
 //! Everything shares this machine. The simulated servers and agents, and
 //! the bed's hosts (mysqld, the real agents), stand for other machines, so
@@ -91,6 +91,9 @@ struct Options {
     harness_nice: i32,
     /// Nice value of the manager.
     manager_nice: i32,
+    /// The manager's `probe_interval` (the bed's 250ms unless given; the
+    /// product's default is 500ms).
+    probe_interval: String,
 }
 
 // ---- measuring processes ----
@@ -469,7 +472,26 @@ impl SimAgent {
 
 /// The bed's configuration with the first `n` simulated clusters added
 /// (clusters, hosts and one agent credential per host).
-fn scale_config(base: &str, hosts: &[SimHost], tokens: &[String]) -> BedResult<String> {
+/// The bed's own `probe_interval` (testbed/src/lib.rs).
+const BED_PROBE_INTERVAL: &str = "250ms";
+
+fn scale_config(
+    base: &str,
+    hosts: &[SimHost],
+    tokens: &[String],
+    probe_interval: &str,
+) -> BedResult<String> {
+    let bed_line = format!("\n  probe_interval: {BED_PROBE_INTERVAL}\n");
+    if !base.contains(&bed_line) {
+        return Err(other(
+            "the bed's configuration has no `probe_interval` line to set",
+        ));
+    }
+    let base = base.replacen(
+        &bed_line,
+        &format!("\n  probe_interval: {probe_interval}\n"),
+        1,
+    );
     let (head, rest) = base
         .split_once("\nhosts:\n")
         .ok_or_else(|| other("the bed's configuration has no `hosts:` section"))?;
@@ -828,7 +850,11 @@ impl Setup<'_> {
         let hosts = self.fleet.cluster_hosts(sim);
         let tokens = &self.tokens[..hosts.len()];
         let config = self.bed.dir.join(format!("scale-{n}.yaml"));
-        std::fs::write(&config, scale_config(&self.base_config, hosts, tokens)?).map_err(other)?;
+        std::fs::write(
+            &config,
+            scale_config(&self.base_config, hosts, tokens, &self.opts.probe_interval)?,
+        )
+        .map_err(other)?;
         let started = Instant::now();
         let mut manager = Manager::start(
             &self.opts.bin,
@@ -1282,11 +1308,12 @@ fn header(opts: &Options) {
         kernel.trim()
     );
     println!(
-        "# one manager (embedded mode: the leader, nice {}), probe_interval 250 ms; N clusters = the bed's (3 MariaDB + real agents) \
+        "# one manager (embedded mode: the leader, nice {}), probe_interval {}; N clusters = the bed's (3 MariaDB + real agents) \
          + N-1 simulated (3 fake MariaDB endpoints each on 127.0.0.1, probed by the manager, and 3 simulated agents \
          reporting 4/s, 1 s timeout; they and the bed's hosts stand for other machines: nice {}); warm-up {} s, \
          window {} s, {} fault(s) per N (SIGKILL of the bed master's mysqld)",
         opts.manager_nice,
+        opts.probe_interval,
         opts.harness_nice,
         opts.warmup.as_secs(),
         opts.window.as_secs(),
@@ -1557,7 +1584,7 @@ fn main() -> std::process::ExitCode {
         eprintln!(
             "usage: myha-bench-scale --myha-bin PATH [--clusters 1,10,100,500,1000] [--window 30] \
              [--warmup 10] [--faults 3] [--perf-at 500|none] [--perf-seconds 10] [--harness-nice -10] \
-             [--manager-nice -5]"
+             [--manager-nice -5] [--probe-interval 250ms]"
         );
         return std::process::ExitCode::from(2);
     };
@@ -1605,7 +1632,22 @@ fn main() -> std::process::ExitCode {
         manager_nice: arg(&args, "--manager-nice")
             .and_then(|v| v.parse().ok())
             .unwrap_or(-5),
+        probe_interval: arg(&args, "--probe-interval").unwrap_or_else(|| BED_PROBE_INTERVAL.into()),
     };
+    let unit = opts
+        .probe_interval
+        .trim_end_matches("ms")
+        .trim_end_matches('s');
+    if unit.is_empty()
+        || unit.len() == opts.probe_interval.len()
+        || !unit.bytes().all(|b| b.is_ascii_digit())
+    {
+        eprintln!(
+            "--probe-interval {:?}: give milliseconds or seconds (250ms, 500ms, 1s)",
+            opts.probe_interval
+        );
+        return std::process::ExitCode::from(2);
+    }
     // Before any thread exists: every thread of this process (the
     // simulated servers and agents, which stand for other machines)
     // inherits it.
