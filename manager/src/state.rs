@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use myha_config::{ClusterConfig, Config};
-use myha_core::durable::apply_durable;
+use myha_core::durable::{apply_durable, DurableView};
 use myha_core::report::{AckStatus, AgentReport, ReportAck, ServerFacts, MAX_SEQ};
 use myha_core::routing::{router_view, RouterView};
 use myha_core::topology::{
@@ -558,12 +558,10 @@ impl Topology {
         let entry = self.entry(cluster)?;
         let inner = entry.read();
         let snapshot = self.snapshot_of(cluster, &entry, &inner);
-        let config = &entry.config;
-        Some(router_view(
+        Some(routing_view(
+            &entry.config,
             &snapshot,
             &inner.durable.view(),
-            |n| config.host(n).map_or(1, |h| h.weight),
-            config.max_lag.as_secs_f64(),
         ))
     }
 
@@ -575,44 +573,21 @@ impl Topology {
         let Some(entry) = self.entry(&snapshot.cluster) else {
             return;
         };
-        let config = &entry.config;
-        entry.view.send_if_modified(|published| {
+        publish(&entry, || {
             let durable = entry.read().durable.view();
-            if durable.epoch != snapshot.epoch {
-                // The state moved on since the snapshot: whoever moved it
-                // published its own view.
-                return false;
-            }
-            let view = router_view(
-                snapshot,
-                &durable,
-                |n| config.host(n).map_or(1, |h| h.weight),
-                config.max_lag.as_secs_f64(),
-            );
-            let digest = view.digest();
-            let changed = published.as_ref().is_none_or(|p| p.digest != digest);
-            *published = Some(Arc::new(PublishedView { digest, view }));
-            changed
+            // If the state moved on since the snapshot, whoever moved it
+            // published its own view.
+            (durable.epoch == snapshot.epoch)
+                .then(|| routing_view(&entry.config, snapshot, &durable))
         });
     }
 
     /// Recompute the routing view of `cluster`; its watchers wake if its
     /// digest changed.
     pub fn refresh_view(&self, cluster: &str) {
-        let Some(entry) = self.entry(cluster) else {
-            return;
-        };
-        // Computed while holding the sender, so that two refreshes never
-        // publish out of order.
-        entry.view.send_if_modified(|published| {
-            let Some(view) = self.router_view(cluster) else {
-                return false;
-            };
-            let digest = view.digest();
-            let changed = published.as_ref().is_none_or(|p| p.digest != digest);
-            *published = Some(Arc::new(PublishedView { digest, view }));
-            changed
-        });
+        if let Some(entry) = self.entry(cluster) {
+            publish(&entry, || self.router_view(cluster));
+        }
     }
 
     /// Watch the routing view of `cluster` (see [`Topology::refresh_view`]).
@@ -626,6 +601,35 @@ impl Topology {
             .filter_map(|c| self.snapshot(c))
             .collect()
     }
+}
+
+/// The routing view of a cluster from a snapshot and its durable state.
+fn routing_view(
+    config: &ClusterConfig,
+    snapshot: &ClusterSnapshot,
+    durable: &DurableView,
+) -> RouterView {
+    router_view(
+        snapshot,
+        durable,
+        |n| config.host(n).map_or(1, |h| h.weight),
+        config.max_lag.as_secs_f64(),
+    )
+}
+
+/// Publish the view `make` computes (nothing if it gives none). It is
+/// computed while holding the sender, so that two publications never land
+/// out of order; watchers wake only if the digest changed.
+fn publish(entry: &ClusterEntry, make: impl FnOnce() -> Option<RouterView>) {
+    entry.view.send_if_modified(|published| {
+        let Some(view) = make() else {
+            return false;
+        };
+        let digest = view.digest();
+        let changed = published.as_ref().is_none_or(|p| p.digest != digest);
+        *published = Some(Arc::new(PublishedView { digest, view }));
+        changed
+    });
 }
 
 #[cfg(test)]
