@@ -17,11 +17,13 @@ pub fn acts_for(ttl: Duration) -> Duration {
 }
 
 /// How often a manager renews its lease (and a follower campaigns): a
-/// sixth of the TTL, at most a second, at least 200 ms. A leader keeps
+/// tenth of the TTL, at most a second, at least 200 ms: the last success
+/// before an etcd member dies is then at most half a second old (default
+/// TTL), which leaves the most of [`acts_for`] to the election. A leader keeps
 /// [`acts_for`] after each renewal, so it rides out several failed rounds
 /// (an etcd raft election after a member is lost takes one to two seconds).
 pub fn renew_period(ttl: Duration) -> Duration {
-    (ttl / 6)
+    (ttl / 10)
         .min(Duration::from_secs(1))
         .max(Duration::from_millis(200))
 }
@@ -63,7 +65,7 @@ mod tests {
 
     #[test]
     fn the_default_rides_out_an_etcd_election() {
-        // lease_ttl 5 s: a renewal every 0.83 s, 3.33 s of validity: a
+        // lease_ttl 5 s: a renewal every 0.5 s, 3.33 s of validity: a
         // leader whose renewal failed just after a success still has
         // more than 2 s (an etcd election) before it must stop.
         let ttl = 5 * S;
