@@ -64,6 +64,62 @@ fn status_shows_master_replicas_and_gtid_positions() {
         text.contains("db1") && text.contains("master") && text.contains("replica"),
         "{text}"
     );
+    probe_in_one_batch(&bed);
+}
+
+/// The probe's one-round-trip batch on a real replica: with the heartbeat
+/// table, without it (the batch stops at the heartbeat, the facts are
+/// read in a second round trip and the connection stays usable), and on
+/// the master.
+fn probe_in_one_batch(bed: &myha_testbed::Bed) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = |h: &str| {
+        myha_mysql::Db::new(
+            myha_mysql::Endpoint {
+                host: bed.host(h).unwrap().ip.clone(),
+                port: 3306,
+                user: myha_testbed::ADMIN_USER.into(),
+                password: myha_testbed::ADMIN_PASSWORD.into(),
+                tls: None,
+            },
+            myha_mysql::Timeouts {
+                connect: Duration::from_secs(5),
+                query: Duration::from_secs(5),
+            },
+        )
+    };
+    let opts = |table: &str| myha_mysql::FactsOptions {
+        flavor: myha_core::flavor::Flavor::Mariadb,
+        heartbeat_table: table.into(),
+    };
+    rt.block_on(async {
+        let mut replica = db("db2");
+        for (table, lag) in [
+            ("myha.heartbeat", true),
+            ("myha.no_such_table", false),
+            ("myha.heartbeat", true),
+        ] {
+            let f = myha_mysql::collect_facts(&mut replica, &opts(table))
+                .await
+                .unwrap_or_else(|e| panic!("probe of db2 with {table}: {e}"));
+            assert!(replica.is_connected(), "{table}: connection dropped");
+            let repl = f.replication.as_ref().expect("db2 replicates");
+            assert_eq!(repl.source_server_id, Some(1), "{f:?}");
+            assert!(f.read_only && !f.gtid_executed.is_empty(), "{f:?}");
+            assert_eq!(f.heartbeat_lag_ms.is_some(), lag, "{table}: {f:?}");
+        }
+        let master = myha_mysql::collect_facts(&mut db("db1"), &opts("myha.heartbeat"))
+            .await
+            .unwrap_or_else(|e| panic!("probe of db1: {e}"));
+        assert!(
+            master.replication.is_none() && !master.read_only,
+            "{master:?}"
+        );
+        assert_eq!(master.heartbeat_lag_ms, None, "{master:?}");
+    });
 }
 
 #[test]

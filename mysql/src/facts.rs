@@ -43,19 +43,68 @@ fn protocol(db: &Db, message: String) -> DbError {
     }
 }
 
-/// Read everything a report carries about the server, in four round
-/// trips: variables, GTID state, replication status, heartbeat.
+/// The probe's statements, sent as one batch (one round trip): the
+/// heartbeat rows first (the table may not exist yet: the server then
+/// stops at once, with a clean error), then server variables, GTID state
+/// and replication status ([`facts_batch`]).
+pub fn probe_batch(opts: &FactsOptions) -> String {
+    format!(
+        "{}; {}",
+        heartbeat_lag_query(&opts.heartbeat_table),
+        facts_batch(opts.flavor)
+    )
+}
+
+/// Server variables, GTID state and replication status, as one batch.
+pub fn facts_batch(flavor: Flavor) -> String {
+    format!(
+        "{}; {}; {}",
+        flavor.server_variables_query(),
+        flavor.gtid_variables_query(),
+        flavor.show_replica_status(),
+    )
+}
+
+/// Every heartbeat row's age on this server's UTC clock (one row per
+/// server that has been a master): a replica's lag is its source's row.
+pub fn heartbeat_lag_query(table: &str) -> String {
+    format!(
+        "SELECT server_id, TIMESTAMPDIFF(MICROSECOND, ts, UTC_TIMESTAMP(6)) AS lag_us FROM {table}"
+    )
+}
+
+/// Read everything a report carries about the server, in one round trip
+/// ([`probe_batch`]; two while the heartbeat table does not exist).
 pub async fn collect_facts(db: &mut Db, opts: &FactsOptions) -> Result<ServerFacts, DbError> {
     let flavor = opts.flavor;
-    let vars = db
-        .query_first(flavor.server_variables_query())
-        .await?
+    let bound = db.timeouts.query;
+    let (heartbeat_rows, sets) = match db.query_batch(&probe_batch(opts), 4, bound).await {
+        Ok(mut sets) => {
+            let rest = sets.split_off(1);
+            (sets.pop(), rest)
+        }
+        // ER_NO_SUCH_TABLE / ER_BAD_DB_ERROR: no heartbeat yet.
+        Err(e) if matches!(e.server_code(), Some(1146 | 1049)) => {
+            (None, db.query_batch(&facts_batch(flavor), 3, bound).await?)
+        }
+        Err(e) => return Err(e),
+    };
+    let mut sets = sets.into_iter();
+    let (Some(vars), Some(gtid), Some(status_rows)) = (sets.next(), sets.next(), sets.next())
+    else {
+        return Err(protocol(
+            db,
+            "the probe batch returned fewer than three results".into(),
+        ));
+    };
+    let vars = vars
+        .into_iter()
+        .next()
         .ok_or_else(|| protocol(db, "server variables query returned no row".into()))?;
-    let gtid = db
-        .query_first(flavor.gtid_variables_query())
-        .await?
+    let gtid = gtid
+        .into_iter()
+        .next()
         .ok_or_else(|| protocol(db, "GTID variables query returned no row".into()))?;
-    let status_rows = db.query(flavor.show_replica_status()).await?;
     // The default connection only (MariaDB multi-source: connection "").
     let replication = match default_connection_row(&status_rows) {
         Some(row) => Some(
@@ -96,7 +145,9 @@ pub async fn collect_facts(db: &mut Db, opts: &FactsOptions) -> Result<ServerFac
     };
 
     let heartbeat_lag_ms = match replication.as_ref().and_then(|r| r.source_server_id) {
-        Some(source_id) => heartbeat_lag_ms(db, &opts.heartbeat_table, source_id).await?,
+        Some(source_id) => heartbeat_rows
+            .as_deref()
+            .and_then(|rows| source_lag_ms(rows, source_id)),
         None => None,
     };
 
@@ -131,23 +182,15 @@ pub async fn collect_facts(db: &mut Db, opts: &FactsOptions) -> Result<ServerFac
 }
 
 /// Lag read from the heartbeat row the master's agent writes: the server's
-/// UTC clock minus the row's timestamp. `None` when the table or the row
-/// does not exist yet.
-async fn heartbeat_lag_ms(
-    db: &mut Db,
-    table: &str,
-    source_id: u32,
-) -> Result<Option<u64>, DbError> {
-    let sql = format!(
-        "SELECT TIMESTAMPDIFF(MICROSECOND, ts, UTC_TIMESTAMP(6)) AS lag_us FROM {table} WHERE server_id = {source_id}"
-    );
-    let bound = db.timeouts.query;
-    match db.query_i64(&sql, bound).await {
-        Ok(v) => Ok(v.map(|us| (us.max(0) / 1000) as u64)),
-        // ER_NO_SUCH_TABLE / ER_BAD_DB_ERROR: no heartbeat yet.
-        Err(e) if matches!(e.server_code(), Some(1146 | 1049)) => Ok(None),
-        Err(e) => Err(e),
-    }
+/// UTC clock minus the row's timestamp, from [`heartbeat_lag_query`]'s
+/// rows. `None` when the source has no row yet.
+fn source_lag_ms(rows: &[Row], source_id: u32) -> Option<u64> {
+    let source = source_id.to_string();
+    rows.iter()
+        .find(|r| r.get("server_id").cloned().flatten().as_deref() == Some(source.as_str()))
+        .and_then(|r| r.get("lag_us").cloned().flatten())
+        .and_then(|us| us.trim().parse::<i64>().ok())
+        .map(|us| (us.max(0) / 1000) as u64)
 }
 
 /// Write this server's heartbeat row (on the master), creating the table on

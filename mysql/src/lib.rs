@@ -17,7 +17,10 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Value};
 use tokio::time::timeout;
 
-pub use facts::{collect_facts, fence, heartbeat_write, replication_grants, FactsOptions};
+pub use facts::{
+    collect_facts, facts_batch, fence, heartbeat_lag_query, heartbeat_write, probe_batch,
+    replication_grants, FactsOptions,
+};
 
 /// Where and as whom to connect.
 #[derive(Clone)]
@@ -277,6 +280,71 @@ impl Db {
                     what: "query",
                     ms: bound.as_millis(),
                 })
+            }
+        }
+    }
+
+    /// Run `expected` statements in one round trip (`a; b; c`, text
+    /// protocol) and return each one's rows, in order. The server runs
+    /// none after a failed statement: an error in the first one is that
+    /// statement's error and leaves the connection usable, as with
+    /// [`Db::query`]. Anything else short of `expected` results (an error
+    /// further on, fewer results, `bound` passing) fails the call and drops
+    /// the connection, whose stream may hold an unread answer.
+    pub async fn query_batch(
+        &mut self,
+        sql: &str,
+        expected: usize,
+        bound: Duration,
+    ) -> Result<Vec<Vec<Row>>, DbError> {
+        let addr = self.endpoint.to_string();
+        let conn = self.ensure().await?;
+        let run = async {
+            let mut sets = Vec::with_capacity(expected);
+            let mut result = match conn.query_iter(sql).await {
+                Ok(r) => r,
+                Err(e) => return (sets, Some(e)),
+            };
+            while sets.len() < expected {
+                match result.collect::<mysql_async::Row>().await {
+                    Ok(rows) => sets.push(rows.into_iter().map(to_row).collect::<Vec<_>>()),
+                    Err(e) => return (sets, Some(e)),
+                }
+                if result.is_empty() {
+                    break;
+                }
+            }
+            (sets, None)
+        };
+        let (sets, failed) = match timeout(bound, run).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                self.conn = None;
+                return Err(DbError::Timeout {
+                    addr,
+                    what: "query",
+                    ms: bound.as_millis(),
+                });
+            }
+        };
+        match failed {
+            None if sets.len() == expected => Ok(sets),
+            None => {
+                self.conn = None;
+                Err(DbError::Protocol {
+                    addr,
+                    message: format!(
+                        "a batch of {expected} statements answered {} results",
+                        sets.len()
+                    ),
+                })
+            }
+            Some(err) => {
+                let err = DbError::from_driver(&addr, err);
+                if !(sets.is_empty() && matches!(err, DbError::Server { .. })) {
+                    self.conn = None;
+                }
+                Err(err)
             }
         }
     }

@@ -64,11 +64,10 @@ pub fn replica_status_query() -> &'static str {
     myha_core::flavor::Flavor::Mariadb.show_replica_status()
 }
 
-/// The heartbeat-lag query of `myha_mysql::collect_facts` on a replica.
-pub fn heartbeat_query(table: &str, source_id: u32) -> String {
-    format!(
-        "SELECT TIMESTAMPDIFF(MICROSECOND, ts, UTC_TIMESTAMP(6)) AS lag_us FROM {table} WHERE server_id = {source_id}"
-    )
+/// The heartbeat-lag query of `myha_mysql::collect_facts` (every row; a
+/// replica's lag is its source's).
+pub fn heartbeat_query(table: &str) -> String {
+    myha_mysql::heartbeat_lag_query(table)
 }
 
 /// What mysql_async asks right after connecting.
@@ -190,8 +189,7 @@ impl Recording {
             replica_gtid: record_query(&mut r, gtid_variables_query()).await?,
             master_status,
             replica_status,
-            heartbeat: record_query(&mut r, &heartbeat_query(heartbeat_table, master_server_id))
-                .await?,
+            heartbeat: record_query(&mut r, &heartbeat_query(heartbeat_table)).await?,
         };
         let _ = m.disconnect().await;
         let _ = r.disconnect().await;
@@ -201,11 +199,22 @@ impl Recording {
             ("replica variables", &rec.replica_vars),
             ("master GTIDs", &rec.master_gtid),
             ("replica GTIDs", &rec.replica_gtid),
-            ("heartbeat", &rec.heartbeat),
         ] {
             if set.rows.len() != 1 {
                 return Err(format!("{what}: {} rows, expected 1", set.rows.len()));
             }
+        }
+        // One row per server that has been a master: the source's is there.
+        let source = master_server_id.to_string();
+        if !rec.heartbeat.column("server_id").is_some_and(|i| {
+            rec.heartbeat
+                .rows
+                .iter()
+                .any(|r| r.get(i).cloned().flatten().as_deref() == Some(source.as_str()))
+        }) {
+            return Err(format!(
+                "heartbeat: no row of the master (server_id {source})"
+            ));
         }
         Ok(rec)
     }
@@ -427,6 +436,7 @@ const CAPABILITIES: u32 = CLIENT_LONG_PASSWORD
     | CLIENT_CONNECT_ATTRS
     | CLIENT_PLUGIN_AUTH_LENENC;
 const STATUS_AUTOCOMMIT: u16 = 2;
+const SERVER_MORE_RESULTS_EXISTS: u16 = 8;
 /// utf8mb4_general_ci
 const CHARSET: u8 = 45;
 
@@ -465,17 +475,28 @@ fn packet(out: &mut Vec<u8>, seq: &mut u8, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-fn ok_payload() -> Vec<u8> {
+fn ok_payload(more: bool) -> Vec<u8> {
     let mut p = vec![0x00, 0, 0];
-    p.extend_from_slice(&STATUS_AUTOCOMMIT.to_le_bytes());
+    let status = if more {
+        STATUS_AUTOCOMMIT | SERVER_MORE_RESULTS_EXISTS
+    } else {
+        STATUS_AUTOCOMMIT
+    };
+    p.extend_from_slice(&status.to_le_bytes());
     p.extend_from_slice(&0u16.to_le_bytes());
     p
 }
 
-fn eof_payload() -> Vec<u8> {
+/// `more`: another result set of the same batch follows.
+fn eof_payload(more: bool) -> Vec<u8> {
     let mut p = vec![0xfe];
     p.extend_from_slice(&0u16.to_le_bytes());
-    p.extend_from_slice(&STATUS_AUTOCOMMIT.to_le_bytes());
+    let status = if more {
+        STATUS_AUTOCOMMIT | SERVER_MORE_RESULTS_EXISTS
+    } else {
+        STATUS_AUTOCOMMIT
+    };
+    p.extend_from_slice(&status.to_le_bytes());
     p
 }
 
@@ -487,17 +508,16 @@ fn err_payload(code: u16, message: &str) -> Vec<u8> {
     p
 }
 
-/// The column count, the column definitions and the EOF after them, with
-/// sequence ids from 1 (the first answer to a command): the same for
+/// The column count and the column definitions, as packet payloads (the
+/// sequence ids depend on where the set falls in a batch): the same for
 /// every answer to one query.
-fn encode_columns(columns: &[String]) -> Vec<u8> {
+fn encode_columns(columns: &[String]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    let mut seq = 1u8;
     let mut p = Vec::new();
     lenenc_int(&mut p, columns.len() as u64);
-    packet(&mut out, &mut seq, &p);
+    out.push(p);
     for c in columns {
-        p.clear();
+        let mut p = Vec::new();
         lenenc_str(&mut p, b"def");
         lenenc_str(&mut p, b"");
         lenenc_str(&mut p, b"");
@@ -513,9 +533,8 @@ fn encode_columns(columns: &[String]) -> Vec<u8> {
         p.extend_from_slice(&0u16.to_le_bytes());
         p.push(0);
         p.extend_from_slice(&[0, 0]);
-        packet(&mut out, &mut seq, &p);
+        out.push(p);
     }
-    packet(&mut out, &mut seq, &eof_payload());
     out
 }
 
@@ -523,9 +542,7 @@ fn encode_columns(columns: &[String]) -> Vec<u8> {
 /// its first row kept for the values that stay.
 struct Canned {
     columns: Vec<String>,
-    head: Vec<u8>,
-    /// Sequence id of the first row.
-    next_seq: u8,
+    head: Vec<Vec<u8>>,
     row: Vec<Option<String>>,
 }
 
@@ -534,16 +551,25 @@ impl Canned {
         Canned {
             columns: set.columns.clone(),
             head: encode_columns(&set.columns),
-            next_seq: (set.columns.len() + 3) as u8,
             row: set.rows.first().cloned().unwrap_or_default(),
         }
     }
 
     /// Append the answer: the recorded row with `patch` applied by column
-    /// name (no row at all with `rows == false`).
-    fn answer(&self, out: &mut Vec<u8>, rows: bool, patch: &dyn Fn(&str) -> Option<String>) {
-        out.extend_from_slice(&self.head);
-        let mut seq = self.next_seq;
+    /// name (no row at all with `rows == false`); `more`: another result
+    /// set of the batch follows.
+    fn answer(
+        &self,
+        out: &mut Vec<u8>,
+        seq: &mut u8,
+        more: bool,
+        rows: bool,
+        patch: &dyn Fn(&str) -> Option<String>,
+    ) {
+        for p in &self.head {
+            packet(out, seq, p);
+        }
+        packet(out, seq, &eof_payload(false));
         if rows {
             let mut p = Vec::with_capacity(512);
             for (c, v) in self.columns.iter().zip(&self.row) {
@@ -552,9 +578,9 @@ impl Canned {
                     None => p.push(0xfb),
                 }
             }
-            packet(out, &mut seq, &p);
+            packet(out, seq, &p);
         }
-        packet(out, &mut seq, &eof_payload());
+        packet(out, seq, &eof_payload(more));
     }
 }
 
@@ -640,7 +666,7 @@ async fn session(
     let seq = read_packet(&mut rd, &mut buf).await?;
     out.clear();
     let mut seq = seq.wrapping_add(1);
-    packet(&mut out, &mut seq, &ok_payload());
+    packet(&mut out, &mut seq, &ok_payload(false));
     wr.write_all(&out).await?;
     loop {
         read_packet(&mut rd, &mut buf).await?;
@@ -654,7 +680,7 @@ async fn session(
                 answer(host, enc, stats, sql.trim(), &mut out);
             }
             Some(COM_PING | COM_INIT_DB | COM_RESET_CONNECTION) => {
-                packet(&mut out, &mut seq, &ok_payload())
+                packet(&mut out, &mut seq, &ok_payload(false))
             }
             Some(other) => packet(
                 &mut out,
@@ -666,18 +692,44 @@ async fn session(
     }
 }
 
+/// Answer a query, or a batch of them (`a; b; c`: one result set each,
+/// as a server with CLIENT_MULTI_STATEMENTS does).
 fn answer(host: &SimHost, enc: &Encoded, stats: &FleetStats, sql: &str, out: &mut Vec<u8>) {
+    let statements: Vec<&str> = sql
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut seq = 1u8;
+    let last = statements.len().saturating_sub(1);
+    if statements.is_empty() {
+        packet(out, &mut seq, &ok_payload(false));
+    }
+    for (i, one) in statements.into_iter().enumerate() {
+        answer_one(host, enc, stats, one, out, &mut seq, i < last);
+    }
+}
+
+fn answer_one(
+    host: &SimHost,
+    enc: &Encoded,
+    stats: &FleetStats,
+    sql: &str,
+    out: &mut Vec<u8>,
+    seq: &mut u8,
+    more: bool,
+) {
     let now = unix_ms();
     let replica = host.is_replica();
     if sql.starts_with("SELECT @@max_allowed_packet") {
-        enc.settings.answer(out, true, &|_| None);
+        enc.settings.answer(out, seq, more, true, &|_| None);
     } else if sql == server_variables_query() {
         let vars = if replica {
             &enc.replica_vars
         } else {
             &enc.master_vars
         };
-        vars.answer(out, true, &|c| match c {
+        vars.answer(out, seq, more, true, &|c| match c {
             "server_id" => Some(host.server_id.to_string()),
             "hostname" => Some(host.name.clone()),
             "port" => Some(host.port.to_string()),
@@ -693,14 +745,14 @@ fn answer(host: &SimHost, enc: &Encoded, stats: &FleetStats, sql: &str, out: &mu
         } else {
             (&enc.master_gtid, pos.clone())
         };
-        set.answer(out, true, &|c| match c {
+        set.answer(out, seq, more, true, &|c| match c {
             "gtid_binlog_pos" | "gtid_binlog_state" | "gtid_current_pos" => Some(pos.clone()),
             "gtid_slave_pos" => Some(slave_pos.clone()),
             _ => None,
         });
     } else if sql == replica_status_query() {
         let (port, id) = host.master.unwrap_or((0, 0));
-        enc.status.answer(out, replica, &|c| match c {
+        enc.status.answer(out, seq, more, replica, &|c| match c {
             "Master_Host" => Some("127.0.0.1".into()),
             "Master_Port" => Some(port.to_string()),
             "Master_Server_Id" => Some(id.to_string()),
@@ -709,17 +761,21 @@ fn answer(host: &SimHost, enc: &Encoded, stats: &FleetStats, sql: &str, out: &mu
             "Seconds_Behind_Master" => Some("0".into()),
             _ => None,
         });
-    } else if sql.starts_with("SELECT TIMESTAMPDIFF(MICROSECOND, ts, UTC_TIMESTAMP(6)) AS lag_us") {
-        enc.heartbeat.answer(out, true, &|c| {
-            (c == "lag_us").then(|| heartbeat_lag_us(now).to_string())
+    } else if sql
+        .starts_with("SELECT server_id, TIMESTAMPDIFF(MICROSECOND, ts, UTC_TIMESTAMP(6)) AS lag_us")
+    {
+        let source = host.master_server_id();
+        enc.heartbeat.answer(out, seq, more, true, &|c| match c {
+            "server_id" => Some(source.to_string()),
+            "lag_us" => Some(heartbeat_lag_us(now).to_string()),
+            _ => None,
         });
     } else {
         let key: String = sql.chars().take(80).collect();
         if let Ok(mut m) = stats.other.lock() {
             *m.entry(key).or_default() += 1;
         }
-        let mut seq = 1u8;
-        packet(out, &mut seq, &ok_payload());
+        packet(out, seq, &ok_payload(more));
     }
 }
 
@@ -857,7 +913,7 @@ mod tests {
                 rows: Vec::new(),
             },
             replica_status,
-            heartbeat: set(&["lag_us"], &[Some("1000")]),
+            heartbeat: set(&["server_id", "lag_us"], &[Some("1"), Some("1000")]),
         }
     }
 
@@ -905,7 +961,11 @@ mod tests {
             .unwrap_or_else(|| panic!("replica without replication"));
         assert_eq!(repl.source_port, m.port);
         assert_eq!(repl.source_server_id, Some(1));
-        assert!(replica.read_only && replica.heartbeat_lag_ms.is_some());
+        assert!(
+            replica.read_only && replica.heartbeat_lag_ms.is_some(),
+            "{replica:?} {:?}",
+            fleet.stats.other_queries()
+        );
         // The report's facts have the probe's shape.
         let now = unix_ms();
         let built = facts_now(r, replica, now);

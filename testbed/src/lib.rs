@@ -1817,6 +1817,9 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn start(bed: &Bed) -> Result<Sampler> {
+        // Taken before the threads start: a first sample may be recorded
+        // before this function returns, and `report` counts from here.
+        let started = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::new()));
         let (tick_tx, tick_rx) = tokio::sync::watch::channel(0u64);
@@ -1851,7 +1854,7 @@ impl Sampler {
             samples,
             stop,
             threads,
-            started: Instant::now(),
+            started,
         })
     }
 
