@@ -25,6 +25,45 @@ pub fn executed_set(f: &ServerFacts) -> Result<GtidSet, GtidError> {
     }
 }
 
+/// Whether `a`'s executed transactions are a subset of `b`'s, and whether
+/// `b`'s are of `a`'s: the same answers as comparing [`executed_set`]s.
+/// For two MariaDB servers the sets are not built: each domain's set is
+/// `1..=n` for the highest seq in either position, so comparing those
+/// highest seqs per domain is enough (the manager compares a probe with a
+/// report of every server on every look).
+pub fn executed_subsets(a: &ServerFacts, b: &ServerFacts) -> Result<(bool, bool), GtidError> {
+    if a.flavor == Flavor::Mariadb && b.flavor == Flavor::Mariadb {
+        let (x, y) = (mariadb_highest(a)?, mariadb_highest(b)?);
+        let within = |x: &[(u32, u64)], y: &[(u32, u64)]| {
+            x.iter()
+                .all(|(domain, seq)| y.iter().any(|(other, top)| other == domain && top >= seq))
+        };
+        return Ok((within(&x, &y), within(&y, &x)));
+    }
+    let (x, y) = (executed_set(a)?, executed_set(b)?);
+    Ok((x.is_subset(&y), y.is_subset(&x)))
+}
+
+/// A MariaDB server's highest executed seq per domain (binlog position and
+/// slave position together; domains at seq 0 hold nothing and are left
+/// out).
+fn mariadb_highest(f: &ServerFacts) -> Result<Vec<(u32, u64)>, GtidError> {
+    let slave = crate::flavor::normalize_gtid_text(&f.gtid_slave_pos);
+    let mut out: Vec<(u32, u64)> = Vec::new();
+    for pos in [
+        MariaGtidPos::from_str(&f.gtid_executed)?,
+        MariaGtidPos::from_str(&slave)?,
+    ] {
+        for g in pos.iter().filter(|g| g.seq > 0) {
+            match out.iter_mut().find(|(domain, _)| *domain == g.domain) {
+                Some((_, top)) => *top = (*top).max(g.seq),
+                None => out.push((g.domain, g.seq)),
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The GTIDs a replica has received into its relay log (executed or not).
 pub fn received_set(f: &ServerFacts) -> Result<GtidSet, GtidError> {
     let Some(r) = f.replication.as_ref() else {

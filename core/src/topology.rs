@@ -326,11 +326,8 @@ pub fn disagreements(probe: &ServerFacts, agent: &ServerFacts) -> Vec<Disagreeme
     let same_text =
         probe.gtid_executed == agent.gtid_executed && probe.gtid_slave_pos == agent.gtid_slave_pos;
     if probe.flavor == agent.flavor && !same_text {
-        if let (Ok(p), Ok(a)) = (
-            crate::candidate::executed_set(probe),
-            crate::candidate::executed_set(agent),
-        ) {
-            if !p.is_subset(&a) && !a.is_subset(&p) {
+        if let Ok((probe_within, agent_within)) = crate::candidate::executed_subsets(probe, agent) {
+            if !probe_within && !agent_within {
                 out.push(Disagreement::Gtids {
                     probe: probe.gtid_executed.clone(),
                     agent: agent.gtid_executed.clone(),

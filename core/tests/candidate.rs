@@ -1053,3 +1053,53 @@ fn unreadable_sets_are_errors() {
     let h = mysql_facts(UUID1, "0-1-100");
     assert!(executed_set(&h).is_err());
 }
+
+mod executed_subsets {
+    use super::common::facts;
+    use myha_core::candidate::{executed_set, executed_subsets};
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    /// A MariaDB position over a few domains, seq 0 included ("nothing").
+    fn position() -> impl Strategy<Value = String> {
+        vec((0u32..4, 1u32..4, 0u64..6), 0..4).prop_map(|gtids| {
+            let mut seen = std::collections::BTreeSet::new();
+            gtids
+                .into_iter()
+                .filter(|(d, _, _)| seen.insert(*d))
+                .map(|(d, s, n)| format!("{d}-{s}-{n}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+    }
+
+    proptest! {
+        /// The MariaDB shortcut answers as the sets do.
+        #[test]
+        fn same_answer_as_the_sets(
+            a_exec in position(), a_slave in position(),
+            b_exec in position(), b_slave in position(),
+        ) {
+            let mut a = facts(1);
+            a.gtid_executed = a_exec;
+            a.gtid_slave_pos = a_slave;
+            let mut b = facts(2);
+            b.gtid_executed = b_exec;
+            b.gtid_slave_pos = b_slave;
+            let (x, y) = (executed_set(&a).unwrap(), executed_set(&b).unwrap());
+            prop_assert_eq!(
+                executed_subsets(&a, &b).unwrap(),
+                (x.is_subset(&y), y.is_subset(&x)),
+                "{:?} / {:?}", (&a.gtid_executed, &a.gtid_slave_pos), (&b.gtid_executed, &b.gtid_slave_pos)
+            );
+        }
+    }
+
+    #[test]
+    fn bad_text_is_an_error() {
+        let mut a = facts(1);
+        a.gtid_executed = "0-1-x".into();
+        assert!(executed_subsets(&a, &facts(2)).is_err());
+        assert!(executed_subsets(&facts(2), &a).is_err());
+    }
+}
