@@ -143,6 +143,16 @@ pub enum Action {
     StartFailover(Analysis),
 }
 
+impl Action {
+    /// Whether carrying this action out changes the cluster or its
+    /// durable state, so that the next look comes at the fast pace to see
+    /// the outcome. Publishing the analysis and journaling do not: every
+    /// look publishes, and a quiet cluster must stay at the quiet pace.
+    pub fn changes_the_cluster(&self) -> bool {
+        !matches!(self, Action::Publish(_) | Action::Journal(_))
+    }
+}
+
 impl DetectorState {
     /// A master was adopted.
     pub fn adopted(&mut self) {

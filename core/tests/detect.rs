@@ -618,3 +618,43 @@ fn the_detector_slows_down_only_while_quiet() {
     assert_ne!(suspect.last_verdict, Some(Verdict::Healthy));
     assert_eq!(next_look_ms(&suspect, &d, &cfg, at(5_000)), FAST_TICK_MS);
 }
+
+/// A quiet look publishes its analysis and changes nothing: the manager
+/// keeps the idle pace (it looks fast after an action that changes the
+/// cluster). A failover, a VIP move, a rejoin do change it.
+#[test]
+fn a_quiet_look_changes_nothing() {
+    let cfg = config();
+    let d = durable();
+    let (st, first) = next_actions(&DetectorState::default(), &healthy(), &d, &cfg, at(5_000));
+    // The first look journals the verdict: still no change to the cluster.
+    assert!(
+        first.iter().any(|a| matches!(a, Action::Journal(_))),
+        "{first:?}"
+    );
+    for later in [5_500, 6_000, 60_000] {
+        let (_, actions) = next_actions(&st, &healthy(), &d, &cfg, at(later));
+        assert!(
+            actions.iter().any(|a| matches!(a, Action::Publish(_))),
+            "{actions:?}"
+        );
+        assert!(
+            actions.iter().all(|a| !a.changes_the_cluster()),
+            "at {later}: {actions:?}"
+        );
+    }
+    let (_, dead) = next_actions(&st, &dead_master(), &d, &cfg, at(20_000));
+    assert!(
+        dead.iter()
+            .any(|a| matches!(a, Action::StartFailover(_)) && a.changes_the_cluster()),
+        "{dead:?}"
+    );
+    let vip = DetectorConfig { vip: true, ..cfg };
+    let (_, ensure) = next_actions(&st, &healthy(), &d, &vip, at(6_000));
+    assert!(
+        ensure
+            .iter()
+            .any(|a| matches!(a, Action::EnsureVip { .. }) && a.changes_the_cluster()),
+        "{ensure:?}"
+    );
+}

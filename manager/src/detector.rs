@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::agents::VipOp;
 use crate::failover::{self, OpStatus};
+use crate::metrics::LookCause;
 use crate::operation::{journal, journal_for, Context};
 use crate::state::unix_ms;
 use crate::store::{Phase, Step, StepStatus};
@@ -69,11 +70,12 @@ pub(crate) async fn run(
     loop {
         // The next look: after `pace`, or at once when a report or probe
         // changes materially (a failure shows there first).
-        tokio::select! {
-            _ = tokio::time::sleep(pace) => {}
-            _ = wake.notified() => {}
+        let cause = tokio::select! {
+            _ = tokio::time::sleep(pace) => LookCause::Timer,
+            _ = wake.notified() => LookCause::Change,
             _ = shutdown.wait_for(|s| *s) => return,
-        }
+        };
+        ctx.metrics.look(cause);
         if !ctx.coord.is_leader() {
             pace = follow(&ctx, &cluster, &config);
             led = 0;
@@ -109,8 +111,12 @@ pub(crate) async fn run(
         state = next;
         pace = Duration::from_millis(next_look_ms(&state, &view, &config, now));
         for action in actions {
-            // An action (a failover) changes the state: look again soon.
-            pace = FAST_TICK;
+            // An action that changes the cluster (a failover, the VIP, a
+            // rejoin): look again soon. Every look publishes its analysis,
+            // which must not keep a quiet cluster at the fast pace.
+            if action.changes_the_cluster() {
+                pace = FAST_TICK;
+            }
             execute(&ctx, &cluster, &mut state, action).await;
         }
     }

@@ -50,6 +50,32 @@ pub(crate) struct Metrics {
     step_seconds: Family<StepLabels, Histogram>,
     fences: Family<Outcome, Counter>,
     vip_moves: Family<VipLabels, Counter>,
+    /// `myha_detector_looks` by cause, created once (a look is frequent).
+    looks_timer: Counter,
+    looks_change: Counter,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LookLabels {
+    cause: String,
+}
+
+/// Why the detector looked at a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LookCause {
+    /// Its pace ran out (50 ms while something happens, 500 ms quiet).
+    Timer,
+    /// A report or probe differed materially from the last one.
+    Change,
+}
+
+impl LookCause {
+    fn as_str(self) -> &'static str {
+        match self {
+            LookCause::Timer => "timer",
+            LookCause::Change => "change",
+        }
+    }
 }
 
 impl Metrics {
@@ -93,6 +119,20 @@ impl Metrics {
             "VIP changes ordered by the manager (op add, remove, ensure), by outcome.",
             vip_moves.clone(),
         );
+        let looks = Family::<LookLabels, Counter>::default();
+        registry.register(
+            "myha_detector_looks",
+            "Looks of the detectors at their clusters (a snapshot and a verdict each), all clusters together, by cause (timer, change).",
+            looks.clone(),
+        );
+        let look = |cause: LookCause| {
+            looks
+                .get_or_create(&LookLabels {
+                    cause: cause.as_str().to_string(),
+                })
+                .clone()
+        };
+        let (looks_timer, looks_change) = (look(LookCause::Timer), look(LookCause::Change));
         Metrics {
             registry,
             failovers,
@@ -101,6 +141,8 @@ impl Metrics {
             step_seconds,
             fences,
             vip_moves,
+            looks_timer,
+            looks_change,
         }
     }
 
@@ -112,6 +154,14 @@ impl Metrics {
 
     pub(crate) fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// One look of a detector.
+    pub(crate) fn look(&self, cause: LookCause) {
+        match cause {
+            LookCause::Timer => self.looks_timer.inc(),
+            LookCause::Change => self.looks_change.inc(),
+        };
     }
 
     /// A step journaled by operation `op` ("failover-…", "switchover-…").

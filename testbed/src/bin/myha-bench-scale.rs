@@ -227,6 +227,29 @@ impl Api {
     }
 }
 
+impl Api {
+    /// `myha_detector_looks_total` by cause (timer, change), from `/metrics`.
+    async fn looks(&self) -> Option<(f64, f64)> {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let value = |cause: &str| {
+            let key = format!("myha_detector_looks_total{{cause=\"{cause}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(key.as_str()))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        Some((value("timer")?, value("change")?))
+    }
+}
+
 // ---- the load generator ----
 
 #[derive(Default)]
@@ -902,6 +925,7 @@ impl Setup<'_> {
         let bench_pid = std::process::id();
         let (m0, b0, h0) = (proc_ticks(pid), proc_ticks(bench_pid), host_ticks());
         let c0 = self.fleet.stats.connections.load(Ordering::Relaxed);
+        let looks0 = self.rt.block_on(self.api.looks());
         let t0 = Instant::now();
         self.stats.recording.store(true, Ordering::Relaxed);
         std::thread::sleep(self.opts.window);
@@ -909,6 +933,14 @@ impl Setup<'_> {
         let secs = t0.elapsed().as_secs_f64();
         let (m1, b1, h1) = (proc_ticks(pid), proc_ticks(bench_pid), host_ticks());
         row.connects = (self.fleet.stats.connections.load(Ordering::Relaxed) - c0) as f64 / secs;
+        if let (Some((t0, c0)), Some((t1, c1))) = (looks0, self.rt.block_on(self.api.looks())) {
+            println!(
+                "  N={n}: detector looks per second: {:.0} on its pace, {:.0} woken by a change ({:.2} per cluster)",
+                (t1 - t0) / secs,
+                (c1 - c0) / secs,
+                (t1 - t0 + c1 - c0) / secs / n as f64
+            );
+        }
         if !manager.alive() {
             return Err(other(format!(
                 "N={n}: the manager died during the window\n{}",
