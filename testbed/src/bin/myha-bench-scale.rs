@@ -210,7 +210,8 @@ struct Api {
 }
 
 impl Api {
-    async fn get(&self, path: &str) -> BedResult<serde_json::Value> {
+    /// The body of `GET path`, which must succeed.
+    async fn get_text(&self, path: &str) -> BedResult<String> {
         let resp = self
             .client
             .get(format!("{}{path}", self.base))
@@ -223,23 +224,17 @@ impl Api {
         if !status.is_success() {
             return Err(other(format!("GET {path}: {status}: {}", body.trim())));
         }
+        Ok(body)
+    }
+
+    async fn get(&self, path: &str) -> BedResult<serde_json::Value> {
+        let body = self.get_text(path).await?;
         serde_json::from_str(&body).map_err(|e| other(format!("GET {path}: {e}")))
     }
-}
 
-impl Api {
     /// `myha_detector_looks_total` by cause (timer, change), from `/metrics`.
     async fn looks(&self) -> Option<(f64, f64)> {
-        let text = self
-            .client
-            .get(format!("{}/metrics", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let text = self.get_text("/metrics").await.ok()?;
         let value = |cause: &str| {
             let key = format!("myha_detector_looks_total{{cause=\"{cause}\"}} ");
             text.lines()
