@@ -211,20 +211,34 @@ fn main() -> ExitCode {
     }
     // The router relays bytes: one thread without work stealing costs less
     // CPU per query than a pool that moves tasks between cores.
-    // MYHA_ROUTER_THREADS overrides (0 = one per core).
-    let router = matches!(cli.command, Daemon::Router { .. });
-    let router_threads = std::env::var("MYHA_ROUTER_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(1);
-    let built = if router && router_threads == 1 {
+    // MYHA_ROUTER_THREADS overrides (0 = one per core). The manager uses
+    // one worker per core unless MYHA_MANAGER_THREADS says otherwise: one
+    // thread costs about a fifth less CPU per cluster (docs/scale.md) but
+    // caps reports, probes and detectors at one core, and a call that
+    // blocks (a slow disk, an etcd round trip) then holds up all of them.
+    let (threads_var, default_threads) = match cli.command {
+        Daemon::Router { .. } => (Some("MYHA_ROUTER_THREADS"), 1),
+        Daemon::Manager => (Some("MYHA_MANAGER_THREADS"), 0),
+        _ => (None, 0),
+    };
+    let threads = match threads_var.map(|var| (var, std::env::var(var))) {
+        Some((var, Ok(v))) => match v.trim().parse::<usize>() {
+            Ok(n) => n,
+            Err(_) => {
+                eprintln!("myha: {var}={v:?} is not a number of threads (0 = one per core)");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => default_threads,
+    };
+    let built = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
     } else {
         let mut b = tokio::runtime::Builder::new_multi_thread();
-        if router && router_threads > 1 {
-            b.worker_threads(router_threads);
+        if threads > 1 {
+            b.worker_threads(threads);
         }
         b.enable_all().build()
     };
