@@ -68,9 +68,9 @@ fn status_shows_master_replicas_and_gtid_positions() {
 }
 
 /// The probe's one-round-trip batch on a real replica: with the heartbeat
-/// table, without it (the batch stops at the heartbeat, the facts are
-/// read in a second round trip and the connection stays usable), and on
-/// the master.
+/// table, without it or without the right to read it (the batch stops at
+/// the heartbeat, the facts are read in a second round trip and the
+/// connection stays usable), and on the master.
 fn probe_in_one_batch(bed: &myha_testbed::Bed) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -100,6 +100,8 @@ fn probe_in_one_batch(bed: &myha_testbed::Bed) {
         for (table, lag) in [
             ("myha.heartbeat", true),
             ("myha.no_such_table", false),
+            // No privilege there (error 1142): lag unknown, server up.
+            ("no_such_schema.heartbeat", false),
             ("myha.heartbeat", true),
         ] {
             let f = myha_mysql::collect_facts(&mut replica, &opts(table))
