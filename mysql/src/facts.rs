@@ -189,10 +189,13 @@ pub async fn collect_facts(db: &mut Db, opts: &FactsOptions) -> Result<ServerFac
 /// rows. `None` when the source has no row yet.
 fn source_lag_ms(rows: &[Row], source_id: u32) -> Option<u64> {
     let source = source_id.to_string();
+    fn value<'r>(r: &'r Row, col: &str) -> Option<&'r str> {
+        r.get(col).and_then(|v| v.as_deref()).map(str::trim)
+    }
     rows.iter()
-        .find(|r| r.get("server_id").cloned().flatten().as_deref() == Some(source.as_str()))
-        .and_then(|r| r.get("lag_us").cloned().flatten())
-        .and_then(|us| us.trim().parse::<i64>().ok())
+        .find(|r| value(r, "server_id") == Some(source.as_str()))
+        .and_then(|r| value(r, "lag_us"))
+        .and_then(|us| us.parse::<i64>().ok())
         .map(|us| (us.max(0) / 1000) as u64)
 }
 

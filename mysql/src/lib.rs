@@ -265,22 +265,30 @@ impl Db {
         let conn = self.ensure().await?;
         match timeout(bound, conn.query::<mysql_async::Row, _>(sql)).await {
             Ok(Ok(rows)) => Ok(rows.into_iter().map(to_row).collect()),
-            Ok(Err(err)) => {
-                let err = DbError::from_driver(&addr, err);
-                if !matches!(err, DbError::Server { .. }) {
-                    self.conn = None;
-                }
-                Err(err)
-            }
-            Err(_) => {
-                // The connection's state is unknown mid-query: never reuse it.
-                self.conn = None;
-                Err(DbError::Timeout {
-                    addr,
-                    what: "query",
-                    ms: bound.as_millis(),
-                })
-            }
+            Ok(Err(err)) => Err(self.failed(&addr, err, true)),
+            Err(_) => Err(self.timed_out(addr, bound)),
+        }
+    }
+
+    /// The error of a call the driver failed. The connection is kept only
+    /// after a server error the server answered cleanly (`clean`): the
+    /// stream may hold an unread answer otherwise.
+    fn failed(&mut self, addr: &str, err: mysql_async::Error, clean: bool) -> DbError {
+        let err = DbError::from_driver(addr, err);
+        if !(clean && matches!(err, DbError::Server { .. })) {
+            self.conn = None;
+        }
+        err
+    }
+
+    /// The error of a call that ran past `bound`. The connection's state is
+    /// unknown mid-query: it is never reused.
+    fn timed_out(&mut self, addr: String, bound: Duration) -> DbError {
+        self.conn = None;
+        DbError::Timeout {
+            addr,
+            what: "query",
+            ms: bound.as_millis(),
         }
     }
 
@@ -316,16 +324,8 @@ impl Db {
             }
             (sets, None)
         };
-        let (sets, failed) = match timeout(bound, run).await {
-            Ok(answer) => answer,
-            Err(_) => {
-                self.conn = None;
-                return Err(DbError::Timeout {
-                    addr,
-                    what: "query",
-                    ms: bound.as_millis(),
-                });
-            }
+        let Ok((sets, failed)) = timeout(bound, run).await else {
+            return Err(self.timed_out(addr, bound));
         };
         match failed {
             None if sets.len() == expected => Ok(sets),
@@ -339,13 +339,7 @@ impl Db {
                     ),
                 })
             }
-            Some(err) => {
-                let err = DbError::from_driver(&addr, err);
-                if !(sets.is_empty() && matches!(err, DbError::Server { .. })) {
-                    self.conn = None;
-                }
-                Err(err)
-            }
+            Some(err) => Err(self.failed(&addr, err, sets.is_empty())),
         }
     }
 
