@@ -132,8 +132,10 @@ impl ManagerClient {
     }
 
     /// Send to the manager that answered last, else to the next ones in
-    /// `manager.urls`. Only a manager that could not be reached is skipped
-    /// (a request that reached one is never sent twice).
+    /// `manager.urls`. Only a manager that could not be reached, or that
+    /// refused because it is cut off from coordination (it did nothing), is
+    /// skipped: a request another manager may have acted on is never sent
+    /// twice.
     async fn send(
         &self,
         method: reqwest::Method,
@@ -160,6 +162,19 @@ impl ManagerClient {
                 req = req.json(b);
             }
             match req.send().await {
+                // A manager cut off from coordination refuses before doing
+                // anything (`myha_api::coordination::UNAVAILABLE`): the
+                // next one may lead. Any other answer is final.
+                Ok(resp)
+                    if resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE && k + 1 < n =>
+                {
+                    let status = resp.status();
+                    let text = resp.text().await.unwrap_or_default();
+                    if !text.starts_with(myha_api::coordination::UNAVAILABLE) {
+                        bail!("manager answered {status} for {url}: {}", text.trim());
+                    }
+                    failures.push(format!("{base}: {}", text.trim()));
+                }
                 Ok(resp) => {
                     self.at.store(i, Ordering::Relaxed);
                     return Ok((url, resp));
