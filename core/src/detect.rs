@@ -262,6 +262,54 @@ pub fn next_look_ms(
     }
 }
 
+/// What the pace of the manager's own probe of one server depends on
+/// ([`probe_due`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbePaceInput {
+    /// The detector's last look found the cluster quiet (its pace is
+    /// [`IDLE_TICK_MS`]: see [`next_look_ms`]).
+    pub cluster_quiet: bool,
+    /// The server is the master of the epoch, or the cluster has no master
+    /// on record.
+    pub master: bool,
+    /// The manager's last probe of the server read mysqld.
+    pub probe_read: bool,
+    /// The server's agent's last report is fresh and read mysqld.
+    pub agent_reads: bool,
+    /// How long ago the manager's last probe of the server ended, if ever.
+    pub since_probe_ms: Option<u64>,
+}
+
+/// While its cluster is quiet, a replica is probed every this many probe
+/// intervals instead of every one ([`probe_due`]).
+pub const RELAXED_PROBE_EVERY: u64 = 2;
+
+/// Whether the manager probes a server at this tick of its probe
+/// interval. Every tick, except for a replica of a quiet cluster that the
+/// last probe read and whose agent reports it up: that one every
+/// [`RELAXED_PROBE_EVERY`] ticks. The master is always probed at every
+/// tick (it is what detection watches), and so is every server of a
+/// cluster that is not quiet, one the manager could not read last time,
+/// and one whose agent is silent or cannot read it. The manager also
+/// probes every server at once when its cluster stops being quiet, so a
+/// failover's choice of candidate never rests on a relaxed reading.
+///
+/// A relaxed probe is at most `RELAXED_PROBE_EVERY` intervals old (plus
+/// its own duration), below the staleness bound of a probe (3 intervals
+/// plus the query timeout): the manager's reading of a quiet replica stays
+/// fresh, and the facts it shows for it stay its own.
+pub fn probe_due(input: ProbePaceInput, probe_interval_ms: u64) -> bool {
+    let relaxed = input.cluster_quiet && !input.master && input.probe_read && input.agent_reads;
+    match (relaxed, input.since_probe_ms) {
+        // Half an interval of slack: the ticks are an interval apart and
+        // a probe ends some time after its tick.
+        (true, Some(since)) => {
+            since + probe_interval_ms / 2 >= RELAXED_PROBE_EVERY * probe_interval_ms
+        }
+        _ => true,
+    }
+}
+
 /// One tick of the detection loop: see the module documentation.
 pub fn next_actions(
     state: &DetectorState,

@@ -658,3 +658,63 @@ fn a_quiet_look_changes_nothing() {
         "{ensure:?}"
     );
 }
+
+/// A quiet cluster's replica that the manager and its agent both read is
+/// probed every other interval; the master, and every server of a cluster
+/// that is not quiet or that someone cannot read, every interval.
+#[test]
+fn only_a_quiet_clusters_readable_replicas_are_probed_less_often() {
+    use myha_core::detect::{probe_due, ProbePaceInput, RELAXED_PROBE_EVERY};
+    let interval = 500;
+    let relaxed = ProbePaceInput {
+        cluster_quiet: true,
+        master: false,
+        probe_read: true,
+        agent_reads: true,
+        since_probe_ms: Some(interval - 20),
+    };
+    // One interval after the last probe (which ended a little after its
+    // tick): skipped; the next tick probes, even if the probe ended late.
+    assert!(!probe_due(relaxed, interval));
+    for since in [2 * interval - 60, 2 * interval, 3 * interval] {
+        let input = ProbePaceInput {
+            since_probe_ms: Some(since),
+            ..relaxed
+        };
+        assert!(
+            probe_due(input, interval),
+            "{since} ms after the last probe"
+        );
+    }
+    assert_eq!(RELAXED_PROBE_EVERY, 2);
+    // Any one condition missing: every tick.
+    let full = [
+        ProbePaceInput {
+            cluster_quiet: false,
+            ..relaxed
+        },
+        ProbePaceInput {
+            master: true,
+            ..relaxed
+        },
+        ProbePaceInput {
+            probe_read: false,
+            ..relaxed
+        },
+        ProbePaceInput {
+            agent_reads: false,
+            ..relaxed
+        },
+        ProbePaceInput {
+            since_probe_ms: None,
+            ..relaxed
+        },
+    ];
+    for input in full {
+        assert!(probe_due(input, interval), "{input:?}");
+    }
+    // The relaxed reading stays fresh: at most RELAXED_PROBE_EVERY
+    // intervals plus a probe's duration, below 3 intervals + the timeout.
+    let worst = RELAXED_PROBE_EVERY * interval + interval / 2;
+    assert!(worst < 3 * interval);
+}

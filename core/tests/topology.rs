@@ -869,3 +869,36 @@ fn what_detection_weighs_is_material() {
     }
     assert!(!idle.differs_materially(&with), "latency and idle time");
 }
+
+// ------------------------------------------------------------ wire format
+
+/// A report's `mysqld` is read as the tagged object it is written as,
+/// whatever the order of its fields, ignoring fields it does not know, and
+/// a missing field is an error naming it.
+#[test]
+fn mysqld_status_reads_what_it_writes() {
+    for status in [
+        up(replica(2, "db1")),
+        down(DownKind::Refused, "connection refused"),
+    ] {
+        let r = report("db2", status);
+        let text = serde_json::to_string(&r).unwrap();
+        let back: AgentReport = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, r);
+    }
+    let tagged_last: MysqldStatus =
+        serde_json::from_str(r#"{"kind":"timeout","error":"x","later":1,"state":"down"}"#).unwrap();
+    assert_eq!(tagged_last, down(DownKind::Timeout, "x"));
+    let missing = serde_json::from_str::<MysqldStatus>(r#"{"state":"up"}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("missing field `facts`"), "{missing}");
+    let missing = serde_json::from_str::<MysqldStatus>(r#"{"state":"down","kind":"refused"}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("missing field `error`"), "{missing}");
+    let unknown = serde_json::from_str::<MysqldStatus>(r#"{"state":"sleeping"}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(unknown.contains("sleeping"), "{unknown}");
+}

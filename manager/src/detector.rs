@@ -21,6 +21,7 @@ use crate::state::unix_ms;
 use crate::store::{Phase, Step, StepStatus};
 
 const FAST_TICK: Duration = Duration::from_millis(FAST_TICK_MS);
+const IDLE_TICK: Duration = Duration::from_millis(IDLE_TICK_MS);
 
 pub(crate) fn policy(cluster: &ClusterConfig) -> DetectionPolicy {
     DetectionPolicy {
@@ -78,6 +79,7 @@ pub(crate) async fn run(
         ctx.metrics.look(cause);
         if !ctx.coord.is_leader() {
             pace = follow(&ctx, &cluster, &config);
+            ctx.topology.set_quiet(&cluster.name, pace == IDLE_TICK);
             led = 0;
             continue;
         }
@@ -88,6 +90,7 @@ pub(crate) async fn run(
             if shared {
                 if let Err(e) = ctx.topology.reload_durable(&cluster.name, true) {
                     tracing::warn!(cluster = %cluster.name, error = %e, "leading, but the shared state cannot be read: not acting yet");
+                    ctx.topology.set_quiet(&cluster.name, false);
                     continue;
                 }
             }
@@ -119,6 +122,7 @@ pub(crate) async fn run(
             }
             execute(&ctx, &cluster, &mut state, action).await;
         }
+        ctx.topology.set_quiet(&cluster.name, pace == IDLE_TICK);
     }
 }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use myha_config::{ClusterConfig, HostConfig, ManagerConfig};
+use myha_core::detect::probe_due;
 use myha_core::report::MysqldStatus;
 use myha_core::topology::ProbeResult;
 use myha_mysql::{collect_facts, FactsOptions};
@@ -21,11 +22,28 @@ pub(crate) async fn run(
 ) {
     let mut db = crate::actions::admin_db(&cluster, &host, &cfg);
     let opts = FactsOptions::for_cluster(&cluster);
+    let interval_ms = cfg.probe_interval.as_millis() as u64;
     let mut tick = interval(cfg.probe_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // A cluster that stops being quiet has every server probed at once.
+    let mut quiet = topology.quiet_watch(&cluster.name);
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = tick.tick() => {
+                let due = topology
+                    .probe_pace(&cluster.name, &host.name)
+                    .is_none_or(|pace| probe_due(pace, interval_ms));
+                if !due {
+                    continue;
+                }
+            }
+            changed = async { quiet.as_mut()?.changed().await.ok() } , if quiet.is_some() => {
+                match (changed, quiet.as_mut()) {
+                    (Some(()), Some(q)) => if *q.borrow_and_update() { continue },
+                    // The cluster was removed: its probes end with it.
+                    _ => quiet = None,
+                }
+            }
             _ = shutdown.wait_for(|s| *s) => return,
         }
         let started = Instant::now();

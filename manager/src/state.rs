@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use myha_config::{ClusterConfig, Config};
+use myha_core::detect::ProbePaceInput;
 use myha_core::durable::{apply_durable, DurableView};
 use myha_core::report::{AckStatus, AgentReport, ReportAck, ServerFacts, MAX_SEQ};
 use myha_core::routing::{router_view, RouterView};
@@ -81,6 +82,10 @@ struct ClusterEntry {
     /// Wakes the cluster's detector at once: a report or probe differed
     /// materially from the last one from its host.
     wake: Arc<Notify>,
+    /// Whether the detector's last look found the cluster quiet: the
+    /// probes of its replicas relax while it is
+    /// ([`myha_core::detect::probe_due`]), and run at once when it stops.
+    quiet: Arc<watch::Sender<bool>>,
 }
 
 impl ClusterEntry {
@@ -99,6 +104,7 @@ impl ClusterEntry {
             }),
             view: Arc::new(watch::Sender::new(None)),
             wake: Arc::new(Notify::new()),
+            quiet: Arc::new(watch::Sender::new(false)),
         }
     }
 
@@ -129,6 +135,7 @@ impl ClusterEntry {
             }),
             view: Arc::clone(&self.view),
             wake: Arc::clone(&self.wake),
+            quiet: Arc::clone(&self.quiet),
         }
     }
 
@@ -480,6 +487,41 @@ impl Topology {
         if material {
             entry.wake.notify_one();
         }
+    }
+
+    /// Record whether the detector's look found `cluster` quiet.
+    pub fn set_quiet(&self, cluster: &str, quiet: bool) {
+        if let Some(e) = self.entry(cluster) {
+            e.quiet
+                .send_if_modified(|q| std::mem::replace(q, quiet) != quiet);
+        }
+    }
+
+    /// Follows whether `cluster` is quiet ([`Topology::set_quiet`]).
+    pub fn quiet_watch(&self, cluster: &str) -> Option<watch::Receiver<bool>> {
+        self.entry(cluster).map(|e| e.quiet.subscribe())
+    }
+
+    /// What the pace of the manager's probe of `host` depends on now
+    /// ([`myha_core::detect::probe_due`]); `None` for an unknown host.
+    pub fn probe_pace(&self, cluster: &str, host: &str) -> Option<ProbePaceInput> {
+        let entry = self.entry(cluster)?;
+        let cluster_quiet = *entry.quiet.borrow();
+        let inner = entry.read();
+        let h = inner.hosts.get(host)?;
+        let now = Instant::now();
+        Some(ProbePaceInput {
+            cluster_quiet,
+            master: inner.durable.master.as_deref().is_none_or(|m| m == host),
+            probe_read: h
+                .probe
+                .as_ref()
+                .is_some_and(|(p, _)| p.mysqld.facts().is_some()),
+            agent_reads: h.report.as_ref().is_some_and(|(r, at)| {
+                r.mysqld.facts().is_some() && age_ms(*at, now) <= self.fresh.agent_stale_after_ms
+            }),
+            since_probe_ms: h.probe.as_ref().map(|(_, at)| age_ms(*at, now)),
+        })
     }
 
     /// What wakes the detector of `cluster` (see [`Topology::ingest`]).
