@@ -100,13 +100,20 @@ struct Options {
 
 /// utime + stime of a process, in clock ticks.
 fn proc_ticks(pid: u32) -> Option<u64> {
+    proc_times(pid).map(|(u, s)| u + s)
+}
+
+/// (utime, stime) of a process, in clock ticks: the time in its own code
+/// and the time the kernel spent for it (system calls, and on loopback
+/// the receiving side of what it sends).
+fn proc_times(pid: u32) -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command (which may hold spaces), from field 3 on.
     let rest = stat.rsplit_once(") ")?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();
     let utime: u64 = f.get(11)?.parse().ok()?;
     let stime: u64 = f.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// The whole host: (busy, total) jiffies over every CPU.
@@ -919,7 +926,9 @@ impl Setup<'_> {
         self.stats.reset();
         let bench_pid = std::process::id();
         let (m0, b0, h0) = (proc_ticks(pid), proc_ticks(bench_pid), host_ticks());
+        let ms0 = proc_times(pid);
         let c0 = self.fleet.stats.connections.load(Ordering::Relaxed);
+        let q0 = self.fleet.stats.queries.load(Ordering::Relaxed);
         let looks0 = self.rt.block_on(self.api.looks());
         let t0 = Instant::now();
         self.stats.recording.store(true, Ordering::Relaxed);
@@ -927,7 +936,9 @@ impl Setup<'_> {
         self.stats.recording.store(false, Ordering::Relaxed);
         let secs = t0.elapsed().as_secs_f64();
         let (m1, b1, h1) = (proc_ticks(pid), proc_ticks(bench_pid), host_ticks());
+        let ms1 = proc_times(pid);
         row.connects = (self.fleet.stats.connections.load(Ordering::Relaxed) - c0) as f64 / secs;
+        let probes = (self.fleet.stats.queries.load(Ordering::Relaxed) - q0) as f64 / secs;
         if let (Some((t0, c0)), Some((t1, c1))) = (looks0, self.rt.block_on(self.api.looks())) {
             println!(
                 "  N={n}: detector looks per second: {:.0} on its pace, {:.0} woken by a change ({:.2} per cluster)",
@@ -948,6 +959,14 @@ impl Setup<'_> {
         }
         if let (Some(a), Some(b)) = (b0, b1) {
             row.bench_cpu = (b - a) as f64 / tps / secs * 100.0;
+        }
+        if let (Some((u0, s0)), Some((u1, s1))) = (ms0, ms1) {
+            println!(
+                "  N={n}: manager CPU split: {:.1}% of a core in its own code, {:.1}% in the kernel for it; {probes:.0} probes/s (one query each) answered by the simulated servers, {:.2} per server",
+                (u1 - u0) as f64 / tps / secs * 100.0,
+                (s1 - s0) as f64 / tps / secs * 100.0,
+                probes / (3 * n.saturating_sub(1)).max(1) as f64
+            );
         }
         if let (Some((ba, ta)), Some((bb, tb))) = (h0, h1) {
             row.host_busy = (bb - ba) as f64 / (tb - ta).max(1) as f64 * 100.0;
