@@ -681,6 +681,7 @@ mod tests {
     use std::path::Path;
 
     use crate::testing::CONFIG;
+    use myha_core::report::MysqldStatus;
 
     fn topology(name: &str) -> Topology {
         let env = |_: &str| -> Option<String> { Some("test-token-0123456789".to_owned()) };
@@ -690,6 +691,106 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let store = std::sync::Arc::new(FileStore::open(&dir).unwrap());
         Topology::new(&config, store, false).unwrap()
+    }
+
+    fn up(server_id: u32) -> MysqldStatus {
+        let facts: ServerFacts = serde_json::from_value(serde_json::json!({
+            "flavor": "mariadb", "server_id": server_id, "version": "10.11.6-MariaDB",
+            "hostname": "h", "read_only": true, "super_read_only": false, "log_bin": true,
+            "log_slave_updates": true, "binlog_format": "ROW", "gtid_strict": true,
+            "gtid_executed": "0-1-5", "gtid_binlog_state": "0-1-5", "gtid_slave_pos": "0-1-5",
+            "server_uuid": "", "replication": null, "heartbeat_lag_ms": null,
+            "clock_unix_us": 0, "semi_sync_master": false, "semi_sync_slave": false
+        }))
+        .unwrap();
+        MysqldStatus::Up {
+            facts: Box::new(facts),
+        }
+    }
+
+    fn report(host: &str, seq: u64, mysqld: MysqldStatus) -> AgentReport {
+        AgentReport {
+            cluster: "main".into(),
+            host: host.into(),
+            agent_version: "test".into(),
+            instance: 1,
+            seq,
+            sampled_at_ms: 0,
+            sample_ms: 0,
+            mysqld,
+            mysqld_process: Some(true),
+            master_view: None,
+            epoch_seen: 0,
+        }
+    }
+
+    /// What the probe of a server is paced on comes from what the
+    /// topology holds: the detector's quiet flag (watched by the probes),
+    /// the master on record, the manager's last probe, the agent's report.
+    #[test]
+    fn the_probe_pace_reads_the_quiet_flag_the_master_and_both_readings() {
+        use myha_core::detect::probe_due;
+        let topo = topology("pace");
+        assert!(topo.probe_pace("main", "nope").is_none());
+        assert!(topo.quiet_watch("nope").is_none());
+        let mut quiet = topo.quiet_watch("main").unwrap();
+        let first = topo.probe_pace("main", "db2").unwrap();
+        assert_eq!(
+            first,
+            ProbePaceInput {
+                cluster_quiet: false,
+                master: true, // no master on record yet
+                probe_read: false,
+                agent_reads: false,
+                since_probe_ms: None,
+            }
+        );
+        topo.update_durable("main", |s| s.master = Some("db1".into()))
+            .unwrap();
+        let probe = ProbeResult {
+            mysqld: up(2),
+            latency_ms: Some(1.0),
+        };
+        topo.record_probe("main", "db2", probe);
+        topo.ingest(report("db2", 1, up(2))).unwrap();
+        // Only the quiet flag is missing: still probed every interval.
+        let pace = topo.probe_pace("main", "db2").unwrap();
+        assert!(!pace.cluster_quiet && !pace.master && pace.probe_read && pace.agent_reads);
+        assert!(probe_due(pace, 500));
+
+        topo.set_quiet("main", true);
+        assert!(quiet.has_changed().unwrap());
+        assert!(*quiet.borrow_and_update());
+        let relaxed = topo.probe_pace("main", "db2").unwrap();
+        assert!(relaxed.cluster_quiet);
+        assert!(!probe_due(relaxed, 500), "{relaxed:?}");
+        // The master is probed every interval, quiet or not.
+        topo.record_probe(
+            "main",
+            "db1",
+            ProbeResult {
+                mysqld: up(1),
+                latency_ms: Some(1.0),
+            },
+        );
+        topo.ingest(report("db1", 1, up(1))).unwrap();
+        assert!(probe_due(topo.probe_pace("main", "db1").unwrap(), 500));
+        // The same flag again wakes nobody; losing it wakes the probes.
+        topo.set_quiet("main", true);
+        assert!(!quiet.has_changed().unwrap());
+        topo.set_quiet("main", false);
+        assert!(quiet.has_changed().unwrap());
+        assert!(!*quiet.borrow_and_update());
+        // A replica whose agent cannot read it is probed every interval.
+        topo.set_quiet("main", true);
+        let down = MysqldStatus::Down {
+            kind: myha_core::report::DownKind::Refused,
+            error: "refused".into(),
+        };
+        topo.ingest(report("db2", 2, down)).unwrap();
+        let pace = topo.probe_pace("main", "db2").unwrap();
+        assert!(!pace.agent_reads);
+        assert!(probe_due(pace, 500));
     }
 
     #[test]
