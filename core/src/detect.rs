@@ -276,7 +276,13 @@ pub struct ProbePaceInput {
     pub probe_read: bool,
     /// The server's agent's last report is fresh and read mysqld.
     pub agent_reads: bool,
-    /// How long ago the manager's last probe of the server ended, if ever.
+    /// What the agent read does not differ materially from what the
+    /// manager's probe read ([`crate::report::ServerFacts::differs_materially`]):
+    /// a replica whose agent reports a change (a thread stopped,
+    /// `read_only` off) is probed at the next tick.
+    pub agrees: bool,
+    /// How long ago the manager's last probe of the server started, if
+    /// ever.
     pub since_probe_ms: Option<u64>,
 }
 
@@ -286,23 +292,31 @@ pub const RELAXED_PROBE_EVERY: u64 = 2;
 
 /// Whether the manager probes a server at this tick of its probe
 /// interval. Every tick, except for a replica of a quiet cluster that the
-/// last probe read and whose agent reports it up: that one every
-/// [`RELAXED_PROBE_EVERY`] ticks. The master is always probed at every
-/// tick (it is what detection watches), and so is every server of a
-/// cluster that is not quiet, one the manager could not read last time,
-/// and one whose agent is silent or cannot read it. The manager also
-/// probes every server at once when its cluster stops being quiet, so a
-/// failover's choice of candidate never rests on a relaxed reading.
+/// last probe read and whose agent reports it up and agrees with that
+/// probe: that one every [`RELAXED_PROBE_EVERY`] ticks. The master is
+/// always probed at every tick (it is what detection watches), and so is
+/// every server of a cluster that is not quiet, one the manager could not
+/// read last time, and one whose agent is silent, cannot read it or reads
+/// something else. The manager also probes every server of a cluster at
+/// once when it stops being quiet (a failover is decided on a look that
+/// is not quiet, so its choice of candidate never rests on a relaxed
+/// reading), and when an operation asks for fresh readings (a switchover
+/// whose first plan failed).
 ///
-/// A relaxed probe is at most `RELAXED_PROBE_EVERY` intervals old (plus
-/// its own duration), below the staleness bound of a probe (3 intervals
-/// plus the query timeout): the manager's reading of a quiet replica stays
-/// fresh, and the facts it shows for it stay its own.
+/// Counted from the start of the last probe, a relaxed reading is at most
+/// `RELAXED_PROBE_EVERY` intervals plus the next probe's duration old,
+/// below the staleness bound of a probe (3 intervals plus the query
+/// timeout): the manager's reading of a quiet replica stays fresh, and the
+/// facts it shows for it stay its own.
 pub fn probe_due(input: ProbePaceInput, probe_interval_ms: u64) -> bool {
-    let relaxed = input.cluster_quiet && !input.master && input.probe_read && input.agent_reads;
+    let relaxed = input.cluster_quiet
+        && !input.master
+        && input.probe_read
+        && input.agent_reads
+        && input.agrees;
     match (relaxed, input.since_probe_ms) {
         // Half an interval of slack: the ticks are an interval apart and
-        // a probe ends some time after its tick.
+        // do not fire exactly on time.
         (true, Some(since)) => {
             since + probe_interval_ms / 2 >= RELAXED_PROBE_EVERY * probe_interval_ms
         }

@@ -177,7 +177,11 @@ enum MysqldState {
 }
 
 /// [`MysqldStatus`] as it is read: every variant's fields, optional, in any
-/// order; unknown fields ignored, as the tagged enum did.
+/// order; unknown fields ignored, as the tagged enum did. One difference
+/// with serde's tagged enum: a field of the other variant is checked too
+/// (`"kind": "bogus"` beside `"state": "up"` is refused, where the tagged
+/// enum ignored it), and a `null` where a value is required reads
+/// "missing field". No writer of reports sends either.
 #[derive(Deserialize)]
 struct MysqldStatusWire {
     state: MysqldState,

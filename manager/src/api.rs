@@ -215,21 +215,19 @@ where
     }
 }
 
-/// `application/json`, or `application/<anything>+json`, with or without
-/// parameters: what axum's `Json` takes.
+/// What axum's `Json` takes as a JSON content type, decided the same way
+/// (a parsed `mime`): `application/json`, or `application/<name>+json`,
+/// with or without parameters.
 fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
-    let Some(value) = headers
+    let Some(mime) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<mime::Mime>().ok())
     else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or("").trim();
-    let Some((kind, sub)) = essence.split_once('/') else {
-        return false;
-    };
-    kind.eq_ignore_ascii_case("application")
-        && (sub.eq_ignore_ascii_case("json") || sub.to_ascii_lowercase().ends_with("+json"))
+    mime.type_() == "application"
+        && (mime.subtype() == "json" || mime.suffix().is_some_and(|name| name == "json"))
 }
 
 async fn report(
@@ -684,7 +682,7 @@ mod tests {
         assert!(text.contains("inner.n"), "{text}");
         let (status, _) = decode(Some("application/json"), "{").await.unwrap_err();
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        for ct in [None, Some("text/plain")] {
+        for ct in [None, Some("text/plain"), Some("application/+json")] {
             let (status, _) = decode(ct, good).await.unwrap_err();
             assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}");
         }

@@ -113,6 +113,11 @@ pub(crate) async fn run(
         let (next, actions) = next_actions(&state, &snapshot, &view, &config, now);
         state = next;
         pace = Duration::from_millis(next_look_ms(&state, &view, &config, now));
+        if pace != IDLE_TICK || actions.iter().any(|a| a.changes_the_cluster()) {
+            // Not quiet before acting: the probes run at every tick, and
+            // at once.
+            ctx.topology.set_quiet(&cluster.name, false);
+        }
         for action in actions {
             // An action that changes the cluster (a failover, the VIP, a
             // rejoin): look again soon. Every look publishes its analysis,

@@ -25,28 +25,35 @@ pub(crate) async fn run(
     let interval_ms = cfg.probe_interval.as_millis() as u64;
     let mut tick = interval(cfg.probe_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    // A cluster that stops being quiet has every server probed at once.
-    let mut quiet = topology.quiet_watch(&cluster.name);
+    // A cluster that stops or starts being quiet, or an operation that
+    // needs fresh readings (`Topology::probe_now`), has every server
+    // probed at once.
+    let mut signal = topology.quiet_watch(&cluster.name);
+    let mut last_started: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 let due = topology
-                    .probe_pace(&cluster.name, &host.name)
+                    .probe_pace(&cluster.name, &host.name, last_started)
                     .is_none_or(|pace| probe_due(pace, interval_ms));
                 if !due {
                     continue;
                 }
             }
-            changed = async { quiet.as_mut()?.changed().await.ok() } , if quiet.is_some() => {
-                match (changed, quiet.as_mut()) {
-                    (Some(()), Some(q)) => if *q.borrow_and_update() { continue },
-                    // The cluster was removed: its probes end with it.
-                    _ => quiet = None,
+            changed = async { signal.as_mut()?.changed().await.ok() }, if signal.is_some() => {
+                match (changed, signal.as_mut()) {
+                    (Some(()), Some(s)) => {
+                        s.borrow_and_update();
+                    }
+                    // Its sender is gone (never while the cluster's tasks
+                    // run: a reload stops them first): probe every tick.
+                    _ => signal = None,
                 }
             }
             _ = shutdown.wait_for(|s| *s) => return,
         }
         let started = Instant::now();
+        last_started = Some(started);
         let result = match collect_facts(&mut db, &opts).await {
             Ok(facts) => ProbeResult {
                 mysqld: MysqldStatus::Up {

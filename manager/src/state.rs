@@ -84,7 +84,8 @@ struct ClusterEntry {
     wake: Arc<Notify>,
     /// Whether the detector's last look found the cluster quiet: the
     /// probes of its replicas relax while it is
-    /// ([`myha_core::detect::probe_due`]), and run at once when it stops.
+    /// ([`myha_core::detect::probe_due`]). Every change, and every
+    /// [`Topology::probe_now`], has every probe of the cluster run at once.
     quiet: Arc<watch::Sender<bool>>,
 }
 
@@ -497,30 +498,50 @@ impl Topology {
         }
     }
 
-    /// Follows whether `cluster` is quiet ([`Topology::set_quiet`]).
+    /// Follows whether `cluster` is quiet ([`Topology::set_quiet`]); the
+    /// probes of the cluster run at once at every change it signals.
     pub fn quiet_watch(&self, cluster: &str) -> Option<watch::Receiver<bool>> {
         self.entry(cluster).map(|e| e.quiet.subscribe())
     }
 
+    /// Have every probe of `cluster` run at once, whatever its pace: for
+    /// an operation that needs readings newer than its request.
+    pub fn probe_now(&self, cluster: &str) {
+        if let Some(e) = self.entry(cluster) {
+            e.quiet.send_modify(|_| {});
+        }
+    }
+
     /// What the pace of the manager's probe of `host` depends on now
-    /// ([`myha_core::detect::probe_due`]); `None` for an unknown host.
-    pub fn probe_pace(&self, cluster: &str, host: &str) -> Option<ProbePaceInput> {
+    /// ([`myha_core::detect::probe_due`]), given when that probe last
+    /// started; `None` for an unknown host.
+    pub fn probe_pace(
+        &self,
+        cluster: &str,
+        host: &str,
+        last_started: Option<Instant>,
+    ) -> Option<ProbePaceInput> {
         let entry = self.entry(cluster)?;
         let cluster_quiet = *entry.quiet.borrow();
         let inner = entry.read();
         let h = inner.hosts.get(host)?;
         let now = Instant::now();
+        let probe_facts = h.probe.as_ref().and_then(|(p, _)| p.mysqld.facts());
+        let agent_facts = h.report.as_ref().and_then(|(r, at)| {
+            (age_ms(*at, now) <= self.fresh.agent_stale_after_ms)
+                .then(|| r.mysqld.facts())
+                .flatten()
+        });
         Some(ProbePaceInput {
             cluster_quiet,
             master: inner.durable.master.as_deref().is_none_or(|m| m == host),
-            probe_read: h
-                .probe
-                .as_ref()
-                .is_some_and(|(p, _)| p.mysqld.facts().is_some()),
-            agent_reads: h.report.as_ref().is_some_and(|(r, at)| {
-                r.mysqld.facts().is_some() && age_ms(*at, now) <= self.fresh.agent_stale_after_ms
-            }),
-            since_probe_ms: h.probe.as_ref().map(|(_, at)| age_ms(*at, now)),
+            probe_read: probe_facts.is_some(),
+            agent_reads: agent_facts.is_some(),
+            agrees: match (probe_facts, agent_facts) {
+                (Some(p), Some(a)) => !a.differs_materially(p),
+                _ => false,
+            },
+            since_probe_ms: last_started.map(|t| age_ms(t, now)),
         })
     }
 
@@ -731,10 +752,10 @@ mod tests {
     fn the_probe_pace_reads_the_quiet_flag_the_master_and_both_readings() {
         use myha_core::detect::probe_due;
         let topo = topology("pace");
-        assert!(topo.probe_pace("main", "nope").is_none());
+        assert!(topo.probe_pace("main", "nope", None).is_none());
         assert!(topo.quiet_watch("nope").is_none());
         let mut quiet = topo.quiet_watch("main").unwrap();
-        let first = topo.probe_pace("main", "db2").unwrap();
+        let first = topo.probe_pace("main", "db2", None).unwrap();
         assert_eq!(
             first,
             ProbePaceInput {
@@ -742,6 +763,7 @@ mod tests {
                 master: true, // no master on record yet
                 probe_read: false,
                 agent_reads: false,
+                agrees: false,
                 since_probe_ms: None,
             }
         );
@@ -754,14 +776,16 @@ mod tests {
         topo.record_probe("main", "db2", probe);
         topo.ingest(report("db2", 1, up(2))).unwrap();
         // Only the quiet flag is missing: still probed every interval.
-        let pace = topo.probe_pace("main", "db2").unwrap();
+        let started = Some(Instant::now());
+        let pace = topo.probe_pace("main", "db2", started).unwrap();
         assert!(!pace.cluster_quiet && !pace.master && pace.probe_read && pace.agent_reads);
+        assert!(pace.agrees);
         assert!(probe_due(pace, 500));
 
         topo.set_quiet("main", true);
         assert!(quiet.has_changed().unwrap());
         assert!(*quiet.borrow_and_update());
-        let relaxed = topo.probe_pace("main", "db2").unwrap();
+        let relaxed = topo.probe_pace("main", "db2", started).unwrap();
         assert!(relaxed.cluster_quiet);
         assert!(!probe_due(relaxed, 500), "{relaxed:?}");
         // The master is probed every interval, quiet or not.
@@ -774,21 +798,40 @@ mod tests {
             },
         );
         topo.ingest(report("db1", 1, up(1))).unwrap();
-        assert!(probe_due(topo.probe_pace("main", "db1").unwrap(), 500));
-        // The same flag again wakes nobody; losing it wakes the probes.
+        assert!(probe_due(
+            topo.probe_pace("main", "db1", started).unwrap(),
+            500
+        ));
+        // The same flag again wakes nobody; losing it wakes the probes, and
+        // so does an operation that wants fresh readings.
         topo.set_quiet("main", true);
         assert!(!quiet.has_changed().unwrap());
+        topo.probe_now("main");
+        assert!(quiet.has_changed().unwrap());
+        assert!(*quiet.borrow_and_update(), "probe_now leaves the flag");
         topo.set_quiet("main", false);
         assert!(quiet.has_changed().unwrap());
         assert!(!*quiet.borrow_and_update());
+        // A replica whose agent reads something else (its SQL thread
+        // stopped, read_only off) is probed every interval.
+        topo.set_quiet("main", true);
+        let MysqldStatus::Up { mut facts } = up(2) else {
+            unreachable!()
+        };
+        facts.read_only = false;
+        topo.ingest(report("db2", 2, MysqldStatus::Up { facts }))
+            .unwrap();
+        let pace = topo.probe_pace("main", "db2", started).unwrap();
+        assert!(pace.agent_reads && !pace.agrees);
+        assert!(probe_due(pace, 500));
         // A replica whose agent cannot read it is probed every interval.
         topo.set_quiet("main", true);
         let down = MysqldStatus::Down {
             kind: myha_core::report::DownKind::Refused,
             error: "refused".into(),
         };
-        topo.ingest(report("db2", 2, down)).unwrap();
-        let pace = topo.probe_pace("main", "db2").unwrap();
+        topo.ingest(report("db2", 3, down)).unwrap();
+        let pace = topo.probe_pace("main", "db2", started).unwrap();
         assert!(!pace.agent_reads);
         assert!(probe_due(pace, 500));
     }

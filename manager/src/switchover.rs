@@ -22,8 +22,9 @@ use crate::operation::{new_op_id, Context, FailoverReport, Journal, OpStatus, Ou
 use crate::steps::{move_vip, promote, repoint_all, Promotion};
 use crate::store::{Event, OpKind, Phase, Step, StepStatus};
 
-/// Longer than an agent interval plus a report: facts newer than this wait
-/// postdate the request.
+/// Longer than an agent interval plus a report, and than a probe that
+/// starts at once ([`crate::state::Topology::probe_now`]): facts newer
+/// than this wait postdate the request.
 const FRESH_FACTS_WAIT: Duration = Duration::from_millis(800);
 
 /// Transactions open longer than this on the master are listed.
@@ -152,6 +153,10 @@ async fn fresh_plan(run: &Journal<'_>, req: &SwitchoverRequest<'_>) -> Option<Sw
         if plan.problems.is_empty() || attempt > 1 {
             return Some(plan);
         }
+        // The manager's own readings, not only the agents', newer than
+        // the first plan: a quiet cluster's replicas may have been probed
+        // up to two intervals ago.
+        topo.probe_now(&cluster.name);
         tokio::time::sleep(FRESH_FACTS_WAIT).await;
     }
 }
