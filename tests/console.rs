@@ -250,12 +250,14 @@ fn page_master(b: &Browser) -> String {
 /// docs/console.md.
 #[test]
 fn the_console_follows_and_drives_a_switchover_on_the_bed() {
-    let b = browser();
     let mut opts = options();
     opts.vip = true;
     let bed = Bed::start(opts).expect("start bed");
     wait_healthy(&bed, Duration::from_secs(30));
     bed.wait_ready(Duration::from_secs(10)).unwrap();
+    // The browser once the bed is up: a CI rehearsal saw chromium drop its
+    // DevTools connection while it sat idle through the bed's start.
+    let b = browser();
     let base = bed.manager_url();
 
     // (a) With a read-only token.
