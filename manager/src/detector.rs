@@ -113,21 +113,18 @@ pub(crate) async fn run(
         let (next, actions) = next_actions(&state, &snapshot, &view, &config, now);
         state = next;
         pace = Duration::from_millis(next_look_ms(&state, &view, &config, now));
-        if pace != IDLE_TICK || actions.iter().any(|a| a.changes_the_cluster()) {
-            // Not quiet before acting: the probes run at every tick, and
-            // at once.
-            ctx.topology.set_quiet(&cluster.name, false);
+        // An action that changes the cluster (a failover, the VIP, a
+        // rejoin): look again soon. Every look publishes its analysis,
+        // which must not keep a quiet cluster at the fast pace.
+        if actions.iter().any(|a| a.changes_the_cluster()) {
+            pace = FAST_TICK;
         }
+        // Set before acting: a cluster that is not quiet has its probes
+        // run at every tick, and at once.
+        ctx.topology.set_quiet(&cluster.name, pace == IDLE_TICK);
         for action in actions {
-            // An action that changes the cluster (a failover, the VIP, a
-            // rejoin): look again soon. Every look publishes its analysis,
-            // which must not keep a quiet cluster at the fast pace.
-            if action.changes_the_cluster() {
-                pace = FAST_TICK;
-            }
             execute(&ctx, &cluster, &mut state, action).await;
         }
-        ctx.topology.set_quiet(&cluster.name, pace == IDLE_TICK);
     }
 }
 
